@@ -1,0 +1,108 @@
+//! `mcpgate.yaml`: the gateway's configuration, kept in the policy repository.
+//! It names upstream servers and gateway settings; secrets appear only as references
+//! (`${secret:NAME}`, `${env:NAME}`), never as values.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The whole `mcpgate.yaml` file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Upstream MCP servers by name (`[a-z0-9_-]+`); the name is what policies call `server`.
+    #[serde(default)]
+    pub servers: BTreeMap<String, ServerConfig>,
+    /// Client-facing settings of `mcpgate serve`.
+    #[serde(default)]
+    pub gateway: GatewayConfig,
+    /// How callers are identified. Absent: every caller is `anonymous`, and the gateway
+    /// refuses to listen on a non-loopback address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<serde_json::Value>,
+    /// Audit log settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<serde_json::Value>,
+}
+
+/// One upstream: either `url` (Streamable HTTP, or legacy HTTP+SSE with `transport: sse`)
+/// or `command` (a local stdio process).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Endpoint of a Streamable HTTP (or HTTP+SSE) server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Headers sent upstream, e.g. `Authorization: Bearer ${secret:github}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// `streamable-http` (default for `url`) or `sse` (the 2024-11-05 HTTP+SSE transport).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<Transport>,
+    /// Program of a stdio server, spawned once per client session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Working directory of a stdio server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Per-request timeout upstream, in seconds (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+    /// Pinned tool definitions: `off`, `warn` or `enforce` (default `enforce` once a lock exists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<LockMode>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    StreamableHttp,
+    Sse,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LockMode {
+    Off,
+    Warn,
+    Enforce,
+}
+
+/// Client-facing settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Address to listen on when `--listen` is not given.
+    pub listen: String,
+    /// Separator between server and tool names on the aggregated `/mcp` endpoint.
+    pub namespace_separator: String,
+    /// `Origin` values accepted (a request with another `Origin` gets 403). Loopback
+    /// origins are always accepted when listening on loopback.
+    pub allowed_origins: Vec<String>,
+    /// `Host` values accepted (others get 421). Empty: the listen address and `localhost`.
+    pub allowed_hosts: Vec<String>,
+    /// Largest accepted request body, in bytes (larger: 413).
+    pub max_body_bytes: usize,
+    /// Sessions idle longer than this are ended, in seconds.
+    pub session_idle_secs: u64,
+    /// Most stdio server processes running at once, all sessions together.
+    pub max_stdio_processes: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: "127.0.0.1:8080".into(),
+            namespace_separator: "__".into(),
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            max_body_bytes: 4 * 1024 * 1024,
+            session_idle_secs: 1800,
+            max_stdio_processes: 64,
+        }
+    }
+}

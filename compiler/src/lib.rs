@@ -1,0 +1,13 @@
+//! The mcpgate policy compiler: sources (DSL and YAML) to a typed IR, checks with
+//! diagnostics, compilation to decision-tree bytecode, and the VM that evaluates it.
+//!
+//! The VM lives here, not in the gateway, so that `mcpgate check`, `test`, `explain` and
+//! `diff` evaluate exactly what `mcpgate serve` evaluates.
+
+pub mod config;
+pub mod ir;
+pub mod request;
+pub mod vm;
+
+pub use request::{Principal, PrincipalKind, Request, Target, ToolAnnotations, Verdict};
+pub use vm::{Decision, Program, RuleInfo, evaluate, visible};

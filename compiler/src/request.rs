@@ -1,0 +1,143 @@
+//! What a decision is made about: a borrowed view of one MCP request, and the verdict.
+//! The gateway builds a [`Request`] from the JSON-RPC message without copying arguments.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// Who is calling. Owned by the session; requests borrow it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Principal {
+    pub id: String,
+    #[serde(default)]
+    pub kind: PrincipalKind,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub attrs: Map<String, Value>,
+}
+
+impl Principal {
+    /// The principal of a gateway without identity configured.
+    pub fn anonymous() -> Self {
+        Principal { id: "anonymous".into(), kind: PrincipalKind::Anonymous, ..Default::default() }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrincipalKind {
+    Human,
+    Agent,
+    Service,
+    #[default]
+    Anonymous,
+}
+
+impl PrincipalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::Human => "human",
+            PrincipalKind::Agent => "agent",
+            PrincipalKind::Service => "service",
+            PrincipalKind::Anonymous => "anonymous",
+        }
+    }
+}
+
+/// What is being asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Target<'a> {
+    Tool { server: &'a str, tool: &'a str },
+    Prompt { server: &'a str, name: &'a str },
+    Resource { server: &'a str, uri: &'a str },
+}
+
+impl Target<'_> {
+    pub fn server(&self) -> &str {
+        match self {
+            Target::Tool { server, .. }
+            | Target::Prompt { server, .. }
+            | Target::Resource { server, .. } => server,
+        }
+    }
+
+    /// The tool name, prompt name or resource URI.
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Tool { tool, .. } => tool,
+            Target::Prompt { name, .. } => name,
+            Target::Resource { uri, .. } => uri,
+        }
+    }
+}
+
+impl fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Tool { server, tool } => write!(f, "{server}.{tool}"),
+            Target::Prompt { server, name } => write!(f, "prompt:{server}.{name}"),
+            Target::Resource { server, uri } => write!(f, "resource:{server}:{uri}"),
+        }
+    }
+}
+
+/// Pinned tool annotations; `None` = unknown (a condition on it is then a missing path).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ToolAnnotations {
+    pub read_only: Option<bool>,
+    pub destructive: Option<bool>,
+    pub idempotent: Option<bool>,
+    pub open_world: Option<bool>,
+}
+
+/// One request to decide. Everything is borrowed: building one allocates nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    pub principal: &'a Principal,
+    pub agent: Option<&'a str>,
+    pub client_name: Option<&'a str>,
+    pub client_version: Option<&'a str>,
+    pub target: Target<'a>,
+    /// The call's `arguments` (`Value::Null` when absent).
+    pub args: &'a Value,
+    pub annotations: ToolAnnotations,
+}
+
+/// The outcome before quotas: what the policy says about a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Allow,
+    Deny,
+    Hide,
+    Approve,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+            Verdict::Hide => "hide",
+            Verdict::Approve => "approve",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Verdict> {
+        Some(match s {
+            "allow" => Verdict::Allow,
+            "deny" => Verdict::Deny,
+            "hide" => Verdict::Hide,
+            "approve" => Verdict::Approve,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
