@@ -58,9 +58,18 @@ impl fmt::Display for SourceLoc {
 /// What a rule applies to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Target {
-    Tool { server: NamePattern, tool: NamePattern },
-    Prompt { server: NamePattern, name: NamePattern },
-    Resource { server: NamePattern, uri: UriPattern },
+    Tool {
+        server: NamePattern,
+        tool: NamePattern,
+    },
+    Prompt {
+        server: NamePattern,
+        name: NamePattern,
+    },
+    Resource {
+        server: NamePattern,
+        uri: UriPattern,
+    },
 }
 
 /// A server, tool or prompt name pattern. In a glob, `*` matches any run of characters,

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod ir;
 pub mod request;
+pub mod testing;
 pub mod vm;
 
 pub use request::{Principal, PrincipalKind, Request, Target, ToolAnnotations, Verdict};

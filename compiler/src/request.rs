@@ -21,7 +21,11 @@ pub struct Principal {
 impl Principal {
     /// The principal of a gateway without identity configured.
     pub fn anonymous() -> Self {
-        Principal { id: "anonymous".into(), kind: PrincipalKind::Anonymous, ..Default::default() }
+        Principal {
+            id: "anonymous".into(),
+            kind: PrincipalKind::Anonymous,
+            ..Default::default()
+        }
     }
 }
 

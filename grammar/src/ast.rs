@@ -14,12 +14,18 @@ impl Span {
     pub fn new(start: usize, end: usize) -> Self {
         // Sources are capped well below 4 GiB by the loaders; saturate rather than wrap.
         let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
-        Span { start: clamp(start), end: clamp(end) }
+        Span {
+            start: clamp(start),
+            end: clamp(end),
+        }
     }
 
     /// The smallest span covering both.
     pub fn join(self, other: Span) -> Span {
-        Span { start: self.start.min(other.start), end: self.end.max(other.end) }
+        Span {
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
     }
 
     pub fn range(self) -> std::ops::Range<usize> {
@@ -29,7 +35,10 @@ impl Span {
     /// Shifts the span by `offset` bytes: used when an expression embedded in a YAML string
     /// is parsed on its own and must point into the YAML file.
     pub fn offset(self, offset: u32) -> Span {
-        Span { start: self.start.saturating_add(offset), end: self.end.saturating_add(offset) }
+        Span {
+            start: self.start.saturating_add(offset),
+            end: self.end.saturating_add(offset),
+        }
     }
 }
 
@@ -226,11 +235,20 @@ impl Pattern {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Target {
     /// `server.tool`
-    Tool { server: Spanned<Pattern>, tool: Spanned<Pattern> },
+    Tool {
+        server: Spanned<Pattern>,
+        tool: Spanned<Pattern>,
+    },
     /// `prompt server.name`
-    Prompt { server: Spanned<Pattern>, name: Spanned<Pattern> },
+    Prompt {
+        server: Spanned<Pattern>,
+        name: Spanned<Pattern>,
+    },
     /// `resource server "uri-glob"`
-    Resource { server: Spanned<Pattern>, uri: Spanned<Pattern> },
+    Resource {
+        server: Spanned<Pattern>,
+        uri: Spanned<Pattern>,
+    },
 }
 
 /// An expression with its span.

@@ -1,0 +1,3 @@
+//! The mcpgate gateway: MCP transports, sessions, decisions, and the `mcpgate` command line.
+
+pub mod upstream;

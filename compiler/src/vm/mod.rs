@@ -58,7 +58,11 @@ impl Program {
                 source: r.source.clone(),
             })
             .collect();
-        Program { policy: policy.clone(), rules, commit: commit.map(str::to_owned) }
+        Program {
+            policy: policy.clone(),
+            rules,
+            commit: commit.map(str::to_owned),
+        }
     }
 
     pub fn rules(&self) -> &[RuleInfo] {
@@ -91,7 +95,11 @@ impl Program {
 
 /// Decide one request.
 pub fn evaluate(_program: &Program, _request: &Request<'_>) -> Decision {
-    Decision { verdict: Verdict::Deny, rule: RuleIdx::DEFAULT, undecided: false }
+    Decision {
+        verdict: Verdict::Deny,
+        rule: RuleIdx::DEFAULT,
+        undecided: false,
+    }
 }
 
 /// Whether a tool, prompt or resource may appear in a list shown to `principal`.
