@@ -1,3 +1,4 @@
 //! The mcpgate gateway: MCP transports, sessions, decisions, and the `mcpgate` command line.
 
+pub mod cli;
 pub mod upstream;

@@ -1,0 +1,48 @@
+//! Subcommands, one module each. Exit codes follow LANGUAGE.md: 0 clean, 1 policy errors or
+//! failed tests, 2 usage or I/O errors.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+pub mod check;
+pub mod explain;
+pub mod fmt;
+pub mod schema;
+pub mod serve;
+pub mod test;
+
+/// mcpgate: an MCP gateway whose policy lives in git.
+#[derive(Debug, Parser)]
+#[command(name = "mcpgate", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse, check and compile a policy repository, and run its tests.
+    Check(check::Args),
+    /// Lay out `.mcpg` files canonically.
+    Fmt(fmt::Args),
+    /// Run the policy tests (`tests/**/*.yaml`).
+    Test(test::Args),
+    /// Show the decision for one request and the rules considered.
+    Explain(explain::Args),
+    /// Print the JSON Schema of the YAML formats.
+    Schema(schema::Args),
+    /// Run the gateway.
+    Serve(serve::Args),
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Check(a) => check::run(a),
+        Command::Fmt(a) => fmt::run(a),
+        Command::Test(a) => test::run(a),
+        Command::Explain(a) => explain::run(a),
+        Command::Schema(a) => schema::run(a),
+        Command::Serve(a) => serve::run(a),
+    }
+}

@@ -1,0 +1,11 @@
+//! `mcpgate test`.
+
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> ExitCode {
+    eprintln!("error: `mcpgate test` is not available in this build");
+    ExitCode::from(2)
+}
