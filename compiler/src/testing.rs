@@ -72,3 +72,41 @@ pub fn valid_server(s: &str) -> bool {
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
+
+/// The result of one policy test.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TestOutcome {
+    pub name: String,
+    pub passed: bool,
+    pub expected: Verdict,
+    pub actual: Verdict,
+    /// The rule that decided (`default` when none did).
+    pub rule: String,
+    /// The rule the test required, if any.
+    pub expected_rule: Option<String>,
+    pub source: SourceLoc,
+}
+
+/// The result of running a repository's policy tests.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TestReport {
+    pub outcomes: Vec<TestOutcome>,
+    /// Rules that decided no test (limit rules: that no test reached), in rule order.
+    pub uncovered: Vec<(String, SourceLoc)>,
+}
+
+impl TestReport {
+    pub fn passed(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.passed).count()
+    }
+
+    pub fn failed(&self) -> usize {
+        self.outcomes.len() - self.passed()
+    }
+}
+
+/// Runs every test against a compiled program. PLACEHOLDER body: replaced with the VM.
+pub fn run_tests(program: &crate::Program, tests: &[PolicyTest]) -> TestReport {
+    let _ = (program, tests);
+    TestReport::default()
+}
