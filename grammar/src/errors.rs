@@ -27,7 +27,12 @@ pub fn from_parse_error(
             token: (l, tok, r),
             expected,
         } => {
-            let found = tok.describe();
+            let at_end = tokens.last().is_some_and(|(tl, _, _)| *tl == l);
+            let found = if tok == Tok::EndOfRule && at_end {
+                "the end of the file".to_string()
+            } else {
+                tok.describe()
+            };
             // A missing `;` is reported at the end of the rule, not on the next rule's first
             // token.
             let span = if tok == Tok::EndOfRule {
@@ -107,6 +112,16 @@ fn unexpected(
             help: Some(help),
         };
     }
+    if names == ["a string"] && prev == Some(".") {
+        return SyntaxError {
+            message: format!("expected a tool name after `.`, found {found}"),
+            span,
+            help: Some(
+                "write the tool name right after the dot, or quote it: `github.\"odd name\"`"
+                    .into(),
+            ),
+        };
+    }
     let after = match prev {
         Some(p) => format!(" after `{p}`"),
         None => String::new(),
@@ -137,7 +152,8 @@ fn expected_names(expected: &[String]) -> Vec<String> {
             names.push(n.to_string());
         }
     };
-    let expression = has("\"!\"") && has("\"(\"");
+    // Where an operand may start, the parser also lists `(`, `[` and literals.
+    let expression = has("\"(\"") && has("\"[\"") && has("Str");
     let operator = has("\"==\"") && has("\"in\"");
     let rule_start = has("\"@\"") && has("Ident") && !expression;
     let target = has("\"prompt\"") && has("\"resource\"");

@@ -367,10 +367,58 @@ pub fn lex(src: &str, mode: Mode) -> Lexed<'_> {
         fine.push((start, tok, end));
     }
     let glued = glue(src, fine);
-    out.tokens = match mode {
+    let tokens = match mode {
         Mode::File => close_rules(src, glued),
         Mode::Fragment => glued,
     };
+    out.tokens = limit_nesting(tokens, &mut out.errors);
+    out
+}
+
+/// How many operators and brackets one rule may hold. Far above any real policy, it bounds
+/// the depth of the tree so that no later recursive pass (or drop) can exhaust the stack.
+pub const MAX_OPERATORS: usize = 512;
+
+/// Replaces the rest of a rule whose expression exceeds [`MAX_OPERATORS`] with one error token.
+fn limit_nesting<'a>(
+    tokens: Vec<(usize, Tok<'a>, usize)>,
+    errors: &mut Vec<SyntaxError>,
+) -> Vec<(usize, Tok<'a>, usize)> {
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut count = 0usize;
+    let mut skipping = false;
+    for (start, tok, end) in tokens {
+        if matches!(tok, Tok::Semi | Tok::EndOfRule) {
+            count = 0;
+            skipping = false;
+            out.push((start, tok, end));
+            continue;
+        }
+        if skipping {
+            continue;
+        }
+        if matches!(
+            tok,
+            Tok::LParen | Tok::LBracket | Tok::Bang | Tok::Minus | Tok::AndAnd | Tok::OrOr
+        ) {
+            count += 1;
+            if count > MAX_OPERATORS {
+                errors.push(error(
+                    "this rule is too complex",
+                    start,
+                    end,
+                    Some(&format!(
+                        "a rule may hold at most {MAX_OPERATORS} operators and brackets; \
+                         split it into several rules"
+                    )),
+                ));
+                out.push((start, Tok::Error, end));
+                skipping = true;
+                continue;
+            }
+        }
+        out.push((start, tok, end));
+    }
     out
 }
 
