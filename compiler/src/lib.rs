@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod ir;
+pub mod reference;
 pub mod repo;
 pub mod request;
 pub mod testing;

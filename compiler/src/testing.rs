@@ -84,6 +84,11 @@ pub struct TestOutcome {
     pub rule: String,
     /// The rule the test required, if any.
     pub expected_rule: Option<String>,
+    /// Where the deciding rule is written (`None` for the built-in rule).
+    pub rule_source: Option<SourceLoc>,
+    /// The deciding rule's condition could not be decided (it applied by failing closed).
+    pub undecided: bool,
+    /// Where the test is written.
     pub source: SourceLoc,
 }
 
@@ -105,8 +110,62 @@ impl TestReport {
     }
 }
 
-/// Runs every test against a compiled program. PLACEHOLDER body: replaced with the VM.
+/// The request a test makes (tests know no tool annotations: conditions on them see a
+/// missing path).
+pub fn request(test: &PolicyTest) -> crate::Request<'_> {
+    crate::Request {
+        principal: &test.principal,
+        agent: test.agent.as_deref(),
+        client_name: test.client_name.as_deref(),
+        client_version: test.client_version.as_deref(),
+        target: test.call.target(),
+        args: &test.args,
+        annotations: crate::ToolAnnotations::default(),
+    }
+}
+
+/// Runs every test against a compiled program. A test passes when the verdict is the one
+/// expected and, if the test names a rule, that rule decided. A rule is covered when it
+/// decided some test; a `limit` rule when it matched some allowed call.
 pub fn run_tests(program: &crate::Program, tests: &[PolicyTest]) -> TestReport {
-    let _ = (program, tests);
-    TestReport::default()
+    let mut covered = vec![false; program.rules().len()];
+    let mut cover = |idx: crate::vm::RuleIdx| {
+        if let Some(c) = covered.get_mut(idx.0 as usize) {
+            *c = true;
+        }
+    };
+    let mut outcomes = Vec::with_capacity(tests.len());
+    for test in tests {
+        let r = request(test);
+        let d = crate::evaluate(program, &r);
+        cover(d.rule);
+        if d.verdict == Verdict::Allow {
+            program.limits(&d, &r).for_each(&mut cover);
+        }
+        let rule = program.rule_id(d.rule).to_owned();
+        let passed =
+            d.verdict == test.expect && test.rule.as_ref().is_none_or(|want| *want == rule);
+        outcomes.push(TestOutcome {
+            name: test.name.clone(),
+            passed,
+            expected: test.expect,
+            actual: d.verdict,
+            rule,
+            expected_rule: test.rule.clone(),
+            rule_source: program.rule(d.rule).map(|r| r.source.clone()),
+            undecided: d.undecided,
+            source: test.source.clone(),
+        });
+    }
+    let uncovered = program
+        .rules()
+        .iter()
+        .zip(&covered)
+        .filter(|(_, c)| !**c)
+        .map(|(r, _)| (r.id.clone(), r.source.clone()))
+        .collect();
+    TestReport {
+        outcomes,
+        uncovered,
+    }
 }

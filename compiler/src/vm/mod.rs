@@ -1,10 +1,27 @@
 //! Compiled programs and the VM that evaluates them.
 //!
-//! PLACEHOLDER API: the shapes below are the contract the gateway builds against; the
-//! bytecode compiler and VM replace the bodies.
+//! A [`Program`] is an immutable, content-hashed compilation of an [`ir::Policy`]: interned
+//! strings and JSON paths, hash-consed condition nodes, regexes and globs compiled once, and a
+//! dispatch table from a target (server and tool, prompt or resource) to a leaf that lists
+//! the applicable rules by effect in precedence order. [`evaluate`] borrows the program and
+//! the request and allocates nothing; see `docs/bytecode.md` for the layout and encoding.
+
+mod code;
+mod compile;
+mod dispatch;
+mod encode;
+mod eval;
+mod explain;
+mod glob;
+mod value;
 
 use crate::ir::{self, Effect, Limit, SourceLoc};
 use crate::request::{Principal, Request, Target, Verdict};
+use sha2::{Digest, Sha256};
+
+pub use encode::{DecodeError, FORMAT_VERSION};
+pub use eval::LimitMatches;
+pub use explain::{Considered, Explanation, Outcome, explain};
 
 /// Index of a rule in [`Program::rules`]; [`RuleIdx::DEFAULT`] is the built-in `default` rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -23,6 +40,9 @@ pub struct Decision {
     /// The deciding rule's condition could not be decided (a type mismatch in the request):
     /// a restrictive rule applied because it fails closed.
     pub undecided: bool,
+    /// The leaf the request was dispatched to: lets [`Program::limits`] find the `limit`
+    /// rules of the same target without dispatching again.
+    pub leaf: u32,
 }
 
 /// What the rule table keeps of each rule, for messages, audit and explain.
@@ -36,41 +56,57 @@ pub struct RuleInfo {
     pub source: SourceLoc,
 }
 
-/// A compiled policy.
+/// A compiled policy: immutable, shareable across threads, evaluated by [`evaluate`].
 #[derive(Debug)]
 pub struct Program {
-    policy: ir::Policy,
-    rules: Vec<RuleInfo>,
-    commit: Option<String>,
+    code: code::Code,
+    link: code::Linked,
+    hash: [u8; 32],
 }
 
 impl Program {
+    /// Compiles a checked policy. Never fails: a regex that does not compile (the checker
+    /// reports it) becomes a test that cannot be decided, so it fails closed.
     pub fn compile(policy: &ir::Policy, commit: Option<&str>) -> Program {
-        let rules = policy
-            .rules
-            .iter()
-            .map(|r| RuleInfo {
-                id: r.id.clone(),
-                effect: r.effect,
-                reason: r.reason.clone(),
-                approvers: r.approvers.clone(),
-                limit: r.limit,
-                source: r.source.clone(),
-            })
-            .collect();
-        Program {
-            policy: policy.clone(),
-            rules,
-            commit: commit.map(str::to_owned),
-        }
+        Program::from_code(compile::compile(policy, commit))
+    }
+
+    fn from_code(code: code::Code) -> Program {
+        let link = code::Linked::new(&code);
+        let hash = Sha256::digest(encode::encode(&code)).into();
+        Program { code, link, hash }
+    }
+
+    /// The stable binary encoding (magic, format version, then the program).
+    pub fn encode(&self) -> Vec<u8> {
+        encode::encode(&self.code)
+    }
+
+    /// Reads a program written by [`Program::encode`].
+    ///
+    /// # Errors
+    /// When the bytes are not a valid program of this format version. Never panics.
+    pub fn decode(bytes: &[u8]) -> Result<Program, DecodeError> {
+        let code = encode::decode(bytes)?;
+        Ok(Program::from_code(code))
+    }
+
+    /// SHA-256 of the binary encoding.
+    pub fn hash(&self) -> [u8; 32] {
+        self.hash
+    }
+
+    /// SHA-256 of the binary encoding, hex.
+    pub fn hash_hex(&self) -> String {
+        self.hash.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     pub fn rules(&self) -> &[RuleInfo] {
-        &self.rules
+        &self.code.rules
     }
 
     pub fn rule(&self, idx: RuleIdx) -> Option<&RuleInfo> {
-        self.rules.get(idx.0 as usize)
+        self.code.rules.get(idx.0 as usize)
     }
 
     /// The deciding rule's id, `default` for the built-in rule.
@@ -78,31 +114,45 @@ impl Program {
         self.rule(idx).map_or("default", |r| r.id.as_str())
     }
 
+    /// The source commit the program was compiled from, if known.
     pub fn commit(&self) -> Option<&str> {
-        self.commit.as_deref()
+        self.code.commit.as_deref()
     }
 
-    /// SHA-256 of the program's binary encoding, hex.
-    pub fn hash_hex(&self) -> String {
-        String::new()
+    /// The `limit` rules (in rule order) whose targets and conditions match `request`.
+    /// `decision` must come from [`evaluate`] on the same request. A limit whose condition
+    /// cannot be decided matches (it fails closed). Allocates nothing.
+    pub fn limits<'a>(&'a self, decision: &Decision, request: &Request<'a>) -> LimitMatches<'a> {
+        LimitMatches::new(self, decision.leaf, *request)
     }
 
-    #[doc(hidden)]
-    pub fn policy(&self) -> &ir::Policy {
-        &self.policy
-    }
-}
-
-/// Decide one request.
-pub fn evaluate(_program: &Program, _request: &Request<'_>) -> Decision {
-    Decision {
-        verdict: Verdict::Deny,
-        rule: RuleIdx::DEFAULT,
-        undecided: false,
+    /// Number of leaves (distinct dispatch outcomes); for statistics and docs.
+    pub fn leaf_count(&self) -> usize {
+        self.code.leaves.len()
     }
 }
 
-/// Whether a tool, prompt or resource may appear in a list shown to `principal`.
-pub fn visible(_program: &Program, _principal: &Principal, _target: Target<'_>) -> bool {
-    false
+/// Decide one request. Allocates nothing.
+pub fn evaluate(program: &Program, request: &Request<'_>) -> Decision {
+    eval::evaluate(program, request)
+}
+
+/// Whether a tool, prompt or resource may appear in a list shown to `principal`: some
+/// `allow` or `approve` rule could match for this principal, and no `deny` or `hide` rule
+/// surely does. Conditions on principal fields, the server and the name are evaluated; any
+/// other condition counts as "could match". Allocates nothing.
+pub fn visible(program: &Program, principal: &Principal, target: Target<'_>) -> bool {
+    eval::visible(program, principal, target)
+}
+
+impl Decision {
+    /// The decision of the built-in `default` rule.
+    pub const fn default_deny(leaf: u32) -> Decision {
+        Decision {
+            verdict: Verdict::Deny,
+            rule: RuleIdx::DEFAULT,
+            undecided: false,
+            leaf,
+        }
+    }
 }
