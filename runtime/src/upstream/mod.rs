@@ -10,11 +10,34 @@
 //!   client's ids), so they never collide inside one upstream session.
 //! - [`UpstreamSession::notify`] sends a notification, or a response to a server-to-client
 //!   request.
-//! - [`UpstreamSession::listen`] opens the server-initiated stream (HTTP GET; for stdio, every
-//!   message that belongs to no in-flight request).
+//! - [`UpstreamSession::listen`] opens the server-initiated stream (HTTP GET; for stdio and
+//!   the legacy SSE transport, every message that belongs to no in-flight request).
+//!
+//! On the transports that share one channel for everything (stdio, legacy SSE), a message from
+//! the server goes to the request it belongs to: a response by its `id`; a notification with a
+//! `progressToken` to the request whose `params._meta.progressToken` matches; any other
+//! notification or server-to-client request to the only request in flight if there is exactly
+//! one, otherwise to the listen stream (buffered, bounded).
+//!
+//! Call order for the core: [`Upstream::connect`] (sends `initialize`, returns its response),
+//! then `notifications/initialized` through [`UpstreamSession::notify`], then requests.
+
+mod client;
+mod http;
+mod router;
+pub mod secrets;
+pub mod sse;
+mod sse_legacy;
+mod stdio;
+
+pub use secrets::EnvSecrets;
+pub use stdio::StdioProcesses;
 
 use serde_json::Value;
 use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// One JSON-RPC message, parsed.
@@ -58,8 +81,11 @@ impl fmt::Display for UpstreamError {
 
 impl std::error::Error for UpstreamError {}
 
-use mcpgate_compiler::config::{GatewayConfig, ServerConfig};
+use mcpgate_compiler::config::{GatewayConfig, ServerConfig, Transport};
 use serde::{Deserialize, Serialize};
+
+/// Per-request timeout when the config names none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What must survive in the client's sealed session token to reach an upstream session
 /// again, from any replica.
@@ -83,23 +109,111 @@ pub trait SecretResolver: Send + Sync {
 #[derive(Debug)]
 pub struct Upstream {
     name: String,
+    transport: UpstreamTransport,
+}
+
+#[derive(Debug)]
+enum UpstreamTransport {
+    Http(Arc<http::HttpUpstream>),
+    Stdio(stdio::StdioUpstream),
+    Sse(sse_legacy::LegacyUpstream),
 }
 
 impl Upstream {
     /// Builds the upstream from reviewed config. Header values with `${secret:..}`/`${env:..}`
     /// references are resolved here (`secrets`); the error names the missing reference only.
+    /// Stdio processes count against the gateway-wide cap ([`StdioProcesses::global`]).
+    ///
+    /// # Errors
+    /// Config that cannot work: neither or both of `url` and `command`, a bad URL or header,
+    /// an unknown reference.
     pub fn from_config(
         name: &str,
         config: &ServerConfig,
         gateway: &GatewayConfig,
         secrets: &dyn SecretResolver,
     ) -> Result<Upstream, String> {
-        let _ = (config, gateway, secrets);
+        let processes = StdioProcesses::global(gateway.max_stdio_processes);
+        Upstream::from_config_with(name, config, gateway, secrets, &processes)
+    }
+
+    /// Like [`Upstream::from_config`], with stdio processes counted against `processes`.
+    ///
+    /// # Errors
+    /// As [`Upstream::from_config`].
+    pub fn from_config_with(
+        name: &str,
+        config: &ServerConfig,
+        gateway: &GatewayConfig,
+        secrets: &dyn SecretResolver,
+        processes: &StdioProcesses,
+    ) -> Result<Upstream, String> {
+        let timeout = match config.timeout_secs {
+            Some(0) => {
+                return Err(format!(
+                    "server `{name}`: `timeout_secs` must be at least 1"
+                ));
+            }
+            Some(s) => Duration::from_secs(s),
+            None => DEFAULT_TIMEOUT,
+        };
+        let idle = Duration::from_secs(gateway.session_idle_secs.max(1));
+        let transport = match (&config.url, &config.command) {
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "server `{name}` has both `url` and `command`; give one"
+                ));
+            }
+            (None, None) => {
+                return Err(format!("server `{name}` needs a `url` or a `command`"));
+            }
+            (Some(url), None) => {
+                let uri = client::parse_url(url).map_err(|e| format!("server `{name}`: {e}"))?;
+                let headers = resolve_headers(config, secrets)
+                    .map_err(|e| format!("server `{name}`: {e}"))?;
+                match config.transport.unwrap_or(Transport::StreamableHttp) {
+                    Transport::StreamableHttp => UpstreamTransport::Http(Arc::new(
+                        http::HttpUpstream::new(name, uri, headers, timeout)?,
+                    )),
+                    Transport::Sse => UpstreamTransport::Sse(sse_legacy::LegacyUpstream::new(
+                        name, uri, headers, timeout, idle,
+                    )?),
+                }
+            }
+            (None, Some(command)) => {
+                if config.transport.is_some() || !config.headers.is_empty() {
+                    return Err(format!(
+                        "server `{name}`: `transport` and `headers` apply to `url` servers only"
+                    ));
+                }
+                if command.trim().is_empty() {
+                    return Err(format!("server `{name}`: `command` is empty"));
+                }
+                let mut env = Vec::with_capacity(config.env.len());
+                for (key, value) in &config.env {
+                    let v = secrets::resolve_references(value, secrets)
+                        .map_err(|e| format!("server `{name}`: env `{key}`: {e}"))?;
+                    env.push((key.clone(), v.value));
+                }
+                UpstreamTransport::Stdio(stdio::StdioUpstream::new(
+                    name,
+                    command.clone(),
+                    config.args.clone(),
+                    env,
+                    config.cwd.as_ref().map(PathBuf::from),
+                    timeout,
+                    idle,
+                    processes.clone(),
+                ))
+            }
+        };
         Ok(Upstream {
             name: name.to_owned(),
+            transport,
         })
     }
 
+    /// The server's name in config.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -107,55 +221,146 @@ impl Upstream {
     /// Opens a session for the client session `gateway_session`: spawns the process (stdio)
     /// or connects (HTTP), sends `initialize` (the message as the core built it, id included)
     /// and returns the session with the upstream's `initialize` response. The core then sends
-    /// `notifications/initialized` through [`UpstreamSession::notify`].
+    /// `notifications/initialized` through [`UpstreamSession::notify`]. The response may be a
+    /// JSON-RPC error; the core should then [`UpstreamSession::close`] the session. Messages
+    /// the server sends before its response are dropped. For stdio and legacy SSE, a second
+    /// `connect` with the same `gateway_session` replaces the earlier session.
+    ///
+    /// # Errors
+    /// See [`UpstreamError`]; stdio gives [`UpstreamError::Busy`] at the process cap.
     pub async fn connect(
         &self,
         gateway_session: &str,
         initialize: Message,
     ) -> Result<(UpstreamSession, Message), UpstreamError> {
-        let _ = (gateway_session, initialize);
-        Err(UpstreamError::Unavailable(format!(
-            "{}: not built",
-            self.name
-        )))
+        let (kind, response) = match &self.transport {
+            UpstreamTransport::Http(up) => {
+                let (s, r) = up.connect(initialize).await?;
+                (SessionKind::Http(s), r)
+            }
+            UpstreamTransport::Stdio(up) => {
+                let (s, r) = up.connect(gateway_session, initialize).await?;
+                (SessionKind::Stdio(s), r)
+            }
+            UpstreamTransport::Sse(up) => {
+                let (s, r) = up.connect(gateway_session, initialize).await?;
+                (SessionKind::Sse(s), r)
+            }
+        };
+        Ok((UpstreamSession { kind }, response))
     }
 
     /// Re-attaches to a session from its sealed state: always possible for HTTP; for stdio
-    /// only on the replica that runs the process (`None` otherwise: the client re-initializes).
+    /// and legacy SSE only on the replica that runs the process or holds the event stream
+    /// (`None` otherwise: the client re-initializes).
     pub fn resume(&self, gateway_session: &str, state: &SessionState) -> Option<UpstreamSession> {
-        let _ = (gateway_session, state);
-        None
+        let kind = match &self.transport {
+            UpstreamTransport::Http(up) => SessionKind::Http(up.resume(state)),
+            UpstreamTransport::Stdio(up) => SessionKind::Stdio(up.resume(gateway_session)?),
+            UpstreamTransport::Sse(up) => SessionKind::Sse(up.resume(gateway_session)?),
+        };
+        Some(UpstreamSession { kind })
     }
+}
+
+fn resolve_headers(
+    config: &ServerConfig,
+    secrets: &dyn SecretResolver,
+) -> Result<client::ConfiguredHeaders, String> {
+    let mut headers = client::ConfiguredHeaders::default();
+    for (name, value) in &config.headers {
+        let resolved = secrets::resolve_references(value, secrets)
+            .map_err(|e| format!("header `{name}`: {e}"))?;
+        let (n, v) = client::header(name, &resolved.value, resolved.sensitive)?;
+        if resolved.sensitive {
+            headers.secrets.push(resolved.value);
+        }
+        headers.map.append(n, v);
+    }
+    Ok(headers)
+}
+
+/// Reads an exchange to its response, dropping what comes before it.
+async fn final_response(server: &str, exchange: &mut Exchange) -> Result<Message, UpstreamError> {
+    while let Some(item) = exchange.recv().await {
+        let message = item?;
+        if router::is_response(&message) {
+            return Ok(message);
+        }
+        tracing::debug!(target: "upstream", server = %server, "dropping a message sent before the response");
+    }
+    Err(UpstreamError::Protocol("no response to the request".into()))
 }
 
 /// A session with one upstream. Cheap to clone; all clones share the connection.
 #[derive(Clone, Debug)]
 pub struct UpstreamSession {
-    state: SessionState,
+    kind: SessionKind,
+}
+
+#[derive(Clone, Debug)]
+enum SessionKind {
+    Http(http::HttpSession),
+    Stdio(stdio::StdioSession),
+    Sse(sse_legacy::LegacySession),
 }
 
 impl UpstreamSession {
-    /// Sends a request; see the module docs for what the [`Exchange`] yields.
+    /// Sends a request; see the module docs for what the [`Exchange`] yields. The request
+    /// timeout runs from the request, and again from each message that belongs to it, to the
+    /// next one; when it runs out the exchange ends with [`UpstreamError::Timeout`]. Dropping
+    /// the exchange abandons the request (on HTTP the response stream is closed).
+    ///
+    /// # Errors
+    /// The request could not be sent; later failures arrive in the exchange.
     pub async fn request(&self, message: Message) -> Result<Exchange, UpstreamError> {
-        let _ = message;
-        Err(UpstreamError::Unavailable("not built".into()))
+        match &self.kind {
+            SessionKind::Http(s) => s.request(message).await,
+            SessionKind::Stdio(s) => s.request(message).await,
+            SessionKind::Sse(s) => s.request(message).await,
+        }
     }
 
     /// Sends a notification or a response to a server-to-client request.
+    ///
+    /// # Errors
+    /// The message could not be delivered.
     pub async fn notify(&self, message: Message) -> Result<(), UpstreamError> {
-        let _ = message;
-        Err(UpstreamError::Unavailable("not built".into()))
+        match &self.kind {
+            SessionKind::Http(s) => s.notify(message).await,
+            SessionKind::Stdio(s) => s.notify(message).await,
+            SessionKind::Sse(s) => s.notify(message).await,
+        }
     }
 
     /// The server-initiated message stream; `None` when the upstream offers none (HTTP 405).
+    /// On stdio and legacy SSE a second call replaces the earlier stream.
+    ///
+    /// # Errors
+    /// HTTP: the GET failed ([`UpstreamError::SessionExpired`] on 404).
     pub async fn listen(&self) -> Result<Option<mpsc::Receiver<Message>>, UpstreamError> {
-        Ok(None)
+        match &self.kind {
+            SessionKind::Http(s) => s.listen().await,
+            SessionKind::Stdio(s) => Ok(Some(s.listen())),
+            SessionKind::Sse(s) => Ok(Some(s.listen())),
+        }
     }
 
     /// Ends the session (HTTP DELETE; stdio: close stdin, wait, SIGTERM, SIGKILL).
-    pub async fn close(&self) {}
+    pub async fn close(&self) {
+        match &self.kind {
+            SessionKind::Http(s) => s.close().await,
+            SessionKind::Stdio(s) => s.close().await,
+            SessionKind::Sse(s) => s.close().await,
+        }
+    }
 
+    /// What the core seals into the client's session token.
     pub fn state(&self) -> SessionState {
-        self.state.clone()
+        match &self.kind {
+            SessionKind::Http(s) => s.state(),
+            SessionKind::Stdio(s) => s.state(),
+            SessionKind::Sse(s) => s.state(),
+        }
     }
 }

@@ -1,0 +1,180 @@
+//! The pooled HTTP(S) client shared by the Streamable HTTP and legacy SSE transports, and
+//! small helpers for their requests and responses.
+
+use super::UpstreamError;
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::time::Duration;
+
+/// Time allowed to open a TCP (and TLS) connection.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest single message accepted from upstream (a JSON body or one SSE event).
+pub(crate) const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The pooled client type.
+pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Builds a pooled client for http and https (rustls with ring, webpki roots).
+pub(crate) fn build_client() -> Result<HttpClient, String> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    http.set_nodelay(true);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+        .map_err(|e| format!("cannot set up TLS: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(https))
+}
+
+/// Headers configured for an upstream, resolved, with credentials marked sensitive.
+#[derive(Clone, Default)]
+pub(crate) struct ConfiguredHeaders {
+    pub map: HeaderMap,
+    /// Resolved credential values, scrubbed from anything the gateway reports.
+    pub secrets: Vec<String>,
+}
+
+impl ConfiguredHeaders {
+    /// Replaces every credential value in `text` (from an upstream answer) by `***`.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for s in &self.secrets {
+            if s.len() >= 4 {
+                out = out.replace(s.as_str(), "***");
+            }
+        }
+        out
+    }
+}
+
+/// Header names the transport sets itself: configuring them is refused.
+pub(crate) const RESERVED_HEADERS: &[&str] = &[
+    "accept",
+    "content-type",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "last-event-id",
+];
+
+/// Parses a configured header.
+pub(crate) fn header(
+    name: &str,
+    value: &str,
+    sensitive: bool,
+) -> Result<(HeaderName, HeaderValue), String> {
+    let name = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("invalid header name `{name}`"))?;
+    if RESERVED_HEADERS.contains(&name.as_str()) {
+        return Err(format!(
+            "header `{name}` is set by the gateway and cannot be configured"
+        ));
+    }
+    let mut value =
+        HeaderValue::from_str(value).map_err(|_| format!("invalid value for header `{name}`"))?;
+    value.set_sensitive(sensitive);
+    Ok((name, value))
+}
+
+/// Parses an upstream URL: `http` or `https` with a host.
+pub(crate) fn parse_url(url: &str) -> Result<Uri, String> {
+    let uri: Uri = url.parse().map_err(|_| format!("invalid url `{url}`"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err(format!("url `{url}` must start with http:// or https://")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("url `{url}` has no host"));
+    }
+    Ok(uri)
+}
+
+/// Sends `req`, waiting at most `timeout` for the response head.
+pub(crate) async fn send(
+    client: &HttpClient,
+    req: Request<Full<Bytes>>,
+    timeout: Duration,
+) -> Result<Response<Incoming>, UpstreamError> {
+    match tokio::time::timeout(timeout, client.request(req)).await {
+        Err(_) => Err(UpstreamError::Timeout),
+        Ok(Err(e)) => Err(UpstreamError::Unavailable(describe_client_error(&e))),
+        Ok(Ok(resp)) => Ok(resp),
+    }
+}
+
+fn describe_client_error(e: &hyper_util::client::legacy::Error) -> String {
+    // The source chain says what went wrong (refused, DNS, TLS) without any header values.
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    truncate(&msg, 300)
+}
+
+/// Reads a whole body of at most [`MAX_MESSAGE_BYTES`] within `timeout`.
+pub(crate) async fn read_body(body: Incoming, timeout: Duration) -> Result<Bytes, UpstreamError> {
+    match tokio::time::timeout(timeout, Limited::new(body, MAX_MESSAGE_BYTES).collect()).await {
+        Err(_) => Err(UpstreamError::Timeout),
+        Ok(Err(_)) => Err(UpstreamError::Protocol(
+            "response body unreadable or too large".into(),
+        )),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}
+
+/// The media type of a response, lowercased, without parameters.
+pub(crate) fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary.
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", text.get(..end).unwrap_or_default())
+}
+
+/// The error for an unexpected HTTP status: the status, and the JSON-RPC error message of the
+/// body if it has one (scrubbed of credentials, truncated); never the raw body.
+pub(crate) fn status_error(
+    status: http::StatusCode,
+    body: &[u8],
+    headers: &ConfiguredHeaders,
+) -> UpstreamError {
+    let detail = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error")?.get("message")?.as_str().map(str::to_owned))
+        .map(|m| format!(": {}", truncate(&headers.scrub(&m), 200)))
+        .unwrap_or_default();
+    UpstreamError::Protocol(format!(
+        "unexpected HTTP status {}{detail}",
+        status.as_u16()
+    ))
+}

@@ -1,0 +1,132 @@
+//! `${secret:NAME}` and `${env:NAME}` references in upstream config, and [`EnvSecrets`], the
+//! resolver that reads secrets from the gateway's environment.
+
+use super::SecretResolver;
+
+/// Prefix of the environment variables [`EnvSecrets`] reads secrets from.
+pub const SECRET_ENV_PREFIX: &str = "MCPGATE_SECRET_";
+
+/// Resolves `${secret:NAME}` from the environment variable `MCPGATE_SECRET_NAME` (the name
+/// uppercased, `-` replaced by `_`) and `${env:NAME}` from the variable `NAME`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EnvSecrets;
+
+impl EnvSecrets {
+    /// The environment variable that holds `${secret:name}`.
+    pub fn variable_for(name: &str) -> String {
+        format!(
+            "{SECRET_ENV_PREFIX}{}",
+            name.to_ascii_uppercase().replace('-', "_")
+        )
+    }
+}
+
+impl SecretResolver for EnvSecrets {
+    fn resolve(&self, kind: &str, name: &str) -> Option<String> {
+        match kind {
+            "secret" => std::env::var(EnvSecrets::variable_for(name)).ok(),
+            "env" => std::env::var(name).ok(),
+            _ => None,
+        }
+    }
+}
+
+/// A config value with its references replaced.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Resolved {
+    pub value: String,
+    /// The value came (in part) from a reference: treat it as a credential.
+    pub sensitive: bool,
+}
+
+impl std::fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The value may be a credential.
+        f.debug_struct("Resolved")
+            .field("sensitive", &self.sensitive)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Replaces every `${secret:NAME}` and `${env:NAME}` in `value`. A `$` not followed by `{`
+/// is kept as is.
+///
+/// # Errors
+/// A malformed or unknown reference; the message names the reference, never a value.
+pub(crate) fn resolve_references(
+    value: &str,
+    secrets: &dyn SecretResolver,
+) -> Result<Resolved, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut sensitive = false;
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(rest.get(..start).unwrap_or_default());
+        let after = rest.get(start + 2..).unwrap_or_default();
+        let Some(end) = after.find('}') else {
+            return Err("unterminated reference `${`".to_owned());
+        };
+        let reference = after.get(..end).unwrap_or_default();
+        let Some((kind, name)) = reference.split_once(':') else {
+            return Err(format!("malformed reference `${{{reference}}}`"));
+        };
+        if !matches!(kind, "secret" | "env")
+            || name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return Err(format!("malformed reference `${{{reference}}}`"));
+        }
+        let Some(resolved) = secrets.resolve(kind, name) else {
+            return Err(format!("unknown {kind} `{name}`"));
+        };
+        out.push_str(&resolved);
+        sensitive = true;
+        rest = after.get(end + 1..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    Ok(Resolved {
+        value: out,
+        sensitive,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed;
+    impl SecretResolver for Fixed {
+        fn resolve(&self, kind: &str, name: &str) -> Option<String> {
+            (name == "gh").then(|| format!("{kind}-value"))
+        }
+    }
+
+    #[test]
+    fn replaces_references_and_marks_them_sensitive() {
+        let r = resolve_references("Bearer ${secret:gh} $x ${env:gh}", &Fixed).unwrap();
+        assert_eq!(r.value, "Bearer secret-value $x env-value");
+        assert!(r.sensitive);
+        let plain = resolve_references("plain", &Fixed).unwrap();
+        assert!(!plain.sensitive);
+    }
+
+    #[test]
+    fn errors_name_the_reference_only() {
+        assert_eq!(
+            resolve_references("${secret:nope}", &Fixed).unwrap_err(),
+            "unknown secret `nope`"
+        );
+        assert!(resolve_references("${vault:gh}", &Fixed).is_err());
+        assert!(resolve_references("${secret:gh", &Fixed).is_err());
+    }
+
+    #[test]
+    fn env_secret_variable_names() {
+        assert_eq!(
+            EnvSecrets::variable_for("git-hub"),
+            "MCPGATE_SECRET_GIT_HUB"
+        );
+    }
+}

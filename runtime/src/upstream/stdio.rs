@@ -1,0 +1,728 @@
+//! The stdio transport: one local process per client session, speaking newline-delimited
+//! JSON-RPC on stdin and stdout. Processes are capped across the whole gateway, stopped when
+//! idle, and shut down gently (close stdin, SIGTERM, SIGKILL).
+
+use super::router::Router;
+use super::secrets::SECRET_ENV_PREFIX;
+use super::{Message, SessionState, UpstreamError};
+use rustix::process::{Pid, Signal, kill_process_group};
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::{mpsc, watch};
+
+/// Time a process gets after stdin closes, and again after SIGTERM.
+const GRACE: Duration = Duration::from_secs(2);
+/// Longest line read from a process's stdout (one message).
+const MAX_LINE_BYTES: usize = super::client::MAX_MESSAGE_BYTES;
+/// Longest stderr line logged whole.
+const MAX_STDERR_LINE: usize = 8 * 1024;
+/// Crash backoff: first delay and ceiling.
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A process that ran this long before crashing starts a new streak.
+const STABLE_RUN: Duration = Duration::from_secs(30);
+/// The command that names the gateway's own executable.
+const SELF_COMMAND: &str = "mcpgate";
+
+/// The cap on stdio processes running at once, shared by every upstream that holds a clone.
+#[derive(Clone, Debug)]
+pub struct StdioProcesses {
+    counter: Arc<Counter>,
+}
+
+#[derive(Debug)]
+struct Counter {
+    running: AtomicUsize,
+    max: AtomicUsize,
+}
+
+/// One slot of the cap, released when the process has exited.
+struct Permit(Arc<Counter>);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl StdioProcesses {
+    /// A cap of `max` processes.
+    pub fn new(max: usize) -> StdioProcesses {
+        StdioProcesses {
+            counter: Arc::new(Counter {
+                running: AtomicUsize::new(0),
+                max: AtomicUsize::new(max),
+            }),
+        }
+    }
+
+    /// The gateway-wide cap used by [`super::Upstream::from_config`], set to `max`.
+    pub fn global(max: usize) -> StdioProcesses {
+        static GLOBAL: OnceLock<StdioProcesses> = OnceLock::new();
+        let global = GLOBAL.get_or_init(|| StdioProcesses::new(max));
+        global.set_max(max);
+        global.clone()
+    }
+
+    /// Changes the cap; running processes above a lowered cap keep running.
+    pub fn set_max(&self, max: usize) {
+        self.counter.max.store(max, Ordering::Release);
+    }
+
+    /// Processes running now (including those shutting down).
+    pub fn running(&self) -> usize {
+        self.counter.running.load(Ordering::Acquire)
+    }
+
+    fn try_acquire(&self) -> Option<Permit> {
+        let max = self.counter.max.load(Ordering::Acquire);
+        self.counter
+            .running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Permit(Arc::clone(&self.counter)))
+    }
+}
+
+/// A configured stdio server.
+pub(crate) struct StdioUpstream {
+    name: String,
+    program: String,
+    args: Vec<String>,
+    /// Resolved values may be credentials: never printed.
+    env: Vec<(String, String)>,
+    cwd: Option<PathBuf>,
+    timeout: Duration,
+    idle: Duration,
+    processes: StdioProcesses,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for StdioUpstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdioUpstream")
+            .field("name", &self.name)
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("cwd", &self.cwd)
+            .finish_non_exhaustive()
+    }
+}
+
+/// State shared by an upstream, its sessions and its reaper.
+struct Shared {
+    sessions: Mutex<HashMap<String, Arc<Process>>>,
+    crash_streak: Mutex<u32>,
+    reaper_started: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Poisoning only means a panic elsewhere mid-update of a plain map or counter.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Shared {
+    fn record_exit(&self, crashed: bool, lived: Duration) {
+        let mut streak = lock(&self.crash_streak);
+        *streak = match (crashed, lived >= STABLE_RUN) {
+            (false, _) => 0,
+            (true, true) => 1,
+            (true, false) => streak.saturating_add(1),
+        };
+    }
+
+    fn backoff(&self) -> Duration {
+        match *lock(&self.crash_streak) {
+            0 => Duration::ZERO,
+            n => BACKOFF_START
+                .saturating_mul(
+                    1u32.checked_shl(n.saturating_sub(1).min(16))
+                        .unwrap_or(u32::MAX),
+                )
+                .min(BACKOFF_MAX),
+        }
+    }
+}
+
+/// One running server process.
+struct Process {
+    key: String,
+    router: Arc<Router>,
+    stdin: Arc<tokio::sync::Mutex<Option<ChildStdin>>>,
+    stop: watch::Sender<bool>,
+    exited: watch::Receiver<Option<String>>,
+    protocol_version: Mutex<String>,
+    timeout: Duration,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // The supervisor task owns the child and runs the shutdown sequence.
+        self.stop.send_replace(true);
+    }
+}
+
+impl Process {
+    fn alive(&self) -> bool {
+        self.exited.borrow().is_none()
+    }
+
+    async fn stop(&self) {
+        self.stop.send_replace(true);
+        let mut exited = self.exited.clone();
+        let _ = exited.wait_for(Option::is_some).await;
+    }
+
+    async fn write(&self, message: &Message) -> Result<(), UpstreamError> {
+        let mut line = serde_json::to_vec(message)
+            .map_err(|e| UpstreamError::Protocol(format!("cannot encode message: {e}")))?;
+        line.push(b'\n');
+        let mut stdin = tokio::time::timeout(self.timeout, self.stdin.lock())
+            .await
+            .map_err(|_| UpstreamError::Timeout)?;
+        let gone = || {
+            self.router
+                .ended()
+                .unwrap_or_else(|| UpstreamError::Exited("the process closed its input".into()))
+        };
+        let Some(pipe) = stdin.as_mut() else {
+            return Err(gone());
+        };
+        let written = tokio::time::timeout(self.timeout, async {
+            pipe.write_all(&line).await?;
+            pipe.flush().await
+        })
+        .await;
+        match written {
+            Err(_) => Err(UpstreamError::Timeout),
+            Ok(Err(_)) => Err(gone()),
+            Ok(Ok(())) => {
+                self.router.touch();
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A session with a stdio server: its process. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct StdioSession {
+    shared: Arc<Shared>,
+    process: Arc<Process>,
+}
+
+impl std::fmt::Debug for StdioSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdioSession")
+            .field("gateway_session", &self.process.key)
+            .field("alive", &self.process.alive())
+            .finish()
+    }
+}
+
+impl StdioUpstream {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        name: &str,
+        program: String,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        cwd: Option<PathBuf>,
+        timeout: Duration,
+        idle: Duration,
+        processes: StdioProcesses,
+    ) -> StdioUpstream {
+        StdioUpstream {
+            name: name.to_owned(),
+            program,
+            args,
+            env,
+            cwd,
+            timeout,
+            idle,
+            processes,
+            shared: Arc::new(Shared {
+                sessions: Mutex::new(HashMap::new()),
+                crash_streak: Mutex::new(0),
+                reaper_started: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Starts a process for `gateway_session` (replacing any it had) and initializes it.
+    pub(crate) async fn connect(
+        &self,
+        gateway_session: &str,
+        initialize: Message,
+    ) -> Result<(StdioSession, Message), UpstreamError> {
+        let old = lock(&self.shared.sessions).remove(gateway_session);
+        if let Some(old) = old {
+            old.stop().await;
+        }
+        let delay = self.shared.backoff();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let process = self.spawn(gateway_session)?;
+        self.start_reaper();
+        let session = StdioSession {
+            shared: Arc::clone(&self.shared),
+            process: Arc::clone(&process),
+        };
+        let answer = async {
+            let mut exchange = session.request(initialize).await?;
+            super::final_response(&self.name, &mut exchange).await
+        }
+        .await;
+        match answer {
+            Ok(response) => {
+                if let Some(v) = response
+                    .pointer("/result/protocolVersion")
+                    .and_then(|v| v.as_str())
+                {
+                    *lock(&process.protocol_version) = v.to_owned();
+                }
+                let replaced = lock(&self.shared.sessions)
+                    .insert(gateway_session.to_owned(), Arc::clone(&process));
+                if let Some(replaced) = replaced {
+                    tokio::spawn(async move { replaced.stop().await });
+                }
+                Ok((session, response))
+            }
+            Err(e) => {
+                process.stop().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The live session of `gateway_session`, if this gateway runs its process.
+    pub(crate) fn resume(&self, gateway_session: &str) -> Option<StdioSession> {
+        let process = lock(&self.shared.sessions)
+            .get(gateway_session)
+            .filter(|p| p.alive())
+            .cloned()?;
+        Some(StdioSession {
+            shared: Arc::clone(&self.shared),
+            process,
+        })
+    }
+
+    fn program(&self) -> Result<PathBuf, UpstreamError> {
+        if self.program == SELF_COMMAND {
+            return std::env::current_exe().map_err(|e| {
+                UpstreamError::Unavailable(format!("cannot find the gateway's executable: {e}"))
+            });
+        }
+        Ok(PathBuf::from(&self.program))
+    }
+
+    fn spawn(&self, key: &str) -> Result<Arc<Process>, UpstreamError> {
+        let permit = self.processes.try_acquire().ok_or(UpstreamError::Busy)?;
+        let program = self.program()?;
+        let mut cmd = Command::new(&program);
+        cmd.args(&self.args);
+        // The gateway's own secrets stay in the gateway.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with(SECRET_ENV_PREFIX) {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        if let Some(cwd) = &self.cwd {
+            cmd.current_dir(cwd);
+        }
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
+        let mut child = cmd.spawn().map_err(|e| {
+            UpstreamError::Unavailable(format!("cannot start `{}`: {e}", self.program))
+        })?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            let _ = child.start_kill();
+            return Err(UpstreamError::Unavailable(
+                "the process has no stdio pipes".into(),
+            ));
+        };
+        tracing::debug!(target: "upstream", server = %self.name, pid = child.id(), "started process");
+        let router = Arc::new(Router::new(&self.name, self.timeout));
+        let stdin = Arc::new(tokio::sync::Mutex::new(Some(stdin)));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (exit_tx, exit_rx) = watch::channel(None);
+        tokio::spawn(supervise(
+            child,
+            permit,
+            stop_rx.clone(),
+            exit_tx,
+            Arc::clone(&stdin),
+            Arc::downgrade(&self.shared),
+            self.name.clone(),
+        ));
+        tokio::spawn(read_stdout(
+            stdout,
+            Arc::clone(&router),
+            exit_rx.clone(),
+            stop_rx,
+            self.name.clone(),
+        ));
+        tokio::spawn(log_stderr(stderr, self.name.clone()));
+        Ok(Arc::new(Process {
+            key: key.to_owned(),
+            router,
+            stdin,
+            stop: stop_tx,
+            exited: exit_rx,
+            protocol_version: Mutex::new(String::new()),
+            timeout: self.timeout,
+        }))
+    }
+
+    fn start_reaper(&self) {
+        if self.shared.reaper_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(&self.shared);
+        let idle = self.idle;
+        let tick = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
+        let name = self.name.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(tick).await;
+                let Some(shared) = weak.upgrade() else {
+                    return;
+                };
+                let stale: Vec<Arc<Process>> = {
+                    let mut sessions = lock(&shared.sessions);
+                    let keys: Vec<String> = sessions
+                        .iter()
+                        .filter(|(_, p)| {
+                            !p.alive() || (p.router.in_flight() == 0 && p.router.idle_for() >= idle)
+                        })
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    keys.iter().filter_map(|k| sessions.remove(k)).collect()
+                };
+                drop(shared);
+                for process in stale {
+                    if process.alive() {
+                        tracing::info!(target: "upstream", server = %name, "stopping an idle process");
+                        tokio::spawn(async move { process.stop().await });
+                    }
+                }
+            }
+        });
+    }
+}
+
+impl StdioSession {
+    /// What the core seals into the client's session token (no session id for stdio).
+    pub(crate) fn state(&self) -> SessionState {
+        SessionState {
+            session_id: None,
+            protocol_version: lock(&self.process.protocol_version).clone(),
+        }
+    }
+
+    pub(crate) async fn request(&self, message: Message) -> Result<super::Exchange, UpstreamError> {
+        let router = &self.process.router;
+        let (key, feed) = router.register(&message)?;
+        if let Err(e) = self.process.write(&message).await {
+            router.forget(&key);
+            return Err(e);
+        }
+        Ok(router.exchange(key, feed))
+    }
+
+    pub(crate) async fn notify(&self, message: Message) -> Result<(), UpstreamError> {
+        if let Some(e) = self.process.router.ended() {
+            return Err(e);
+        }
+        self.process.write(&message).await
+    }
+
+    pub(crate) fn listen(&self) -> mpsc::Receiver<Message> {
+        self.process.router.listener()
+    }
+
+    pub(crate) async fn close(&self) {
+        {
+            let mut sessions = lock(&self.shared.sessions);
+            if sessions
+                .get(&self.process.key)
+                .is_some_and(|p| Arc::ptr_eq(p, &self.process))
+            {
+                sessions.remove(&self.process.key);
+            }
+        }
+        self.process.stop().await;
+    }
+}
+
+/// Owns the child: waits for it to exit, or stops it when asked; then frees its slot.
+async fn supervise(
+    mut child: Child,
+    permit: Permit,
+    mut stop: watch::Receiver<bool>,
+    exited: watch::Sender<Option<String>>,
+    stdin: Arc<tokio::sync::Mutex<Option<ChildStdin>>>,
+    shared: Weak<Shared>,
+    server: String,
+) {
+    let started = Instant::now();
+    let pid = child
+        .id()
+        .and_then(|p| i32::try_from(p).ok())
+        .and_then(Pid::from_raw);
+    let description = tokio::select! {
+        status = child.wait() => {
+            let description = describe(status);
+            tracing::warn!(target: "upstream", server = %server, "process exited: {description}");
+            if let Some(shared) = shared.upgrade() {
+                shared.record_exit(true, started.elapsed());
+            }
+            // Children it left behind in its process group go with it.
+            if let Some(pid) = pid {
+                let _ = kill_process_group(pid, Signal::TERM);
+            }
+            description
+        }
+        () = async { let _ = stop.wait_for(|s| *s).await; } => {
+            shut_down(&mut child, pid, &stdin).await;
+            if let Some(shared) = shared.upgrade() {
+                shared.record_exit(false, started.elapsed());
+            }
+            "stopped by the gateway".to_owned()
+        }
+    };
+    exited.send_replace(Some(description));
+    drop(permit);
+}
+
+/// Close stdin, wait; SIGTERM the process group, wait; SIGKILL.
+async fn shut_down(
+    child: &mut Child,
+    pid: Option<Pid>,
+    stdin: &tokio::sync::Mutex<Option<ChildStdin>>,
+) {
+    if let Ok(mut pipe) = tokio::time::timeout(GRACE, stdin.lock()).await {
+        pipe.take();
+    }
+    if tokio::time::timeout(GRACE, child.wait()).await.is_ok() {
+        return;
+    }
+    if let Some(pid) = pid {
+        let _ = kill_process_group(pid, Signal::TERM);
+    }
+    if tokio::time::timeout(GRACE, child.wait()).await.is_ok() {
+        return;
+    }
+    if let Some(pid) = pid {
+        let _ = kill_process_group(pid, Signal::KILL);
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+}
+
+fn describe(status: io::Result<std::process::ExitStatus>) -> String {
+    match status {
+        Ok(s) => s.to_string(),
+        Err(e) => format!("cannot wait for the process: {e}"),
+    }
+}
+
+/// How reading one line ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// A line is in the buffer (without its newline).
+    Read,
+    /// The line was longer than the limit and was skipped.
+    TooLong,
+    Eof,
+}
+
+/// Reads one `\n`-terminated line of at most `limit` bytes into `buf`.
+async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> io::Result<Line> {
+    buf.clear();
+    let mut too_long = false;
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(match (too_long, buf.is_empty()) {
+                (true, _) => Line::TooLong,
+                (false, true) => Line::Eof,
+                (false, false) => Line::Read,
+            });
+        }
+        let (take, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (i, true),
+            None => (available.len(), false),
+        };
+        if !too_long {
+            if buf.len().saturating_add(take) > limit {
+                too_long = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(available.get(..take).unwrap_or_default());
+            }
+        }
+        reader.consume(if done { take + 1 } else { take });
+        if done {
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+            return Ok(if too_long { Line::TooLong } else { Line::Read });
+        }
+    }
+}
+
+/// Routes every message the process prints; ends the router when stdout closes.
+async fn read_stdout(
+    stdout: tokio::process::ChildStdout,
+    router: Arc<Router>,
+    mut exited: watch::Receiver<Option<String>>,
+    stop: watch::Receiver<bool>,
+    server: String,
+) {
+    let mut reader = BufReader::new(stdout);
+    let mut buf = Vec::new();
+    loop {
+        match read_line(&mut reader, &mut buf, MAX_LINE_BYTES).await {
+            Ok(Line::Read) => {
+                if buf.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                match serde_json::from_slice::<Message>(&buf) {
+                    Ok(message @ Message::Object(_)) => router.route(message),
+                    _ => tracing::warn!(
+                        target: "upstream",
+                        server = %server,
+                        "skipping a line that is not a JSON-RPC message ({} bytes)",
+                        buf.len()
+                    ),
+                }
+            }
+            Ok(Line::TooLong) => tracing::warn!(
+                target: "upstream",
+                server = %server,
+                "skipping a message larger than {MAX_LINE_BYTES} bytes"
+            ),
+            Ok(Line::Eof) | Err(_) => break,
+        }
+    }
+    if *stop.borrow() {
+        router.end(
+            UpstreamError::Exited("stopped by the gateway".into()),
+            UpstreamError::SessionExpired,
+        );
+        return;
+    }
+    // Wait (bounded) for the exit status so the error says how the process ended.
+    let waited = tokio::time::timeout(GRACE, exited.wait_for(Option::is_some)).await;
+    let description = match waited {
+        Ok(Ok(d)) => d.clone().unwrap_or_default(),
+        _ => "closed its output".to_owned(),
+    };
+    if description == "stopped by the gateway" {
+        router.end(
+            UpstreamError::Exited(description),
+            UpstreamError::SessionExpired,
+        );
+    } else {
+        router.end(
+            UpstreamError::Exited(description.clone()),
+            UpstreamError::Exited(description),
+        );
+    }
+}
+
+/// Forwards the process's stderr lines to the log.
+async fn log_stderr(stderr: tokio::process::ChildStderr, server: String) {
+    let mut reader = BufReader::new(stderr);
+    let mut buf = Vec::new();
+    loop {
+        match read_line(&mut reader, &mut buf, MAX_STDERR_LINE).await {
+            Ok(Line::Read) => tracing::info!(
+                target: "upstream",
+                server = %server,
+                "stderr: {}",
+                String::from_utf8_lossy(&buf)
+            ),
+            Ok(Line::TooLong) => tracing::info!(
+                target: "upstream",
+                server = %server,
+                "stderr: a line longer than {MAX_STDERR_LINE} bytes was skipped"
+            ),
+            Ok(Line::Eof) | Err(_) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn read_line_limits_and_trims() {
+        let input: &[u8] = b"{\"a\":1}\r\n0123456789abcdef\nlast";
+        let mut r = BufReader::with_capacity(4, input);
+        let mut buf = Vec::new();
+        assert_eq!(read_line(&mut r, &mut buf, 10).await.unwrap(), Line::Read);
+        assert_eq!(buf, b"{\"a\":1}");
+        assert_eq!(
+            read_line(&mut r, &mut buf, 10).await.unwrap(),
+            Line::TooLong
+        );
+        assert_eq!(read_line(&mut r, &mut buf, 10).await.unwrap(), Line::Read);
+        assert_eq!(buf, b"last");
+        assert_eq!(read_line(&mut r, &mut buf, 10).await.unwrap(), Line::Eof);
+    }
+
+    #[test]
+    fn cap_counts_permits() {
+        let cap = StdioProcesses::new(1);
+        let first = cap.try_acquire();
+        assert!(first.is_some());
+        assert!(cap.try_acquire().is_none());
+        drop(first);
+        assert_eq!(cap.running(), 0);
+        assert!(cap.try_acquire().is_some());
+    }
+
+    #[test]
+    fn backoff_doubles_to_a_ceiling() {
+        let shared = Shared {
+            sessions: Mutex::new(HashMap::new()),
+            crash_streak: Mutex::new(0),
+            reaper_started: AtomicBool::new(false),
+        };
+        assert_eq!(shared.backoff(), Duration::ZERO);
+        shared.record_exit(true, Duration::ZERO);
+        assert_eq!(shared.backoff(), Duration::from_millis(100));
+        shared.record_exit(true, Duration::ZERO);
+        assert_eq!(shared.backoff(), Duration::from_millis(200));
+        for _ in 0..20 {
+            shared.record_exit(true, Duration::ZERO);
+        }
+        assert_eq!(shared.backoff(), BACKOFF_MAX);
+        shared.record_exit(false, Duration::ZERO);
+        assert_eq!(shared.backoff(), Duration::ZERO);
+    }
+}
