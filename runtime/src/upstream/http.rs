@@ -254,7 +254,11 @@ impl HttpSession {
             .await
             .unwrap_or_default();
         // A JSON-RPC error for this request (e.g. an unknown method) is an answer to relay.
-        if let Some(message) = parse_response(&bytes, &key).filter(|m| m.get("error").is_some()) {
+        // Error bodies may echo what the request carried: credentials are scrubbed from it.
+        if let Some(message) = parse_response(&bytes, &key)
+            .filter(|m| m.get("error").is_some())
+            .and_then(|m| serde_json::from_str(&self.up.headers.scrub(&m.to_string())).ok())
+        {
             let (tx, rx) = mpsc::channel(1);
             let _ = tx.try_send(Ok(message));
             return Ok(rx);

@@ -272,9 +272,7 @@ fn resolve_headers(
         let resolved = secrets::resolve_references(value, secrets)
             .map_err(|e| format!("header `{name}`: {e}"))?;
         let (n, v) = client::header(name, &resolved.value, resolved.sensitive)?;
-        if resolved.sensitive {
-            headers.secrets.push(resolved.value);
-        }
+        headers.secrets.extend(resolved.substituted);
         headers.map.append(n, v);
     }
     Ok(headers)

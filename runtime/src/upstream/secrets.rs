@@ -37,6 +37,8 @@ pub(crate) struct Resolved {
     pub value: String,
     /// The value came (in part) from a reference: treat it as a credential.
     pub sensitive: bool,
+    /// The values the references stood for, to scrub from anything reported.
+    pub substituted: Vec<String>,
 }
 
 impl std::fmt::Debug for Resolved {
@@ -58,7 +60,7 @@ pub(crate) fn resolve_references(
     secrets: &dyn SecretResolver,
 ) -> Result<Resolved, String> {
     let mut out = String::with_capacity(value.len());
-    let mut sensitive = false;
+    let mut substituted = Vec::new();
     let mut rest = value;
     while let Some(start) = rest.find("${") {
         out.push_str(rest.get(..start).unwrap_or_default());
@@ -82,13 +84,14 @@ pub(crate) fn resolve_references(
             return Err(format!("unknown {kind} `{name}`"));
         };
         out.push_str(&resolved);
-        sensitive = true;
+        substituted.push(resolved);
         rest = after.get(end + 1..).unwrap_or_default();
     }
     out.push_str(rest);
     Ok(Resolved {
         value: out,
-        sensitive,
+        sensitive: !substituted.is_empty(),
+        substituted,
     })
 }
 
