@@ -4,13 +4,19 @@
 //! The VM lives here, not in the gateway, so that `mcpgate check`, `test`, `explain` and
 //! `diff` evaluate exactly what `mcpgate serve` evaluates.
 
+pub mod check;
 pub mod config;
+pub mod diag;
 pub mod ir;
+pub mod lower;
 pub mod reference;
 pub mod repo;
 pub mod request;
+pub mod schema;
+pub mod source;
 pub mod testing;
 pub mod vm;
+pub mod yaml;
 
 pub use request::{Principal, PrincipalKind, Request, Target, ToolAnnotations, Verdict};
 pub use vm::{Decision, Program, RuleInfo, evaluate, visible};

@@ -1,12 +1,18 @@
 //! A policy repository as a set of files: read from a folder (or, later, a git tree),
 //! then parsed, lowered and checked in one pass.
-//!
-//! PLACEHOLDER bodies: the front end replaces them; the signatures are the contract.
 
+use crate::check::{self, policy_tests, rules, shadow};
 use crate::config::Config;
+use crate::diag::{self, Diagnostic, Format, Severity};
 use crate::ir;
-use crate::testing::PolicyTest;
+use crate::lower::{self, SourceRule};
+use crate::source::{FileId, SourceMap};
+use crate::testing::{PolicyTest, TestReport};
+use crate::yaml;
 use std::path::Path;
+
+/// Largest file read, in bytes: spans are 32-bit, and no policy file comes near this.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// One file of the repository. `path` is repo-relative with `/` separators.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,14 +21,98 @@ pub struct SourceFile {
     pub text: String,
 }
 
+/// What a repository file is, by its path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Config,
+    Lock,
+    DslPolicy,
+    YamlPolicy,
+    Tests,
+    Other,
+}
+
+impl FileKind {
+    /// Classifies a repo-relative path.
+    pub fn of(path: &str) -> FileKind {
+        let yaml = path.ends_with(".yaml") || path.ends_with(".yml");
+        match path {
+            "mcpgate.yaml" | "mcpgate.yml" => FileKind::Config,
+            "mcpgate.lock" => FileKind::Lock,
+            p if p.starts_with("policies/") && p.ends_with(".mcpg") => FileKind::DslPolicy,
+            p if p.starts_with("policies/") && yaml => FileKind::YamlPolicy,
+            p if p.starts_with("tests/") && yaml => FileKind::Tests,
+            _ => FileKind::Other,
+        }
+    }
+}
+
 /// Reads `mcpgate.yaml`, `mcpgate.lock`, `policies/**/*.{mcpg,yaml,yml}` and
 /// `tests/**/*.{yaml,yml}` below `dir`, sorted by path.
 ///
 /// # Errors
-/// When `dir` or a file in it cannot be read.
+/// When `dir` or a file in it cannot be read, or a file is not UTF-8 or too large.
 pub fn read_dir(dir: &Path) -> std::io::Result<Vec<SourceFile>> {
-    let _ = dir;
-    Ok(Vec::new())
+    let meta = std::fs::metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotADirectory,
+            format!("`{}` is not a directory", dir.display()),
+        ));
+    }
+    let mut files = Vec::new();
+    for name in ["mcpgate.yaml", "mcpgate.yml", "mcpgate.lock"] {
+        let p = dir.join(name);
+        if p.is_file() {
+            files.push(read_one(&p, name.to_owned())?);
+        }
+    }
+    for sub in ["policies", "tests"] {
+        let root = dir.join(sub);
+        if root.is_dir() {
+            walk(&root, sub, &mut files)?;
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+fn walk(dir: &Path, rel: &str, out: &mut Vec<SourceFile>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with('.') {
+            continue;
+        }
+        let rel_path = format!("{rel}/{name}");
+        let ty = entry.file_type()?;
+        if ty.is_dir() {
+            walk(&entry.path(), &rel_path, out)?;
+        } else if FileKind::of(&rel_path) != FileKind::Other {
+            out.push(read_one(&entry.path(), rel_path)?);
+        }
+    }
+    Ok(())
+}
+
+fn read_one(path: &Path, rel: String) -> std::io::Result<SourceFile> {
+    let len = std::fs::metadata(path)?.len();
+    if len > MAX_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("`{rel}` is larger than {MAX_FILE_BYTES} bytes"),
+        ));
+    }
+    let bytes = std::fs::read(path)?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("`{rel}` is not valid UTF-8"),
+        )
+    })?;
+    Ok(SourceFile { path: rel, text })
 }
 
 /// The result of checking a repository: what could be understood, and every diagnostic.
@@ -37,16 +127,143 @@ pub struct Checked {
     pub warnings: usize,
     /// Rendered for a terminal (rustc style, with source lines and carets).
     pub rendered: String,
+    /// Every diagnostic, by file and position.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The files, for rendering.
+    pub sources: SourceMap,
 }
 
 impl Checked {
     pub fn has_errors(&self) -> bool {
         self.errors > 0
     }
+
+    /// Renders the diagnostics as `human`, `github` or `json`.
+    pub fn render(&self, format: Format) -> String {
+        diag::render(&self.diagnostics, &self.sources, format)
+    }
+
+    /// Adds the results of running the tests: an error per failed test and a warning per
+    /// rule that no test exercises.
+    pub fn add_test_report(&mut self, report: &TestReport) {
+        let mut new = policy_tests::report_diagnostics(report, &self.sources);
+        self.diagnostics.append(&mut new);
+        self.finish();
+    }
+
+    /// Adds diagnostics found by a later stage, keeping counts and `rendered` current.
+    pub fn extend(&mut self, diags: impl IntoIterator<Item = Diagnostic>) {
+        self.diagnostics.extend(diags);
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        let sources = &self.sources;
+        self.diagnostics.sort_by(|a, b| {
+            (sources.path(a.primary.file), a.primary.span.start, a.code)
+                .cmp(&(sources.path(b.primary.file), b.primary.span.start, b.code))
+        });
+        self.diagnostics.dedup();
+        self.errors = self
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count();
+        self.warnings = self.diagnostics.len() - self.errors;
+        self.rendered = diag::render_human(&self.diagnostics, &self.sources);
+    }
 }
 
 /// Parses, lowers and checks every file.
-pub fn check_files(files: Vec<SourceFile>) -> Checked {
-    let _ = files;
-    Checked::default()
+pub fn check_files(mut files: Vec<SourceFile>) -> Checked {
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut sources = SourceMap::new();
+    let mut out: Vec<Diagnostic> = Vec::new();
+    let mut source_rules: Vec<SourceRule> = Vec::new();
+    let mut test_cases: Vec<yaml::tests::TestCase> = Vec::new();
+    let mut config = None;
+    for f in files {
+        let kind = FileKind::of(&f.path);
+        let id = sources.add(f.path, f.text);
+        let text = sources.text(id);
+        match kind {
+            FileKind::DslPolicy => source_rules.extend(parse_dsl(id, text, &mut out)),
+            FileKind::YamlPolicy => source_rules.extend(yaml::policy::load(id, text, &mut out)),
+            FileKind::Tests => {
+                let path = sources.path(id);
+                test_cases.extend(yaml::tests::load(id, text, &mut out).into_iter().map(|mut c| {
+                    c.test.source.file = path.to_owned();
+                    c
+                }));
+            }
+            FileKind::Config => config = yaml::config::load(id, text, &mut out),
+            FileKind::Lock | FileKind::Other => {}
+        }
+    }
+
+    // Per-rule checks, then lowering.
+    let mut policy = ir::Policy::default();
+    let mut sites = Vec::new();
+    let mut ids = Vec::new();
+    for sr in &source_rules {
+        let path = sources.path(sr.file);
+        let text = sources.text(sr.file);
+        let before = out.iter().filter(|d| d.severity == Severity::Error).count();
+        rules::check_rule(&sr.rule, sr.file, &mut out);
+        if let Some(w) = &sr.rule.when {
+            check::types::check_condition(w, text, sr.file, &mut out);
+        }
+        let checked_ok = out.iter().filter(|d| d.severity == Severity::Error).count() == before;
+        ids.push(rules::IdSite {
+            id: lower::rule_id(sr, path),
+            file: sr.file,
+            span: sr.rule.id.as_ref().map_or(sr.rule.effect.span, |i| i.span),
+        });
+        let loc = sources.loc(sr.file, sr.rule.span);
+        if let Some(rule) = lower::lower_rule(sr, path, loc, &mut out)
+            && checked_ok
+        {
+            policy.rules.push(rule);
+            sites.push(shadow::Site {
+                file: sr.file,
+                span: sr.rule.span,
+            });
+        }
+    }
+    rules::check_duplicate_ids(&ids, &mut out);
+    shadow::check_shadowed(&policy.rules, &sites, &mut out);
+
+    let rule_ids: Vec<&str> = ids.iter().map(|s| s.id.as_str()).collect();
+    let tests = policy_tests::check_rule_refs(test_cases, &rule_ids, &mut out);
+
+    let mut checked = Checked {
+        config,
+        policy,
+        tests,
+        diagnostics: out,
+        sources,
+        ..Checked::default()
+    };
+    checked.finish();
+    checked
+}
+
+fn parse_dsl(file: FileId, text: &str, out: &mut Vec<Diagnostic>) -> Vec<SourceRule> {
+    let (ast, errors) = mcpgate_grammar::parse_file(text);
+    for e in errors {
+        out.push(
+            check::syntax::E0001
+                .at(e.message, file, e.span)
+                .with_help_opt(e.help),
+        );
+    }
+    ast.rules
+        .into_iter()
+        .enumerate()
+        .map(|(i, rule)| SourceRule {
+            file,
+            ordinal: i + 1,
+            rule,
+        })
+        .collect()
 }

@@ -1,0 +1,350 @@
+//! `mcpgate.yaml`: servers, secret references, and credentials written in clear.
+
+use super::Code;
+use crate::diag::{Diagnostic, Severity};
+use crate::source::FileId;
+use crate::yaml::node::{Kind, Node};
+use mcpgate_grammar::Span;
+
+/// A server with both `url` and `command`, or neither.
+pub const E0601: Code = Code {
+    code: "E0601",
+    severity: Severity::Error,
+    name: "server-transport",
+    doc: r#"
+### What it does
+Reports a server in `mcpgate.yaml` that has both `url` (a remote server) and `command` (a
+local stdio server), or neither.
+
+### Example
+```yaml
+servers:
+  demo:
+    args: [demo-server]     # no `command`
+```
+"#,
+};
+
+/// A server name outside `[a-z0-9_-]+`.
+pub const E0602: Code = Code {
+    code: "E0602",
+    severity: Severity::Error,
+    name: "server-name",
+    doc: r#"
+### What it does
+Reports a server name that is not made of lowercase letters, digits, `_` and `-`. Policies
+name servers in targets (`server.tool`), where other characters cannot be written.
+
+### Example
+```yaml
+servers:
+  GitHub.com: { url: "https://api.githubcopilot.com/mcp/" }
+```
+"#,
+};
+
+/// A malformed `${secret:NAME}` or `${env:NAME}` reference.
+pub const E0603: Code = Code {
+    code: "E0603",
+    severity: Severity::Error,
+    name: "bad-reference",
+    doc: r#"
+### What it does
+Reports a `${...}` in `mcpgate.yaml` that is not a well-formed `${secret:NAME}` or
+`${env:NAME}` (names are letters, digits, `_`, `-` and `.`), or that is not closed.
+
+### Example
+```yaml
+headers:
+  Authorization: "Bearer ${secrets:github}"
+```
+Use instead: `${secret:github}`.
+"#,
+};
+
+/// A credential written in clear in `mcpgate.yaml`.
+pub const E0604: Code = Code {
+    code: "E0604",
+    severity: Severity::Error,
+    name: "literal-credential",
+    doc: r#"
+### What it does
+Reports a value that looks like a credential: a bearer token, a known token format
+(`ghp_`, `github_pat_`, `glpat-`, `xoxb-`, `sk_live_`, `sk-`, `AKIA...`), a password in a
+URL, or a long high-entropy string in `headers` or `env`.
+
+### Why is this bad?
+`mcpgate.yaml` lives in git. A credential committed there is readable by everyone who can
+read the repository, forever.
+
+### Example
+```yaml
+headers:
+  Authorization: "Bearer ghp_16C7e42F292c6912E7710c838347Ae178B4a"
+```
+Use instead: `Authorization: "Bearer ${secret:github}"`, and store the token with
+`mcpgate secret set github`.
+"#,
+};
+
+pub const CODES: &[Code] = &[E0601, E0602, E0603, E0604];
+
+/// Runs every config check on the document tree.
+pub fn check_config(root: &Node, file: FileId, out: &mut Vec<Diagnostic>) {
+    let Some(servers) = root.get("servers") else {
+        return;
+    };
+    for (key, server) in servers.entries() {
+        let Some(name) = key.as_str() else { continue };
+        if !crate::testing::valid_server(name) {
+            let suggestion: String = name
+                .to_lowercase()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '-' })
+                .collect();
+            out.push(
+                E0602
+                    .at(format!("invalid server name `{name}`"), file, key.span)
+                    .with_help(format!("server names are lowercase letters, digits, `_` and `-`, e.g. `{suggestion}`")),
+            );
+        }
+        if !matches!(server.kind, Kind::Map(_)) {
+            continue;
+        }
+        match (server.get("url"), server.get("command")) {
+            (Some(_), Some(c)) => out.push(
+                E0601
+                    .at(format!("server `{name}` has both `url` and `command`"), file, server.key_node("command").map_or(c.span, |k| k.span))
+                    .with_help("use `url` for a remote server, `command` for a local stdio server"),
+            ),
+            (None, None) => out.push(
+                E0601
+                    .at(format!("server `{name}` has neither `url` nor `command`"), file, key.span)
+                    .with_help("add `url: https://...` for a remote server, or `command: ...` for a local stdio server"),
+            ),
+            _ => {}
+        }
+        for field in ["url", "command", "cwd"] {
+            if let Some(v) = server.get(field) {
+                check_value(v, field, file, out);
+            }
+        }
+        for n in server.get("args").map(|a| a.items()).unwrap_or_default() {
+            check_value(n, "args", file, out);
+        }
+        for field in ["headers", "env"] {
+            for (k, v) in server.get(field).map(|h| h.entries()).unwrap_or_default() {
+                check_value(v, field, file, out);
+                let key = k.as_str().unwrap_or_default();
+                if let Some(text) = v.as_str()
+                    && looks_like_secret_value(key, &strip_references(text))
+                {
+                    out.push(credential(v, file, &format!("`{field}.{key}` holds what looks like a credential")));
+                }
+            }
+        }
+    }
+}
+
+fn credential(v: &Node, file: FileId, msg: &str) -> Diagnostic {
+    E0604
+        .at(msg.to_owned(), file, v.span)
+        .with_label_message("do not commit credentials")
+        .with_help("store it with `mcpgate secret set NAME` and write `${secret:NAME}` here")
+}
+
+/// Checks references and token formats in one string value.
+fn check_value(v: &Node, field: &str, file: FileId, out: &mut Vec<Diagnostic>) {
+    let Some(text) = v.as_str() else { return };
+    let mut rest = text;
+    let mut base = 0usize;
+    while let Some(i) = rest.find("${") {
+        let after = &rest[i + 2..];
+        let close = after.find('}');
+        let inner = close.map(|c| &after[..c]);
+        let ok = inner.is_some_and(|s| {
+            let (kind, name) = s.split_once(':').unwrap_or(("", ""));
+            matches!(kind, "secret" | "env")
+                && !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        });
+        if !ok {
+            let shown = match inner {
+                Some(s) => format!("${{{s}}}"),
+                None => rest[i..].to_owned(),
+            };
+            let help = match inner.and_then(|s| s.split_once(':')) {
+                Some((k, _)) if k != "secret" && k != "env" => {
+                    format!("references are `${{secret:NAME}}` or `${{env:NAME}}`, not `{k}`")
+                }
+                _ if inner.is_none() => "close the reference with `}`".to_owned(),
+                _ => "references are `${secret:NAME}` or `${env:NAME}`".to_owned(),
+            };
+            out.push(
+                E0603
+                    .at(format!("malformed reference `{shown}`"), file, sub_span(v, text, base + i, shown.len()))
+                    .with_help(help),
+            );
+        }
+        let skip = i + 2 + close.map_or(after.len(), |c| c + 1);
+        base += skip;
+        rest = &rest[skip..];
+    }
+    let clear = strip_references(text);
+    if let Some(what) = known_token(&clear, field) {
+        out.push(credential(v, file, &format!("`{field}` holds {what}")));
+    }
+}
+
+/// Points inside a scalar when it is written verbatim (plain or quoted without escapes).
+fn sub_span(v: &Node, text: &str, start: usize, len: usize) -> Span {
+    let offset = if v.span.end as usize - v.span.start as usize == text.len() { 0 } else { 1 };
+    let s = v.span.start as usize + offset + start;
+    if s + len <= v.span.end as usize {
+        Span::new(s, s + len)
+    } else {
+        v.span
+    }
+}
+
+/// The text with every `${...}` reference removed.
+pub fn strip_references(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        match rest[i..].find('}') {
+            Some(c) => {
+                out.push(' ');
+                rest = &rest[i + c + 1..];
+            }
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Recognises well-known token formats; returns a description.
+pub fn known_token(s: &str, field: &str) -> Option<&'static str> {
+    const PREFIXES: &[(&str, usize, &str)] = &[
+        ("ghp_", 20, "a GitHub token"),
+        ("gho_", 20, "a GitHub token"),
+        ("ghs_", 20, "a GitHub token"),
+        ("ghu_", 20, "a GitHub token"),
+        ("github_pat_", 20, "a GitHub token"),
+        ("glpat-", 16, "a GitLab token"),
+        ("xoxb-", 10, "a Slack token"),
+        ("xoxp-", 10, "a Slack token"),
+        ("xoxa-", 10, "a Slack token"),
+        ("sk_live_", 10, "a Stripe secret key"),
+        ("rk_live_", 10, "a Stripe secret key"),
+        ("sk_test_", 10, "a Stripe secret key"),
+        ("sk-", 20, "an API secret key"),
+        ("AKIA", 16, "an AWS access key"),
+        ("ASIA", 16, "an AWS access key"),
+    ];
+    for word in s.split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '=' | '&' | '?' | ',' | ';')) {
+        for &(prefix, min, what) in PREFIXES {
+            if let Some(rest) = word.strip_prefix(prefix)
+                && rest.len() >= min
+                && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Some(what);
+            }
+        }
+    }
+    let lower = s.to_ascii_lowercase();
+    if let Some(i) = lower.find("bearer ") {
+        let token = s[i + 7..].trim();
+        if token.len() >= 8 && !token.contains(' ') {
+            return Some("a bearer token");
+        }
+    }
+    if field == "url"
+        && let Some((_, after_scheme)) = s.split_once("://")
+    {
+        let authority = after_scheme.split('/').next().unwrap_or_default();
+        if let Some((userinfo, _)) = authority.rsplit_once('@')
+            && let Some((_, password)) = userinfo.split_once(':')
+            && !password.trim().is_empty()
+        {
+            return Some("a password");
+        }
+        let query = after_scheme.split_once('?').map(|(_, q)| q).unwrap_or_default();
+        for pair in query.split('&') {
+            if let Some((k, v)) = pair.split_once('=') {
+                let k = k.to_ascii_lowercase();
+                if ["token", "access_token", "api_key", "apikey", "key", "secret", "password"].contains(&k.as_str())
+                    && v.trim().len() >= 8
+                {
+                    return Some("a credential in its query string");
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A long, random-looking value in `headers` or `env`.
+fn looks_like_secret_value(key: &str, value: &str) -> bool {
+    let v = value.trim();
+    let v = v.rsplit(' ').next().unwrap_or(v);
+    if v.len() < 24 || v.contains('/') && v.contains(':') {
+        return false;
+    }
+    if !v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '/' | '=' | '.')) {
+        return false;
+    }
+    let has_digit = v.chars().any(|c| c.is_ascii_digit());
+    let has_alpha = v.chars().any(|c| c.is_ascii_alphabetic());
+    let sensitive_key = {
+        let k = key.to_ascii_lowercase();
+        ["auth", "token", "key", "secret", "password", "credential"].iter().any(|s| k.contains(s))
+    };
+    has_digit && has_alpha && (entropy(v) >= 4.0 || (sensitive_key && entropy(v) >= 3.0))
+}
+
+/// Shannon entropy in bits per character.
+fn entropy(s: &str) -> f64 {
+    let mut counts = [0u32; 256];
+    for b in s.bytes() {
+        counts[b as usize] += 1;
+    }
+    let n = s.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_formats() {
+        assert!(known_token("Bearer ghp_16C7e42F292c6912E7710c838347Ae178B4a", "headers").is_some());
+        assert!(known_token("sk_live_51H8abcdefghijk", "env").is_some());
+        assert!(known_token("xoxb-1234567890-abcdef", "env").is_some());
+        assert!(known_token("AKIAIOSFODNN7EXAMPLE", "env").is_some());
+        assert!(known_token("glpat-xxxxxxxxxxxxxxxxxxxx", "env").is_some());
+        assert!(known_token("https://u:hunter2@example.com/mcp", "url").is_some());
+        assert!(known_token(&strip_references("Bearer ${secret:github}"), "headers").is_none());
+        assert!(known_token("https://api.example.com/mcp", "url").is_none());
+        assert!(known_token("demo-server", "args").is_none());
+    }
+
+    #[test]
+    fn high_entropy() {
+        assert!(looks_like_secret_value("X-Api-Key", "q8Zr2LmP0vXkT4bN7cWy1HsQ"));
+        assert!(!looks_like_secret_value("X-Trace", "hello"));
+        assert!(!looks_like_secret_value("Accept", "application/json"));
+    }
+}

@@ -1,0 +1,42 @@
+//! `mcpgate.yaml`: schema validation, the typed config, and the config checks.
+
+use super::node;
+use super::validate::{self, Schema};
+use crate::check::{config as checks, syntax};
+use crate::config::Config;
+use crate::diag::Diagnostic;
+use crate::source::FileId;
+use mcpgate_grammar::Span;
+use std::sync::OnceLock;
+
+fn schema() -> &'static Schema {
+    static SCHEMA: OnceLock<Schema> = OnceLock::new();
+    SCHEMA.get_or_init(|| Schema::new(&crate::schema::config_schema()))
+}
+
+/// Loads and checks `mcpgate.yaml`; `None` when it has errors.
+pub fn load(file: FileId, src: &str, out: &mut Vec<Diagnostic>) -> Option<Config> {
+    let root = match node::parse(src) {
+        Ok(n) => n,
+        Err(e) => {
+            out.push(validate::syntax_error(&e, file, src));
+            return None;
+        }
+    };
+    if matches!(root.kind, node::Kind::Null) {
+        return Some(Config::default());
+    }
+    let before = out.len();
+    validate::validate(schema(), &root, file, out);
+    checks::check_config(&root, file, out);
+    if out.len() > before {
+        return None;
+    }
+    match serde_json::from_value::<Config>(root.to_json()) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            out.push(syntax::E0003.at(format!("invalid configuration: {e}"), file, Span::new(0, 0)));
+            None
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The YAML front end: policies, tests and `mcpgate.yaml`, each validated against its JSON
+//! Schema with errors at YAML lines and columns.
+
+pub mod config;
+pub mod node;
+pub mod policy;
+pub mod scalar;
+pub mod tests;
+pub mod validate;

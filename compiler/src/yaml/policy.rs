@@ -1,0 +1,330 @@
+//! YAML policies (`policies/**/*.yaml`): the model (for the schema) and the loader, which
+//! builds the same syntax tree as the DSL, with spans pointing into the YAML file.
+
+use super::node::{self, Node, PathItem};
+use super::scalar::OffsetMap;
+use super::validate::{self, Schema, anchor};
+use crate::check::{rules, syntax};
+use crate::diag::{Diagnostic, did_you_mean};
+use crate::lower::SourceRule;
+use crate::source::FileId;
+use mcpgate_grammar::ast::{self, Effect, LimitKey, Pattern, Spanned, Target, Window};
+use mcpgate_grammar::{Span, SyntaxError, TargetKind};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
+
+/// A YAML policy file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "mcpgate policy")]
+pub struct PolicyDoc {
+    /// The rules, with the same meaning as in the DSL.
+    #[serde(default)]
+    pub rules: Vec<RuleDoc>,
+}
+
+/// One rule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDoc {
+    /// A stable id, unique across the repository (default: `policies/FILE.yaml#N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// What the rule does.
+    pub effect: EffectName,
+    /// Tool targets: `server.tool`, with `*` globs; a string or a list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<OneOrMany<String>>,
+    /// Prompt targets: `server.name`; a string or a list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompts: Option<OneOrMany<String>>,
+    /// Resource targets: `{server, uri}` with a URI glob (`**` crosses `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<OneOrMany<ResourceDoc>>,
+    /// A condition in the expression language, e.g. `args.amount > 100`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// The reason given to the client when the rule denies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub because: Option<String>,
+    /// Approver groups (`approve` rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<OneOrMany<String>>,
+    /// `N per second|minute|hour|day` (`limit` rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
+    /// What a limit counts separately (`limit` rules; default `principal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per: Option<LimitKeyName>,
+}
+
+/// A rule's effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EffectName {
+    Allow,
+    Deny,
+    Hide,
+    Approve,
+    Limit,
+}
+
+/// What a limit counts separately.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitKeyName {
+    Principal,
+    Agent,
+    Server,
+    Tool,
+}
+
+/// A resource target.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceDoc {
+    /// Server name pattern.
+    pub server: String,
+    /// URI glob: `*` within a `/` segment, `**` across segments.
+    pub uri: String,
+}
+
+/// A single value or a list of them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+fn schema() -> &'static Schema {
+    static SCHEMA: OnceLock<Schema> = OnceLock::new();
+    SCHEMA.get_or_init(|| Schema::new(&crate::schema::policy_schema()))
+}
+
+/// Loads the rules of one YAML policy file; problems go to `out`.
+pub fn load(file: FileId, src: &str, out: &mut Vec<Diagnostic>) -> Vec<SourceRule> {
+    let root = match node::parse(src) {
+        Ok(n) => n,
+        Err(e) => {
+            out.push(validate::syntax_error(&e, file, src));
+            return Vec::new();
+        }
+    };
+    if matches!(root.kind, node::Kind::Null) {
+        return Vec::new();
+    }
+    let failed = validate::validate(schema(), &root, file, out);
+    let mut rules_out = Vec::new();
+    let Some(rules_node) = root.get("rules") else {
+        return rules_out;
+    };
+    for (i, rn) in rules_node.items().iter().enumerate() {
+        let broken = failed.iter().any(|p| {
+            matches!(p.first(), Some(PathItem::Key(k)) if k == "rules")
+                && matches!(p.get(1), Some(PathItem::Index(j)) if *j == i)
+        });
+        if broken || !matches!(rn.kind, node::Kind::Map(_)) {
+            continue;
+        }
+        if let Some(rule) = load_rule(rn, file, src, out) {
+            rules_out.push(SourceRule {
+                file,
+                ordinal: i + 1,
+                rule,
+            });
+        }
+    }
+    rules_out
+}
+
+fn spanned_str(n: &Node) -> Option<Spanned<String>> {
+    n.as_str().map(|s| Spanned::new(s.to_owned(), n.span))
+}
+
+fn strings(n: &Node) -> Vec<&Node> {
+    match &n.kind {
+        node::Kind::Seq(items) => items.iter().collect(),
+        _ => vec![n],
+    }
+}
+
+/// Reports syntax errors of a fragment, mapped into the YAML file.
+fn fragment_errors(errs: Vec<SyntaxError>, what: &str, map: &OffsetMap, file: FileId, out: &mut Vec<Diagnostic>) {
+    for e in errs {
+        out.push(
+            syntax::E0004
+                .at(format!("{}: {}", what, e.message), file, map.span(e.span))
+                .with_help_opt(e.help),
+        );
+    }
+}
+
+fn load_rule(rn: &Node, file: FileId, src: &str, out: &mut Vec<Diagnostic>) -> Option<ast::Rule> {
+    let effect_node = rn.get("effect")?;
+    let effect_text = effect_node.as_str()?;
+    let Some(effect) = Effect::from_keyword(effect_text) else {
+        let help = did_you_mean(effect_text, ["allow", "deny", "hide", "approve", "limit"])
+            .map(|s| format!("did you mean `{s}`?"));
+        out.push(
+            rules::E0303
+                .at(format!("unknown effect `{effect_text}`"), file, effect_node.span)
+                .with_help_opt(help),
+        );
+        return None;
+    };
+    let mut ok = true;
+    let mut targets = Vec::new();
+    for (key, kind) in [("tools", TargetKind::Tool), ("prompts", TargetKind::Prompt)] {
+        for n in rn.get(key).map(strings).unwrap_or_default() {
+            let Some(text) = n.as_str() else { continue };
+            let map = OffsetMap::new(src, n.span, text);
+            match mcpgate_grammar::parse_target(text, kind) {
+                Ok(mut t) => {
+                    map.target(&mut t);
+                    if kind == TargetKind::Prompt
+                        && let Target::Tool { server, tool } = t.node
+                    {
+                        t.node = Target::Prompt { server, name: tool };
+                    }
+                    targets.push(t);
+                }
+                Err(errs) => {
+                    ok = false;
+                    fragment_errors(errs, &format!("invalid target `{text}`"), &map, file, out);
+                }
+            }
+        }
+    }
+    for n in rn.get("resources").map(strings).unwrap_or_default() {
+        let (Some(server), Some(uri)) = (n.get("server"), n.get("uri")) else {
+            continue;
+        };
+        let (Some(s), Some(u)) = (server.as_str(), uri.as_str()) else {
+            continue;
+        };
+        let span = Span::new(anchor(n).start as usize, uri.span.end.max(server.span.end) as usize);
+        targets.push(Spanned::new(
+            Target::Resource {
+                server: Spanned::new(Pattern { text: s.to_owned(), quoted: false }, server.span),
+                uri: Spanned::new(Pattern { text: u.to_owned(), quoted: true }, uri.span),
+            },
+            span,
+        ));
+    }
+    let when = match rn.get("when") {
+        Some(n) => match n.as_str() {
+            Some(text) => {
+                let map = OffsetMap::new(src, n.span, text);
+                match mcpgate_grammar::parse_expr(text) {
+                    Ok(mut e) => {
+                        map.expr(&mut e);
+                        Some(e)
+                    }
+                    Err(errs) => {
+                        ok = false;
+                        fragment_errors(errs, "invalid condition", &map, file, out);
+                        None
+                    }
+                }
+            }
+            None => None,
+        },
+        None => None,
+    };
+    let limit = load_limit(rn, effect, file, out, &mut ok);
+    let by = rn
+        .get("by")
+        .map(strings)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(spanned_str)
+        .collect();
+    let first = anchor(rn);
+    let end = rn
+        .entries()
+        .iter()
+        .map(|(k, v)| anchor(v).end.max(k.span.end))
+        .max()
+        .unwrap_or(first.end);
+    if !ok {
+        return None;
+    }
+    Some(ast::Rule {
+        id: rn.get("id").and_then(spanned_str),
+        effect: Spanned::new(effect, effect_node.span),
+        targets,
+        limit,
+        when,
+        because: rn.get("because").and_then(spanned_str),
+        by,
+        span: Span::new(first.start as usize, end as usize),
+    })
+}
+
+fn load_limit(rn: &Node, effect: Effect, file: FileId, out: &mut Vec<Diagnostic>, ok: &mut bool) -> Option<ast::Limit> {
+    let rate = rn.get("rate");
+    let per = rn.get("per");
+    if effect != Effect::Limit {
+        for (name, n) in [("rate", rate), ("per", per)] {
+            if let Some(n) = n {
+                let key = rn.key_node(name).map_or(n.span, |k| k.span);
+                out.push(
+                    rules::E0308
+                        .at(format!("`{name}` on a `{effect}` rule"), file, key)
+                        .with_help("`rate` and `per` belong to `limit` rules"),
+                );
+                *ok = false;
+            }
+        }
+        return None;
+    }
+    let Some(rate) = rate else {
+        out.push(
+            rules::E0308
+                .at("`limit` rule without `rate`", file, rn.get("effect").map_or(anchor(rn), |n| n.span))
+                .with_help("add e.g. `rate: 100 per hour`"),
+        );
+        *ok = false;
+        return None;
+    };
+    let text = rate.as_str().unwrap_or_default();
+    let parsed = parse_rate(text);
+    let Some((count, window)) = parsed else {
+        out.push(
+            rules::E0306
+                .at(format!("invalid rate `{text}`"), file, rate.span)
+                .with_help("write `N per second`, `N per minute`, `N per hour` or `N per day`"),
+        );
+        *ok = false;
+        return None;
+    };
+    let key = per.and_then(|n| {
+        let k = LimitKey::from_keyword(n.as_str()?)?;
+        Some(Spanned::new(k, n.span))
+    });
+    Some(ast::Limit {
+        count: Spanned::new(count, rate.span),
+        window: Spanned::new(window, rate.span),
+        key,
+    })
+}
+
+/// `100 per hour`, `1_000 per day`.
+pub fn parse_rate(s: &str) -> Option<(u64, Window)> {
+    let mut words = s.split_whitespace();
+    let n = words.next()?;
+    if words.next()? != "per" {
+        return None;
+    }
+    let window = Window::from_keyword(words.next()?)?;
+    if words.next().is_some() || n.starts_with('_') {
+        return None;
+    }
+    let digits: String = n.chars().filter(|&c| c != '_').collect();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((digits.parse().ok()?, window))
+}

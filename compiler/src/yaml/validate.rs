@@ -1,0 +1,216 @@
+//! Validation of a YAML document against the JSON Schema of its format. The document is
+//! converted to JSON for the validator, and each error's instance path is looked up in the
+//! node tree to point at the YAML line.
+
+use super::node::{Kind, Node, PathItem};
+use crate::check::{rules, syntax};
+use crate::diag::{Diagnostic, did_you_mean};
+use crate::source::FileId;
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use jsonschema::paths::LocationSegment;
+use mcpgate_grammar::Span;
+use serde_json::Value;
+
+/// A compiled schema and the property names it knows (for "did you mean").
+pub struct Schema {
+    validator: Option<jsonschema::Validator>,
+    properties: Vec<String>,
+}
+
+impl Schema {
+    pub fn new(schema: &Value) -> Schema {
+        let mut properties = Vec::new();
+        collect_properties(schema, &mut properties);
+        properties.sort();
+        properties.dedup();
+        Schema {
+            validator: jsonschema::validator_for(schema).ok(),
+            properties,
+        }
+    }
+}
+
+fn collect_properties(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Object(props)) = m.get("properties") {
+                out.extend(props.keys().cloned());
+            }
+            m.values().for_each(|x| collect_properties(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_properties(x, out)),
+        _ => {}
+    }
+}
+
+/// `rules[3].effect`
+pub fn path_text(path: &[PathItem]) -> String {
+    let mut s = String::new();
+    for item in path {
+        match item {
+            PathItem::Key(k) if k.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            PathItem::Key(k) => s.push_str(&format!("[{k:?}]")),
+            PathItem::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    if s.is_empty() { "the document".into() } else { s }
+}
+
+/// A span to point at for a node: maps and sequences have empty spans, so use their
+/// first key or item.
+pub fn anchor(node: &Node) -> Span {
+    if node.span.end > node.span.start {
+        return node.span;
+    }
+    match &node.kind {
+        Kind::Map(entries) => entries.first().map_or(node.span, |(k, _)| anchor(k)),
+        Kind::Seq(items) => items.first().map_or(node.span, anchor),
+        _ => node.span,
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+fn json_type_name(t: jsonschema::JsonType) -> &'static str {
+    match t.to_string().as_str() {
+        "array" => "a list",
+        "boolean" => "a boolean",
+        "integer" => "an integer",
+        "null" => "null",
+        "number" => "a number",
+        "object" => "a mapping",
+        _ => "a string",
+    }
+}
+
+/// Validates `root` and reports every error; returns the instance paths that failed.
+pub fn validate(schema: &Schema, root: &Node, file: FileId, out: &mut Vec<Diagnostic>) -> Vec<Vec<PathItem>> {
+    let Some(validator) = &schema.validator else {
+        return Vec::new();
+    };
+    let json = root.to_json();
+    let mut failed = Vec::new();
+    for err in validator.iter_errors(&json) {
+        let path: Vec<PathItem> = err
+            .instance_path()
+            .iter()
+            .map(|seg| match seg {
+                LocationSegment::Property(p) => PathItem::Key(p.into_owned()),
+                LocationSegment::Index(i) => PathItem::Index(i),
+            })
+            .collect();
+        let (node, _) = root.at_path(&path);
+        let shown = path_text(&path);
+        let instance = err.instance();
+        let d = match err.kind() {
+            ValidationErrorKind::AdditionalProperties { unexpected } => {
+                for name in unexpected {
+                    let span = node.key_node(name).map_or(anchor(node), |k| k.span);
+                    let help = did_you_mean(name, schema.properties.iter().map(String::as_str))
+                        .map(|s| format!("did you mean `{s}`?"));
+                    out.push(
+                        syntax::E0003
+                            .at(format!("unknown field `{name}` in `{shown}`"), file, span)
+                            .with_label_message("unknown field")
+                            .with_help_opt(help),
+                    );
+                    let mut p = path.clone();
+                    p.push(PathItem::Key(name.clone()));
+                    failed.push(p);
+                }
+                continue;
+            }
+            ValidationErrorKind::Required { property } => {
+                let name = property.as_str().unwrap_or("?");
+                syntax::E0003
+                    .at(format!("missing field `{name}` in `{shown}`"), file, anchor(node))
+                    .with_label_message(format!("`{name}` is required here"))
+            }
+            ValidationErrorKind::Enum { options } => {
+                let list: Vec<&str> = options
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                let given = instance.as_str().map_or_else(|| instance.to_string(), str::to_owned);
+                let expected = list.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
+                let help = did_you_mean(&given, list.iter().copied())
+                    .map_or_else(|| format!("expected one of {expected}"), |s| format!("did you mean `{s}`?"));
+                let is_effect = matches!(path.last(), Some(PathItem::Key(k)) if k == "effect");
+                let code = if is_effect { rules::E0303 } else { syntax::E0003 };
+                let what = if is_effect { "effect".to_owned() } else { format!("value for `{shown}`") };
+                code.at(format!("unknown {what} `{given}`"), file, anchor(node))
+                    .with_help(help)
+            }
+            ValidationErrorKind::Type { kind } => {
+                let expected: Vec<&str> = match kind {
+                    TypeKind::Single(t) => vec![json_type_name(*t)],
+                    TypeKind::Multiple(set) => set.iter().map(json_type_name).collect(),
+                };
+                syntax::E0003.at(
+                    format!("`{shown}` must be {}, found {}", expected.join(" or "), type_name(instance)),
+                    file,
+                    anchor(node),
+                )
+            }
+            ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::OneOfNotValid { .. } => {
+                syntax::E0003
+                    .at(format!("`{shown}` has the wrong shape ({} is not accepted here)", type_name(instance)), file, anchor(node))
+                    .with_help("run `mcpgate schema` to see the expected format")
+            }
+            _ => {
+                let msg = err.to_string();
+                syntax::E0003.at(format!("`{shown}`: {}", lowercase_first(&msg)), file, anchor(node))
+            }
+        };
+        out.push(d);
+        failed.push(path);
+    }
+    failed
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// Reports a YAML syntax error at its line and column.
+pub fn syntax_error(err: &serde_saphyr::Error, file: FileId, src: &str) -> Diagnostic {
+    let (span, msg) = match err.location() {
+        Some(loc) => {
+            let line = u32::try_from(loc.line()).unwrap_or(1);
+            let col = u32::try_from(loc.column()).unwrap_or(1);
+            let start = crate::source::offset_of(src, line, col);
+            (Span::new(start, start), message_only(&err.to_string()))
+        }
+        None => (Span::new(0, 0), message_only(&err.to_string())),
+    };
+    syntax::E0002.at(format!("invalid YAML: {msg}"), file, span)
+}
+
+/// serde-saphyr's message without its `error: line L column C:` prefix and snippet.
+fn message_only(rendered: &str) -> String {
+    let first = rendered.lines().next().unwrap_or(rendered).trim();
+    let first = first.strip_prefix("error:").unwrap_or(first).trim();
+    let rest = match first.strip_prefix("line ") {
+        Some(r) => r.split_once(": ").map_or(r, |(_, m)| m),
+        None => first,
+    };
+    rest.trim_end_matches('.').to_owned()
+}
