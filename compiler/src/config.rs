@@ -32,15 +32,18 @@ pub struct Config {
 pub struct ServerConfig {
     /// Endpoint of a Streamable HTTP (or HTTP+SSE) server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub url: Option<String>,
     /// Headers sent upstream, e.g. `Authorization: Bearer ${secret:github}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
     /// `streamable-http` (default for `url`) or `sse` (the 2024-11-05 HTTP+SSE transport).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Transport")]
     pub transport: Option<Transport>,
     /// Program of a stdio server, spawned once per client session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub command: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
@@ -48,12 +51,15 @@ pub struct ServerConfig {
     pub env: BTreeMap<String, String>,
     /// Working directory of a stdio server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub cwd: Option<String>,
     /// Per-request timeout upstream, in seconds (default 60).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u64")]
     pub timeout_secs: Option<u64>,
     /// Pinned tool definitions: `off`, `warn` or `enforce` (default `enforce` once a lock exists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "LockMode")]
     pub lock: Option<LockMode>,
 }
 

@@ -181,7 +181,6 @@ pub fn render_human(diags: &[Diagnostic], sources: &SourceMap) -> String {
                 ));
             }
         }
-        out.push('\n');
     }
     out
 }
@@ -278,8 +277,7 @@ pub fn render_json(diags: &[Diagnostic], sources: &SourceMap) -> String {
         .iter()
         .map(|d| {
             let (line, col) = sources.line_col(d.primary.file, d.primary.span.start as usize);
-            let (end_line, end_col) =
-                sources.line_col(d.primary.file, d.primary.span.end as usize);
+            let (end_line, end_col) = sources.line_col(d.primary.file, d.primary.span.end as usize);
             JsonDiagnostic {
                 severity: d.severity,
                 code: d.code,
@@ -310,11 +308,19 @@ pub fn render_json(diags: &[Diagnostic], sources: &SourceMap) -> String {
 }
 
 /// The closest candidate to `name` by edit distance, for "did you mean" help.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (name.chars().count() / 3).max(1);
     candidates
         .into_iter()
-        .map(|c| (edit_distance(name, c), c))
+        // A shortened or lengthened name (`length` for `len`) is as good as a typo.
+        .map(|c| {
+            let prefix =
+                name.len().min(c.len()) >= 3 && (name.starts_with(c) || c.starts_with(name));
+            (if prefix { 1 } else { edit_distance(name, c) }, c)
+        })
         .filter(|&(d, _)| d <= limit)
         .min_by_key(|&(d, _)| d)
         .map(|(_, c)| c)
@@ -343,8 +349,13 @@ mod tests {
     fn sample() -> (SourceMap, Vec<Diagnostic>) {
         let mut map = SourceMap::new();
         let f = map.add("policies/a.mcpg", "allow x.y when principal.grops == 1;\n");
-        let d = Diagnostic::error("E0102", "unknown field `grops` of `principal`", f, Span::new(25, 30))
-            .with_help("did you mean `groups`?");
+        let d = Diagnostic::error(
+            "E0102",
+            "unknown field `grops` of `principal`",
+            f,
+            Span::new(25, 30),
+        )
+        .with_help("did you mean `groups`?");
         (map, vec![d])
     }
 
@@ -352,7 +363,10 @@ mod tests {
     fn human_is_rustc_style() {
         let (map, diags) = sample();
         let out = render_human(&diags, &map);
-        assert!(out.starts_with("error[E0102]: unknown field `grops` of `principal`"), "{out}");
+        assert!(
+            out.starts_with("error[E0102]: unknown field `grops` of `principal`"),
+            "{out}"
+        );
         assert!(out.contains("--> policies/a.mcpg:1:26"), "{out}");
         assert!(out.contains("^^^^^"), "{out}");
         assert!(out.contains("help: did you mean `groups`?"), "{out}");
@@ -362,7 +376,10 @@ mod tests {
     fn github_and_json() {
         let (map, diags) = sample();
         let gh = render_github(&diags, &map);
-        assert!(gh.starts_with("::error file=policies/a.mcpg,line=1,col=26,"), "{gh}");
+        assert!(
+            gh.starts_with("::error file=policies/a.mcpg,line=1,col=26,"),
+            "{gh}"
+        );
         assert!(gh.contains("title=E0102::unknown field"), "{gh}");
         let json: serde_json::Value = serde_json::from_str(&render_json(&diags, &map)).unwrap();
         assert_eq!(json[0]["code"], "E0102");
@@ -373,7 +390,10 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(did_you_mean("grops", ["id", "groups", "kind"]), Some("groups"));
+        assert_eq!(
+            did_you_mean("grops", ["id", "groups", "kind"]),
+            Some("groups")
+        );
         assert_eq!(did_you_mean("zzz", ["id", "groups"]), None);
     }
 }

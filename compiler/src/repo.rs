@@ -160,8 +160,11 @@ impl Checked {
     fn finish(&mut self) {
         let sources = &self.sources;
         self.diagnostics.sort_by(|a, b| {
-            (sources.path(a.primary.file), a.primary.span.start, a.code)
-                .cmp(&(sources.path(b.primary.file), b.primary.span.start, b.code))
+            (sources.path(a.primary.file), a.primary.span.start, a.code).cmp(&(
+                sources.path(b.primary.file),
+                b.primary.span.start,
+                b.code,
+            ))
         });
         self.diagnostics.dedup();
         self.errors = self
@@ -191,10 +194,12 @@ pub fn check_files(mut files: Vec<SourceFile>) -> Checked {
             FileKind::YamlPolicy => source_rules.extend(yaml::policy::load(id, text, &mut out)),
             FileKind::Tests => {
                 let path = sources.path(id);
-                test_cases.extend(yaml::tests::load(id, text, &mut out).into_iter().map(|mut c| {
-                    c.test.source.file = path.to_owned();
-                    c
-                }));
+                test_cases.extend(yaml::tests::load(id, text, &mut out).into_iter().map(
+                    |mut c| {
+                        c.test.source.file = path.to_owned();
+                        c
+                    },
+                ));
             }
             FileKind::Config => config = yaml::config::load(id, text, &mut out),
             FileKind::Lock | FileKind::Other => {}

@@ -91,7 +91,12 @@ pub fn offset_of(text: &str, line: u32, col: u32) -> usize {
             None => return text.len(),
         }
     }
-    let line_text = text.get(start..).unwrap_or_default().split('\n').next().unwrap_or_default();
+    let line_text = text
+        .get(start..)
+        .unwrap_or_default()
+        .split('\n')
+        .next()
+        .unwrap_or_default();
     start
         + line_text
             .char_indices()

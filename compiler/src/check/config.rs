@@ -100,7 +100,13 @@ pub fn check_config(root: &Node, file: FileId, out: &mut Vec<Diagnostic>) {
             let suggestion: String = name
                 .to_lowercase()
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '-' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
                 .collect();
             out.push(
                 E0602
@@ -134,12 +140,17 @@ pub fn check_config(root: &Node, file: FileId, out: &mut Vec<Diagnostic>) {
         }
         for field in ["headers", "env"] {
             for (k, v) in server.get(field).map(|h| h.entries()).unwrap_or_default() {
-                check_value(v, field, file, out);
+                let reported = check_value(v, field, file, out);
                 let key = k.as_str().unwrap_or_default();
-                if let Some(text) = v.as_str()
+                if !reported
+                    && let Some(text) = v.as_str()
                     && looks_like_secret_value(key, &strip_references(text))
                 {
-                    out.push(credential(v, file, &format!("`{field}.{key}` holds what looks like a credential")));
+                    out.push(credential(
+                        v,
+                        file,
+                        &format!("`{field}.{key}` holds what looks like a credential"),
+                    ));
                 }
             }
         }
@@ -153,9 +164,10 @@ fn credential(v: &Node, file: FileId, msg: &str) -> Diagnostic {
         .with_help("store it with `mcpgate secret set NAME` and write `${secret:NAME}` here")
 }
 
-/// Checks references and token formats in one string value.
-fn check_value(v: &Node, field: &str, file: FileId, out: &mut Vec<Diagnostic>) {
-    let Some(text) = v.as_str() else { return };
+/// Checks references and token formats in one string value; true when it reported a
+/// credential.
+fn check_value(v: &Node, field: &str, file: FileId, out: &mut Vec<Diagnostic>) -> bool {
+    let Some(text) = v.as_str() else { return false };
     let mut rest = text;
     let mut base = 0usize;
     while let Some(i) = rest.find("${") {
@@ -166,7 +178,9 @@ fn check_value(v: &Node, field: &str, file: FileId, out: &mut Vec<Diagnostic>) {
             let (kind, name) = s.split_once(':').unwrap_or(("", ""));
             matches!(kind, "secret" | "env")
                 && !name.is_empty()
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         });
         if !ok {
             let shown = match inner {
@@ -182,7 +196,11 @@ fn check_value(v: &Node, field: &str, file: FileId, out: &mut Vec<Diagnostic>) {
             };
             out.push(
                 E0603
-                    .at(format!("malformed reference `{shown}`"), file, sub_span(v, text, base + i, shown.len()))
+                    .at(
+                        format!("malformed reference `{shown}`"),
+                        file,
+                        sub_span(v, text, base + i, shown.len()),
+                    )
                     .with_help(help),
             );
         }
@@ -193,12 +211,18 @@ fn check_value(v: &Node, field: &str, file: FileId, out: &mut Vec<Diagnostic>) {
     let clear = strip_references(text);
     if let Some(what) = known_token(&clear, field) {
         out.push(credential(v, file, &format!("`{field}` holds {what}")));
+        return true;
     }
+    false
 }
 
 /// Points inside a scalar when it is written verbatim (plain or quoted without escapes).
 fn sub_span(v: &Node, text: &str, start: usize, len: usize) -> Span {
-    let offset = if v.span.end as usize - v.span.start as usize == text.len() { 0 } else { 1 };
+    let offset = if v.span.end as usize - v.span.start as usize == text.len() {
+        0
+    } else {
+        1
+    };
     let s = v.span.start as usize + offset + start;
     if s + len <= v.span.end as usize {
         Span::new(s, s + len)
@@ -246,11 +270,15 @@ pub fn known_token(s: &str, field: &str) -> Option<&'static str> {
         ("AKIA", 16, "an AWS access key"),
         ("ASIA", 16, "an AWS access key"),
     ];
-    for word in s.split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '=' | '&' | '?' | ',' | ';')) {
+    for word in s
+        .split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '=' | '&' | '?' | ',' | ';'))
+    {
         for &(prefix, min, what) in PREFIXES {
             if let Some(rest) = word.strip_prefix(prefix)
                 && rest.len() >= min
-                && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             {
                 return Some(what);
             }
@@ -273,11 +301,23 @@ pub fn known_token(s: &str, field: &str) -> Option<&'static str> {
         {
             return Some("a password");
         }
-        let query = after_scheme.split_once('?').map(|(_, q)| q).unwrap_or_default();
+        let query = after_scheme
+            .split_once('?')
+            .map(|(_, q)| q)
+            .unwrap_or_default();
         for pair in query.split('&') {
             if let Some((k, v)) = pair.split_once('=') {
                 let k = k.to_ascii_lowercase();
-                if ["token", "access_token", "api_key", "apikey", "key", "secret", "password"].contains(&k.as_str())
+                if [
+                    "token",
+                    "access_token",
+                    "api_key",
+                    "apikey",
+                    "key",
+                    "secret",
+                    "password",
+                ]
+                .contains(&k.as_str())
                     && v.trim().len() >= 8
                 {
                     return Some("a credential in its query string");
@@ -295,14 +335,19 @@ fn looks_like_secret_value(key: &str, value: &str) -> bool {
     if v.len() < 24 || v.contains('/') && v.contains(':') {
         return false;
     }
-    if !v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '/' | '=' | '.')) {
+    if !v
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '/' | '=' | '.'))
+    {
         return false;
     }
     let has_digit = v.chars().any(|c| c.is_ascii_digit());
     let has_alpha = v.chars().any(|c| c.is_ascii_alphabetic());
     let sensitive_key = {
         let k = key.to_ascii_lowercase();
-        ["auth", "token", "key", "secret", "password", "credential"].iter().any(|s| k.contains(s))
+        ["auth", "token", "key", "secret", "password", "credential"]
+            .iter()
+            .any(|s| k.contains(s))
     };
     has_digit && has_alpha && (entropy(v) >= 4.0 || (sensitive_key && entropy(v) >= 3.0))
 }
@@ -330,7 +375,9 @@ mod tests {
 
     #[test]
     fn token_formats() {
-        assert!(known_token("Bearer ghp_16C7e42F292c6912E7710c838347Ae178B4a", "headers").is_some());
+        assert!(
+            known_token("Bearer ghp_16C7e42F292c6912E7710c838347Ae178B4a", "headers").is_some()
+        );
         assert!(known_token("sk_live_51H8abcdefghijk", "env").is_some());
         assert!(known_token("xoxb-1234567890-abcdef", "env").is_some());
         assert!(known_token("AKIAIOSFODNN7EXAMPLE", "env").is_some());
@@ -343,7 +390,10 @@ mod tests {
 
     #[test]
     fn high_entropy() {
-        assert!(looks_like_secret_value("X-Api-Key", "q8Zr2LmP0vXkT4bN7cWy1HsQ"));
+        assert!(looks_like_secret_value(
+            "X-Api-Key",
+            "q8Zr2LmP0vXkT4bN7cWy1HsQ"
+        ));
         assert!(!looks_like_secret_value("X-Trace", "hello"));
         assert!(!looks_like_secret_value("Accept", "application/json"));
     }

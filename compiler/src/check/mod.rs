@@ -77,7 +77,13 @@ pub fn docs_markdown() -> String {
         ));
     }
     for c in all_codes() {
-        out.push_str(&format!("\n## {}\n\n`{}` ({})\n\n{}\n", c.code, c.name, c.severity, c.doc.trim()));
+        out.push_str(&format!(
+            "\n## {}\n\n`{}` ({})\n\n{}\n",
+            c.code,
+            c.name,
+            c.severity,
+            c.doc.trim()
+        ));
     }
     out
 }
@@ -90,9 +96,21 @@ mod tests {
     fn codes_are_unique_and_match_severity() {
         let codes = all_codes();
         for (i, c) in codes.iter().enumerate() {
-            assert!(codes.iter().skip(i + 1).all(|o| o.code != c.code), "duplicate {}", c.code);
-            let letter = if c.severity == Severity::Error { 'E' } else { 'W' };
-            assert!(c.code.starts_with(letter), "{} has the wrong letter", c.code);
+            assert!(
+                codes.iter().skip(i + 1).all(|o| o.code != c.code),
+                "duplicate {}",
+                c.code
+            );
+            let letter = if c.severity == Severity::Error {
+                'E'
+            } else {
+                'W'
+            };
+            assert!(
+                c.code.starts_with(letter),
+                "{} has the wrong letter",
+                c.code
+            );
             assert!(c.doc.contains("## What it does") || !c.doc.is_empty());
         }
     }

@@ -200,7 +200,11 @@ fn unknown_field(
         None => format!("known fields: {list}"),
     };
     E0102
-        .at(format!("unknown field `{shown}` of `{root}`"), file, seg.span)
+        .at(
+            format!("unknown field `{shown}` of `{root}`"),
+            file,
+            seg.span,
+        )
         .with_help(help)
 }
 

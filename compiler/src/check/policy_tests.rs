@@ -95,7 +95,11 @@ A rule without a test can be broken by a later change without anyone noticing.
 pub const CODES: &[Code] = &[E0501, E0502, E0503, E0504, W0505];
 
 /// Reports tests whose `rule:` names no rule; returns the tests that can run.
-pub fn check_rule_refs(cases: Vec<TestCase>, rule_ids: &[&str], out: &mut Vec<Diagnostic>) -> Vec<PolicyTest> {
+pub fn check_rule_refs(
+    cases: Vec<TestCase>,
+    rule_ids: &[&str],
+    out: &mut Vec<Diagnostic>,
+) -> Vec<PolicyTest> {
     let mut tests = Vec::with_capacity(cases.len());
     for case in cases {
         if let Some(rule) = &case.test.rule
@@ -108,7 +112,10 @@ pub fn check_rule_refs(cases: Vec<TestCase>, rule_ids: &[&str], out: &mut Vec<Di
             out.push(
                 E0502
                     .at(
-                        format!("test `{}` names rule `{rule}`, which does not exist", case.test.name),
+                        format!(
+                            "test `{}` names rule `{rule}`, which does not exist",
+                            case.test.name
+                        ),
                         case.file,
                         case.rule_span.unwrap_or_default(),
                     )
@@ -136,7 +143,9 @@ fn line_span(sources: &SourceMap, file: crate::source::FileId, line: u32, col: u
 pub fn report_diagnostics(report: &TestReport, sources: &SourceMap) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for o in report.outcomes.iter().filter(|o| !o.passed) {
-        let Some(file) = sources.find(&o.source.file) else { continue };
+        let Some(file) = sources.find(&o.source.file) else {
+            continue;
+        };
         let span = line_span(sources, file, o.source.line, o.source.col);
         let msg = match &o.expected_rule {
             Some(r) if o.expected == o.actual && r != &o.rule => format!(
@@ -151,11 +160,17 @@ pub fn report_diagnostics(report: &TestReport, sources: &SourceMap) -> Vec<Diagn
         out.push(E0504.at(msg, file, span));
     }
     for (id, loc) in &report.uncovered {
-        let Some(file) = sources.find(&loc.file) else { continue };
+        let Some(file) = sources.find(&loc.file) else {
+            continue;
+        };
         let span = line_span(sources, file, loc.line, loc.col);
         out.push(
             W0505
-                .at(format!("rule `{id}` is not exercised by any test"), file, span)
+                .at(
+                    format!("rule `{id}` is not exercised by any test"),
+                    file,
+                    span,
+                )
                 .with_help("add a test in `tests/` whose call this rule decides"),
         );
     }

@@ -164,9 +164,9 @@ const ABSURD_PER_SECOND: u64 = 1_000_000;
 fn valid_server_pattern(p: &Pattern) -> bool {
     !p.text.is_empty()
         && !p.quoted
-        && p.text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'*'))
+        && p.text.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'*')
+        })
 }
 
 /// Per-rule checks of targets and clauses.
@@ -174,7 +174,11 @@ pub fn check_rule(rule: &ast::Rule, file: FileId, out: &mut Vec<Diagnostic>) {
     if rule.targets.is_empty() {
         out.push(
             E0302
-                .at(format!("`{}` rule without targets", rule.effect.node), file, rule.effect.span)
+                .at(
+                    format!("`{}` rule without targets", rule.effect.node),
+                    file,
+                    rule.effect.span,
+                )
                 .with_help("name at least one target, e.g. `server.tool` or `server.*`"),
         );
     }
@@ -190,7 +194,11 @@ pub fn check_rule(rule: &ast::Rule, file: FileId, out: &mut Vec<Diagnostic>) {
         (Effect::Approve, Some(_)) => {}
         (effect, Some(by)) => out.push(
             W0305
-                .at(format!("`by` has no effect on a `{effect}` rule"), file, by.span)
+                .at(
+                    format!("`by` has no effect on `{effect}` rules"),
+                    file,
+                    by.span,
+                )
                 .with_help("remove `by`, or make the rule `approve`"),
         ),
         (_, None) => {}
@@ -201,14 +209,21 @@ pub fn check_rule(rule: &ast::Rule, file: FileId, out: &mut Vec<Diagnostic>) {
         if count == 0 {
             out.push(
                 E0306
-                    .at("a limit of zero calls refuses every call", file, limit.count.span)
+                    .at(
+                        "a limit of zero calls refuses every call",
+                        file,
+                        limit.count.span,
+                    )
                     .with_help("use `deny` or `hide` to refuse every call"),
             );
         } else if count / secs > ABSURD_PER_SECOND {
             out.push(
                 W0307
                     .at(
-                        format!("`{count} per {}` is more than a million calls per second", limit.window.node.keyword()),
+                        format!(
+                            "`{count} per {}` is more than a million calls per second",
+                            limit.window.node.keyword()
+                        ),
                         file,
                         limit.count.span,
                     )
@@ -222,17 +237,26 @@ fn check_target(t: &Spanned<Target>, file: FileId, out: &mut Vec<Diagnostic>) {
     let (server, name, what) = match &t.node {
         Target::Tool { server, tool } => (server, tool, "tool"),
         Target::Prompt { server, name } => (server, name, "prompt"),
-        Target::Resource { server, uri } => (server, uri, "resource URI"),
+        Target::Resource { server, uri } => (server, uri, "resource"),
     };
     if !valid_server_pattern(&server.node) {
         out.push(
             E0302
-                .at(format!("invalid server name `{}`", server.node.text), file, server.span)
+                .at(
+                    format!("invalid server name `{}`", server.node.text),
+                    file,
+                    server.span,
+                )
                 .with_help("server names are lowercase letters, digits, `_` and `-` (`*` globs)"),
         );
     }
     if name.node.text.is_empty() {
-        out.push(E0302.at(format!("empty {what} name"), file, name.span));
+        let what = if what == "resource" {
+            "resource URI".to_owned()
+        } else {
+            format!("{what} name")
+        };
+        out.push(E0302.at(format!("empty {what}"), file, name.span));
     }
 }
 
@@ -250,7 +274,11 @@ pub fn check_duplicate_ids(sites: &[IdSite], out: &mut Vec<Diagnostic>) {
         if site.id == "default" {
             out.push(
                 E0301
-                    .at("rule id `default` is reserved for the built-in rule", site.file, site.span)
+                    .at(
+                        "rule id `default` is reserved for the built-in rule",
+                        site.file,
+                        site.span,
+                    )
                     .with_help("choose another id"),
             );
             continue;
@@ -258,7 +286,11 @@ pub fn check_duplicate_ids(sites: &[IdSite], out: &mut Vec<Diagnostic>) {
         match first.get(site.id.as_str()) {
             Some(prev) => out.push(
                 E0301
-                    .at(format!("duplicate rule id `{}`", site.id), site.file, site.span)
+                    .at(
+                        format!("duplicate rule id `{}`", site.id),
+                        site.file,
+                        site.span,
+                    )
                     .with_label_message("used again here")
                     .with_secondary(prev.file, prev.span, "first used here")
                     .with_help("rule ids must be unique across the repository"),

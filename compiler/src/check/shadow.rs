@@ -112,13 +112,36 @@ pub fn check_shadowed(rules: &[Rule], sites: &[Site], out: &mut Vec<Diagnostic>)
 /// Whether every request matched by `inner` is matched by `outer`.
 pub fn covers(outer: &Target, inner: &Target) -> bool {
     match (outer, inner) {
-        (Target::Tool { server: os, tool: ot }, Target::Tool { server: is, tool: it })
-        | (Target::Prompt { server: os, name: ot }, Target::Prompt { server: is, name: it }) => {
-            name_covers(os, is) && name_covers(ot, it)
-        }
-        (Target::Resource { server: os, uri: ou }, Target::Resource { server: is, uri: iu }) => {
-            name_covers(os, is) && uri_covers(ou, iu)
-        }
+        (
+            Target::Tool {
+                server: os,
+                tool: ot,
+            },
+            Target::Tool {
+                server: is,
+                tool: it,
+            },
+        )
+        | (
+            Target::Prompt {
+                server: os,
+                name: ot,
+            },
+            Target::Prompt {
+                server: is,
+                name: it,
+            },
+        ) => name_covers(os, is) && name_covers(ot, it),
+        (
+            Target::Resource {
+                server: os,
+                uri: ou,
+            },
+            Target::Resource {
+                server: is,
+                uri: iu,
+            },
+        ) => name_covers(os, is) && uri_covers(ou, iu),
         _ => false,
     }
 }
@@ -148,7 +171,10 @@ mod tests {
                 NamePattern::Exact(x.into())
             }
         };
-        Target::Tool { server: p(s), tool: p(t) }
+        Target::Tool {
+            server: p(s),
+            tool: p(t),
+        }
     }
 
     #[test]

@@ -176,9 +176,11 @@ impl Cx<'_> {
 
     fn operand_error(&mut self, code: Code, msg: String, op: &Expr, whole: &Expr, ty: Ty) {
         let what = self.text(op);
-        let d = code
-            .at(msg, self.file, whole.span)
-            .with_secondary(self.file, op.span, format!("{what} is {}", ty.name()));
+        let d = code.at(msg, self.file, whole.span).with_secondary(
+            self.file,
+            op.span,
+            format!("{what} is {}", ty.name()),
+        );
         self.out.push(d);
     }
 
@@ -189,7 +191,8 @@ impl Cx<'_> {
                 Literal::Int(_) => Ty::Num,
                 Literal::Float(f) => {
                     if !f.is_finite() {
-                        self.out.push(E0206.at("number literal out of range", self.file, e.span));
+                        self.out
+                            .push(E0206.at("number literal out of range", self.file, e.span));
                     }
                     Ty::Num
                 }
@@ -206,7 +209,13 @@ impl Cx<'_> {
             ExprKind::Unary(UnOp::Not, inner) => {
                 let t = self.infer(inner);
                 if !matches!(t, Ty::Bool | Ty::Unknown) {
-                    self.operand_error(E0203, format!("`!` needs true or false, found {}", t.name()), inner, e, t);
+                    self.operand_error(
+                        E0203,
+                        format!("`!` needs true or false, found {}", t.name()),
+                        inner,
+                        e,
+                        t,
+                    );
                 }
                 Ty::Bool
             }
@@ -224,7 +233,10 @@ impl Cx<'_> {
                         {
                             self.operand_error(
                                 E0202,
-                                format!("`len` of {}: only strings, lists and objects have a length", t.name()),
+                                format!(
+                                    "`len` of {}: only strings, lists and objects have a length",
+                                    t.name()
+                                ),
                                 a,
                                 e,
                                 t,
@@ -246,81 +258,170 @@ impl Cx<'_> {
             BinOp::And | BinOp::Or => {
                 for (side, t) in [(l, lt), (r, rt)] {
                     if !matches!(t, Ty::Bool | Ty::Unknown) {
-                        self.operand_error(E0203, format!("`{sym}` needs true or false, found {}", t.name()), side, e, t);
+                        self.operand_error(
+                            E0203,
+                            format!("`{sym}` needs true or false, found {}", t.name()),
+                            side,
+                            e,
+                            t,
+                        );
                     }
                 }
             }
             BinOp::Eq | BinOp::Ne => {
                 if lt.known() && rt.known() && lt != rt && lt != Ty::Null && rt != Ty::Null {
-                    let verdict = if op == BinOp::Eq { "never true" } else { "always true" };
+                    let verdict = if op == BinOp::Eq {
+                        "never true"
+                    } else {
+                        "always true"
+                    };
                     let mut d = E0201
                         .at(
-                            format!("`{sym}` compares {} with {}: {verdict}", lt.name(), rt.name()),
+                            format!(
+                                "`{sym}` compares {} with {}: {verdict}",
+                                lt.name(),
+                                rt.name()
+                            ),
                             self.file,
                             e.span,
                         )
-                        .with_secondary(self.file, l.span, format!("{} is {}", self.text(l), lt.name()))
-                        .with_secondary(self.file, r.span, format!("{} is {}", self.text(r), rt.name()));
+                        .with_secondary(
+                            self.file,
+                            l.span,
+                            format!("{} is {}", self.text(l), lt.name()),
+                        )
+                        .with_secondary(
+                            self.file,
+                            r.span,
+                            format!("{} is {}", self.text(r), rt.name()),
+                        );
                     if lt == Ty::List || rt == Ty::List {
                         let (list, item) = if lt == Ty::List { (l, r) } else { (r, l) };
-                        d = d.with_help(format!("to test membership, write `{} in {}`", self.raw(item), self.raw(list)));
+                        d = d.with_help(format!(
+                            "to test membership, write `{} in {}`",
+                            self.raw(item),
+                            self.raw(list)
+                        ));
                     }
                     self.out.push(d);
                 }
             }
             BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
                 let orderable = |t: Ty| matches!(t, Ty::Num | Ty::Str | Ty::Unknown);
-                if let Some((side, t)) = [(l, lt), (r, rt)].into_iter().find(|&(_, t)| !orderable(t)) {
+                if let Some((side, t)) =
+                    [(l, lt), (r, rt)].into_iter().find(|&(_, t)| !orderable(t))
+                {
                     let mut d = E0201
                         .at(
                             format!("`{sym}` orders numbers or strings, not {}", t.name()),
                             self.file,
                             e.span,
                         )
-                        .with_secondary(self.file, side.span, format!("{} is {}", self.text(side), t.name()));
+                        .with_secondary(
+                            self.file,
+                            side.span,
+                            format!("{} is {}", self.text(side), t.name()),
+                        );
                     if t == Ty::List {
-                        d = d.with_help(format!("to compare the number of items, write `len({})`", self.raw(side)));
+                        d = d.with_help(format!(
+                            "to compare the number of items, write `len({})`",
+                            self.raw(side)
+                        ));
                     }
                     self.out.push(d);
                 } else if lt.known() && rt.known() && lt != rt {
                     let d = E0201
                         .at(
-                            format!("`{sym}` compares {} with {}: this can never be decided", lt.name(), rt.name()),
+                            format!(
+                                "`{sym}` compares {} with {}: this can never be decided",
+                                lt.name(),
+                                rt.name()
+                            ),
                             self.file,
                             e.span,
                         )
-                        .with_secondary(self.file, l.span, format!("{} is {}", self.text(l), lt.name()))
-                        .with_secondary(self.file, r.span, format!("{} is {}", self.text(r), rt.name()));
+                        .with_secondary(
+                            self.file,
+                            l.span,
+                            format!("{} is {}", self.text(l), lt.name()),
+                        )
+                        .with_secondary(
+                            self.file,
+                            r.span,
+                            format!("{} is {}", self.text(r), rt.name()),
+                        );
                     self.out.push(d);
                 }
             }
             BinOp::In => {
                 if matches!(rt, Ty::Str | Ty::Num | Ty::Bool | Ty::Null) {
                     let mut d = E0203
-                        .at(format!("`in` needs a list or an object on the right, found {}", rt.name()), self.file, e.span)
-                        .with_secondary(self.file, r.span, format!("{} is {}", self.text(r), rt.name()));
+                        .at(
+                            format!(
+                                "`in` needs a list or an object on the right, found {}",
+                                rt.name()
+                            ),
+                            self.file,
+                            e.span,
+                        )
+                        .with_secondary(
+                            self.file,
+                            r.span,
+                            format!("{} is {}", self.text(r), rt.name()),
+                        );
                     if rt == Ty::Str {
-                        d = d.with_help(format!("to find a substring, write `{} contains {}`", self.raw(r), self.raw(l)));
+                        d = d.with_help(format!(
+                            "to find a substring, write `{} contains {}`",
+                            self.raw(r),
+                            self.raw(l)
+                        ));
                     }
                     self.out.push(d);
                 }
             }
             BinOp::Contains => {
                 if matches!(lt, Ty::Num | Ty::Bool | Ty::Null) {
-                    self.operand_error(E0203, format!("`contains` needs a string or a list on the left, found {}", lt.name()), l, e, lt);
+                    self.operand_error(
+                        E0203,
+                        format!(
+                            "`contains` needs a string or a list on the left, found {}",
+                            lt.name()
+                        ),
+                        l,
+                        e,
+                        lt,
+                    );
                 }
             }
             BinOp::StartsWith | BinOp::EndsWith => {
                 if matches!(lt, Ty::Num | Ty::Bool | Ty::Null | Ty::List) {
-                    self.operand_error(E0203, format!("`{sym}` needs a string on the left, found {}", lt.name()), l, e, lt);
+                    self.operand_error(
+                        E0203,
+                        format!("`{sym}` needs a string on the left, found {}", lt.name()),
+                        l,
+                        e,
+                        lt,
+                    );
                 }
                 if matches!(rt, Ty::Num | Ty::Bool | Ty::Null | Ty::List) {
-                    self.operand_error(E0203, format!("`{sym}` needs a string on the right, found {}", rt.name()), r, e, rt);
+                    self.operand_error(
+                        E0203,
+                        format!("`{sym}` needs a string on the right, found {}", rt.name()),
+                        r,
+                        e,
+                        rt,
+                    );
                 }
             }
             BinOp::Matches => {
                 if matches!(lt, Ty::Num | Ty::Bool | Ty::Null | Ty::List) {
-                    self.operand_error(E0203, format!("`matches` needs a string on the left, found {}", lt.name()), l, e, lt);
+                    self.operand_error(
+                        E0203,
+                        format!("`matches` needs a string on the left, found {}", lt.name()),
+                        l,
+                        e,
+                        lt,
+                    );
                 }
                 match &r.node {
                     ExprKind::Lit(Literal::Str(pattern)) => {
@@ -335,7 +436,11 @@ impl Cx<'_> {
                     ExprKind::Error => {}
                     _ => {
                         let d = E0205
-                            .at("the pattern of `matches` must be a string literal", self.file, r.span)
+                            .at(
+                                "the pattern of `matches` must be a string literal",
+                                self.file,
+                                r.span,
+                            )
                             .with_label_message("not a string literal");
                         self.out.push(d);
                     }
@@ -359,7 +464,11 @@ pub fn compile_regex(pattern: &str) -> Result<regex::Regex, String> {
 
 fn first_line(err: &str) -> String {
     // The regex crate's message spans several lines with its own caret; keep the reason.
-    let reason = err.lines().rev().find(|l| l.starts_with("error:")).unwrap_or(err);
+    let reason = err
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or(err);
     reason.trim_start_matches("error:").trim().to_owned()
 }
 

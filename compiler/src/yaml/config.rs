@@ -35,7 +35,11 @@ pub fn load(file: FileId, src: &str, out: &mut Vec<Diagnostic>) -> Option<Config
     match serde_json::from_value::<Config>(root.to_json()) {
         Ok(c) => Some(c),
         Err(e) => {
-            out.push(syntax::E0003.at(format!("invalid configuration: {e}"), file, Span::new(0, 0)));
+            out.push(syntax::E0003.at(
+                format!("invalid configuration: {e}"),
+                file,
+                Span::new(0, 0),
+            ));
             None
         }
     }

@@ -163,7 +163,10 @@ pub fn location_span(loc: &serde_saphyr::Location) -> Span {
     match (span.byte_offset(), span.byte_len()) {
         (Some(start), Some(len)) => {
             let start = usize::try_from(start).unwrap_or(usize::MAX);
-            Span::new(start, start.saturating_add(usize::try_from(len).unwrap_or(0)))
+            Span::new(
+                start,
+                start.saturating_add(usize::try_from(len).unwrap_or(0)),
+            )
         }
         _ => Span::new(0, 0),
     }
@@ -177,7 +180,12 @@ enum RawKind {
     Float(f64),
     Str(String),
     Seq(Vec<serde_saphyr::Spanned<RawKind>>),
-    Map(Vec<(serde_saphyr::Spanned<RawKind>, serde_saphyr::Spanned<RawKind>)>),
+    Map(
+        Vec<(
+            serde_saphyr::Spanned<RawKind>,
+            serde_saphyr::Spanned<RawKind>,
+        )>,
+    ),
 }
 
 impl<'de> Deserialize<'de> for RawKind {
@@ -266,7 +274,8 @@ mod tests {
 
     #[test]
     fn spans_point_at_values() {
-        let text = "rules:\n  - id: a\n    when: \"args.x > 1\"\n    tools: [demo.echo, 'demo.add']\n";
+        let text =
+            "rules:\n  - id: a\n    when: \"args.x > 1\"\n    tools: [demo.echo, 'demo.add']\n";
         let node = parse(text).unwrap();
         let rules = node.get("rules").unwrap();
         let r0 = &rules.items()[0];
@@ -277,7 +286,10 @@ mod tests {
         eprintln!("when span: {:?}", &text[when.span.range()]);
         let tools = r0.get("tools").unwrap();
         eprintln!("tools[1] span: {:?}", &text[tools.items()[1].span.range()]);
-        eprintln!("key span: {:?}", &text[r0.key_node("when").unwrap().span.range()]);
+        eprintln!(
+            "key span: {:?}",
+            &text[r0.key_node("when").unwrap().span.range()]
+        );
         eprintln!("map span: {:?}", &text[r0.span.range()]);
         assert_eq!(node.to_json()["rules"][0]["tools"][1], "demo.add");
     }
@@ -287,9 +299,17 @@ mod tests {
         let text = "a:\n  b: |\n    args.x > 1\n      && true\n  c: >-\n    x\n";
         let node = parse(text).unwrap();
         let b = node.get("a").unwrap().get("b").unwrap();
-        eprintln!("block span: {:?} value {:?}", &text[b.span.range()], b.as_str());
+        eprintln!(
+            "block span: {:?} value {:?}",
+            &text[b.span.range()],
+            b.as_str()
+        );
         let c = node.get("a").unwrap().get("c").unwrap();
-        eprintln!("folded span: {:?} value {:?}", &text[c.span.range()], c.as_str());
+        eprintln!(
+            "folded span: {:?} value {:?}",
+            &text[c.span.range()],
+            c.as_str()
+        );
     }
 
     #[test]

@@ -30,32 +30,41 @@ pub struct PolicyDoc {
 pub struct RuleDoc {
     /// A stable id, unique across the repository (default: `policies/FILE.yaml#N`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub id: Option<String>,
     /// What the rule does.
     pub effect: EffectName,
     /// Tool targets: `server.tool`, with `*` globs; a string or a list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "OneOrMany<String>")]
     pub tools: Option<OneOrMany<String>>,
     /// Prompt targets: `server.name`; a string or a list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "OneOrMany<String>")]
     pub prompts: Option<OneOrMany<String>>,
     /// Resource targets: `{server, uri}` with a URI glob (`**` crosses `/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "OneOrMany<ResourceDoc>")]
     pub resources: Option<OneOrMany<ResourceDoc>>,
     /// A condition in the expression language, e.g. `args.amount > 100`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub when: Option<String>,
     /// The reason given to the client when the rule denies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub because: Option<String>,
     /// Approver groups (`approve` rules).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "OneOrMany<String>")]
     pub by: Option<OneOrMany<String>>,
     /// `N per second|minute|hour|day` (`limit` rules).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub rate: Option<String>,
     /// What a limit counts separately (`limit` rules; default `principal`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "LimitKeyName")]
     pub per: Option<LimitKeyName>,
 }
 
@@ -151,7 +160,13 @@ fn strings(n: &Node) -> Vec<&Node> {
 }
 
 /// Reports syntax errors of a fragment, mapped into the YAML file.
-fn fragment_errors(errs: Vec<SyntaxError>, what: &str, map: &OffsetMap, file: FileId, out: &mut Vec<Diagnostic>) {
+fn fragment_errors(
+    errs: Vec<SyntaxError>,
+    what: &str,
+    map: &OffsetMap,
+    file: FileId,
+    out: &mut Vec<Diagnostic>,
+) {
     for e in errs {
         out.push(
             syntax::E0004
@@ -169,7 +184,11 @@ fn load_rule(rn: &Node, file: FileId, src: &str, out: &mut Vec<Diagnostic>) -> O
             .map(|s| format!("did you mean `{s}`?"));
         out.push(
             rules::E0303
-                .at(format!("unknown effect `{effect_text}`"), file, effect_node.span)
+                .at(
+                    format!("unknown effect `{effect_text}`"),
+                    file,
+                    effect_node.span,
+                )
                 .with_help_opt(help),
         );
         return None;
@@ -204,11 +223,26 @@ fn load_rule(rn: &Node, file: FileId, src: &str, out: &mut Vec<Diagnostic>) -> O
         let (Some(s), Some(u)) = (server.as_str(), uri.as_str()) else {
             continue;
         };
-        let span = Span::new(anchor(n).start as usize, uri.span.end.max(server.span.end) as usize);
+        let span = Span::new(
+            anchor(n).start as usize,
+            uri.span.end.max(server.span.end) as usize,
+        );
         targets.push(Spanned::new(
             Target::Resource {
-                server: Spanned::new(Pattern { text: s.to_owned(), quoted: false }, server.span),
-                uri: Spanned::new(Pattern { text: u.to_owned(), quoted: true }, uri.span),
+                server: Spanned::new(
+                    Pattern {
+                        text: s.to_owned(),
+                        quoted: false,
+                    },
+                    server.span,
+                ),
+                uri: Spanned::new(
+                    Pattern {
+                        text: u.to_owned(),
+                        quoted: true,
+                    },
+                    uri.span,
+                ),
             },
             span,
         ));
@@ -263,7 +297,13 @@ fn load_rule(rn: &Node, file: FileId, src: &str, out: &mut Vec<Diagnostic>) -> O
     })
 }
 
-fn load_limit(rn: &Node, effect: Effect, file: FileId, out: &mut Vec<Diagnostic>, ok: &mut bool) -> Option<ast::Limit> {
+fn load_limit(
+    rn: &Node,
+    effect: Effect,
+    file: FileId,
+    out: &mut Vec<Diagnostic>,
+    ok: &mut bool,
+) -> Option<ast::Limit> {
     let rate = rn.get("rate");
     let per = rn.get("per");
     if effect != Effect::Limit {
@@ -272,8 +312,12 @@ fn load_limit(rn: &Node, effect: Effect, file: FileId, out: &mut Vec<Diagnostic>
                 let key = rn.key_node(name).map_or(n.span, |k| k.span);
                 out.push(
                     rules::E0308
-                        .at(format!("`{name}` on a `{effect}` rule"), file, key)
-                        .with_help("`rate` and `per` belong to `limit` rules"),
+                        .at(
+                            format!("`{name}` is only for `limit` rules, this one is `{effect}`"),
+                            file,
+                            key,
+                        )
+                        .with_help(format!("make the rule `limit`, or remove `{name}`")),
                 );
                 *ok = false;
             }
@@ -283,7 +327,11 @@ fn load_limit(rn: &Node, effect: Effect, file: FileId, out: &mut Vec<Diagnostic>
     let Some(rate) = rate else {
         out.push(
             rules::E0308
-                .at("`limit` rule without `rate`", file, rn.get("effect").map_or(anchor(rn), |n| n.span))
+                .at(
+                    "`limit` rule without `rate`",
+                    file,
+                    rn.get("effect").map_or(anchor(rn), |n| n.span),
+                )
                 .with_help("add e.g. `rate: 100 per hour`"),
         );
         *ok = false;

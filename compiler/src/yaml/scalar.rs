@@ -103,7 +103,9 @@ mod tests {
     use super::*;
 
     fn mapped(src: &str, value: &str, sub: &str) -> String {
-        let start = src.find(['"', '\'']).unwrap_or_else(|| src.find(value).unwrap());
+        let start = src
+            .find(['"', '\''])
+            .unwrap_or_else(|| src.find(value).unwrap());
         let span = Span::new(start, src.trim_end().len());
         let m = OffsetMap::new(src, span, value);
         let i = value.find(sub).unwrap();

@@ -30,22 +30,27 @@ pub struct TestDoc {
     pub name: String,
     /// Who calls (default: anonymous).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "PrincipalDoc")]
     pub principal: Option<PrincipalDoc>,
     /// The agent name of the session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub agent: Option<String>,
     /// The MCP client of the session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "ClientDoc")]
     pub client: Option<ClientDoc>,
     /// `server.tool`, `prompt:server.name` or `resource:server:URI`.
     pub call: String,
     /// The call's arguments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Map<String, Value>")]
     pub args: Option<Map<String, Value>>,
     /// The verdict the policy must give.
     pub expect: VerdictName,
     /// The id of the rule that must decide (`default` for the built-in rule).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub rule: Option<String>,
 }
 
@@ -54,9 +59,11 @@ pub struct TestDoc {
 #[serde(deny_unknown_fields)]
 pub struct PrincipalDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub id: Option<String>,
     /// `human`, `agent`, `service` or `anonymous`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub kind: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
@@ -69,8 +76,10 @@ pub struct PrincipalDoc {
 #[serde(deny_unknown_fields)]
 pub struct ClientDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub version: Option<String>,
 }
 
@@ -153,8 +162,10 @@ fn load_test(tn: &Node, file: FileId, src: &str, out: &mut Vec<Diagnostic>) -> O
                 "service" => PrincipalKind::Service,
                 "anonymous" => PrincipalKind::Anonymous,
                 _ => {
-                    let help = did_you_mean(text, KINDS)
-                        .map_or_else(|| "a principal is `human`, `agent`, `service` or `anonymous`".to_owned(), |s| format!("did you mean `{s}`?"));
+                    let help = did_you_mean(text, KINDS).map_or_else(
+                        || "a principal is `human`, `agent`, `service` or `anonymous`".to_owned(),
+                        |s| format!("did you mean `{s}`?"),
+                    );
                     out.push(
                         policy_tests::E0503
                             .at(format!("unknown principal kind `{text}`"), file, k.span)
@@ -167,7 +178,11 @@ fn load_test(tn: &Node, file: FileId, src: &str, out: &mut Vec<Diagnostic>) -> O
         }
         principal.groups = json["groups"]
             .as_array()
-            .map(|a| a.iter().filter_map(|g| g.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|g| g.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         if let Some(Value::Object(attrs)) = json.get("attrs") {
             principal.attrs = attrs.clone();

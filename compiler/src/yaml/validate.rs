@@ -48,7 +48,10 @@ pub fn path_text(path: &[PathItem]) -> String {
     let mut s = String::new();
     for item in path {
         match item {
-            PathItem::Key(k) if k.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') => {
+            PathItem::Key(k)
+                if k.chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '-') =>
+            {
                 if !s.is_empty() {
                     s.push('.');
                 }
@@ -58,7 +61,11 @@ pub fn path_text(path: &[PathItem]) -> String {
             PathItem::Index(i) => s.push_str(&format!("[{i}]")),
         }
     }
-    if s.is_empty() { "the document".into() } else { s }
+    if s.is_empty() {
+        "the document".into()
+    } else {
+        s
+    }
 }
 
 /// A span to point at for a node: maps and sequences have empty spans, so use their
@@ -98,7 +105,12 @@ fn json_type_name(t: jsonschema::JsonType) -> &'static str {
 }
 
 /// Validates `root` and reports every error; returns the instance paths that failed.
-pub fn validate(schema: &Schema, root: &Node, file: FileId, out: &mut Vec<Diagnostic>) -> Vec<Vec<PathItem>> {
+pub fn validate(
+    schema: &Schema,
+    root: &Node,
+    file: FileId,
+    out: &mut Vec<Diagnostic>,
+) -> Vec<Vec<PathItem>> {
     let Some(validator) = &schema.validator else {
         return Vec::new();
     };
@@ -137,7 +149,11 @@ pub fn validate(schema: &Schema, root: &Node, file: FileId, out: &mut Vec<Diagno
             ValidationErrorKind::Required { property } => {
                 let name = property.as_str().unwrap_or("?");
                 syntax::E0003
-                    .at(format!("missing field `{name}` in `{shown}`"), file, anchor(node))
+                    .at(
+                        format!("missing field `{name}` in `{shown}`"),
+                        file,
+                        anchor(node),
+                    )
                     .with_label_message(format!("`{name}` is required here"))
             }
             ValidationErrorKind::Enum { options } => {
@@ -145,15 +161,31 @@ pub fn validate(schema: &Schema, root: &Node, file: FileId, out: &mut Vec<Diagno
                     .as_array()
                     .map(|a| a.iter().filter_map(Value::as_str).collect())
                     .unwrap_or_default();
-                let given = instance.as_str().map_or_else(|| instance.to_string(), str::to_owned);
-                let expected = list.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
-                let help = did_you_mean(&given, list.iter().copied())
-                    .map_or_else(|| format!("expected one of {expected}"), |s| format!("did you mean `{s}`?"));
+                let given = instance
+                    .as_str()
+                    .map_or_else(|| instance.to_string(), str::to_owned);
+                let expected = list
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let help = did_you_mean(&given, list.iter().copied()).map_or_else(
+                    || format!("expected one of {expected}"),
+                    |s| format!("did you mean `{s}`?"),
+                );
                 let is_effect = matches!(path.last(), Some(PathItem::Key(k)) if k == "effect");
-                let code = if is_effect { rules::E0303 } else { syntax::E0003 };
-                let what = if is_effect { "effect".to_owned() } else { format!("value for `{shown}`") };
-                code.at(format!("unknown {what} `{given}`"), file, anchor(node))
-                    .with_help(help)
+                let code = if is_effect {
+                    rules::E0303
+                } else {
+                    syntax::E0003
+                };
+                let what = "effect";
+                let msg = if is_effect {
+                    format!("unknown {what} `{given}`")
+                } else {
+                    format!("unknown value `{given}` for `{shown}`")
+                };
+                code.at(msg, file, anchor(node)).with_help(help)
             }
             ValidationErrorKind::Type { kind } => {
                 let expected: Vec<&str> = match kind {
@@ -161,19 +193,43 @@ pub fn validate(schema: &Schema, root: &Node, file: FileId, out: &mut Vec<Diagno
                     TypeKind::Multiple(set) => set.iter().map(json_type_name).collect(),
                 };
                 syntax::E0003.at(
-                    format!("`{shown}` must be {}, found {}", expected.join(" or "), type_name(instance)),
+                    format!(
+                        "`{shown}` must be {}, found {}",
+                        expected.join(" or "),
+                        type_name(instance)
+                    ),
                     file,
                     anchor(node),
                 )
             }
             ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::OneOfNotValid { .. } => {
+                let expected = match path.last() {
+                    Some(PathItem::Key(k)) if ["tools", "prompts", "by"].contains(&k.as_str()) => {
+                        "a string or a list of strings"
+                    }
+                    Some(PathItem::Key(k)) if k == "resources" => {
+                        "a `{server, uri}` mapping or a list of them"
+                    }
+                    _ => "something else",
+                };
                 syntax::E0003
-                    .at(format!("`{shown}` has the wrong shape ({} is not accepted here)", type_name(instance)), file, anchor(node))
+                    .at(
+                        format!(
+                            "`{shown}` must be {expected}, found {}",
+                            type_name(instance)
+                        ),
+                        file,
+                        anchor(node),
+                    )
                     .with_help("run `mcpgate schema` to see the expected format")
             }
             _ => {
                 let msg = err.to_string();
-                syntax::E0003.at(format!("`{shown}`: {}", lowercase_first(&msg)), file, anchor(node))
+                syntax::E0003.at(
+                    format!("`{shown}`: {}", lowercase_first(&msg)),
+                    file,
+                    anchor(node),
+                )
             }
         };
         out.push(d);

@@ -1,11 +1,127 @@
-//! `mcpgate check`.
+//! `mcpgate check`: parse, check, compile, and run the policy tests of a repository.
 
+use mcpgate_compiler::diag::Format;
+use mcpgate_compiler::repo;
+use mcpgate_compiler::{Program, testing};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The policy repository (default: the current directory).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// How to print diagnostics.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub format: OutputFormat,
+    /// Fail on warnings too.
+    #[arg(long)]
+    pub deny_warnings: bool,
+}
 
-pub fn run(_args: Args) -> ExitCode {
-    eprintln!("error: `mcpgate check` is not available in this build");
-    ExitCode::from(2)
+/// `--format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// rustc style, with source lines.
+    Human,
+    /// GitHub Actions annotations.
+    Github,
+    /// A JSON array of diagnostics.
+    Json,
+}
+
+impl From<OutputFormat> for Format {
+    fn from(f: OutputFormat) -> Format {
+        match f {
+            OutputFormat::Human => Format::Human,
+            OutputFormat::Github => Format::Github,
+            OutputFormat::Json => Format::Json,
+        }
+    }
+}
+
+/// What a check found, for the summary and the exit code.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub rules: usize,
+    pub tests: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub errors: usize,
+    pub warnings: usize,
+}
+
+/// Checks a repository, runs its tests, and returns the diagnostics rendered in `format`
+/// with the summary.
+pub fn check_dir(dir: &std::path::Path, format: Format) -> std::io::Result<(String, Summary)> {
+    let files = repo::read_dir(dir)?;
+    let mut checked = repo::check_files(files);
+    let mut summary = Summary {
+        rules: checked.policy.rules.len(),
+        tests: checked.tests.len(),
+        ..Summary::default()
+    };
+    // With errors, the policy is partial: its test results would mislead.
+    if !checked.has_errors() {
+        let program = Program::compile(&checked.policy, None);
+        let report = testing::run_tests(&program, &checked.tests);
+        summary.passed = report.passed();
+        summary.failed = report.failed();
+        checked.add_test_report(&report);
+    }
+    summary.errors = checked.errors;
+    summary.warnings = checked.warnings;
+    Ok((checked.render(format), summary))
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+impl Summary {
+    /// `6 rules, 7 tests: 7 passed, 0 failed; 0 errors, 0 warnings`
+    pub fn line(&self) -> String {
+        format!(
+            "{}, {}: {} passed, {} failed; {}, {}",
+            plural(self.rules, "rule"),
+            plural(self.tests, "test"),
+            self.passed,
+            self.failed,
+            plural(self.errors, "error"),
+            plural(self.warnings, "warning"),
+        )
+    }
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let format = Format::from(args.format);
+    let (rendered, summary) = match check_dir(&args.dir, format) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot read `{}`: {e}", args.dir.display());
+            return ExitCode::from(2);
+        }
+    };
+    let failed =
+        summary.errors > 0 || summary.failed > 0 || (args.deny_warnings && summary.warnings > 0);
+    match format {
+        Format::Json => {
+            println!("{rendered}");
+            eprintln!("{}", summary.line());
+        }
+        Format::Human | Format::Github => {
+            print!("{rendered}");
+            let status = if failed { "failed" } else { "ok" };
+            println!("check {status}: {}", summary.line());
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }

@@ -1,11 +1,41 @@
-//! `mcpgate schema`.
+//! `mcpgate schema`: the JSON Schema of the YAML formats, for editors and CI.
 
+use mcpgate_compiler::schema;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Which format (default: all three in one document, keyed by name).
+    #[arg(value_enum)]
+    pub which: Option<Which>,
+}
 
-pub fn run(_args: Args) -> ExitCode {
-    eprintln!("error: `mcpgate schema` is not available in this build");
-    ExitCode::from(2)
+/// The YAML formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Which {
+    /// `policies/**/*.yaml`
+    Policy,
+    /// `tests/**/*.yaml`
+    Tests,
+    /// `mcpgate.yaml`
+    Config,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let value = match args.which {
+        None => schema::all_schemas(),
+        Some(Which::Policy) => schema::policy_schema(),
+        Some(Which::Tests) => schema::tests_schema(),
+        Some(Which::Config) => schema::config_schema(),
+    };
+    match serde_json::to_string_pretty(&value) {
+        Ok(s) => {
+            println!("{s}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot print the schema: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
