@@ -20,11 +20,19 @@ fn quickstart_checks_clean_and_its_tests_cover_every_rule() {
     }
     // Rules from both front ends, in file order: the DSL file sorts before the YAML one.
     assert_eq!(checked.policy.rules[0].id, "policies/demo.mcpg#1");
-    assert_eq!(checked.policy.rules.last().map(|r| r.id.as_str()), Some("small-payments"));
+    assert_eq!(
+        checked.policy.rules.last().map(|r| r.id.as_str()),
+        Some("small-payments")
+    );
     let program = Program::compile(&checked.policy, None);
     let report = testing::run_tests(&program, &checked.tests);
     checked.add_test_report(&report);
-    assert_eq!(checked.errors + checked.warnings, 0, "{}", checked.render(Format::Human));
+    assert_eq!(
+        checked.errors + checked.warnings,
+        0,
+        "{}",
+        checked.render(Format::Human)
+    );
     assert_eq!(report.failed(), 0);
     assert!(report.passed() >= 7);
 }
