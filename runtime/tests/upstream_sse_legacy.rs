@@ -231,6 +231,7 @@ async fn messages_are_posted_to_the_endpoint_and_answered_on_the_stream() {
             .iter()
             .all(|h| h["authorization"] == "Bearer legacy-token")
     );
+    assert_eq!(session.state().protocol_version, "2024-11-05");
     assert!(up.resume("g", &session.state()).is_some());
     assert!(up.resume("h", &session.state()).is_none());
 }

@@ -361,3 +361,52 @@ fn config_errors_name_the_problem() {
     let err = Upstream::from_config("s", &missing, &gateway, &Secrets).unwrap_err();
     assert!(err.contains("unknown secret `nope`"), "{err}");
 }
+
+/// Set in the environment of the process the next test spawns: this test binary then serves
+/// MCP on stdio from the `serve_when_spawned` test.
+const SERVE_VAR: &str = "MCPGATE_TEST_SERVE_STDIO";
+
+#[test]
+fn serve_when_spawned() {
+    use std::io::{BufRead, Write};
+    if std::env::var_os(SERVE_VAR).is_none() {
+        return;
+    }
+    let stdout = std::io::stdout();
+    for line in std::io::stdin().lock().lines() {
+        let message: Message = serde_json::from_str(&line.unwrap()).unwrap();
+        let Some(id) = message.get("id") else {
+            continue;
+        };
+        let answer = json!({"jsonrpc": "2.0", "id": id, "result": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "serverInfo": {"name": "fixture", "version": "self"}}});
+        let mut out = stdout.lock();
+        // A blank line first: the harness leaves its `test ... ` line unterminated.
+        writeln!(out, "\n{answer}").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_command_mcpgate_runs_the_gateway_executable() {
+    // Inside tests the current executable is this test binary; it serves through the test
+    // above (its own harness output on stdout is skipped as non-JSON lines).
+    let cap = StdioProcesses::new(4);
+    let config = ServerConfig {
+        command: Some("mcpgate".into()),
+        args: vec![
+            "--exact".into(),
+            "serve_when_spawned".into(),
+            "--nocapture".into(),
+            "--test-threads=1".into(),
+        ],
+        env: BTreeMap::from([(SERVE_VAR.into(), "1".into())]),
+        ..ServerConfig::default()
+    };
+    let up = upstream(&config, 60, &cap);
+    let (session, response) = up.connect("g", initialize(1)).await.unwrap();
+    assert_eq!(response["result"]["serverInfo"]["version"], "self");
+    session.close().await;
+    assert_eq!(cap.running(), 0);
+}

@@ -50,7 +50,10 @@ impl ConfiguredHeaders {
     /// Replaces every credential value in `text` (from an upstream answer) by `***`.
     pub(crate) fn scrub(&self, text: &str) -> String {
         let mut out = text.to_owned();
-        for s in &self.secrets {
+        // Longest first, so a secret that contains another is replaced whole.
+        let mut secrets: Vec<&String> = self.secrets.iter().collect();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        for s in secrets {
             if s.len() >= 4 {
                 out = out.replace(s.as_str(), "***");
             }
@@ -68,6 +71,8 @@ pub(crate) const RESERVED_HEADERS: &[&str] = &[
     "connection",
     "mcp-session-id",
     "mcp-protocol-version",
+    "mcp-method",
+    "mcp-name",
     "last-event-id",
 ];
 

@@ -18,6 +18,8 @@ use tokio::time::Instant;
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
 const LAST_EVENT_HEADER: &str = "last-event-id";
+const METHOD_HEADER: &str = "mcp-method";
+const NAME_HEADER: &str = "mcp-name";
 /// Reconnections tried when a response stream drops before its response.
 const MAX_RESUMES: u32 = 3;
 /// Reconnections in a row, without a message in between, for the listen stream.
@@ -160,9 +162,13 @@ impl HttpSession {
     async fn post(&self, message: &Message) -> Result<http::Response<Incoming>, UpstreamError> {
         let body = serde_json::to_vec(message)
             .map_err(|e| UpstreamError::Protocol(format!("cannot encode message: {e}")))?;
-        let req = self
+        let mut b = self
             .builder(Method::POST, "application/json, text/event-stream")
-            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_TYPE, "application/json");
+        if let Some(headers) = b.headers_mut() {
+            modern_headers(message, headers);
+        }
+        let req = b
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| UpstreamError::Protocol(format!("cannot build request: {e}")))?;
         client::send(&self.up.client, req, self.up.timeout).await
@@ -420,6 +426,40 @@ impl HttpSession {
     }
 }
 
+/// A message of the stateless era (2026-07-28) names its protocol version in `_meta`; its
+/// HTTP headers must then mirror the body: `MCP-Protocol-Version`, `Mcp-Method`, and
+/// `Mcp-Name` for the methods that address one named thing.
+fn modern_headers(message: &Message, headers: &mut http::HeaderMap) {
+    let Some(params) = message.get("params") else {
+        return;
+    };
+    let Some(version) = params
+        .pointer("/_meta/io.modelcontextprotocol~1protocolVersion")
+        .and_then(Message::as_str)
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    else {
+        return;
+    };
+    headers.insert(VERSION_HEADER, version);
+    let Some(method) = message.get("method").and_then(Message::as_str) else {
+        return;
+    };
+    if let Ok(v) = HeaderValue::from_str(method) {
+        headers.insert(METHOD_HEADER, v);
+    }
+    let name = match method {
+        "tools/call" | "prompts/get" => params.get("name"),
+        "resources/read" => params.get("uri"),
+        _ => None,
+    };
+    if let Some(v) = name
+        .and_then(Message::as_str)
+        .and_then(|n| HeaderValue::from_str(n).ok())
+    {
+        headers.insert(NAME_HEADER, v);
+    }
+}
+
 fn retry_delay(parser: &SseParser, default: Duration) -> Duration {
     parser
         .retry_ms()
@@ -500,5 +540,30 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn modern_messages_mirror_their_body_in_headers() {
+        let mut headers = http::HeaderMap::new();
+        let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": "get_issue",
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
+        modern_headers(&call, &mut headers);
+        assert_eq!(headers[VERSION_HEADER], "2026-07-28");
+        assert_eq!(headers[METHOD_HEADER], "tools/call");
+        assert_eq!(headers[NAME_HEADER], "get_issue");
+
+        let mut legacy = http::HeaderMap::new();
+        modern_headers(
+            &json!({"id": 2, "method": "tools/call", "params": {"name": "x"}}),
+            &mut legacy,
+        );
+        assert!(legacy.is_empty());
     }
 }

@@ -49,6 +49,7 @@ struct Connection {
     router: Arc<Router>,
     endpoint: Uri,
     reader: tokio::task::AbortHandle,
+    protocol_version: Mutex<String>,
 }
 
 impl Drop for Connection {
@@ -157,6 +158,7 @@ impl LegacyUpstream {
             router,
             endpoint,
             reader: reader.abort_handle(),
+            protocol_version: Mutex::new(String::new()),
         });
         let session = LegacySession {
             shared: Arc::clone(&self.shared),
@@ -168,6 +170,12 @@ impl LegacyUpstream {
         }
         .await;
         let response = answer?;
+        if let Some(v) = response
+            .pointer("/result/protocolVersion")
+            .and_then(|v| v.as_str())
+        {
+            *lock(&conn.protocol_version) = v.to_owned();
+        }
         lock(&self.shared.sessions).insert(gateway_session.to_owned(), conn);
         self.start_reaper();
         Ok((session, response))
@@ -217,9 +225,12 @@ impl LegacyUpstream {
 }
 
 impl LegacySession {
-    /// Nothing to seal: the session lives in this gateway's event stream.
+    /// No session id to seal: the session lives in this gateway's event stream.
     pub(crate) fn state(&self) -> SessionState {
-        SessionState::default()
+        SessionState {
+            session_id: None,
+            protocol_version: lock(&self.conn.protocol_version).clone(),
+        }
     }
 
     async fn post(&self, message: &Message) -> Result<(), UpstreamError> {
