@@ -87,7 +87,9 @@ pub struct Comment {
 
 /// `[@id("...")] EFFECT TARGETS [when EXPR] [because STRING] [by GROUPS] ;`
 /// and `limit TARGETS N per WINDOW [per KEY] [when EXPR] [because STRING] ;`
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Equality ignores spans, like [`Spanned`]: two rules are equal when they mean the same.
+#[derive(Clone, Debug)]
 pub struct Rule {
     pub id: Option<Spanned<String>>,
     pub effect: Spanned<Effect>,
@@ -100,6 +102,18 @@ pub struct Rule {
     pub by: Vec<Spanned<String>>,
     /// From the first token (the `@id` or the effect) to the `;`.
     pub span: Span,
+}
+
+impl PartialEq for Rule {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.effect == other.effect
+            && self.targets == other.targets
+            && self.limit == other.limit
+            && self.when == other.when
+            && self.because == other.because
+            && self.by == other.by
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
