@@ -1,0 +1,108 @@
+//! `mcpgate serve` on a free loopback port, stopped on drop.
+
+use crate::paths;
+use crate::process::Proc;
+use crate::repo::PolicyRepo;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+/// How long the gateway may take to print its `listening on` line.
+const STARTUP: Duration = Duration::from_secs(60);
+
+/// A running gateway.
+pub struct Gateway {
+    proc: Proc,
+    addr: SocketAddr,
+    _state: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// Runs `mcpgate serve --policy REPO --listen 127.0.0.1:0 --state TMP` and waits for
+    /// `listening on http://ADDR`.
+    pub fn start(repo: &PolicyRepo) -> Gateway {
+        Gateway::start_with(repo, &[])
+    }
+
+    /// As [`Gateway::start`], with extra command-line arguments.
+    pub fn start_with(repo: &PolicyRepo, extra: &[&str]) -> Gateway {
+        let state = tempfile::Builder::new()
+            .prefix("mcpgate-state-")
+            .tempdir()
+            .expect("create a state folder");
+        let mut cmd = Command::new(paths::mcpgate_bin());
+        cmd.arg("serve")
+            .arg("--policy")
+            .arg(repo.path())
+            .args(["--listen", "127.0.0.1:0", "--state"])
+            .arg(state.path())
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1");
+        let mut proc = Proc::spawn("mcpgate serve", &mut cmd);
+        let addr = proc.output.wait_for(STARTUP, parse_listening);
+        let Some(addr) = addr else {
+            proc.kill();
+            panic!(
+                "mcpgate serve did not print `listening on http://ADDR` within {STARTUP:?}; \
+                 its output:\n{}",
+                proc.output.text()
+            );
+        };
+        Gateway {
+            proc,
+            addr,
+            _state: state,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR` followed by `path` (`/mcp/demo`).
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// What the gateway printed so far (for failure messages).
+    pub fn log(&self) -> String {
+        self.proc.output.text()
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.proc.try_wait().is_none()
+    }
+}
+
+/// Extracts the address from a `listening on http://127.0.0.1:PORT` line (anywhere in the
+/// line, so log prefixes and JSON logs work too).
+pub fn parse_listening(line: &str) -> Option<SocketAddr> {
+    let at = line.find("listening on http://")?;
+    let rest = &line[at + "listening on http://".len()..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']')))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_listening;
+
+    #[test]
+    fn finds_the_address_in_plain_and_decorated_lines() {
+        let addr = "127.0.0.1:4242".parse().ok();
+        assert_eq!(parse_listening("listening on http://127.0.0.1:4242"), addr);
+        assert_eq!(
+            parse_listening("2026-01-01T00:00:00Z  INFO mcpgate: listening on http://127.0.0.1:4242/mcp"),
+            addr
+        );
+        assert_eq!(
+            parse_listening(r#"{"msg":"listening on http://127.0.0.1:4242","level":"info"}"#),
+            addr
+        );
+        assert_eq!(parse_listening("starting"), None);
+    }
+}
