@@ -96,7 +96,9 @@ mod tests {
         let addr = "127.0.0.1:4242".parse().ok();
         assert_eq!(parse_listening("listening on http://127.0.0.1:4242"), addr);
         assert_eq!(
-            parse_listening("2026-01-01T00:00:00Z  INFO mcpgate: listening on http://127.0.0.1:4242/mcp"),
+            parse_listening(
+                "2026-01-01T00:00:00Z  INFO mcpgate: listening on http://127.0.0.1:4242/mcp"
+            ),
             addr
         );
         assert_eq!(

@@ -145,7 +145,11 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
     let chunked = headers.iter().any(|(n, v)| {
         n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
     });
-    let body = if chunked { dechunk(rest) } else { rest.to_vec() };
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_vec()
+    };
     Some(Response {
         status,
         headers,
@@ -263,36 +267,6 @@ impl McpHttp {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_chunked_and_sse_bodies() {
-        let parts = ["event: message\ndata: {\"a\"", ":1}\n\ndat", "a: {\"id\":2,\"b\":2}\n\n"];
-        let mut raw =
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-                .to_vec();
-        for part in parts {
-            raw.extend_from_slice(format!("{:x}\r\n{part}\r\n", part.len()).as_bytes());
-        }
-        raw.extend_from_slice(b"0\r\n\r\n");
-        let r = parse_response(&raw).unwrap();
-        assert_eq!(r.status, 200);
-        assert_eq!(r.messages(), vec![json!({"a": 1}), json!({"id": 2, "b": 2})]);
-        assert_eq!(r.json(), json!({"id": 2, "b": 2}));
-    }
-
-    #[test]
-    fn parses_a_plain_json_body() {
-        let raw = b"HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\n\r\n{\"x\":true}";
-        let r = parse_response(raw).unwrap();
-        assert_eq!(r.status, 413);
-        assert_eq!(r.header("Content-Type"), Some("application/json"));
-        assert_eq!(r.json(), json!({"x": true}));
-    }
-}
-
 /// A loopback HTTP server that answers every request with the same raw bytes (to play an
 /// upstream that speaks garbage). Stops when dropped.
 pub struct StubServer {
@@ -305,7 +279,9 @@ impl StubServer {
     pub fn start(reply: &'static [u8]) -> StubServer {
         use std::sync::atomic::{AtomicBool, Ordering};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        listener.set_nonblocking(true).expect("non-blocking listener");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
         let addr = listener.local_addr().expect("local address");
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -350,4 +326,42 @@ impl Drop for StubServer {
 pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local address").port()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_chunked_and_sse_bodies() {
+        let parts = [
+            "event: message\ndata: {\"a\"",
+            ":1}\n\ndat",
+            "a: {\"id\":2,\"b\":2}\n\n",
+        ];
+        let mut raw =
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .to_vec();
+        for part in parts {
+            raw.extend_from_slice(format!("{:x}\r\n{part}\r\n", part.len()).as_bytes());
+        }
+        raw.extend_from_slice(b"0\r\n\r\n");
+        let r = parse_response(&raw).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.messages(),
+            vec![json!({"a": 1}), json!({"id": 2, "b": 2})]
+        );
+        assert_eq!(r.json(), json!({"id": 2, "b": 2}));
+    }
+
+    #[test]
+    fn parses_a_plain_json_body() {
+        let raw =
+            b"HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\n\r\n{\"x\":true}";
+        let r = parse_response(raw).unwrap();
+        assert_eq!(r.status, 413);
+        assert_eq!(r.header("Content-Type"), Some("application/json"));
+        assert_eq!(r.json(), json!({"x": true}));
+    }
 }

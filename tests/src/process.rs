@@ -43,7 +43,11 @@ impl Output {
 
     /// Waits until a line satisfies `find` (which returns what it extracted), the streams
     /// close, or the deadline passes.
-    pub fn wait_for<T>(&self, timeout: Duration, mut find: impl FnMut(&str) -> Option<T>) -> Option<T> {
+    pub fn wait_for<T>(
+        &self,
+        timeout: Duration,
+        mut find: impl FnMut(&str) -> Option<T>,
+    ) -> Option<T> {
         let deadline = Instant::now() + timeout;
         let (lock, cvar) = &*self.inner;
         let mut state = lock.lock().unwrap();
@@ -195,8 +199,18 @@ pub fn run(name: &str, cmd: &mut Command, input: &[u8], timeout: Duration) -> Fi
             String::from_utf8_lossy(&buf).into_owned()
         })
     };
-    let out = read_all(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
-    let err = read_all(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let out = read_all(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let err = read_all(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(status) = child.try_wait().ok().flatten() {
@@ -212,7 +226,9 @@ pub fn run(name: &str, cmd: &mut Command, input: &[u8], timeout: Duration) -> Fi
             let _ = child.wait();
             let stdout = out.join().unwrap_or_default();
             let stderr = err.join().unwrap_or_default();
-            panic!("{name} did not finish within {timeout:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+            panic!(
+                "{name} did not finish within {timeout:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+            );
         }
         thread::sleep(Duration::from_millis(20));
     };

@@ -58,5 +58,8 @@ fn two_upstreams_share_one_namespaced_endpoint() {
         write.get("error").is_some() || write["ok"]["isError"] == true,
         "an unlisted tool ran: {write}"
     );
-    assert_eq!(fs::read_to_string(root_path.join("a.txt")).unwrap(), "aggregated");
+    assert_eq!(
+        fs::read_to_string(root_path.join("a.txt")).unwrap(),
+        "aggregated"
+    );
 }

@@ -44,7 +44,11 @@ fn setup() -> Setup {
 
 /// The gateway still answers a fresh session on a healthy upstream.
 fn assert_still_serving(setup: &mut Setup) {
-    assert!(setup.gateway.is_running(), "the gateway exited:\n{}", setup.gateway.log());
+    assert!(
+        setup.gateway.is_running(),
+        "the gateway exited:\n{}",
+        setup.gateway.log()
+    );
     let mut client = McpHttp::new(setup.gateway.addr(), "/mcp/fx");
     client.initialize();
     let called = client.call(
@@ -157,7 +161,10 @@ fn a_session_of_one_server_does_not_open_another() {
         session: client.session.clone(),
     };
     let response = moved.post(&rpc(3, "tools/list", json!({})));
-    assert_eq!(response.status, 404, "a session crossed servers: {response}");
+    assert_eq!(
+        response.status, 404,
+        "a session crossed servers: {response}"
+    );
     assert_still_serving(&mut setup);
 }
 
@@ -205,7 +212,9 @@ fn try_session(setup: &Setup, path: &str, call: Value) -> Vec<Value> {
 
 /// The last answer is a refusal (JSON-RPC error or error result) that names `server`.
 fn assert_failure_names(seen: &[Value], server: &str) {
-    let last = seen.last().unwrap_or_else(|| panic!("no answer from {server}"));
+    let last = seen
+        .last()
+        .unwrap_or_else(|| panic!("no answer from {server}"));
     let failed = last.get("error").is_some() || last["result"]["isError"] == true;
     assert!(failed, "expected a failure from `{server}`, got {last}");
     assert!(
@@ -227,7 +236,11 @@ fn an_upstream_that_is_down_is_named_in_the_error() {
 #[ignore = "needs `mcpgate serve`"]
 fn an_upstream_crashing_mid_call_is_named_in_the_error() {
     let mut setup = setup();
-    let seen = try_session(&setup, "/mcp/flaky", json!({"name": "crash", "arguments": {}}));
+    let seen = try_session(
+        &setup,
+        "/mcp/flaky",
+        json!({"name": "crash", "arguments": {}}),
+    );
     assert_failure_names(&seen, "flaky");
     assert_still_serving(&mut setup);
 }
@@ -236,7 +249,11 @@ fn an_upstream_crashing_mid_call_is_named_in_the_error() {
 #[ignore = "needs `mcpgate serve`"]
 fn an_upstream_answering_garbage_is_named_in_the_error() {
     let mut setup = setup();
-    let seen = try_session(&setup, "/mcp/flaky", json!({"name": "garbage", "arguments": {}}));
+    let seen = try_session(
+        &setup,
+        "/mcp/flaky",
+        json!({"name": "garbage", "arguments": {}}),
+    );
     assert_failure_names(&seen, "flaky");
     let seen = try_session(&setup, "/mcp/junk", json!({"name": "anything"}));
     assert_failure_names(&seen, "junk");

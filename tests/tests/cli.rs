@@ -28,7 +28,6 @@ fn output(done: &Finished) -> String {
 }
 
 #[test]
-#[ignore = "needs `mcpgate check` and examples/quickstart"]
 fn check_passes_on_the_quickstart() {
     let done = mcpgate(&paths::workspace_root(), ["check", "examples/quickstart"]);
     assert_eq!(done.code(), 0, "{done}");
@@ -38,7 +37,6 @@ const TYPE_ERROR: &str = "allow demo.echo;\n\n\
     allow demo.add when principal.kind == 3;\n";
 
 #[test]
-#[ignore = "needs `mcpgate check`"]
 fn a_type_error_exits_1_with_its_location() {
     let repo = PolicyRepo::with(&config(), TYPE_ERROR);
     let done = mcpgate(repo.path(), ["check", "."]);
@@ -47,7 +45,6 @@ fn a_type_error_exits_1_with_its_location() {
 }
 
 #[test]
-#[ignore = "needs `mcpgate check`"]
 fn github_format_prints_annotations() {
     let repo = PolicyRepo::with(&config(), TYPE_ERROR);
     let done = mcpgate(repo.path(), ["check", ".", "--format", "github"]);
@@ -63,7 +60,6 @@ fn github_format_prints_annotations() {
 }
 
 #[test]
-#[ignore = "needs `mcpgate check`"]
 fn a_bad_expression_in_yaml_points_at_the_yaml_line() {
     let yaml = "rules:\n  - effect: allow\n    tools: demo.echo\n    when: args.count >= >= 3\n";
     let repo = PolicyRepo::new()
@@ -75,7 +71,6 @@ fn a_bad_expression_in_yaml_points_at_the_yaml_line() {
 }
 
 #[test]
-#[ignore = "needs `mcpgate check`"]
 fn a_missing_folder_is_a_usage_error() {
     let repo = PolicyRepo::new();
     let done = mcpgate(repo.path(), ["check", "does-not-exist"]);
@@ -85,7 +80,10 @@ fn a_missing_folder_is_a_usage_error() {
 #[test]
 #[ignore = "needs `mcpgate fmt`"]
 fn fmt_check_reports_then_fmt_fixes() {
-    let repo = PolicyRepo::with(&config(), "allow    demo.echo ,demo.add;\nhide demo.delete_note ;\n");
+    let repo = PolicyRepo::with(
+        &config(),
+        "allow    demo.echo ,demo.add;\nhide demo.delete_note ;\n",
+    );
     let before = std::fs::read_to_string(repo.join("policies/main.mcpg")).unwrap();
     let done = mcpgate(repo.path(), ["fmt", "--check", "policies/main.mcpg"]);
     assert_eq!(done.code(), 1, "{done}");
@@ -101,11 +99,14 @@ fn fmt_check_reports_then_fmt_fixes() {
     assert_ne!(after, before);
     assert!(after.contains("demo.echo, demo.add"), "{after}");
     let done = mcpgate(repo.path(), ["fmt", "--check", "policies/main.mcpg"]);
-    assert_eq!(done.code(), 0, "formatted output is not stable: {done}\n{after}");
+    assert_eq!(
+        done.code(),
+        0,
+        "formatted output is not stable: {done}\n{after}"
+    );
 }
 
 #[test]
-#[ignore = "needs `mcpgate schema`"]
 fn schema_prints_a_json_schema() {
     let done = mcpgate(&paths::workspace_root(), ["schema"]);
     assert_eq!(done.code(), 0, "{done}");
@@ -195,7 +196,13 @@ fn explain_gives_verdict_rule_and_source() {
     let repo = PolicyRepo::with(&config(), EXPLAINED_POLICY);
     let cases = [
         ("demo.echo", "{}", "allow", None, 1),
-        ("demo.send_payment", r#"{"amount": 500}"#, "deny", Some("cap"), 3),
+        (
+            "demo.send_payment",
+            r#"{"amount": 500}"#,
+            "deny",
+            Some("cap"),
+            3,
+        ),
         ("demo.send_payment", r#"{"amount": 5}"#, "allow", None, 4),
         ("demo.delete_note", "{}", "hide", Some("gone"), 6),
         ("demo.write_note", "{}", "approve", Some("review-writes"), 8),
@@ -213,5 +220,11 @@ fn explain_gives_verdict_rule_and_source() {
     assert_eq!(out["verdict"], "deny", "{out}");
     assert_eq!(out["rule"], "default", "{out}");
     let out = explain(&repo, "demo.send_payment", r#"{"amount": 500}"#);
-    assert!(out["reason"].as_str().unwrap_or_default().contains("too much"), "{out}");
+    assert!(
+        out["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("too much"),
+        "{out}"
+    );
 }

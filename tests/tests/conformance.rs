@@ -27,7 +27,10 @@ fn scenarios_that_pass_directly_pass_through_the_gateway() {
         "too few scenarios pass directly to compare:\n{direct_run}"
     );
 
-    let repo = PolicyRepo::with(&json!({"servers": {"everything": {"url": server.url}}}), ALLOW_ALL);
+    let repo = PolicyRepo::with(
+        &json!({"servers": {"everything": {"url": server.url}}}),
+        ALLOW_ALL,
+    );
     let gateway = Gateway::start(&repo);
     let (via, via_run) = peers::conformance(&gateway.url("/mcp/everything"));
     let lost: Vec<&&String> = passed_directly

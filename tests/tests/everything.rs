@@ -86,9 +86,15 @@ fn a_denied_call_is_an_error_result_naming_the_rule() {
     let result = ok(&via, 0);
     assert_eq!(result["isError"], true, "{result}");
     let text = result_text(result);
-    assert!(text.contains("no-big-sums"), "rule id missing from {text:?}");
+    assert!(
+        text.contains("no-big-sums"),
+        "rule id missing from {text:?}"
+    );
     assert!(text.contains("sums this large are not allowed"), "{text:?}");
-    assert!(!text.contains("1001"), "the call reached the server: {text:?}");
+    assert!(
+        !text.contains("1001"),
+        "the call reached the server: {text:?}"
+    );
 }
 
 /// A hidden tool and a tool no rule allows answer exactly as a tool that does not exist.
@@ -109,9 +115,21 @@ fn hidden_and_unlisted_tools_are_unknown() {
     let unknown = normalized(2, "no-such-tool");
     let is_refusal = steps[2].get("error").is_some() || steps[2]["ok"]["isError"] == true;
     assert!(is_refusal, "an unknown tool was not refused: {}", steps[2]);
-    assert_eq!(normalized(0, "get-env"), unknown, "hidden differs from unknown");
-    assert_eq!(normalized(1, "get-tiny-image"), unknown, "unlisted differs from unknown");
-    assert!(!steps[0].to_string().contains("PATH"), "get-env ran: {}", steps[0]);
+    assert_eq!(
+        normalized(0, "get-env"),
+        unknown,
+        "hidden differs from unknown"
+    );
+    assert_eq!(
+        normalized(1, "get-tiny-image"),
+        unknown,
+        "unlisted differs from unknown"
+    );
+    assert!(
+        !steps[0].to_string().contains("PATH"),
+        "get-env ran: {}",
+        steps[0]
+    );
 }
 
 #[test]
@@ -140,19 +158,31 @@ fn assert_progress_sampling_elicitation(via: &Value) {
         .map(|p| p["progress"].as_f64().unwrap())
         .collect();
     assert_eq!(values, [1.0, 2.0, 3.0], "{progress}");
-    assert!(progress.as_array().unwrap().iter().all(|p| p["total"] == 3.0));
+    assert!(
+        progress
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["total"] == 3.0)
+    );
     assert!(result_text(ok(via, 0)).contains("completed"), "{via}");
 
     let sampling = via["sampling"].as_array().unwrap();
     assert_eq!(sampling.len(), 1, "sampling requests: {sampling:?}");
-    assert!(sampling[0].to_string().contains("say hello"), "{sampling:?}");
+    assert!(
+        sampling[0].to_string().contains("say hello"),
+        "{sampling:?}"
+    );
     assert!(
         result_text(ok(via, 1)).contains("sampled by the test client"),
         "the server did not get the client's answer: {via}"
     );
 
     assert_eq!(via["elicitation"].as_array().unwrap().len(), 1, "{via}");
-    assert!(result_text(ok(via, 2)).contains("Name: Test Client"), "{via}");
+    assert!(
+        result_text(ok(via, 2)).contains("Name: Test Client"),
+        "{via}"
+    );
 }
 
 #[test]

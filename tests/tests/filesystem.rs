@@ -54,11 +54,18 @@ fn reads_lists_and_writes_as_the_policy_says() {
         peers::direct_target(&server),
         json!([{"op": "call_tool", "name": "read_text_file", "arguments": {"path": hello}}]),
     );
-    assert_eq!(ok(&via, 1), ok(&direct, 0), "read differs from a direct call");
+    assert_eq!(
+        ok(&via, 1),
+        ok(&direct, 0),
+        "read differs from a direct call"
+    );
     assert!(result_text(ok(&via, 1)).contains("hello from disk"));
 
     assert_eq!(ok(&via, 2)["isError"], false, "{via}");
-    assert_eq!(fs::read_to_string(root_path.join("notes.txt")).unwrap(), "noted");
+    assert_eq!(
+        fs::read_to_string(root_path.join("notes.txt")).unwrap(),
+        "noted"
+    );
 
     assert_eq!(ok(&via, 3)["isError"], true, "{via}");
     assert!(result_text(ok(&via, 3)).contains("no-dotenv"), "{via}");
@@ -72,5 +79,8 @@ fn reads_lists_and_writes_as_the_policy_says() {
         moved.get("error").is_some() || moved["ok"]["isError"] == true,
         "a hidden tool ran: {moved}"
     );
-    assert!(root_path.join("hello.txt").exists(), "a hidden tool moved a file");
+    assert!(
+        root_path.join("hello.txt").exists(),
+        "a hidden tool moved a file"
+    );
 }

@@ -34,11 +34,21 @@ fn pagination_is_filtered_on_every_page() {
     );
     assert_eq!(
         tool_names(ok(&via, 0)),
-        ["change_tools", "get_config", "get_item", "get_user", "list_items", "list_users"],
+        [
+            "change_tools",
+            "get_config",
+            "get_item",
+            "get_user",
+            "list_items",
+            "list_users"
+        ],
         "{}",
         gateway.log()
     );
-    assert_eq!(result_text(ok(&via, 1)), r#"get_user called with {"id": "u1"}"#);
+    assert_eq!(
+        result_text(ok(&via, 1)),
+        r#"get_user called with {"id": "u1"}"#
+    );
     let unlisted = &peers::results(&via)[2];
     assert!(
         unlisted.get("error").is_some() || unlisted["ok"]["isError"] == true,
@@ -61,7 +71,12 @@ fn list_changed_reaches_the_client() {
         ]),
     );
     assert_eq!(result_text(ok(&via, 0)), "added added_1");
-    assert_eq!(ok(&via, 1), &json!(true), "no list_changed: {via}\n{}", gateway.log());
+    assert_eq!(
+        ok(&via, 1),
+        &json!(true),
+        "no list_changed: {via}\n{}",
+        gateway.log()
+    );
     assert!(tool_names(ok(&via, 2)).contains(&"added_1".to_owned()));
     assert_eq!(result_text(ok(&via, 3)), "added_1 called with {}");
 }
