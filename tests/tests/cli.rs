@@ -78,7 +78,6 @@ fn a_missing_folder_is_a_usage_error() {
 }
 
 #[test]
-#[ignore = "needs `mcpgate fmt`"]
 fn fmt_check_reports_then_fmt_fixes() {
     let repo = PolicyRepo::with(
         &config(),
