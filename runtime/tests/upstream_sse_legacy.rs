@@ -308,3 +308,50 @@ async fn close_ends_the_session() {
         UpstreamError::SessionExpired
     );
 }
+
+#[tokio::test]
+async fn a_second_connect_replaces_the_session() {
+    let (addr, _) = start().await;
+    let up = upstream(addr, "/sse", None);
+    let first = connect(&up, "g").await;
+    let second = connect(&up, "g").await;
+    let ping = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                      "params": {"name": "echo", "arguments": {}}});
+    assert_eq!(
+        first.request(ping.clone()).await.unwrap_err(),
+        UpstreamError::SessionExpired
+    );
+    let items = drain(second.request(ping).await.unwrap()).await;
+    assert_eq!(items[0].as_ref().unwrap()["result"]["echo"], true);
+    assert_eq!(up.transport(), "sse");
+    assert!(up.is_local());
+}
+
+#[tokio::test]
+async fn idle_sessions_are_dropped() {
+    let (addr, _) = start().await;
+    let config = ServerConfig {
+        url: Some(format!("http://{addr}/sse")),
+        transport: Some(Transport::Sse),
+        ..ServerConfig::default()
+    };
+    let gateway = GatewayConfig {
+        session_idle_secs: 1,
+        ..GatewayConfig::default()
+    };
+    let up = Upstream::from_config("legacy", &config, &gateway, &Secrets).unwrap();
+    let session = connect(&up, "g").await;
+    // Bounded wait: the reaper runs every quarter of the idle time.
+    for _ in 0..100 {
+        if up.resume("g", &session.state()).is_none() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up.resume("g", &session.state()).is_none());
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    assert_eq!(
+        session.request(ping).await.unwrap_err(),
+        UpstreamError::SessionExpired
+    );
+}

@@ -21,6 +21,8 @@
 //!
 //! Call order for the core: [`Upstream::connect`] (sends `initialize`, returns its response),
 //! then `notifications/initialized` through [`UpstreamSession::notify`], then requests.
+//! Dropping an [`Exchange`] abandons the request without telling the server: the core sends
+//! `notifications/cancelled` itself if it wants the work stopped.
 
 mod client;
 mod http;
@@ -109,6 +111,7 @@ pub trait SecretResolver: Send + Sync {
 #[derive(Debug)]
 pub struct Upstream {
     name: String,
+    timeout: Duration,
     transport: UpstreamTransport,
 }
 
@@ -209,6 +212,7 @@ impl Upstream {
         };
         Ok(Upstream {
             name: name.to_owned(),
+            timeout,
             transport,
         })
     }
@@ -216,6 +220,25 @@ impl Upstream {
     /// The server's name in config.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The per-request timeout (`timeout_secs`, or [`DEFAULT_TIMEOUT`]).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The transport: `streamable-http`, `sse` or `stdio`.
+    pub fn transport(&self) -> &'static str {
+        match self.transport {
+            UpstreamTransport::Http(_) => "streamable-http",
+            UpstreamTransport::Stdio(_) => "stdio",
+            UpstreamTransport::Sse(_) => "sse",
+        }
+    }
+
+    /// Whether a session survives only on the replica that opened it (stdio, legacy SSE).
+    pub fn is_local(&self) -> bool {
+        !matches!(self.transport, UpstreamTransport::Http(_))
     }
 
     /// Opens a session for the client session `gateway_session`: spawns the process (stdio)

@@ -106,7 +106,13 @@ impl LegacyUpstream {
         initialize: Message,
     ) -> Result<(LegacySession, Message), UpstreamError> {
         let old = lock(&self.shared.sessions).remove(gateway_session);
-        drop(old);
+        if let Some(old) = old {
+            old.router.end(
+                UpstreamError::Unavailable("the session was replaced".into()),
+                UpstreamError::SessionExpired,
+            );
+            old.reader.abort();
+        }
         let timeout = self.shared.timeout;
         let mut b = Request::builder()
             .method(Method::GET)
