@@ -128,6 +128,26 @@ async fn handle(fixture: Arc<Fixture>, req: Request<Incoming>) -> Response<Body>
                     Duration::ZERO,
                 );
             }
+            // Polling: each GET continues the stream by one event, then closes it.
+            match header("last-event-id").as_str() {
+                "p0" => {
+                    let progress = json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                                          "params": {"progressToken": "q", "progress": 1}});
+                    return sse_with(
+                        vec![format!("id: p1\ndata: {progress}\n\n")],
+                        Duration::ZERO,
+                    );
+                }
+                "p1" => {
+                    let id = fixture.dropped_id.lock().unwrap().clone().unwrap();
+                    let response = result(&id, json!({"polled": true}));
+                    return sse_with(
+                        vec![format!("id: p2\ndata: {response}\n\n")],
+                        Duration::ZERO,
+                    );
+                }
+                _ => {}
+            }
             let note = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
             sse_with(vec![format!("data: {note}\n\n")], Duration::ZERO)
         }
@@ -209,6 +229,11 @@ async fn handle(fixture: Arc<Fixture>, req: Request<Incoming>) -> Response<Body>
                         vec![format!("retry: 10\nid: e1\ndata: {progress}\n\n")],
                         Duration::ZERO,
                     )
+                }
+                "poll" => {
+                    *fixture.dropped_id.lock().unwrap() = Some(id);
+                    // A priming event: an id and empty data, then the server closes.
+                    sse_with(vec!["retry: 10\nid: p0\ndata:\n\n".into()], Duration::ZERO)
                 }
                 "unknown_method" => full(
                     StatusCode::NOT_FOUND,
@@ -506,4 +531,24 @@ fn bad_config_is_refused() {
         ..ServerConfig::default()
     };
     assert!(Upstream::from_config("s", &ftp, &gateway, &Secrets).is_err());
+}
+
+#[tokio::test]
+async fn a_polling_server_is_followed_event_by_event() {
+    let (addr, fixture) = start().await;
+    let up = upstream(addr, "/mcp", None);
+    let session = connect(&up).await;
+    let items = drain(session.request(call(11, "poll")).await.unwrap()).await;
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert_eq!(
+        items[0].as_ref().unwrap()["method"],
+        "notifications/progress"
+    );
+    assert_eq!(items[1].as_ref().unwrap()["result"]["polled"], true);
+    let seen = fixture.seen.lock().unwrap().clone();
+    let resumed: Vec<_> = seen
+        .iter()
+        .filter_map(|s| s.headers.get("last-event-id"))
+        .collect();
+    assert_eq!(resumed, ["p0", "p1"]);
 }

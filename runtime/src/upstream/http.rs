@@ -20,7 +20,8 @@ const VERSION_HEADER: &str = "mcp-protocol-version";
 const LAST_EVENT_HEADER: &str = "last-event-id";
 const METHOD_HEADER: &str = "mcp-method";
 const NAME_HEADER: &str = "mcp-name";
-/// Reconnections tried when a response stream drops before its response.
+/// Reconnections in a row without a new event, when a response stream drops before its
+/// response.
 const MAX_RESUMES: u32 = 3;
 /// Reconnections in a row, without a message in between, for the listen stream.
 const MAX_LISTEN_RECONNECTS: u32 = 5;
@@ -279,9 +280,12 @@ impl HttpSession {
         tx: mpsc::Sender<Result<Message, UpstreamError>>,
     ) {
         let mut parser = SseParser::new(MAX_MESSAGE_BYTES);
+        // Resumptions in a row that brought no new event (servers that poll close the
+        // stream after each event, so progress resets the count).
         let mut resumes = 0;
         let mut deadline = Instant::now() + self.up.timeout;
         loop {
+            let before = parser.last_event_id().map(str::to_owned);
             let end = relay_events(
                 &mut body,
                 &mut parser,
@@ -302,11 +306,20 @@ impl HttpSession {
             let Some(last) = parser.last_event_id().map(str::to_owned) else {
                 break;
             };
-            if resumes >= MAX_RESUMES {
+            resumes = if before.as_deref() == Some(last.as_str()) {
+                resumes + 1
+            } else {
+                1
+            };
+            if resumes > MAX_RESUMES {
                 break;
             }
-            resumes += 1;
-            tokio::time::sleep(retry_delay(&parser, Duration::ZERO)).await;
+            let wait = retry_delay(&parser, Duration::ZERO);
+            if Instant::now() + wait >= deadline {
+                let _ = tx.send(Err(UpstreamError::Timeout)).await;
+                return;
+            }
+            tokio::time::sleep(wait).await;
             match self.get_stream(Some(&last)).await {
                 Ok(Some(next)) => {
                     body = next;
