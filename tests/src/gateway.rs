@@ -26,6 +26,12 @@ impl Gateway {
 
     /// As [`Gateway::start`], with extra command-line arguments.
     pub fn start_with(repo: &PolicyRepo, extra: &[&str]) -> Gateway {
+        Gateway::start_with_env(repo, extra, &[])
+    }
+
+    /// As [`Gateway::start_with`], with environment variables set for the process
+    /// (`RUST_LOG` is `info` unless given).
+    pub fn start_with_env(repo: &PolicyRepo, extra: &[&str], env: &[(&str, &str)]) -> Gateway {
         let state = tempfile::Builder::new()
             .prefix("mcpgate-state-")
             .tempdir()
@@ -39,6 +45,9 @@ impl Gateway {
             .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let mut proc = Proc::spawn("mcpgate serve", &mut cmd);
         let addr = proc.output.wait_for(STARTUP, parse_listening);
         let Some(addr) = addr else {
