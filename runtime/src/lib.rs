@@ -1,4 +1,10 @@
 //! The mcpgate gateway: MCP transports, sessions, decisions, and the `mcpgate` command line.
 
 pub mod cli;
+pub mod command;
+pub mod demo;
+pub mod gateway;
+pub mod jsonrpc;
+pub mod session;
+pub mod sse;
 pub mod upstream;

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 pub mod check;
+pub mod demo_server;
 pub mod explain;
 pub mod fmt;
 pub mod schema;
@@ -33,6 +34,9 @@ pub enum Command {
     Schema(schema::Args),
     /// Run the gateway.
     Serve(serve::Args),
+    /// A small MCP server over stdio, for the quickstart and tests.
+    #[command(hide = true)]
+    DemoServer(demo_server::Args),
 }
 
 /// Runs one parsed command line.
@@ -44,5 +48,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Explain(a) => explain::run(a),
         Command::Schema(a) => schema::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::DemoServer(a) => demo_server::run(a),
     }
 }

@@ -1,0 +1,268 @@
+//! Decisions: ask the program about one request, log the decision, and turn the verdict
+//! into what the client sees.
+
+use crate::gateway::LoadedProgram;
+use crate::jsonrpc;
+use crate::session::Session;
+use mcpgate_compiler::vm::RuleIdx;
+use mcpgate_compiler::{Request, Target, ToolAnnotations, Verdict, evaluate, visible};
+use serde_json::{Value, json};
+use std::time::Instant;
+
+/// What the gateway does with a request after the decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Forward it.
+    Allow,
+    /// Refuse it, with a message naming the rule.
+    Deny(String),
+    /// Answer as if the tool, prompt or resource did not exist.
+    Unknown,
+}
+
+/// Decides one request and logs the decision (argument keys only, never values).
+pub fn decide(
+    loaded: &LoadedProgram,
+    session: &Session,
+    target: Target<'_>,
+    args: &Value,
+    annotations: ToolAnnotations,
+) -> Outcome {
+    let program = &loaded.program;
+    let start = Instant::now();
+    let request = Request {
+        principal: &session.principal,
+        agent: None,
+        client_name: session.client_name.as_deref(),
+        client_version: session.client_version.as_deref(),
+        target,
+        args,
+        annotations,
+    };
+    let decision = evaluate(program, &request);
+    let outcome = match decision.verdict {
+        Verdict::Allow => Outcome::Allow,
+        Verdict::Hide => Outcome::Unknown,
+        Verdict::Deny if decision.rule == RuleIdx::DEFAULT => {
+            // Default deny hides what the caller may not see at all; a visible target
+            // (allowed under other conditions) gets a readable denial instead.
+            if visible(program, &session.principal, target) {
+                Outcome::Deny(format!(
+                    "denied: no rule allows {target} for `{}` (default deny)",
+                    session.principal.id
+                ))
+            } else {
+                Outcome::Unknown
+            }
+        }
+        Verdict::Deny => {
+            let mut text = match program.rule(decision.rule) {
+                Some(r) => format!("denied by rule {} ({})", r.id, r.source),
+                None => format!("denied by rule {}", program.rule_id(decision.rule)),
+            };
+            if let Some(reason) = program.rule(decision.rule).and_then(|r| r.reason.as_ref()) {
+                text.push_str(": ");
+                text.push_str(reason);
+            }
+            Outcome::Deny(text)
+        }
+        Verdict::Approve => {
+            let approvers = program
+                .rule(decision.rule)
+                .map(|r| r.approvers.join(", "))
+                .filter(|a| !a.is_empty())
+                .unwrap_or_else(|| "an approver".into());
+            Outcome::Deny(format!(
+                "{target} requires approval by {approvers} (rule {}); approvals are not enabled on this gateway",
+                program.rule_id(decision.rule)
+            ))
+        }
+    };
+    let keys: Vec<&str> = args
+        .as_object()
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    tracing::info!(
+        target: "mcpgate::decision",
+        principal = %session.principal.id,
+        session = %session.sid,
+        server = target.server(),
+        name = target.name(),
+        verdict = decision.verdict.as_str(),
+        rule = program.rule_id(decision.rule),
+        undecided = decision.undecided,
+        program = %loaded.hash,
+        arg_keys = ?keys,
+        latency_ns = start.elapsed().as_nanos() as u64,
+        "decision"
+    );
+    outcome
+}
+
+/// The answer to a refused `tools/call`: a tool result the agent can read.
+pub fn denied_tool_result(id: Value, text: &str) -> Value {
+    jsonrpc::result(
+        id,
+        json!({"content": [{"type": "text", "text": text}], "isError": true}),
+    )
+}
+
+/// The answer for a tool the caller may not see: what an unknown tool gets.
+pub fn unknown_tool(id: Value, name: &str) -> Value {
+    jsonrpc::error(
+        id,
+        jsonrpc::INVALID_PARAMS,
+        &format!("Unknown tool: {name}"),
+    )
+}
+
+/// The answer for a prompt the caller may not see.
+pub fn unknown_prompt(id: Value, name: &str) -> Value {
+    jsonrpc::error(
+        id,
+        jsonrpc::INVALID_PARAMS,
+        &format!("Unknown prompt: {name}"),
+    )
+}
+
+/// The answer for a resource the caller may not see.
+pub fn unknown_resource(id: Value, uri: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {
+        "code": jsonrpc::RESOURCE_NOT_FOUND, "message": "Resource not found", "data": {"uri": uri}
+    }})
+}
+
+/// The answer to a refused prompt or resource request (MCP has no error result there).
+pub fn denied_error(id: Value, text: &str) -> Value {
+    jsonrpc::error(id, jsonrpc::DENIED, text)
+}
+
+/// Tool annotations as a tool definition reports them.
+pub fn annotations_of(tool: &Value) -> ToolAnnotations {
+    let a = tool.get("annotations");
+    let flag = |k: &str| a.and_then(|a| a.get(k)).and_then(Value::as_bool);
+    ToolAnnotations {
+        read_only: flag("readOnlyHint"),
+        destructive: flag("destructiveHint"),
+        idempotent: flag("idempotentHint"),
+        open_world: flag("openWorldHint"),
+    }
+}
+
+/// Which kind of list a result holds, and how its items are named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListKind {
+    Tools,
+    Prompts,
+    Resources,
+    Templates,
+}
+
+impl ListKind {
+    /// The list method's kind, if `method` is one.
+    pub fn of_method(method: &str) -> Option<ListKind> {
+        Some(match method {
+            "tools/list" => ListKind::Tools,
+            "prompts/list" => ListKind::Prompts,
+            "resources/list" => ListKind::Resources,
+            "resources/templates/list" => ListKind::Templates,
+            _ => return None,
+        })
+    }
+
+    pub fn method(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools/list",
+            ListKind::Prompts => "prompts/list",
+            ListKind::Resources => "resources/list",
+            ListKind::Templates => "resources/templates/list",
+        }
+    }
+
+    /// The result's array field.
+    pub fn key(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources => "resources",
+            ListKind::Templates => "resourceTemplates",
+        }
+    }
+
+    /// The item's name field.
+    pub fn name_field(self) -> &'static str {
+        match self {
+            ListKind::Tools | ListKind::Prompts => "name",
+            ListKind::Resources => "uri",
+            ListKind::Templates => "uriTemplate",
+        }
+    }
+
+    /// Whether `/mcp` prefixes names with the server (tools, prompts) or keeps them (URIs).
+    pub fn namespaced(self) -> bool {
+        matches!(self, ListKind::Tools | ListKind::Prompts)
+    }
+
+    pub fn target<'a>(self, server: &'a str, name: &'a str) -> Target<'a> {
+        match self {
+            ListKind::Tools => Target::Tool { server, tool: name },
+            ListKind::Prompts => Target::Prompt { server, name },
+            ListKind::Resources | ListKind::Templates => Target::Resource { server, uri: name },
+        }
+    }
+}
+
+/// Filters one page of a list result in place: items the caller may not see are removed;
+/// tool annotations and resource routes are remembered; with `namespace`, names get the
+/// `server{sep}` prefix. Returns (shown, hidden).
+pub fn filter_page(
+    loaded: &LoadedProgram,
+    session: &Session,
+    server: &str,
+    kind: ListKind,
+    result: &mut Value,
+    namespace: Option<&str>,
+) -> (usize, usize) {
+    let Some(items) = result.get_mut(kind.key()).and_then(Value::as_array_mut) else {
+        return (0, 0);
+    };
+    let before = items.len();
+    items.retain(|item| {
+        let Some(name) = item.get(kind.name_field()).and_then(Value::as_str) else {
+            return false;
+        };
+        if !visible(
+            &loaded.program,
+            &session.principal,
+            kind.target(server, name),
+        ) {
+            return false;
+        }
+        match kind {
+            ListKind::Tools => session.set_annotations(server, name, annotations_of(item)),
+            ListKind::Resources => session.set_resource_route(name, server),
+            ListKind::Prompts | ListKind::Templates => {}
+        }
+        true
+    });
+    if let Some(sep) = namespace.filter(|_| kind.namespaced()) {
+        for item in items.iter_mut() {
+            if let Some(name) = item.get(kind.name_field()).and_then(Value::as_str) {
+                let full = format!("{server}{sep}{name}");
+                item[kind.name_field()] = Value::String(full);
+            }
+        }
+    }
+    let shown = items.len();
+    tracing::debug!(
+        target: "mcpgate::decision",
+        principal = %session.principal.id,
+        server,
+        list = kind.method(),
+        shown,
+        hidden = before - shown,
+        program = %loaded.hash,
+        "list filtered"
+    );
+    (shown, before - shown)
+}

@@ -1,0 +1,667 @@
+//! What the gateway does with each MCP message of a session: `initialize` opens upstream
+//! sessions; decision points are decided; everything else is relayed.
+
+use crate::gateway::aggregate::{self, Cursor};
+use crate::gateway::decide::{self, ListKind, Outcome};
+use crate::gateway::relay::{self, Reply, Transform};
+use crate::gateway::{Gateway, LoadedProgram, SESSION_MAX_AGE_SECS, version};
+use crate::jsonrpc;
+use crate::session::seal::Claims;
+use crate::session::{Endpoint, Session, SessionParts, now_secs};
+use crate::upstream::UpstreamSession;
+use mcpgate_compiler::{Principal, Target, ToolAnnotations};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Most upstream pages one aggregated list request reads while looking for visible items.
+const MAX_PAGES_PER_LIST: usize = 16;
+
+/// Why a session could not be found; each maps to an HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionError {
+    /// Forged, garbled, expired, ended, or for another endpoint: 404.
+    NotFound,
+}
+
+/// A new session and the answer to its `initialize`.
+pub struct Initialized {
+    pub session: Option<Arc<Session>>,
+    pub response: Value,
+}
+
+fn random_hex() -> String {
+    let mut b = [0u8; 16];
+    rand::fill(&mut b[..]);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Handles `initialize`: connects the endpoint's upstream(s) and creates the session.
+pub async fn initialize(
+    gw: &Gateway,
+    endpoint: &Endpoint,
+    principal: Principal,
+    message: Value,
+    client_id: Value,
+) -> Initialized {
+    let params = jsonrpc::params(&message);
+    let requested = params
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or(version::DEFAULT)
+        .to_owned();
+    let client_name = params
+        .get("clientInfo")
+        .and_then(|c| c.get("name"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let client_version = params
+        .get("clientInfo")
+        .and_then(|c| c.get("version"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let sid = random_hex();
+    let servers: Vec<String> = match endpoint {
+        Endpoint::Aggregate => gw.upstreams.keys().cloned().collect(),
+        Endpoint::Server(s) => vec![s.clone()],
+    };
+    let connects = servers.iter().filter_map(|name| {
+        let up = gw.upstreams.get(name)?.clone();
+        // Each upstream gets the client's initialize under an id of the gateway's own.
+        let msg = jsonrpc::with_id(message.clone(), json!(0));
+        let sid = sid.clone();
+        let timeout = gw.timeout(name);
+        Some(async move {
+            let r = tokio::time::timeout(timeout, up.connect(&sid, msg)).await;
+            (name.clone(), r)
+        })
+    });
+    let outcomes = futures_util::future::join_all(connects).await;
+    let mut upstreams: BTreeMap<String, UpstreamSession> = BTreeMap::new();
+    let mut results: BTreeMap<String, Value> = BTreeMap::new();
+    let mut failure: Option<Value> = None;
+    for (name, outcome) in outcomes {
+        match outcome {
+            Ok(Ok((session, response))) => {
+                if let Some(result) = response.get("result") {
+                    results.insert(name.clone(), result.clone());
+                    upstreams.insert(name, session);
+                } else {
+                    let error = response.get("error").cloned().unwrap_or(Value::Null);
+                    tracing::warn!(server = %name, %error, "upstream refused initialize");
+                    session.close().await;
+                    failure = Some(jsonrpc::with_id(response, client_id.clone()));
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(server = %name, error = %e, "upstream unavailable");
+                failure = Some(jsonrpc::error(
+                    client_id.clone(),
+                    jsonrpc::INTERNAL_ERROR,
+                    &format!("server `{name}`: {e}"),
+                ));
+            }
+            Err(_) => {
+                tracing::warn!(server = %name, "upstream initialize timed out");
+                failure = Some(jsonrpc::error(
+                    client_id.clone(),
+                    jsonrpc::INTERNAL_ERROR,
+                    &format!("server `{name}`: upstream timed out"),
+                ));
+            }
+        }
+    }
+    let result = match endpoint {
+        Endpoint::Server(name) => match results.get(name) {
+            Some(r) => r.clone(),
+            None => {
+                return Initialized {
+                    session: None,
+                    response: failure.unwrap_or_else(|| {
+                        jsonrpc::error(client_id, jsonrpc::INTERNAL_ERROR, "no upstream")
+                    }),
+                };
+            }
+        },
+        Endpoint::Aggregate => aggregate::merge_initialize(&results, &requested),
+    };
+    let protocol_version = result
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or(&requested)
+        .to_owned();
+    let created = now_secs();
+    let claims = Claims {
+        sid: sid.clone(),
+        endpoint: endpoint.key().to_owned(),
+        client_name: client_name.clone(),
+        client_version: client_version.clone(),
+        protocol_version: protocol_version.clone(),
+        principal: principal.id.clone(),
+        created,
+        upstreams: upstreams
+            .iter()
+            .map(|(k, v)| (k.clone(), v.state()))
+            .collect(),
+    };
+    let token = gw.sealer.seal(&claims);
+    let session = Arc::new(Session::new(SessionParts {
+        sid,
+        token,
+        endpoint: endpoint.clone(),
+        client_name,
+        client_version,
+        protocol_version,
+        principal,
+        created,
+        upstreams,
+    }));
+    gw.sessions.insert(session.clone());
+    tracing::info!(
+        session = %session.sid,
+        endpoint = %endpoint.path(),
+        principal = %session.principal.id,
+        client = session.client_name.as_deref().unwrap_or("-"),
+        upstreams = ?session.upstreams.keys().collect::<Vec<_>>(),
+        "session opened"
+    );
+    Initialized {
+        session: Some(session),
+        response: jsonrpc::result(client_id, result),
+    }
+}
+
+/// Finds the session a client's `Mcp-Session-Id` names, rebuilding it from the sealed
+/// state when this replica does not hold it.
+///
+/// # Errors
+/// [`SessionError::NotFound`] for a token that does not open, has expired, was ended, or
+/// belongs to another endpoint, principal or upstream set.
+pub fn find_session(
+    gw: &Gateway,
+    endpoint: &Endpoint,
+    principal: &Principal,
+    token: &str,
+) -> Result<Arc<Session>, SessionError> {
+    let claims = gw
+        .sealer
+        .unseal(token, now_secs(), SESSION_MAX_AGE_SECS)
+        .ok_or(SessionError::NotFound)?;
+    if claims.endpoint != endpoint.key()
+        || claims.principal != principal.id
+        || gw.sessions.is_ended(&claims.sid)
+    {
+        return Err(SessionError::NotFound);
+    }
+    if let Some(s) = gw.sessions.get(&claims.sid) {
+        s.touch();
+        return Ok(s);
+    }
+    let mut upstreams = BTreeMap::new();
+    for (name, state) in &claims.upstreams {
+        let up = gw.upstreams.get(name).ok_or(SessionError::NotFound)?;
+        // A stdio upstream lives only on the replica that spawned it.
+        let session = up
+            .resume(&claims.sid, state)
+            .ok_or(SessionError::NotFound)?;
+        upstreams.insert(name.clone(), session);
+    }
+    let session = Arc::new(Session::new(SessionParts {
+        sid: claims.sid,
+        token: token.to_owned(),
+        endpoint: endpoint.clone(),
+        client_name: claims.client_name,
+        client_version: claims.client_version,
+        protocol_version: claims.protocol_version,
+        principal: principal.clone(),
+        created: claims.created,
+        upstreams,
+    }));
+    tracing::info!(session = %session.sid, "session resumed from its sealed state");
+    gw.sessions.insert(session.clone());
+    Ok(session)
+}
+
+/// Ends a session: closes its upstream sessions.
+pub async fn end_session(gw: &Gateway, session: &Session) {
+    if let Some(s) = gw.sessions.end(
+        &session.sid,
+        session.created.saturating_add(SESSION_MAX_AGE_SECS),
+    ) {
+        s.close().await;
+    } else {
+        session.close().await;
+    }
+    tracing::info!(session = %session.sid, "session ended");
+}
+
+/// Handles one client request in a session.
+pub async fn request(
+    gw: &Arc<Gateway>,
+    session: &Arc<Session>,
+    client_id: Value,
+    method: &str,
+    message: Value,
+) -> Reply {
+    let loaded = gw.program.load_full();
+    match &session.endpoint {
+        Endpoint::Server(server) => {
+            single(gw, loaded, session, server, client_id, method, message).await
+        }
+        Endpoint::Aggregate => aggregated(gw, loaded, session, client_id, method, message).await,
+    }
+}
+
+/// What a decision point asks about, read from the message.
+fn decision_point(method: &str, message: &Value) -> Option<(ListOrItem, String)> {
+    let params = jsonrpc::params(message);
+    let field = |k: &str| params.get(k).and_then(Value::as_str).map(str::to_owned);
+    Some(match method {
+        "tools/call" => (ListOrItem::Tool, field("name").unwrap_or_default()),
+        "prompts/get" => (ListOrItem::Prompt, field("name").unwrap_or_default()),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            (ListOrItem::Resource, field("uri").unwrap_or_default())
+        }
+        _ => return None,
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ListOrItem {
+    Tool,
+    Prompt,
+    Resource,
+}
+
+impl ListOrItem {
+    fn target<'a>(self, server: &'a str, name: &'a str) -> Target<'a> {
+        match self {
+            ListOrItem::Tool => Target::Tool { server, tool: name },
+            ListOrItem::Prompt => Target::Prompt { server, name },
+            ListOrItem::Resource => Target::Resource { server, uri: name },
+        }
+    }
+
+    /// The answer when the caller may not see the thing, or is denied it.
+    fn refusal(self, id: Value, outcome: &Outcome, shown_name: &str) -> Value {
+        match (self, outcome) {
+            (ListOrItem::Tool, Outcome::Deny(t)) => decide::denied_tool_result(id, t),
+            (_, Outcome::Deny(t)) => decide::denied_error(id, t),
+            (ListOrItem::Tool, _) => decide::unknown_tool(id, shown_name),
+            (ListOrItem::Prompt, _) => decide::unknown_prompt(id, shown_name),
+            (ListOrItem::Resource, _) => decide::unknown_resource(id, shown_name),
+        }
+    }
+}
+
+fn decide_item(
+    loaded: &LoadedProgram,
+    session: &Session,
+    kind: ListOrItem,
+    server: &str,
+    name: &str,
+    message: &Value,
+) -> Outcome {
+    let params = jsonrpc::params(message);
+    let null = Value::Null;
+    let args = params.get("arguments").unwrap_or(&null);
+    let annotations = if kind == ListOrItem::Tool {
+        session.annotations(server, name)
+    } else {
+        ToolAnnotations::default()
+    };
+    decide::decide(
+        loaded,
+        session,
+        kind.target(server, name),
+        args,
+        annotations,
+    )
+}
+
+fn filter_transform(
+    loaded: Arc<LoadedProgram>,
+    session: Arc<Session>,
+    server: String,
+    kind: ListKind,
+) -> Transform {
+    Box::new(move |mut m: Value| {
+        if let Some(result) = m.get_mut("result") {
+            decide::filter_page(&loaded, &session, &server, kind, result, None);
+        }
+        m
+    })
+}
+
+async fn single(
+    gw: &Arc<Gateway>,
+    loaded: Arc<LoadedProgram>,
+    session: &Arc<Session>,
+    server: &str,
+    client_id: Value,
+    method: &str,
+    message: Value,
+) -> Reply {
+    let Some(up) = session.upstreams.get(server) else {
+        return Reply::SessionGone;
+    };
+    let timeout = gw.timeout(server);
+    if let Some(kind) = ListKind::of_method(method) {
+        let t = filter_transform(loaded, session.clone(), server.to_owned(), kind);
+        return relay::forward(
+            session.clone(),
+            server,
+            up,
+            message,
+            client_id,
+            Some(t),
+            timeout,
+        )
+        .await;
+    }
+    if let Some((kind, name)) = decision_point(method, &message) {
+        let outcome = decide_item(&loaded, session, kind, server, &name, &message);
+        if outcome != Outcome::Allow {
+            return Reply::Json(kind.refusal(client_id, &outcome, &name));
+        }
+    }
+    relay::forward(
+        session.clone(),
+        server,
+        up,
+        message,
+        client_id,
+        None,
+        timeout,
+    )
+    .await
+}
+
+async fn aggregated(
+    gw: &Arc<Gateway>,
+    loaded: Arc<LoadedProgram>,
+    session: &Arc<Session>,
+    client_id: Value,
+    method: &str,
+    message: Value,
+) -> Reply {
+    let sep = gw.config.namespace_separator.as_str();
+    if let Some(kind) = ListKind::of_method(method) {
+        return Reply::Json(list(gw, &loaded, session, kind, client_id, &message).await);
+    }
+    match decision_point(method, &message) {
+        Some((kind @ (ListOrItem::Tool | ListOrItem::Prompt), shown)) => {
+            let Some((server, name)) = aggregate::split_name(&shown, sep, session.upstreams.keys())
+            else {
+                return Reply::Json(kind.refusal(client_id, &Outcome::Unknown, &shown));
+            };
+            let outcome = decide_item(&loaded, session, kind, server, name, &message);
+            if outcome != Outcome::Allow {
+                return Reply::Json(kind.refusal(client_id, &outcome, &shown));
+            }
+            let mut message = message;
+            message["params"]["name"] = Value::String(name.to_owned());
+            let Some(up) = session.upstreams.get(server) else {
+                return Reply::SessionGone;
+            };
+            let timeout = gw.timeout(server);
+            relay::forward(
+                session.clone(),
+                server,
+                up,
+                message,
+                client_id,
+                None,
+                timeout,
+            )
+            .await
+        }
+        Some((ListOrItem::Resource, uri)) => {
+            resource(gw, &loaded, session, client_id, &uri, message).await
+        }
+        None => other(gw, session, client_id, method, message).await,
+    }
+}
+
+/// Resource requests on `/mcp`: routed to the server that listed the URI, else tried on
+/// each server whose policy allows it until one knows it.
+async fn resource(
+    gw: &Arc<Gateway>,
+    loaded: &LoadedProgram,
+    session: &Arc<Session>,
+    client_id: Value,
+    uri: &str,
+    message: Value,
+) -> Reply {
+    let kind = ListOrItem::Resource;
+    if let Some(server) = session.resource_route(uri) {
+        let outcome = decide_item(loaded, session, kind, &server, uri, &message);
+        if outcome != Outcome::Allow {
+            return Reply::Json(kind.refusal(client_id, &outcome, uri));
+        }
+        let Some(up) = session.upstreams.get(&server) else {
+            return Reply::SessionGone;
+        };
+        let timeout = gw.timeout(&server);
+        return relay::forward(
+            session.clone(),
+            &server,
+            up,
+            message,
+            client_id,
+            None,
+            timeout,
+        )
+        .await;
+    }
+    let mut last = Outcome::Unknown;
+    let method = jsonrpc::method(&message)
+        .unwrap_or("resources/read")
+        .to_owned();
+    let params = message.get("params").cloned().unwrap_or(json!({}));
+    for (server, up) in &session.upstreams {
+        let outcome = decide_item(loaded, session, kind, server, uri, &message);
+        if outcome != Outcome::Allow {
+            if matches!(outcome, Outcome::Deny(_)) {
+                last = outcome;
+            }
+            continue;
+        }
+        match relay::call(
+            session,
+            server,
+            up,
+            &method,
+            params.clone(),
+            gw.timeout(server),
+        )
+        .await
+        {
+            Ok(result) => {
+                session.set_resource_route(uri, server);
+                return Reply::Json(jsonrpc::result(client_id, result));
+            }
+            Err(e) => {
+                tracing::debug!(server = %server, uri, error = %e, "resource not served here")
+            }
+        }
+    }
+    Reply::Json(kind.refusal(client_id, &last, uri))
+}
+
+/// Methods on `/mcp` that are no decision point.
+async fn other(
+    gw: &Arc<Gateway>,
+    session: &Arc<Session>,
+    client_id: Value,
+    method: &str,
+    mut message: Value,
+) -> Reply {
+    match method {
+        "ping" => return Reply::Json(jsonrpc::result(client_id, json!({}))),
+        "logging/setLevel" => {
+            let params = message.get("params").cloned().unwrap_or(json!({}));
+            let calls = session.upstreams.iter().map(|(server, up)| {
+                relay::call(
+                    session,
+                    server,
+                    up,
+                    method,
+                    params.clone(),
+                    gw.timeout(server),
+                )
+            });
+            futures_util::future::join_all(calls).await;
+            return Reply::Json(jsonrpc::result(client_id, json!({})));
+        }
+        "completion/complete" => {
+            let sep = gw.config.namespace_separator.as_str();
+            let r = message
+                .pointer("/params/ref")
+                .cloned()
+                .unwrap_or(Value::Null);
+            let target = match r.get("type").and_then(Value::as_str) {
+                Some("ref/prompt") => r
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .and_then(|n| aggregate::split_name(n, sep, session.upstreams.keys()))
+                    .map(|(s, n)| (s.to_owned(), Some(n.to_owned()))),
+                Some("ref/resource") => r
+                    .get("uri")
+                    .and_then(Value::as_str)
+                    .and_then(|u| session.resource_route(u))
+                    .map(|s| (s, None)),
+                _ => None,
+            };
+            let Some((server, rename)) = target else {
+                return Reply::Json(jsonrpc::result(
+                    client_id,
+                    json!({"completion": {"values": [], "hasMore": false}}),
+                ));
+            };
+            if let Some(n) = rename {
+                message["params"]["ref"]["name"] = Value::String(n);
+            }
+            let Some(up) = session.upstreams.get(&server) else {
+                return Reply::SessionGone;
+            };
+            let timeout = gw.timeout(&server);
+            return relay::forward(
+                session.clone(),
+                &server,
+                up,
+                message,
+                client_id,
+                None,
+                timeout,
+            )
+            .await;
+        }
+        _ => {}
+    }
+    // Anything else can only be relayed where it is unambiguous.
+    if session.upstreams.len() == 1
+        && let Some((server, up)) = session.upstreams.iter().next()
+    {
+        let timeout = gw.timeout(server);
+        return relay::forward(
+            session.clone(),
+            server,
+            up,
+            message,
+            client_id,
+            None,
+            timeout,
+        )
+        .await;
+    }
+    Reply::Json(jsonrpc::error(
+        client_id,
+        jsonrpc::METHOD_NOT_FOUND,
+        &format!("Method not found: {method} (not routable on the aggregated endpoint)"),
+    ))
+}
+
+/// An aggregated list page: one upstream page at a time, filtered and namespaced; the
+/// gateway cursor says which upstream and which of its cursors come next.
+async fn list(
+    gw: &Arc<Gateway>,
+    loaded: &LoadedProgram,
+    session: &Arc<Session>,
+    kind: ListKind,
+    client_id: Value,
+    message: &Value,
+) -> Value {
+    let servers: Vec<&String> = session.upstreams.keys().collect();
+    let mut position = match jsonrpc::params(message).get("cursor") {
+        None | Some(Value::Null) => servers.first().map(|s| Cursor {
+            server: (*s).clone(),
+            cursor: None,
+        }),
+        Some(c) => match c.as_str().and_then(Cursor::decode) {
+            Some(c) if session.upstreams.contains_key(&c.server) => Some(c),
+            _ => {
+                return jsonrpc::error(client_id, jsonrpc::INVALID_PARAMS, "invalid cursor");
+            }
+        },
+    };
+    let mut items = Vec::new();
+    let mut pages = 0;
+    let sep = gw.config.namespace_separator.as_str();
+    while let Some(pos) = position.take() {
+        pages += 1;
+        let next_server = servers
+            .iter()
+            .skip_while(|s| ***s != pos.server)
+            .nth(1)
+            .map(|s| Cursor {
+                server: (*s).clone(),
+                cursor: None,
+            });
+        let Some(up) = session.upstreams.get(&pos.server) else {
+            break;
+        };
+        let mut params = jsonrpc::params(message).clone();
+        params.remove("cursor");
+        if let Some(c) = &pos.cursor {
+            params.insert("cursor".into(), Value::String(c.clone()));
+        }
+        let server = pos.server.as_str();
+        let call = relay::call(
+            session,
+            server,
+            up,
+            kind.method(),
+            Value::Object(params),
+            gw.timeout(server),
+        );
+        match call.await {
+            Ok(mut result) => {
+                decide::filter_page(loaded, session, server, kind, &mut result, Some(sep));
+                if let Some(page) = result.get_mut(kind.key()).and_then(Value::as_array_mut) {
+                    items.append(page);
+                }
+                position = match result.get("nextCursor").and_then(Value::as_str) {
+                    Some(c) => Some(Cursor {
+                        server: pos.server.clone(),
+                        cursor: Some(c.to_owned()),
+                    }),
+                    None => next_server,
+                };
+            }
+            Err(e) => {
+                // An upstream that does not offer this list (or fails) is left out.
+                tracing::debug!(server, list = kind.method(), error = %e, "list left out");
+                position = next_server;
+            }
+        }
+        if !items.is_empty() || pages >= MAX_PAGES_PER_LIST {
+            break;
+        }
+    }
+    let mut result = json!({ kind.key(): items });
+    if let Some(next) = position {
+        result["nextCursor"] = Value::String(next.encode());
+    }
+    jsonrpc::result(client_id, result)
+}

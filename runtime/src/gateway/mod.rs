@@ -1,0 +1,137 @@
+//! The client-facing gateway: Streamable HTTP endpoints (`/mcp/{server}` and the aggregated
+//! `/mcp`), sessions, a decision on every request that names a tool, prompt or resource,
+//! and a transparent relay for everything else.
+
+pub mod aggregate;
+pub mod decide;
+pub mod dispatch;
+pub mod http;
+pub mod relay;
+pub mod server;
+pub mod version;
+
+use crate::session::seal::Sealer;
+use crate::session::{Endpoint, Store};
+use crate::upstream::{SecretResolver, Upstream};
+use arc_swap::ArcSwap;
+use mcpgate_compiler::Program;
+use mcpgate_compiler::config::{Config, GatewayConfig};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Sealed session ids older than this are refused (the client re-initializes).
+pub const SESSION_MAX_AGE_SECS: u64 = 24 * 3600;
+/// Most live sessions on one replica; `initialize` beyond it gets 503.
+pub const MAX_SESSIONS: usize = 10_000;
+/// Upstream request timeout when the server config sets none.
+pub const DEFAULT_UPSTREAM_TIMEOUT_SECS: u64 = 60;
+
+/// A compiled program with what is derived from it once per swap.
+#[derive(Debug)]
+pub struct LoadedProgram {
+    pub program: Program,
+    /// `Program::hash_hex`, computed once.
+    pub hash: String,
+}
+
+impl LoadedProgram {
+    pub fn new(program: Program) -> LoadedProgram {
+        let hash = program.hash_hex();
+        LoadedProgram { program, hash }
+    }
+}
+
+/// Resolves `${env:NAME}` from the environment; `${secret:NAME}` needs the secret store,
+/// which this resolver does not have.
+#[derive(Debug, Default)]
+pub struct EnvSecrets;
+
+impl SecretResolver for EnvSecrets {
+    fn resolve(&self, kind: &str, name: &str) -> Option<String> {
+        match kind {
+            "env" => std::env::var(name).ok(),
+            _ => None,
+        }
+    }
+}
+
+/// Everything one gateway process shares across connections.
+#[derive(Debug)]
+pub struct Gateway {
+    /// The live program: load it once per request (`load_full`), never hold a guard across
+    /// an `.await`.
+    pub program: ArcSwap<LoadedProgram>,
+    pub config: GatewayConfig,
+    pub upstreams: BTreeMap<String, Arc<Upstream>>,
+    timeouts: BTreeMap<String, Duration>,
+    pub sealer: Sealer,
+    pub sessions: Store,
+    /// The address actually bound.
+    pub listen: SocketAddr,
+    /// Cancelled on shutdown: long-lived streams end.
+    pub shutdown: CancellationToken,
+}
+
+impl Gateway {
+    /// Builds the gateway from a checked config and a compiled program.
+    ///
+    /// # Errors
+    /// When an upstream's config cannot be used (the message names the server).
+    pub fn new(
+        config: &Config,
+        program: Program,
+        sealer: Sealer,
+        listen: SocketAddr,
+        secrets: &dyn SecretResolver,
+    ) -> Result<Gateway, String> {
+        let mut upstreams = BTreeMap::new();
+        let mut timeouts = BTreeMap::new();
+        for (name, server) in &config.servers {
+            let up = Upstream::from_config(name, server, &config.gateway, secrets)
+                .map_err(|e| format!("server `{name}`: {e}"))?;
+            upstreams.insert(name.clone(), Arc::new(up));
+            let secs = server.timeout_secs.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT_SECS);
+            timeouts.insert(name.clone(), Duration::from_secs(secs.max(1)));
+        }
+        Ok(Gateway {
+            program: ArcSwap::from_pointee(LoadedProgram::new(program)),
+            config: config.gateway.clone(),
+            upstreams,
+            timeouts,
+            sealer,
+            sessions: Store::default(),
+            listen,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// How long to wait for the next message from `server` before giving up on a request.
+    /// A little over the upstream's own timeout, so the upstream reports first.
+    pub fn timeout(&self, server: &str) -> Duration {
+        self.timeouts
+            .get(server)
+            .copied()
+            .unwrap_or(Duration::from_secs(DEFAULT_UPSTREAM_TIMEOUT_SECS))
+            + Duration::from_secs(5)
+    }
+
+    /// The endpoint a path names, if any.
+    pub fn endpoint(&self, path: &str) -> Option<Endpoint> {
+        let path = path.strip_suffix('/').unwrap_or(path);
+        if path == "/mcp" {
+            return Some(Endpoint::Aggregate);
+        }
+        let name = path.strip_prefix("/mcp/")?;
+        self.upstreams
+            .contains_key(name)
+            .then(|| Endpoint::Server(name.to_owned()))
+    }
+
+    /// Replaces the live program (policy reload).
+    pub fn swap_program(&self, program: Program) {
+        self.program.store(Arc::new(LoadedProgram::new(program)));
+    }
+}
