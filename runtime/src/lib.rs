@@ -1,7 +1,6 @@
 //! The mcpgate gateway: MCP transports, sessions, decisions, and the `mcpgate` command line.
 
 pub mod cli;
-pub mod command;
 pub mod demo;
 pub mod gateway;
 pub mod jsonrpc;

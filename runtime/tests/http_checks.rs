@@ -3,95 +3,30 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use mcpgate::gateway::Gateway;
-use mcpgate::gateway::server::serve;
+mod common;
+
+use common::{ACCEPT, JSON, Running, send};
 use mcpgate::session::seal::Sealer;
-use mcpgate_compiler::Program;
 use mcpgate_compiler::config::{Config, ServerConfig};
 use mcpgate_compiler::ir::Policy;
-use serde_json::Value;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
-struct Reply {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or(Value::Null)
-    }
-}
-
-async fn start(max_body: usize) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+async fn start(max_body: usize) -> (SocketAddr, Running) {
     let mut config = Config::default();
     config.gateway.max_body_bytes = max_body;
     config.gateway.allowed_origins = vec!["https://app.example".into()];
     config.servers.insert(
         "demo".into(),
         ServerConfig {
-            command: Some("mcpgate".into()),
-            args: vec!["demo-server".into()],
+            // A command that cannot start: these tests need no upstream.
+            command: Some("/nonexistent/mcpgate-test-upstream".into()),
             ..Default::default()
         },
     );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let program = Program::compile(&Policy::default(), None);
-    let gw = Gateway::new(
-        &config,
-        program,
-        Sealer::from_key(&[1; 32]),
-        addr,
-        &mcpgate::gateway::EnvSecrets,
-    )
-    .unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, Arc::new(gw), async move {
-        let _ = rx.await;
-    }));
-    (addr, tx)
+    let running = common::start(config, &Policy::default(), [1; 32]).await;
+    (running.addr, running)
 }
 
-async fn send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Reply {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        req.push_str(&format!("Host: {addr}\r\n"));
-    }
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Reply {
-        status,
-        head: head.to_owned(),
-        body: body.to_owned(),
-    }
-}
-
-const ACCEPT: (&str, &str) = ("Accept", "application/json, text/event-stream");
-const JSON: (&str, &str) = ("Content-Type", "application/json");
 const PING: &str = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
 
 #[tokio::test]

@@ -40,21 +40,17 @@ pub fn decide(
         annotations,
     };
     let decision = evaluate(program, &request);
+    // What a caller may not see in a list answers as unknown, whatever the verdict
+    // (LANGUAGE.md): an unconditional deny hides like `hide` does.
+    let shown = visible(program, &session.principal, target);
     let outcome = match decision.verdict {
+        _ if !shown => Outcome::Unknown,
         Verdict::Allow => Outcome::Allow,
         Verdict::Hide => Outcome::Unknown,
-        Verdict::Deny if decision.rule == RuleIdx::DEFAULT => {
-            // Default deny hides what the caller may not see at all; a visible target
-            // (allowed under other conditions) gets a readable denial instead.
-            if visible(program, &session.principal, target) {
-                Outcome::Deny(format!(
-                    "denied: no rule allows {target} for `{}` (default deny)",
-                    session.principal.id
-                ))
-            } else {
-                Outcome::Unknown
-            }
-        }
+        Verdict::Deny if decision.rule == RuleIdx::DEFAULT => Outcome::Deny(format!(
+            "denied: no rule allows {target} for `{}` (default deny)",
+            session.principal.id
+        )),
         Verdict::Deny => {
             let mut text = match program.rule(decision.rule) {
                 Some(r) => format!("denied by rule {} ({})", r.id, r.source),
@@ -91,6 +87,7 @@ pub fn decide(
         verdict = decision.verdict.as_str(),
         rule = program.rule_id(decision.rule),
         undecided = decision.undecided,
+        listed = shown,
         program = %loaded.hash,
         arg_keys = ?keys,
         latency_ns = start.elapsed().as_nanos() as u64,

@@ -12,6 +12,7 @@ pub mod version;
 
 use crate::session::seal::Sealer;
 use crate::session::{Endpoint, Store};
+pub use crate::upstream::EnvSecrets;
 use crate::upstream::{SecretResolver, Upstream};
 use arc_swap::ArcSwap;
 use mcpgate_compiler::Program;
@@ -41,20 +42,6 @@ impl LoadedProgram {
     pub fn new(program: Program) -> LoadedProgram {
         let hash = program.hash_hex();
         LoadedProgram { program, hash }
-    }
-}
-
-/// Resolves `${env:NAME}` from the environment; `${secret:NAME}` needs the secret store,
-/// which this resolver does not have.
-#[derive(Debug, Default)]
-pub struct EnvSecrets;
-
-impl SecretResolver for EnvSecrets {
-    fn resolve(&self, kind: &str, name: &str) -> Option<String> {
-        match kind {
-            "env" => std::env::var(name).ok(),
-            _ => None,
-        }
     }
 }
 

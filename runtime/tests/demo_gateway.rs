@@ -1,0 +1,238 @@
+//! The gateway in front of the built-in demo server (a real stdio MCP server): list
+//! filtering, allow, deny, hide and approve answers, annotations, the aggregated endpoint,
+//! sessions across replicas.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Client, send};
+use mcpgate_compiler::config::{Config, ServerConfig};
+use mcpgate_compiler::ir::{
+    Annotation, CmpOp, Effect, Expr, NamePattern, PathSeg, Policy, Rule, SourceLoc, Target, Var,
+};
+use serde_json::{Value, json};
+
+fn demo_server() -> ServerConfig {
+    ServerConfig {
+        command: Some(env!("CARGO_BIN_EXE_mcpgate").into()),
+        args: vec!["demo-server".into()],
+        ..Default::default()
+    }
+}
+
+fn config() -> Config {
+    let mut c = Config::default();
+    c.servers.insert("demo".into(), demo_server());
+    c.servers.insert("ro".into(), demo_server());
+    c
+}
+
+fn rule(id: &str, effect: Effect, server: &str, tool: &str, line: u32) -> Rule {
+    let pattern = |s: &str| {
+        if s.contains('*') {
+            NamePattern::Glob(s.into())
+        } else {
+            NamePattern::Exact(s.into())
+        }
+    };
+    Rule {
+        id: id.into(),
+        effect,
+        targets: vec![Target::Tool {
+            server: pattern(server),
+            tool: pattern(tool),
+        }],
+        condition: None,
+        reason: None,
+        approvers: vec![],
+        limit: None,
+        source: SourceLoc {
+            file: "policies/demo.mcpg".into(),
+            line,
+            col: 1,
+        },
+    }
+}
+
+/// demo: everything allowed except big payments, a hidden delete, an approved write and an
+/// unconditionally denied `add`;
+/// ro: only what the server says is read-only.
+fn policy() -> Policy {
+    let mut deny = rule("no-big-payments", Effect::Deny, "demo", "send_payment", 2);
+    deny.reason = Some("payments over 100 are off".into());
+    deny.condition = Some(Expr::Cmp(
+        CmpOp::Gt,
+        Box::new(Expr::Var(Var::Args(vec![PathSeg::Key("amount".into())]))),
+        Box::new(Expr::Const(json!(100))),
+    ));
+    let unconditional = rule("no-refunds", Effect::Deny, "demo", "add", 6);
+    let mut approve = rule("review-writes", Effect::Approve, "demo", "write_note", 4);
+    approve.approvers = vec!["maintainers".into()];
+    let mut read_only = rule("ro-reads", Effect::Allow, "ro", "*", 5);
+    read_only.condition = Some(Expr::Cmp(
+        CmpOp::Eq,
+        Box::new(Expr::Var(Var::ToolAnnotation(Annotation::ReadOnly))),
+        Box::new(Expr::Const(json!(true))),
+    ));
+    Policy {
+        rules: vec![
+            rule("demo-all", Effect::Allow, "demo", "*", 1),
+            deny,
+            rule("hide-delete", Effect::Hide, "demo", "delete_note", 3),
+            approve,
+            read_only,
+            unconditional,
+        ],
+    }
+}
+
+fn text(v: &Value) -> &str {
+    v["result"]["content"][0]["text"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn server_endpoint_filters_and_decides() {
+    let gw = common::start(config(), &policy(), [3; 32]).await;
+    let (mut c, init) = Client::initialize(gw.addr, "/mcp/demo").await;
+    assert_eq!(init["result"]["serverInfo"]["name"], "mcpgate-demo");
+    assert!(!c.session.is_empty());
+
+    let names = c.tool_names().await;
+    assert_eq!(
+        names,
+        [
+            "echo",
+            "list_notes",
+            "read_note",
+            "write_note",
+            "send_payment"
+        ],
+        "hidden and unconditionally denied tools are not listed"
+    );
+
+    let r = c.call("echo", json!({"text": "hello"})).await;
+    assert_eq!(text(&r), "hello");
+    let r = c
+        .call("send_payment", json!({"to": "x", "amount": 5}))
+        .await;
+    assert_eq!(text(&r), "pretended to send 5 to x");
+
+    let r = c
+        .call("send_payment", json!({"to": "x", "amount": 500}))
+        .await;
+    assert_eq!(r["result"]["isError"], true);
+    assert_eq!(
+        text(&r),
+        "denied by rule no-big-payments (policies/demo.mcpg:2:1): payments over 100 are off"
+    );
+
+    let r = c.call("add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(
+        r["error"]["message"], "Unknown tool: add",
+        "not listed: unknown"
+    );
+
+    let r = c.call("delete_note", json!({"name": "n"})).await;
+    assert_eq!(r["error"]["code"], -32602);
+    assert_eq!(r["error"]["message"], "Unknown tool: delete_note");
+
+    let r = c
+        .call("write_note", json!({"name": "n", "text": "t"}))
+        .await;
+    assert_eq!(r["result"]["isError"], true);
+    let t = text(&r);
+    assert!(t.contains("requires approval by maintainers"), "{t}");
+    assert!(
+        t.contains("approvals are not enabled on this gateway"),
+        "{t}"
+    );
+
+    // Unknown methods and ping are relayed unchanged.
+    let r = c.request("ping", json!({})).await;
+    assert_eq!(r["result"], json!({}));
+    let r = c.request("no/such/method", json!({})).await;
+    assert_eq!(r["error"]["code"], -32601);
+
+    let r = send(
+        gw.addr,
+        "DELETE",
+        "/mcp/demo",
+        &[("Mcp-Session-Id", &c.session)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn aggregated_endpoint_namespaces_and_uses_annotations() {
+    let gw = common::start(config(), &policy(), [4; 32]).await;
+    let (mut c, init) = Client::initialize(gw.addr, "/mcp").await;
+    assert_eq!(init["result"]["serverInfo"]["name"], "mcpgate");
+    assert_eq!(init["result"]["protocolVersion"], "2025-06-18");
+    assert!(init["result"]["capabilities"]["tools"].is_object());
+
+    // Before listing, the gateway does not know `ro`'s annotations: the read-only rule
+    // cannot match, and default deny answers.
+    let r = c.call("ro__echo", json!({"text": "early"})).await;
+    assert!(
+        r.get("error").is_some() || r["result"]["isError"] == true,
+        "{r}"
+    );
+
+    let mut names = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10 {
+        let params = match &cursor {
+            Some(c) => json!({"cursor": c}),
+            None => json!({}),
+        };
+        let page = c.request("tools/list", params).await;
+        for t in page["result"]["tools"].as_array().unwrap() {
+            names.push(t["name"].as_str().unwrap().to_owned());
+        }
+        cursor = page["result"]["nextCursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert!(names.contains(&"demo__echo".to_owned()));
+    assert!(names.contains(&"ro__read_note".to_owned()));
+    assert!(!names.contains(&"demo__delete_note".to_owned()));
+    assert!(!names.contains(&"demo__add".to_owned()));
+
+    // After listing, the annotations decide.
+    let r = c.call("ro__echo", json!({"text": "hi"})).await;
+    assert_eq!(text(&r), "hi");
+    let r = c.call("ro__add", json!({"a": 40, "b": 2})).await;
+    assert_eq!(text(&r), "42");
+    let r = c
+        .call("ro__write_note", json!({"name": "n", "text": "t"}))
+        .await;
+    assert_eq!(r["result"]["isError"], true);
+    assert!(text(&r).contains("default deny"), "{r}");
+    let r = c.call("nosuch__echo", json!({})).await;
+    assert_eq!(r["error"]["message"], "Unknown tool: nosuch__echo");
+    let r = c.request("ping", json!({})).await;
+    assert_eq!(r["result"], json!({}));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn stdio_sessions_do_not_move_between_replicas() {
+    let a = common::start(config(), &policy(), [5; 32]).await;
+    let b = common::start(config(), &policy(), [5; 32]).await;
+    let (c, _) = Client::initialize(a.addr, "/mcp/demo").await;
+    let ping = r#"{"jsonrpc":"2.0","id":9,"method":"ping"}"#;
+    assert_eq!(c.post(ping).await.status, 200);
+    let elsewhere = Client { addr: b.addr, ..c };
+    let r = elsewhere.post(ping).await;
+    assert_eq!(
+        r.status, 404,
+        "a stdio upstream lives on the replica that spawned it"
+    );
+    a.stop().await;
+    b.stop().await;
+}
