@@ -6,7 +6,8 @@
 //! - one rule per line, `@id(...)` on its own line above it, clauses in the order `when`,
 //!   `because`, `by`;
 //! - a rule longer than [`MAX_WIDTH`] columns puts each clause on a continuation line indented
-//!   four spaces (and wraps its targets if they alone are too long);
+//!   four spaces, wraps its targets if they alone are too long, and puts each operand of a
+//!   long `&&` or `||` chain on its own line, operator first;
 //! - every comment is kept: comments above a rule stay above it, a comment at the end of a
 //!   line stays at the end of that line (a comment inside a rule forces the long layout so it
 //!   can stay next to its clause);
@@ -115,7 +116,8 @@ fn blank_line_between(src: &str, from: u32, to: u32) -> bool {
 fn items<'f>(src: &str, file: &'f File) -> Vec<Item<'f>> {
     let mut items = Vec::with_capacity(file.rules.len() + file.comments.len());
     let mut comments = file.comments.iter().peekable();
-    for rule in &file.rules {
+    for (i, rule) in file.rules.iter().enumerate() {
+        let next_start = file.rules.get(i + 1).map_or(u32::MAX, |r| r.span.start);
         let mut inner = Vec::new();
         while let Some(c) = comments.peek() {
             if c.span.start >= rule.span.start {
@@ -137,7 +139,10 @@ fn items<'f>(src: &str, file: &'f File) -> Vec<Item<'f>> {
             inner.push((part_index(part), *c));
             comments.next();
         }
-        let trailing = comments.next_if(|c| !has_newline(src, rule.span.end, c.span.start));
+        // A comment on the rule's last line, unless another rule stands between them.
+        let trailing = comments.next_if(|c| {
+            c.span.start < next_start && !has_newline(src, rule.span.end, c.span.start)
+        });
         items.push(Item::Rule {
             rule,
             inner,
@@ -262,7 +267,16 @@ fn format_rule(
             } else {
                 comments_of(*part)
             };
-            lines.push((format!("{INDENT}{text}"), comments));
+            let line = format!("{INDENT}{text}");
+            match (&rule.when, *part) {
+                (Some(e), Part::When) if line.chars().count() >= MAX_WIDTH => {
+                    lines.push((
+                        format!("{INDENT}when {}", broken_condition(src, e)),
+                        comments,
+                    ));
+                }
+                _ => lines.push((line, comments)),
+            }
         }
     }
     let count = lines.len();
@@ -290,6 +304,38 @@ fn push_comments(out: &mut String, comments: &[&str], indent: &str) {
         out.push_str(c);
         out.push('\n');
     }
+}
+
+/// A condition too long for one line: a chain of `||` or `&&` with one operand per line,
+/// the operator leading.
+fn broken_condition(src: &str, e: &Expr) -> String {
+    let ExprKind::Binary(op @ (BinOp::Or | BinOp::And), ..) = &e.node else {
+        return expr(src, e);
+    };
+    // Flatten the left-leaning chain of the same operator: ((a op b) op c) op d.
+    let mut operands = Vec::new();
+    let mut cur = e;
+    while let ExprKind::Binary(o, a, b) = &cur.node
+        && o == op
+    {
+        operands.push(b.as_ref());
+        cur = a;
+    }
+    operands.push(cur);
+    operands.reverse();
+    let mut out = String::new();
+    for (i, operand) in operands.into_iter().enumerate() {
+        // The same parentheses as in the one-line form.
+        let text = match op {
+            BinOp::Or => or_operand(src, operand, if i == 0 { 1 } else { 2 }),
+            _ => wrapped(src, operand, if i == 0 { 2 } else { 3 }),
+        };
+        if i > 0 {
+            out.push_str(&format!("\n{INDENT}{INDENT}{} ", op.symbol()));
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// `effect targets limit`, wrapped onto continuation lines when too long.

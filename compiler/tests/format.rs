@@ -92,6 +92,28 @@ fn long_rules_break_clauses_onto_indented_lines() {
 }
 
 #[test]
+fn long_conditions_put_one_operand_per_line() {
+    let src = "deny stripe.create_refund when args.amount > 50_000 && args.currency == \"usd\" && principal.kind == \"agent\" && !exists(args.ticket) || tool.destructive because \"r\";";
+    assert_eq!(
+        fmt(src),
+        "deny stripe.create_refund\n    when (args.amount > 50_000 && args.currency == \"usd\" && principal.kind == \"agent\" && !exists(args.ticket))\n        || tool.destructive\n    because \"r\";\n"
+    );
+    let src = "deny stripe.create_refund when args.amount > 50_000 && args.currency == \"usd\" && principal.kind == \"agent\" && !exists(args.ticket);";
+    assert_eq!(
+        fmt(src),
+        "deny stripe.create_refund\n    when args.amount > 50_000\n        && args.currency == \"usd\"\n        && principal.kind == \"agent\"\n        && !exists(args.ticket);\n"
+    );
+}
+
+#[test]
+fn a_trailing_comment_stays_with_the_last_rule_of_its_line() {
+    assert_eq!(
+        fmt("allow a.b; allow c.d; # c\n"),
+        "allow a.b;\nallow c.d;  # c\n"
+    );
+}
+
+#[test]
 fn long_target_lists_wrap() {
     let targets: Vec<String> = (0..12)
         .map(|i| format!("github.some_long_tool_{i}"))
