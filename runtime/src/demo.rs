@@ -1,5 +1,7 @@
 //! `mcpgate demo-server`: a small MCP server over stdio (newline-delimited JSON, legacy
-//! protocol) used by the quickstart and the tests. Notes are kept in memory.
+//! protocol) used by the quickstart and the tests. Notes are kept in memory and are also
+//! resources (`note:///NAME`); one prompt (`summarize`). With a page size, lists are
+//! paginated (the cursor is the index of the next item).
 
 use crate::jsonrpc::{self, Kind};
 use serde_json::{Value, json};
@@ -13,10 +15,13 @@ const LATEST: &str = "2025-06-18";
 ///
 /// # Errors
 /// When stdout cannot be written.
-pub fn run() -> std::io::Result<()> {
+pub fn run(page_size: Option<usize>) -> std::io::Result<()> {
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout().lock();
-    let mut demo = Demo::default();
+    let mut demo = Demo {
+        page_size: page_size.filter(|n| *n > 0),
+        ..Demo::default()
+    };
     for line in stdin.lock().lines() {
         let line = line?;
         if line.trim().is_empty() {
@@ -36,6 +41,8 @@ pub fn run() -> std::io::Result<()> {
 #[derive(Debug, Default)]
 pub struct Demo {
     notes: BTreeMap<String, String>,
+    /// Items per list page; `None`: everything in one page.
+    pub page_size: Option<usize>,
 }
 
 impl Demo {
@@ -82,13 +89,55 @@ impl Demo {
                 };
                 Ok(json!({
                     "protocolVersion": version,
-                    "capabilities": {"tools": {"listChanged": false}},
+                    "capabilities": {
+                        "tools": {"listChanged": false},
+                        "prompts": {"listChanged": false},
+                        "resources": {"listChanged": false, "subscribe": false}
+                    },
                     "serverInfo": {"name": "mcpgate-demo", "version": env!("CARGO_PKG_VERSION")},
                     "instructions": "A demo server: echo, arithmetic, notes and a pretend payment."
                 }))
             }
             "ping" => Ok(json!({})),
-            "tools/list" => Ok(json!({"tools": tools()})),
+            "tools/list" => self.page("tools", tools(), params),
+            "prompts/list" => self.page("prompts", vec![summarize_prompt()], params),
+            "prompts/get" => match params.get("name").and_then(Value::as_str) {
+                Some("summarize") => {
+                    let style = params
+                        .get("arguments")
+                        .and_then(|a| a.get("style"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("short");
+                    let names: Vec<&str> = self.notes.keys().map(String::as_str).collect();
+                    Ok(json!({
+                        "description": "Summarize the notes",
+                        "messages": [{"role": "user", "content": {"type": "text",
+                            "text": format!("Write a {style} summary of the notes: {}", names.join(", "))}}]
+                    }))
+                }
+                Some(other) => Err((jsonrpc::INVALID_PARAMS, format!("Unknown prompt: {other}"))),
+                None => Err((jsonrpc::INVALID_PARAMS, "missing prompt name".into())),
+            },
+            "resources/list" => {
+                let items = self
+                    .notes
+                    .keys()
+                    .map(|n| json!({"uri": format!("note:///{n}"), "name": n, "mimeType": "text/plain"}))
+                    .collect();
+                self.page("resources", items, params)
+            }
+            "resources/templates/list" => Ok(json!({"resourceTemplates": [
+                {"uriTemplate": "note:///{name}", "name": "note", "mimeType": "text/plain"}
+            ]})),
+            "resources/read" => {
+                let uri = params.get("uri").and_then(Value::as_str).unwrap_or("");
+                match uri.strip_prefix("note:///").and_then(|n| self.notes.get(n)) {
+                    Some(text) => Ok(
+                        json!({"contents": [{"uri": uri, "mimeType": "text/plain", "text": text}]}),
+                    ),
+                    None => Err((jsonrpc::RESOURCE_NOT_FOUND, "Resource not found".into())),
+                }
+            }
             "tools/call" => {
                 let name = params.get("name").and_then(Value::as_str).unwrap_or("");
                 let empty = json!({});
@@ -100,6 +149,31 @@ impl Demo {
                 format!("Method not found: {method}"),
             )),
         }
+    }
+
+    /// One page of a list, under `key`.
+    fn page(
+        &self,
+        key: &str,
+        items: Vec<Value>,
+        params: &serde_json::Map<String, Value>,
+    ) -> Result<Value, (i64, String)> {
+        let start = match params.get("cursor") {
+            None | Some(Value::Null) => 0,
+            Some(c) => c
+                .as_str()
+                .and_then(|c| c.parse::<usize>().ok())
+                .filter(|i| *i <= items.len())
+                .ok_or((jsonrpc::INVALID_PARAMS, "invalid cursor".to_owned()))?,
+        };
+        let size = self.page_size.unwrap_or(usize::MAX);
+        let end = start.saturating_add(size).min(items.len());
+        let page: Vec<Value> = items.get(start..end).unwrap_or_default().to_vec();
+        let mut out = json!({ key: page });
+        if end < items.len() {
+            out["nextCursor"] = Value::String(end.to_string());
+        }
+        Ok(out)
     }
 
     fn call(&mut self, name: &str, args: &Value) -> Result<Value, (i64, String)> {
@@ -169,6 +243,11 @@ fn tool_text(text: &str) -> Value {
 
 fn tool_error(text: &str) -> Value {
     json!({"content": [{"type": "text", "text": text}], "isError": true})
+}
+
+fn summarize_prompt() -> Value {
+    json!({"name": "summarize", "description": "Summarize the notes.",
+        "arguments": [{"name": "style", "description": "short or long", "required": false}]})
 }
 
 fn tool(name: &str, description: &str, schema: Value, annotations: Value) -> Value {
@@ -244,6 +323,53 @@ mod tests {
         assert!(
             d.handle_line(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn lists_paginate() {
+        let mut d = Demo {
+            page_size: Some(3),
+            ..Demo::default()
+        };
+        let list = |d: &mut Demo, cursor: Option<&str>| {
+            let line = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"cursor": cursor}});
+            d.handle_line(&line.to_string()).unwrap()
+        };
+        let first = list(&mut d, None);
+        assert_eq!(first["result"]["tools"].as_array().unwrap().len(), 3);
+        assert_eq!(first["result"]["nextCursor"], "3");
+        let last = list(&mut d, Some("6"));
+        assert_eq!(last["result"]["tools"].as_array().unwrap().len(), 1);
+        assert!(last["result"].get("nextCursor").is_none());
+        assert_eq!(
+            list(&mut d, Some("x"))["error"]["code"],
+            jsonrpc::INVALID_PARAMS
+        );
+    }
+
+    #[test]
+    fn notes_are_resources() {
+        let mut d = Demo::default();
+        call(&mut d, "write_note", json!({"name": "a", "text": "alpha"}));
+        let r = d
+            .handle_line(r#"{"jsonrpc":"2.0","id":1,"method":"resources/list"}"#)
+            .unwrap();
+        assert_eq!(r["result"]["resources"][0]["uri"], "note:///a");
+        let r = d
+            .handle_line(r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"note:///a"}}"#)
+            .unwrap();
+        assert_eq!(r["result"]["contents"][0]["text"], "alpha");
+        let r = d
+            .handle_line(
+                r#"{"jsonrpc":"2.0","id":3,"method":"prompts/get","params":{"name":"summarize"}}"#,
+            )
+            .unwrap();
+        assert!(
+            r["result"]["messages"][0]["content"]["text"]
+                .as_str()
+                .unwrap()
+                .contains('a')
         );
     }
 

@@ -236,3 +236,125 @@ async fn stdio_sessions_do_not_move_between_replicas() {
     a.stop().await;
     b.stop().await;
 }
+
+fn paged_server() -> ServerConfig {
+    ServerConfig {
+        args: vec!["demo-server".into(), "--page-size".into(), "2".into()],
+        ..demo_server()
+    }
+}
+
+fn target_rule(id: &str, effect: Effect, target: Target) -> Rule {
+    Rule {
+        targets: vec![target],
+        ..rule(id, effect, "x", "x", 10)
+    }
+}
+
+#[tokio::test]
+async fn aggregated_lists_paginate_and_route_prompts_and_resources() {
+    let mut config = Config::default();
+    config.servers.insert("a".into(), paged_server());
+    config.servers.insert("b".into(), paged_server());
+    let exact = |s: &str| NamePattern::Exact(s.into());
+    let policy = Policy {
+        rules: vec![
+            rule("a-all", Effect::Allow, "a", "*", 1),
+            rule("b-echo", Effect::Allow, "b", "echo", 2),
+            rule("b-add", Effect::Allow, "b", "add", 3),
+            target_rule(
+                "a-summary",
+                Effect::Allow,
+                Target::Prompt {
+                    server: exact("a"),
+                    name: exact("summarize"),
+                },
+            ),
+            target_rule(
+                "a-notes",
+                Effect::Allow,
+                Target::Resource {
+                    server: exact("a"),
+                    uri: mcpgate_compiler::ir::UriPattern("note:///**".into()),
+                },
+            ),
+        ],
+    };
+    let gw = common::start(config, &policy, [6; 32]).await;
+    let (mut c, init) = Client::initialize(gw.addr, "/mcp").await;
+    assert!(init["result"]["capabilities"]["prompts"].is_object());
+
+    let mut names = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        assert!(pages < 20, "pagination ends");
+        let params = cursor.as_ref().map_or(json!({}), |c| json!({"cursor": c}));
+        let page = c.request("tools/list", params).await;
+        for t in page["result"]["tools"].as_array().unwrap() {
+            names.push(t["name"].as_str().unwrap().to_owned());
+        }
+        cursor = page["result"]["nextCursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert!(pages > 2, "the upstreams paginate: {pages} pages");
+    names.sort();
+    let mut expected: Vec<String> = [
+        "add",
+        "delete_note",
+        "echo",
+        "list_notes",
+        "read_note",
+        "send_payment",
+        "write_note",
+    ]
+    .iter()
+    .map(|t| format!("a__{t}"))
+    .collect();
+    expected.extend(["b__add".to_owned(), "b__echo".to_owned()]);
+    expected.sort();
+    assert_eq!(names, expected);
+    let r = c.request("tools/list", json!({"cursor": "bogus"})).await;
+    assert_eq!(r["error"]["code"], -32602);
+
+    // Prompts: namespaced, decided.
+    let r = c.request("prompts/list", json!({})).await;
+    assert_eq!(r["result"]["prompts"][0]["name"], "a__summarize");
+    assert_eq!(r["result"]["prompts"].as_array().unwrap().len(), 1);
+    let r = c
+        .request("prompts/get", json!({"name": "a__summarize"}))
+        .await;
+    assert!(r["result"]["messages"].is_array(), "{r}");
+    let r = c
+        .request("prompts/get", json!({"name": "b__summarize"}))
+        .await;
+    assert_eq!(r["error"]["message"], "Unknown prompt: b__summarize");
+
+    // Resources keep their URIs and are routed to the server that listed them.
+    let r = c
+        .call("a__write_note", json!({"name": "x", "text": "from a"}))
+        .await;
+    assert_eq!(text(&r), "wrote `x`");
+    let r = c
+        .request("resources/read", json!({"uri": "note:///x"}))
+        .await;
+    assert_eq!(r["result"]["contents"][0]["text"], "from a", "{r}");
+    let r = c.request("resources/list", json!({})).await;
+    assert_eq!(r["result"]["resources"][0]["uri"], "note:///x");
+    let r = c
+        .request("resources/read", json!({"uri": "note:///x"}))
+        .await;
+    assert_eq!(r["result"]["contents"][0]["text"], "from a");
+    let r = c
+        .request("resources/read", json!({"uri": "note:///missing"}))
+        .await;
+    assert_eq!(r["error"]["code"], -32002);
+    let r = c
+        .request("resources/read", json!({"uri": "other:///x"}))
+        .await;
+    assert_eq!(r["error"]["code"], -32002);
+    gw.stop().await;
+}
