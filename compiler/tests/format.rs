@@ -281,6 +281,22 @@ prop_compose! {
     }
 }
 
+/// Whitespace, newlines and comments inserted at random places of a valid policy.
+fn respaced() -> impl Strategy<Value = String> {
+    const BASE: &str = "@id(\"a\") deny stripe.create_refund, github.\"odd name\" when args.amount > 50_000 && !(args.x == -1.5 || len(args[\"k\"]) >= 2) because \"r\" by ops, \"leads\";\nlimit stripe.* 100 per hour per tool when tool.read_only;\nallow prompt github.*, resource fs \"file:///a/**\";\n";
+    let insert = prop::sample::select(vec![" ", "\n", "\n\n", " # c\n", "\t"]);
+    prop::collection::vec((any::<prop::sample::Index>(), insert), 0..10).prop_map(|edits| {
+        let mut s = BASE.to_string();
+        for (at, text) in edits {
+            let at = at.index(s.len() + 1);
+            if s.is_char_boundary(at) {
+                s.insert_str(at, text);
+            }
+        }
+        s
+    })
+}
+
 fn policy() -> impl Strategy<Value = String> {
     let between = prop::sample::select(vec![
         "\n",
@@ -312,6 +328,18 @@ fn comment_texts(src: &str) -> Vec<String> {
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn respaced_policies_format_to_the_same_rules(src in respaced()) {
+        // An insertion may split a token; only sources that still parse are formatted.
+        let (before, errors) = parse_file(&src);
+        if errors.is_empty() {
+            let once = fmt(&src);
+            prop_assert_eq!(&fmt(&once), &once, "not idempotent for:\n{}", src);
+            prop_assert_eq!(parse_file(&once).0.rules, before.rules, "meaning changed:\n{}", src);
+            prop_assert_eq!(comment_texts(&once), comment_texts(&src));
+        }
+    }
 
     #[test]
     fn formatting_is_idempotent_and_keeps_meaning_and_comments(src in policy()) {

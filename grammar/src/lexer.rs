@@ -152,7 +152,7 @@ impl Tok<'_> {
 
 /// What logos recognises; turned into [`Tok`] by [`lex`].
 #[derive(Logos, Clone, Copy, Debug, PartialEq)]
-#[logos(skip r"[ \t\r\n\f]+")]
+#[logos(skip r"[ \t\r\n\f\u{feff}]+")]
 enum Raw {
     #[regex(r"#[^\n]*", allow_greedy = true)]
     Comment,

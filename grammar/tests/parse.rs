@@ -484,3 +484,12 @@ fn unknown_effect_has_its_own_error() {
     assert_eq!(errors[0].help.as_deref(), Some("did you mean `allow`?"));
     assert_eq!(errors[0].span, Span::new(0, 4));
 }
+
+#[test]
+fn byte_order_mark_and_crlf_are_whitespace() {
+    let src = "\u{feff}allow a.b; # c\r\ndeny c.d;\r\n";
+    let (file, errors) = parse_file(src);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(file.rules.len(), 2);
+    assert_eq!(file.comments[0].text, "# c");
+}
