@@ -14,7 +14,9 @@ pub const E0601: Code = Code {
     doc: r#"
 ### What it does
 Reports a server in `mcpgate.yaml` that has both `url` (a remote server) and `command` (a
-local stdio server), or neither.
+local stdio server), or neither; and fields of the other kind of server (`headers` or
+`transport` on a `command` server, `args`, `env` or `cwd` on a `url` server), which would
+be ignored.
 
 ### Example
 ```yaml
@@ -128,7 +130,23 @@ pub fn check_config(root: &Node, file: FileId, out: &mut Vec<Diagnostic>) {
                     .at(format!("server `{name}` has neither `url` nor `command`"), file, key.span)
                     .with_help("add `url: https://...` for a remote server, or `command: ...` for a local stdio server"),
             ),
-            _ => {}
+            (url, _) => {
+                // Fields of the other kind of server would be silently ignored.
+                let (kind, foreign): (&str, &[&str]) = if url.is_some() {
+                    ("`url`", &["args", "env", "cwd"])
+                } else {
+                    ("`command`", &["headers", "transport"])
+                };
+                for f in foreign {
+                    if let Some(k) = server.key_node(f) {
+                        out.push(
+                            E0601
+                                .at(format!("`{f}` has no effect on a {kind} server"), file, k.span)
+                                .with_help(format!("server `{name}` is a {kind} server; remove `{f}`")),
+                        );
+                    }
+                }
+            }
         }
         for field in ["url", "command", "cwd"] {
             if let Some(v) = server.get(field) {

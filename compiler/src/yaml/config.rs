@@ -16,7 +16,7 @@ fn schema() -> &'static Schema {
 
 /// Loads and checks `mcpgate.yaml`; `None` when it has errors.
 pub fn load(file: FileId, src: &str, out: &mut Vec<Diagnostic>) -> Option<Config> {
-    let root = match node::parse(src) {
+    let mut root = match node::parse(src) {
         Ok(n) => n,
         Err(e) => {
             out.push(validate::syntax_error(&e, file, src));
@@ -27,7 +27,7 @@ pub fn load(file: FileId, src: &str, out: &mut Vec<Diagnostic>) -> Option<Config
         return Some(Config::default());
     }
     let before = out.len();
-    validate::validate(schema(), &root, file, out);
+    validate::validate(schema(), &mut root, src, file, out);
     checks::check_config(&root, file, out);
     if out.len() > before {
         return None;

@@ -94,6 +94,22 @@ impl Node {
         (cur, true)
     }
 
+    /// The node along `path`, mutably.
+    pub fn at_path_mut(&mut self, path: &[PathItem]) -> Option<&mut Node> {
+        let mut cur = self;
+        for item in path {
+            cur = match (item, &mut cur.kind) {
+                (PathItem::Key(k), Kind::Map(entries)) => entries
+                    .iter_mut()
+                    .find(|(key, _)| matches!(&key.kind, Kind::Str(s) if s == k))
+                    .map(|(_, v)| v)?,
+                (PathItem::Index(i), Kind::Seq(items)) => items.get_mut(*i)?,
+                _ => return None,
+            };
+        }
+        Some(cur)
+    }
+
     /// The JSON value of this node. Mapping keys that are not strings are written as
     /// their YAML text so that the schema can report them.
     pub fn to_json(&self) -> Value {

@@ -114,7 +114,7 @@ fn schema() -> &'static Schema {
 
 /// Loads the rules of one YAML policy file; problems go to `out`.
 pub fn load(file: FileId, src: &str, out: &mut Vec<Diagnostic>) -> Vec<SourceRule> {
-    let root = match node::parse(src) {
+    let mut root = match node::parse(src) {
         Ok(n) => n,
         Err(e) => {
             out.push(validate::syntax_error(&e, file, src));
@@ -124,7 +124,7 @@ pub fn load(file: FileId, src: &str, out: &mut Vec<Diagnostic>) -> Vec<SourceRul
     if matches!(root.kind, node::Kind::Null) {
         return Vec::new();
     }
-    let failed = validate::validate(schema(), &root, file, out);
+    let failed = validate::validate(schema(), &mut root, src, file, out);
     let mut rules_out = Vec::new();
     let Some(rules_node) = root.get("rules") else {
         return rules_out;

@@ -110,7 +110,7 @@ const KINDS: [&str; 4] = ["human", "agent", "service", "anonymous"];
 
 /// Loads the tests of one file; problems go to `out`.
 pub fn load(file: FileId, src: &str, out: &mut Vec<Diagnostic>) -> Vec<TestCase> {
-    let root = match node::parse(src) {
+    let mut root = match node::parse(src) {
         Ok(n) => n,
         Err(e) => {
             out.push(validate::syntax_error(&e, file, src));
@@ -120,7 +120,7 @@ pub fn load(file: FileId, src: &str, out: &mut Vec<Diagnostic>) -> Vec<TestCase>
     if matches!(root.kind, node::Kind::Null) {
         return Vec::new();
     }
-    let failed = validate::validate(schema(), &root, file, out);
+    let failed = validate::validate(schema(), &mut root, src, file, out);
     let mut cases = Vec::new();
     let Some(list) = root.get("tests") else {
         return cases;

@@ -104,27 +104,63 @@ fn json_type_name(t: jsonschema::JsonType) -> &'static str {
     }
 }
 
+fn instance_path(err: &jsonschema::ValidationError<'_>) -> Vec<PathItem> {
+    err.instance_path()
+        .iter()
+        .map(|seg| match seg {
+            LocationSegment::Property(p) => PathItem::Key(p.into_owned()),
+            LocationSegment::Index(i) => PathItem::Index(i),
+        })
+        .collect()
+}
+
+/// YAML reads plain `no`, `on` or `1.0` as a boolean or a number. Where the schema wants a
+/// string (`because: no`, `version: 1.0`), take the text as written instead.
+fn coerce_plain_scalars(validator: &jsonschema::Validator, root: &mut Node, src: &str) {
+    let json = root.to_json();
+    let paths: Vec<Vec<PathItem>> = validator
+        .iter_errors(&json)
+        .filter(|err| {
+            let wants_string = match err.kind() {
+                ValidationErrorKind::Type {
+                    kind: TypeKind::Single(t),
+                } => t.to_string() == "string",
+                ValidationErrorKind::Type {
+                    kind: TypeKind::Multiple(set),
+                } => set.iter().any(|t| t.to_string() == "string"),
+                _ => false,
+            };
+            wants_string && matches!(err.instance().as_ref(), Value::Bool(_) | Value::Number(_))
+        })
+        .map(|err| instance_path(&err))
+        .collect();
+    for p in paths {
+        if let Some(n) = root.at_path_mut(&p)
+            && let Some(text) = src.get(n.span.range())
+            && !text.is_empty()
+            && !text.starts_with(['"', '\''])
+        {
+            n.kind = Kind::Str(text.trim_end().to_owned());
+        }
+    }
+}
+
 /// Validates `root` and reports every error; returns the instance paths that failed.
 pub fn validate(
     schema: &Schema,
-    root: &Node,
+    root: &mut Node,
+    src: &str,
     file: FileId,
     out: &mut Vec<Diagnostic>,
 ) -> Vec<Vec<PathItem>> {
     let Some(validator) = &schema.validator else {
         return Vec::new();
     };
+    coerce_plain_scalars(validator, root, src);
     let json = root.to_json();
     let mut failed = Vec::new();
     for err in validator.iter_errors(&json) {
-        let path: Vec<PathItem> = err
-            .instance_path()
-            .iter()
-            .map(|seg| match seg {
-                LocationSegment::Property(p) => PathItem::Key(p.into_owned()),
-                LocationSegment::Index(i) => PathItem::Index(i),
-            })
-            .collect();
+        let path = instance_path(&err);
         let (node, _) = root.at_path(&path);
         let shown = path_text(&path);
         let instance = err.instance();
