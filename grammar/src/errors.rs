@@ -78,6 +78,29 @@ fn unexpected(
         .rfind(|(_, t, end)| *end <= at && *t != Tok::EndOfRule)
         .and_then(|(l, _, r)| src.get(*l..*r));
     let names = expected_names(expected);
+    let comparison = [
+        "`==`",
+        "`!=`",
+        "`<`",
+        "`<=`",
+        "`>`",
+        "`>=`",
+        "`in`",
+        "`contains`",
+        "`starts_with`",
+        "`ends_with`",
+        "`matches`",
+    ];
+    if comparison.contains(&found) && names.iter().any(|n| n == "`&&`") {
+        return SyntaxError {
+            message: format!("comparisons do not chain: unexpected {found}"),
+            span,
+            help: Some(
+                "join two comparisons with `&&`, or group one in parentheses: `(a == b) == c`"
+                    .into(),
+            ),
+        };
+    }
     if names.iter().any(|n| n == "`;`") {
         if found == "`per`" && names.iter().any(|n| n == "a number") {
             return SyntaxError {

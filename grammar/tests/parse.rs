@@ -381,7 +381,9 @@ fn precedence() {
 
 #[test]
 fn comparisons_do_not_chain() {
-    assert!(parse_expr("a == b == c").is_err());
+    let errors = parse_expr("a == b == c").expect_err("chained comparison");
+    assert_eq!(errors[0].message, "comparisons do not chain: unexpected `==`");
+    assert_eq!(errors[0].span, Span::new(7, 9));
 }
 
 #[test]
