@@ -382,7 +382,10 @@ fn precedence() {
 #[test]
 fn comparisons_do_not_chain() {
     let errors = parse_expr("a == b == c").expect_err("chained comparison");
-    assert_eq!(errors[0].message, "comparisons do not chain: unexpected `==`");
+    assert_eq!(
+        errors[0].message,
+        "comparisons do not chain: unexpected `==`"
+    );
     assert_eq!(errors[0].span, Span::new(7, 9));
 }
 
