@@ -27,12 +27,12 @@ pub fn run(page_size: Option<usize>) -> std::io::Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        if let Some(reply) = demo.handle_line(&line) {
+        for reply in demo.handle_line_all(&line) {
             let mut text = serde_json::to_string(&reply).unwrap_or_default();
             text.push('\n');
             stdout.write_all(text.as_bytes())?;
-            stdout.flush()?;
         }
+        stdout.flush()?;
     }
     Ok(())
 }
@@ -46,6 +46,23 @@ pub struct Demo {
 }
 
 impl Demo {
+    /// Handles one line; returns every message to send: a progress notification first when
+    /// a `tools/call` asks for progress (`_meta.progressToken`), then the reply.
+    pub fn handle_line_all(&mut self, line: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        if let Ok(message) = serde_json::from_str::<Value>(line)
+            && jsonrpc::method(&message) == Some("tools/call")
+            && let Some(token) = message.pointer("/params/_meta/progressToken")
+        {
+            out.push(jsonrpc::notification(
+                "notifications/progress",
+                json!({"progressToken": token, "progress": 1, "total": 1, "message": "working"}),
+            ));
+        }
+        out.extend(self.handle_line(line));
+        out
+    }
+
     /// Handles one line; returns the reply, if the message needs one.
     pub fn handle_line(&mut self, line: &str) -> Option<Value> {
         let message: Value = match serde_json::from_str(line) {
@@ -324,6 +341,15 @@ mod tests {
             d.handle_line(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn progress_comes_before_the_result() {
+        let mut d = Demo::default();
+        let out = d.handle_line_all(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"},"_meta":{"progressToken":"p"}}}"#);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0]["params"]["progressToken"], "p");
+        assert_eq!(out[1]["id"], 1);
     }
 
     #[test]

@@ -358,3 +358,30 @@ async fn aggregated_lists_paginate_and_route_prompts_and_resources() {
     assert_eq!(r["error"]["code"], -32002);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn progress_turns_the_answer_into_a_stream() {
+    let gw = common::start(config(), &policy(), [7; 32]).await;
+    let (c, _) = Client::initialize(gw.addr, "/mcp/demo").await;
+    let body = json!({"jsonrpc": "2.0", "id": "call-1", "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "streamed"}, "_meta": {"progressToken": 42}}});
+    let r = c.post(&body.to_string()).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-type")
+            .is_some_and(|t| t.starts_with("text/event-stream")),
+        "{}",
+        r.head
+    );
+    let events = mcpgate::sse::Decoder::new().feed(r.body.as_bytes());
+    let messages: Vec<Value> = events
+        .iter()
+        .map(|e| serde_json::from_str(&e.data).unwrap())
+        .collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(messages[0]["method"], "notifications/progress");
+    assert_eq!(messages[0]["params"]["progressToken"], 42);
+    assert_eq!(messages[1]["id"], "call-1", "the client's id comes back");
+    assert_eq!(text(&messages[1]), "streamed");
+    gw.stop().await;
+}

@@ -335,7 +335,11 @@ async fn delete(
 }
 
 #[allow(clippy::result_large_err)]
-async fn read_body(gw: &Gateway, req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
+async fn read_body(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<Bytes, Response<Body>> {
     let max = gw.config.max_body_bytes;
     let too_large = || {
         rpc_error(
@@ -344,13 +348,13 @@ async fn read_body(gw: &Gateway, req: Request<Incoming>) -> Result<Bytes, Respon
             &format!("request body larger than {max} bytes"),
         )
     };
-    if let Some(len) = header_str(req.headers(), header::CONTENT_LENGTH.as_str())
-        .and_then(|l| l.parse::<u64>().ok())
+    if let Some(len) =
+        header_str(headers, header::CONTENT_LENGTH.as_str()).and_then(|l| l.parse::<u64>().ok())
         && len > max as u64
     {
         return Err(too_large());
     }
-    match Limited::new(req.into_body(), max).collect().await {
+    match Limited::new(body, max).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Err(_) => Err(plain(
@@ -366,7 +370,8 @@ async fn post(
     principal: Principal,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let headers = req.headers().clone();
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
     let types = accepted(&headers);
     if !accepts(&types, "application/json") || !accepts(&types, "text/event-stream") {
         return plain(
@@ -385,7 +390,7 @@ async fn post(
             "Content-Type must be application/json",
         );
     }
-    let body = match read_body(gw, req).await {
+    let body = match read_body(gw, &headers, body).await {
         Ok(b) => b,
         Err(r) => return r,
     };

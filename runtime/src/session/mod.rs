@@ -236,6 +236,8 @@ impl Session {
 #[derive(Debug, Default)]
 pub struct Store {
     live: Mutex<HashMap<String, Arc<Session>>>,
+    /// Live sessions by the token their client holds: a known token skips unsealing.
+    by_token: Mutex<HashMap<String, Arc<Session>>>,
     ended: Mutex<HashMap<String, u64>>,
 }
 
@@ -245,7 +247,26 @@ impl Store {
     }
 
     pub fn insert(&self, session: Arc<Session>) {
-        lock(&self.live).insert(session.sid.clone(), session);
+        let old = lock(&self.live).insert(session.sid.clone(), session.clone());
+        let mut by_token = lock(&self.by_token);
+        if let Some(old) = old
+            && old.token != session.token
+        {
+            by_token.remove(&old.token);
+        }
+        by_token.insert(session.token.clone(), session);
+    }
+
+    /// The live session a client token names, if this replica holds it.
+    pub fn by_token(&self, token: &str) -> Option<Arc<Session>> {
+        lock(&self.by_token).get(token).cloned()
+    }
+
+    fn forget_tokens(&self, sessions: &[Arc<Session>]) {
+        let mut by_token = lock(&self.by_token);
+        for s in sessions {
+            by_token.remove(&s.token);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -270,7 +291,11 @@ impl Store {
         }
         ended.insert(sid.to_owned(), forget_after);
         drop(ended);
-        lock(&self.live).remove(sid)
+        let removed = lock(&self.live).remove(sid);
+        if let Some(s) = &removed {
+            self.forget_tokens(std::slice::from_ref(s));
+        }
+        removed
     }
 
     /// Removes and returns the sessions idle since before `cutoff` (epoch seconds).
@@ -283,12 +308,17 @@ impl Store {
             .collect();
         let now = now_secs();
         lock(&self.ended).retain(|_, t| *t > now);
-        idle.iter().filter_map(|k| live.remove(k)).collect()
+        let taken: Vec<Arc<Session>> = idle.iter().filter_map(|k| live.remove(k)).collect();
+        drop(live);
+        self.forget_tokens(&taken);
+        taken
     }
 
     /// Removes and returns every session (shutdown).
     pub fn take_all(&self) -> Vec<Arc<Session>> {
-        lock(&self.live).drain().map(|(_, s)| s).collect()
+        let taken: Vec<Arc<Session>> = lock(&self.live).drain().map(|(_, s)| s).collect();
+        self.forget_tokens(&taken);
+        taken
     }
 }
 
@@ -340,8 +370,10 @@ mod tests {
         let store = Store::default();
         store.insert(Arc::new(session()));
         assert_eq!(store.len(), 1);
+        assert!(store.by_token("t").is_some());
         assert!(store.end("s", u64::MAX).is_some());
         assert!(store.is_ended("s"));
         assert!(store.get("s").is_none());
+        assert!(store.by_token("t").is_none());
     }
 }
