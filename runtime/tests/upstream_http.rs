@@ -169,6 +169,10 @@ async fn handle(fixture: Arc<Fixture>, req: Request<Incoming>) -> Response<Body>
                 return full(StatusCode::BAD_REQUEST, "text/plain", "");
             };
             let Some(id) = message.get("id").cloned() else {
+                if message["method"] == "notifications/hang" {
+                    // An acknowledgement that never ends.
+                    return sse_with(vec![": ok\n\n".into()], Duration::from_secs(10));
+                }
                 return full(StatusCode::ACCEPTED, "text/plain", "");
             };
             let method = message["method"].as_str().unwrap_or_default();
@@ -551,4 +555,14 @@ async fn a_polling_server_is_followed_event_by_event() {
         .filter_map(|s| s.headers.get("last-event-id"))
         .collect();
     assert_eq!(resumed, ["p0", "p1"]);
+}
+
+#[tokio::test]
+async fn an_acknowledgement_that_never_ends_does_not_hold_up_notify() {
+    let (addr, _) = start().await;
+    // With a 60 s request timeout, only the short wait for acknowledgements ends this early.
+    let session = connect(&upstream(addr, "/mcp", Some(60))).await;
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/hang"});
+    let sent = tokio::time::timeout(Duration::from_secs(30), session.notify(note)).await;
+    assert_eq!(sent, Ok(Ok(())));
 }

@@ -15,6 +15,9 @@ use std::time::Duration;
 
 /// Time allowed to open a TCP (and TLS) connection.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a body that is only inspected (an acknowledgement or an error page), so a
+/// server that never finishes one cannot hold up a notification.
+pub(crate) const SIDE_BODY_WAIT: Duration = Duration::from_secs(2);
 /// Largest single message accepted from upstream (a JSON body or one SSE event).
 pub(crate) const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 

@@ -195,9 +195,12 @@ impl HttpSession {
             return Err(UpstreamError::SessionExpired);
         }
         if !status.is_success() {
-            let body = client::read_body(resp.into_body(), self.up.timeout)
-                .await
-                .unwrap_or_default();
+            let body = client::read_body(
+                resp.into_body(),
+                self.up.timeout.min(client::SIDE_BODY_WAIT),
+            )
+            .await
+            .unwrap_or_default();
             return Err(client::status_error(status, &body, &self.up.headers));
         }
         let media = client::media_type(resp.headers());
@@ -257,7 +260,7 @@ impl HttpSession {
         if status == StatusCode::NOT_FOUND && self.session_id.is_some() {
             return Err(UpstreamError::SessionExpired);
         }
-        let bytes = client::read_body(body, self.up.timeout)
+        let bytes = client::read_body(body, self.up.timeout.min(client::SIDE_BODY_WAIT))
             .await
             .unwrap_or_default();
         // A JSON-RPC error for this request (e.g. an unknown method) is an answer to relay.
@@ -346,9 +349,12 @@ impl HttpSession {
     pub(crate) async fn notify(&self, message: Message) -> Result<(), UpstreamError> {
         let resp = self.post(&message).await?;
         let status = resp.status();
-        let bytes = client::read_body(resp.into_body(), self.up.timeout)
-            .await
-            .unwrap_or_default();
+        let bytes = client::read_body(
+            resp.into_body(),
+            self.up.timeout.min(client::SIDE_BODY_WAIT),
+        )
+        .await
+        .unwrap_or_default();
         if status.is_success() {
             return Ok(());
         }
@@ -434,7 +440,11 @@ impl HttpSession {
             return;
         };
         if let Ok(resp) = client::send(&self.up.client, req, self.up.timeout).await {
-            let _ = client::read_body(resp.into_body(), self.up.timeout).await;
+            let _ = client::read_body(
+                resp.into_body(),
+                self.up.timeout.min(client::SIDE_BODY_WAIT),
+            )
+            .await;
         }
     }
 }

@@ -127,7 +127,7 @@ impl LegacyUpstream {
         let resp = client::send(&self.shared.client, req, timeout).await?;
         let status = resp.status();
         if !status.is_success() {
-            let body = client::read_body(resp.into_body(), timeout)
+            let body = client::read_body(resp.into_body(), timeout.min(client::SIDE_BODY_WAIT))
                 .await
                 .unwrap_or_default();
             return Err(client::status_error(status, &body, &self.shared.headers));
@@ -256,7 +256,7 @@ impl LegacySession {
         let timeout = self.shared.timeout;
         let resp = client::send(&self.shared.client, req, timeout).await?;
         let status = resp.status();
-        let bytes = client::read_body(resp.into_body(), timeout)
+        let bytes = client::read_body(resp.into_body(), timeout.min(client::SIDE_BODY_WAIT))
             .await
             .unwrap_or_default();
         if status.is_success() {
