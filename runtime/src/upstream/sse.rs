@@ -99,6 +99,10 @@ impl SseParser {
     /// # Errors
     /// A line or an event larger than the limit; the parser should then be discarded.
     pub fn feed(&mut self, mut chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseTooLarge> {
+        if chunk.is_empty() {
+            // Nothing to parse, and a pending CR must still meet the next chunk's LF.
+            return Ok(());
+        }
         if self.at_start {
             // The BOM may itself be split across chunks: hold back a partial one.
             const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -240,6 +244,15 @@ mod tests {
         let events = parse(&[b"data: x\r", b"\n", b"\r", b"\ndata: y\n\n"]);
         assert_eq!(events.len(), 2);
         assert_eq!(events[1].data, "y");
+    }
+
+    #[test]
+    fn an_empty_chunk_between_cr_and_lf_changes_nothing() {
+        let whole = parse(&[b"data: a\r\ndata: b\n\n"]);
+        let split = parse(&[b"data: a\r", b"", b"\ndata: b\n\n"]);
+        assert_eq!(whole, split);
+        assert_eq!(split.len(), 1);
+        assert_eq!(split[0].data, "a\nb");
     }
 
     #[test]
