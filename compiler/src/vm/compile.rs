@@ -333,16 +333,22 @@ fn build_dispatch(
     // Targets by literal server; targets with a glob server apply to any server.
     let mut by_server: BTreeMap<u32, Vec<Pat>> = BTreeMap::new();
     let mut glob_server: Vec<Pat> = Vec::new();
-    let mut exact_keys: BTreeSet<(u32, u32)> = BTreeSet::new();
     for p in pats {
         match p.server_lit {
-            Some(s) => {
-                by_server.entry(s).or_default().push(*p);
-                if let Some(n) = p.name_lit {
-                    exact_keys.insert((s, n));
-                }
-            }
+            Some(s) => by_server.entry(s).or_default().push(*p),
             None => glob_server.push(*p),
+        }
+    }
+    // Every (server, name) pair where the server is named exactly somewhere and the name is
+    // named exactly by a target whose server pattern matches it: such requests never need a
+    // name guard at run time.
+    let mut exact_keys: BTreeSet<(u32, u32)> = BTreeSet::new();
+    for (&s, own) in &by_server {
+        let server = b.code.strings.get(s as usize).cloned().unwrap_or_default();
+        for p in own.iter().chain(glob_server.iter().filter(|p| b.matches(p.server, &server))) {
+            if let Some(n) = p.name_lit {
+                exact_keys.insert((s, n));
+            }
         }
     }
     let text = |b: &Builder, i: u32| b.code.strings.get(i as usize).cloned().unwrap_or_default();

@@ -87,8 +87,11 @@ impl Program {
     /// # Errors
     /// When the bytes are not a valid program of this format version. Never panics.
     pub fn decode(bytes: &[u8]) -> Result<Program, DecodeError> {
-        let code = encode::decode(bytes)?;
-        Ok(Program::from_code(code))
+        let program = Program::from_code(encode::decode(bytes)?);
+        if program.link.regexes.iter().any(Option::is_none) {
+            return Err(DecodeError::Invalid("regex does not compile"));
+        }
+        Ok(program)
     }
 
     /// SHA-256 of the binary encoding.
