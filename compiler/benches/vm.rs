@@ -117,10 +117,14 @@ fn compile(c: &mut Criterion) {
     let mut g = c.benchmark_group("compile");
     g.sample_size(10);
     let policy = vm_common::realistic(10_000, 42);
-    g.bench_function("10000", |b| b.iter(|| black_box(Program::compile(&policy, None))));
+    g.bench_function("10000", |b| {
+        b.iter(|| black_box(Program::compile(&policy, None)))
+    });
     let program = Program::compile(&policy, None);
     let bytes = program.encode();
-    g.bench_function("decode/10000", |b| b.iter(|| black_box(Program::decode(&bytes).unwrap())));
+    g.bench_function("decode/10000", |b| {
+        b.iter(|| black_box(Program::decode(&bytes).unwrap()))
+    });
     g.finish();
 }
 

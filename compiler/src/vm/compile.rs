@@ -345,7 +345,10 @@ fn build_dispatch(
     let mut exact_keys: BTreeSet<(u32, u32)> = BTreeSet::new();
     for (&s, own) in &by_server {
         let server = b.code.strings.get(s as usize).cloned().unwrap_or_default();
-        for p in own.iter().chain(glob_server.iter().filter(|p| b.matches(p.server, &server))) {
+        for p in own
+            .iter()
+            .chain(glob_server.iter().filter(|p| b.matches(p.server, &server)))
+        {
             if let Some(n) = p.name_lit {
                 exact_keys.insert((s, n));
             }
@@ -369,14 +372,9 @@ fn build_dispatch(
     for (&s, own) in &by_server {
         let server = text(b, s);
         let mut guards: BTreeMap<u32, Vec<Guard>> = BTreeMap::new();
-        // A fully literal target on this server is reached through the exact table.
-        for p in own.iter().filter(|p| p.name_lit.is_none()) {
-            guards.entry(p.rule).or_default().push(Guard {
-                server: None,
-                name: p.name,
-            });
-        }
-        for p in glob_server.iter().filter(|p| b.matches(p.server, &server)) {
+        // A target with an exact name is reached through the exact table.
+        let globs = glob_server.iter().filter(|p| b.matches(p.server, &server));
+        for p in own.iter().chain(globs).filter(|p| p.name_lit.is_none()) {
             guards.entry(p.rule).or_default().push(Guard {
                 server: None,
                 name: p.name,

@@ -133,6 +133,37 @@ impl Program {
     pub fn leaf_count(&self) -> usize {
         self.code.leaves.len()
     }
+
+    /// Per target kind: (exact keys, rules in exact leaves, server leaves, rules and guards
+    /// in server leaves, rules in the fallback leaf); for tuning.
+    #[doc(hidden)]
+    pub fn dispatch_stats(&self) -> Vec<[usize; 6]> {
+        let leaf = |l: u32| self.code.leaves.get(l as usize);
+        let rules = |l: u32| leaf(l).map_or(0, |l| l.effects[..4].iter().map(Vec::len).sum());
+        let guards = |l: u32| {
+            leaf(l).map_or(0, |l| {
+                l.effects[..4]
+                    .iter()
+                    .flatten()
+                    .map(|e| e.guards.len())
+                    .sum()
+            })
+        };
+        self.code
+            .dispatch
+            .iter()
+            .map(|d| {
+                [
+                    d.exact.len(),
+                    d.exact.iter().map(|e| rules(e.2)).sum(),
+                    d.servers.len(),
+                    d.servers.iter().map(|e| rules(e.1)).sum(),
+                    d.servers.iter().map(|e| guards(e.1)).sum(),
+                    rules(d.fallback),
+                ]
+            })
+            .collect()
+    }
 }
 
 /// Decide one request. Allocates nothing.
