@@ -4,6 +4,7 @@ use crate::paths;
 use crate::process::Proc;
 use crate::repo::PolicyRepo;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -32,6 +33,11 @@ impl Gateway {
     /// As [`Gateway::start_with`], with environment variables set for the process
     /// (`RUST_LOG` is `info` unless given).
     pub fn start_with_env(repo: &PolicyRepo, extra: &[&str], env: &[(&str, &str)]) -> Gateway {
+        Gateway::start_dir(repo.path(), extra, env)
+    }
+
+    /// Runs the gateway on a policy folder that is not a [`PolicyRepo`] (an example).
+    pub fn start_dir(policy: &Path, extra: &[&str], env: &[(&str, &str)]) -> Gateway {
         let state = tempfile::Builder::new()
             .prefix("mcpgate-state-")
             .tempdir()
@@ -39,7 +45,7 @@ impl Gateway {
         let mut cmd = Command::new(paths::mcpgate_bin());
         cmd.arg("serve")
             .arg("--policy")
-            .arg(repo.path())
+            .arg(policy)
             .args(["--listen", "127.0.0.1:0", "--state"])
             .arg(state.path())
             .args(extra)

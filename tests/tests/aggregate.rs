@@ -15,7 +15,6 @@ allow files.read_text_file, files.list_allowed_directories;
 "#;
 
 #[test]
-#[ignore = "needs `mcpgate serve` with the aggregated endpoint"]
 fn two_upstreams_share_one_namespaced_endpoint() {
     let root = tempfile::tempdir().unwrap();
     let root_path = fs::canonicalize(root.path()).unwrap();

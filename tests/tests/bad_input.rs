@@ -71,7 +71,6 @@ fn post_fx(setup: &Setup, body: &[u8]) -> http::Response {
 }
 
 #[test]
-#[ignore = "needs `mcpgate serve`"]
 fn malformed_json_is_a_parse_error() {
     let mut setup = setup();
     let response = post_fx(&setup, b"{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": ");
@@ -81,7 +80,6 @@ fn malformed_json_is_a_parse_error() {
 }
 
 #[test]
-#[ignore = "needs `mcpgate serve`"]
 fn a_message_of_the_wrong_shape_is_an_invalid_request() {
     let mut setup = setup();
     for body in [
@@ -103,7 +101,6 @@ fn a_message_of_the_wrong_shape_is_an_invalid_request() {
 /// Batches were removed from the protocol in 2025-06-18: refused as a whole, or answered
 /// item by item, never half-processed silently.
 #[test]
-#[ignore = "needs `mcpgate serve`"]
 fn a_batch_is_refused_or_answered_per_item() {
     let mut setup = setup();
     let batch = json!([initialize_request(1), rpc(2, "ping", json!({}))]);
@@ -118,7 +115,6 @@ fn a_batch_is_refused_or_answered_per_item() {
 }
 
 #[test]
-#[ignore = "needs `mcpgate serve`"]
 fn an_oversized_body_is_413() {
     let mut setup = setup();
     let padding = "x".repeat(MAX_BODY * 2);
@@ -129,7 +125,6 @@ fn an_oversized_body_is_413() {
 }
 
 #[test]
-#[ignore = "needs `mcpgate serve`"]
 fn an_unknown_server_is_404() {
     let setup = setup();
     let response = McpHttp::new(setup.gateway.addr(), "/mcp/nope").post(&initialize_request(1));
@@ -139,7 +134,6 @@ fn an_unknown_server_is_404() {
 }
 
 #[test]
-#[ignore = "needs `mcpgate serve`"]
 fn a_forged_session_id_is_404() {
     let mut setup = setup();
     let mut client = McpHttp::new(setup.gateway.addr(), "/mcp/fx");
@@ -150,7 +144,6 @@ fn a_forged_session_id_is_404() {
 }
 
 #[test]
-#[ignore = "needs `mcpgate serve`"]
 fn a_session_of_one_server_does_not_open_another() {
     let mut setup = setup();
     let mut client = McpHttp::new(setup.gateway.addr(), "/mcp/fx");
@@ -169,7 +162,6 @@ fn a_session_of_one_server_does_not_open_another() {
 }
 
 #[test]
-#[ignore = "needs `mcpgate serve`"]
 fn a_foreign_origin_is_403_and_a_loopback_origin_is_served() {
     let setup = setup();
     let client = McpHttp::new(setup.gateway.addr(), "/mcp/fx");
@@ -182,7 +174,6 @@ fn a_foreign_origin_is_403_and_a_loopback_origin_is_served() {
 }
 
 #[test]
-#[ignore = "needs `mcpgate serve`"]
 fn a_foreign_host_is_421() {
     let setup = setup();
     let client = McpHttp::new(setup.gateway.addr(), "/mcp/fx");
@@ -224,7 +215,6 @@ fn assert_failure_names(seen: &[Value], server: &str) {
 }
 
 #[test]
-#[ignore = "needs `mcpgate serve`"]
 fn an_upstream_that_is_down_is_named_in_the_error() {
     let mut setup = setup();
     let seen = try_session(&setup, "/mcp/offline", json!({"name": "anything"}));
@@ -233,7 +223,6 @@ fn an_upstream_that_is_down_is_named_in_the_error() {
 }
 
 #[test]
-#[ignore = "needs `mcpgate serve`"]
 fn an_upstream_crashing_mid_call_is_named_in_the_error() {
     let mut setup = setup();
     let seen = try_session(
@@ -246,7 +235,6 @@ fn an_upstream_crashing_mid_call_is_named_in_the_error() {
 }
 
 #[test]
-#[ignore = "needs `mcpgate serve`"]
 fn an_upstream_answering_garbage_is_named_in_the_error() {
     let mut setup = setup();
     let seen = try_session(

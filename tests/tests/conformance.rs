@@ -13,7 +13,6 @@ allow resource everything "**";
 "#;
 
 #[test]
-#[ignore = "needs `mcpgate serve` with Streamable HTTP upstreams"]
 fn scenarios_that_pass_directly_pass_through_the_gateway() {
     let server = HttpPeer::everything();
     let (direct, direct_run) = peers::conformance(&server.url);

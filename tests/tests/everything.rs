@@ -38,7 +38,6 @@ fn through(gateway: &Gateway, steps: Value) -> Value {
 }
 
 #[test]
-#[ignore = "needs `mcpgate serve`"]
 fn lists_only_allowed_tools_with_their_upstream_definitions() {
     let server = peers::everything_stdio();
     let (_repo, gateway) = gateway_for(server.clone());
@@ -59,7 +58,6 @@ fn lists_only_allowed_tools_with_their_upstream_definitions() {
 }
 
 #[test]
-#[ignore = "needs `mcpgate serve`"]
 fn allowed_calls_answer_as_the_server_does() {
     let server = peers::everything_stdio();
     let (_repo, gateway) = gateway_for(server.clone());
@@ -76,7 +74,6 @@ fn allowed_calls_answer_as_the_server_does() {
 }
 
 #[test]
-#[ignore = "needs `mcpgate serve`"]
 fn a_denied_call_is_an_error_result_naming_the_rule() {
     let (_repo, gateway) = gateway_for(peers::everything_stdio());
     let via = through(
@@ -99,7 +96,6 @@ fn a_denied_call_is_an_error_result_naming_the_rule() {
 
 /// A hidden tool and a tool no rule allows answer exactly as a tool that does not exist.
 #[test]
-#[ignore = "needs `mcpgate serve`"]
 fn hidden_and_unlisted_tools_are_unknown() {
     let (_repo, gateway) = gateway_for(peers::everything_stdio());
     let via = through(
@@ -133,7 +129,6 @@ fn hidden_and_unlisted_tools_are_unknown() {
 }
 
 #[test]
-#[ignore = "needs `mcpgate serve`"]
 fn progress_sampling_and_elicitation_are_relayed() {
     let (_repo, gateway) = gateway_for(peers::everything_stdio());
     let via = through(
@@ -186,7 +181,6 @@ fn assert_progress_sampling_elicitation(via: &Value) {
 }
 
 #[test]
-#[ignore = "needs `mcpgate serve` with Streamable HTTP upstreams"]
 fn streamable_http_upstream_works_the_same() {
     let server = HttpPeer::everything();
     let (_repo, gateway) = gateway_for(json!({"url": server.url}));
@@ -211,7 +205,6 @@ fn streamable_http_upstream_works_the_same() {
 }
 
 #[test]
-#[ignore = "needs `mcpgate serve`"]
 fn delete_ends_the_session() {
     let (_repo, gateway) = gateway_for(peers::everything_stdio());
     let mut client = McpHttp::new(gateway.addr(), "/mcp/everything");

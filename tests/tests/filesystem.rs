@@ -18,7 +18,6 @@ hide fs.move_file;
 "#;
 
 #[test]
-#[ignore = "needs `mcpgate serve`"]
 fn reads_lists_and_writes_as_the_policy_says() {
     let root = tempfile::tempdir().unwrap();
     let root_path = fs::canonicalize(root.path()).unwrap();

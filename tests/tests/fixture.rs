@@ -21,7 +21,6 @@ fn gateway() -> (PolicyRepo, Gateway) {
 }
 
 #[test]
-#[ignore = "needs `mcpgate serve`"]
 fn pagination_is_filtered_on_every_page() {
     let (_repo, gateway) = gateway();
     let via = peers::py_client(
@@ -57,7 +56,6 @@ fn pagination_is_filtered_on_every_page() {
 }
 
 #[test]
-#[ignore = "needs `mcpgate serve`"]
 fn list_changed_reaches_the_client() {
     let (_repo, gateway) = gateway();
     let via = peers::py_client(

@@ -7,7 +7,6 @@ use mcpgate_tests::{Gateway, PolicyRepo};
 use serde_json::json;
 
 #[test]
-#[ignore = "needs `mcpgate serve`"]
 fn inspector_lists_and_calls_through_the_gateway() {
     let repo = PolicyRepo::with(
         &json!({"servers": {"everything": peers::everything_stdio()}}),

@@ -15,7 +15,6 @@ deny memory.delete_entities when "Ada" in args.entityNames because "Ada stays in
 "#;
 
 #[test]
-#[ignore = "needs `mcpgate serve`"]
 fn a_denied_delete_leaves_the_graph_as_it_was() {
     let store = tempfile::tempdir().unwrap();
     let server = peers::memory_stdio(&store.path().join("memory.jsonl"));
