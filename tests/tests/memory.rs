@@ -17,9 +17,16 @@ deny memory.delete_entities when "Ada" in args.entityNames because "Ada stays in
 #[test]
 fn a_denied_delete_leaves_the_graph_as_it_was() {
     let store = tempfile::tempdir().unwrap();
-    let server = peers::memory_stdio(&store.path().join("memory.jsonl"));
+    let mut server = peers::memory_stdio(&store.path().join("memory.jsonl"));
+    // The store path is given to the gateway as `${env:..}`, as an operator would keep
+    // machine-specific values out of the reviewed config.
+    let file = server["env"]["MEMORY_FILE_PATH"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server["env"]["MEMORY_FILE_PATH"] = json!("${env:MCPGATE_E2E_MEMORY_FILE}");
     let repo = PolicyRepo::with(&json!({"servers": {"memory": server}}), POLICY);
-    let gateway = Gateway::start(&repo);
+    let gateway = Gateway::start_with_env(&repo, &[], &[("MCPGATE_E2E_MEMORY_FILE", &file)]);
     let entity = |name: &str| json!({"name": name, "entityType": "person", "observations": []});
     let via = peers::py_client(
         json!({"url": gateway.url("/mcp/memory")}),
