@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod demo;
 pub mod gateway;
+pub mod git;
 pub mod jsonrpc;
 pub mod session;
 pub mod sse;
