@@ -1,5 +1,7 @@
 //! Reading a commit's policy files through libgit2, against a real repository.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 use std::path::Path;
 use std::process::Command;
 
