@@ -64,7 +64,9 @@ fn rpc_error(status: StatusCode, code: i64, message: &str) -> Response<Body> {
     json_response(status, &jsonrpc::error(Value::Null, code, message))
 }
 
-fn sse_response(mut rx: mpsc::Receiver<Value>, keep_alive: bool) -> Response<Body> {
+/// An SSE response carrying `rx`. While it is open, the session counts as in use (a
+/// client listening on a quiet stream is not idle).
+fn sse_response(mut rx: mpsc::Receiver<Value>, session: Arc<Session>) -> Response<Body> {
     let (btx, mut brx) = mpsc::channel::<Bytes>(16);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(KEEP_ALIVE);
@@ -80,7 +82,8 @@ fn sse_response(mut rx: mpsc::Receiver<Value>, keep_alive: bool) -> Response<Bod
                     }
                     None => return,
                 },
-                _ = tick.tick(), if keep_alive => {
+                _ = tick.tick() => {
+                    session.touch();
                     if btx.send(sse::keep_alive()).await.is_err() {
                         return;
                     }
@@ -308,8 +311,8 @@ async fn get(
         Ok(s) => s,
         Err(r) => return r,
     };
-    match relay::listen(session, gw.shutdown.clone()).await {
-        Some(rx) => sse_response(rx, true),
+    match relay::listen(session.clone(), gw.shutdown.clone()).await {
+        Some(rx) => sse_response(rx, session),
         None => {
             let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "no server-initiated stream");
             r.headers_mut()
@@ -449,10 +452,10 @@ async fn single(
     respond(gw, &session, reply).await
 }
 
-async fn respond(gw: &Gateway, session: &Session, reply: Reply) -> Response<Body> {
+async fn respond(gw: &Gateway, session: &Arc<Session>, reply: Reply) -> Response<Body> {
     match reply {
         Reply::Json(v) => json_response(StatusCode::OK, &v),
-        Reply::Stream(rx) => sse_response(rx, true),
+        Reply::Stream(rx) => sse_response(rx, session.clone()),
         Reply::Accepted => {
             let mut r = Response::new(full(Bytes::new()));
             *r.status_mut() = StatusCode::ACCEPTED;
