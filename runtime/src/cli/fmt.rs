@@ -113,8 +113,10 @@ fn collect(path: &Path, explicit: bool, files: &mut Vec<PathBuf>) -> std::io::Re
 }
 
 /// Writes `contents` next to `file` and renames it over, so a crash never leaves a
-/// half-written policy; the file keeps its permissions.
+/// half-written policy; the file keeps its permissions, a link stays a link.
 fn replace(file: &Path, contents: &str) -> std::io::Result<()> {
+    // Through a symbolic link, rewrite the file it points to and keep the link.
+    let file = &std::fs::canonicalize(file)?;
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -243,6 +245,25 @@ mod tests {
         let (code, _, err) = run_fmt(false, vec![dir.0.join("nope")]);
         assert_eq!(code, 2);
         assert!(err.starts_with("error: cannot read"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_linked_file_is_rewritten_and_the_link_kept() {
+        let dir = TempDir::new();
+        let real = dir.0.join("real.mcpg");
+        let link = dir.0.join("link.mcpg");
+        std::fs::write(&real, UGLY).unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let (code, _, err) = run_fmt(false, vec![link.clone()]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), PRETTY);
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
     }
 
     #[test]
