@@ -40,3 +40,23 @@ pub fn schema_named(name: &str) -> Option<Value> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemas_describe_the_formats() {
+        assert!(policy_schema()["properties"]["rules"].is_object());
+        assert!(tests_schema()["properties"]["tests"].is_object());
+        assert!(config_schema()["properties"]["servers"].is_object());
+        let all = all_schemas();
+        for name in ["policy", "tests", "config"] {
+            assert_eq!(all[name], schema_named(name).unwrap());
+        }
+        assert!(schema_named("other").is_none());
+        // Unknown fields are refused, so typos are reported.
+        let rule = &policy_schema()["$defs"]["RuleDoc"];
+        assert_eq!(rule["additionalProperties"], false);
+    }
+}

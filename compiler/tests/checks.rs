@@ -96,6 +96,14 @@ fn types() {
         Vec::<&str>::new()
     );
     assert_eq!(dsl("deny demo.x when args.a matches args.b;"), ["E0205"]);
+    assert_eq!(
+        dsl("deny demo.x when principal.kind == \"bot\";"),
+        ["E0207"]
+    );
+    assert_eq!(
+        dsl("deny demo.x when principal.kind != \"agent\";"),
+        Vec::<&str>::new()
+    );
 }
 
 #[test]

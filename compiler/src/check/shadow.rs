@@ -5,6 +5,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::ir::{Effect, NamePattern, Rule, Target, UriPattern};
 use crate::source::FileId;
 use mcpgate_grammar::Span;
+use std::collections::HashMap;
 
 /// A rule every target of which is covered by an unconditional `deny` or `hide`.
 pub const W0401: Code = Code {
@@ -63,13 +64,31 @@ pub fn check_shadowed(rules: &[Rule], sites: &[Site], out: &mut Vec<Diagnostic>)
     if blockers.is_empty() {
         return;
     }
+    // Index blockers by exact server name so that a large policy does not compare every
+    // rule with every blocker; blockers with a server glob are checked for every rule.
+    let mut by_server: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut any_server: Vec<usize> = Vec::new();
+    for &b in &blockers {
+        for t in &rules[b].targets {
+            match server_of(t) {
+                NamePattern::Exact(s) => by_server.entry(s.as_str()).or_default().push(b),
+                NamePattern::Glob(_) => any_server.push(b),
+            }
+        }
+    }
+    for list in by_server.values_mut() {
+        list.dedup();
+    }
+    any_server.dedup();
     for (i, rule) in rules.iter().enumerate() {
         if rule.targets.is_empty() {
             continue;
         }
         let mut covering = Vec::new();
         let all = rule.targets.iter().all(|t| {
-            let by = blockers.iter().copied().find(|&b| {
+            let server = server_of(t).as_str();
+            let exact = by_server.get(server).map(Vec::as_slice).unwrap_or_default();
+            let by = exact.iter().chain(&any_server).copied().find(|&b| {
                 b != i
                     && rank(rules[b].effect) > rank(rule.effect)
                     && rules[b].targets.iter().any(|bt| covers(bt, t))
@@ -106,6 +125,14 @@ pub fn check_shadowed(rules: &[Rule], sites: &[Site], out: &mut Vec<Diagnostic>)
             "narrow the targets of `{}` or give it a `when` condition, or remove this rule",
             blocker.id
         )));
+    }
+}
+
+fn server_of(t: &Target) -> &NamePattern {
+    match t {
+        Target::Tool { server, .. }
+        | Target::Prompt { server, .. }
+        | Target::Resource { server, .. } => server,
     }
 }
 

@@ -112,7 +112,33 @@ Reports a number literal too large to represent (`1e999`).
 "#,
 };
 
-pub const CODES: &[Code] = &[E0201, E0202, E0203, E0204, E0205, E0206];
+/// `principal.kind` compared with a kind that does not exist.
+pub const E0207: Code = Code {
+    code: "E0207",
+    severity: Severity::Error,
+    name: "unknown-principal-kind",
+    doc: r#"
+### What it does
+Reports `principal.kind` compared with `==` or `!=` to a string other than `human`,
+`agent`, `service` or `anonymous`.
+
+### Example
+```
+deny demo.send_payment when principal.kind == "bot";
+```
+Use instead: `principal.kind == "agent"`.
+"#,
+};
+
+pub const CODES: &[Code] = &[E0201, E0202, E0203, E0204, E0205, E0206, E0207];
+
+const KINDS: [&str; 4] = ["human", "agent", "service", "anonymous"];
+
+fn is_principal_kind(e: &Expr) -> bool {
+    matches!(&e.node, ExprKind::Path(p) if p.root.node == "principal"
+        && p.segments.len() == 1
+        && matches!(p.segments.first().map(|s| &s.node), Some(Segment::Field(f)) if f == "kind"))
+}
 
 /// What is known of a value's type at compile time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -269,6 +295,29 @@ impl Cx<'_> {
                 }
             }
             BinOp::Eq | BinOp::Ne => {
+                for (path, lit) in [(l, r), (r, l)] {
+                    if is_principal_kind(path)
+                        && let ExprKind::Lit(Literal::Str(kind)) = &lit.node
+                        && !KINDS.contains(&kind.as_str())
+                    {
+                        let help = crate::diag::did_you_mean(kind, KINDS).map_or_else(
+                            || {
+                                "a principal is `human`, `agent`, `service` or `anonymous`"
+                                    .to_owned()
+                            },
+                            |s| format!("did you mean `{s}`?"),
+                        );
+                        self.out.push(
+                            E0207
+                                .at(
+                                    format!("unknown principal kind `{kind}`"),
+                                    self.file,
+                                    lit.span,
+                                )
+                                .with_help(help),
+                        );
+                    }
+                }
                 if lt.known() && rt.known() && lt != rt && lt != Ty::Null && rt != Ty::Null {
                     let verdict = if op == BinOp::Eq {
                         "never true"

@@ -125,3 +125,47 @@ pub fn run(args: Args) -> ExitCode {
         ExitCode::SUCCESS
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn example(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name)
+    }
+
+    #[test]
+    fn quickstart_is_clean() {
+        let (rendered, summary) = check_dir(&example("examples/quickstart"), Format::Json).unwrap();
+        assert_eq!(rendered.trim(), "[]");
+        assert_eq!(
+            (summary.errors, summary.warnings, summary.failed),
+            (0, 0, 0)
+        );
+        assert!(summary.passed >= 7, "{summary:?}");
+        assert!(
+            summary.line().contains("0 errors, 0 warnings"),
+            "{}",
+            summary.line()
+        );
+    }
+
+    #[test]
+    fn errors_are_counted_and_rendered() {
+        let dir = example("compiler/tests/corpus/bad/duplicate_ids");
+        let (rendered, summary) = check_dir(&dir, Format::Github).unwrap();
+        assert_eq!(summary.errors, 2, "{rendered}");
+        assert!(
+            rendered.contains("title=E0301::duplicate rule id `payments`"),
+            "{rendered}"
+        );
+        // With errors the policy is partial, so its tests are not run.
+        assert_eq!(summary.passed + summary.failed, 0);
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_io_error() {
+        assert!(check_dir(Path::new("/nonexistent/mcpgate-policy"), Format::Human).is_err());
+    }
+}
