@@ -189,9 +189,14 @@ async fn handle(fixture: Arc<Fixture>, req: Request<Incoming>) -> Response<Body>
                     .insert("mcp-session-id", "sess-1".parse().unwrap());
                 return resp;
             }
+            if method == "tools/list" {
+                let tool = json!({"name": "query", "inputSchema": {"type": "object", "properties": {
+                    "region": {"type": "string", "x-mcp-header": "Region"}}}});
+                return json_response(&result(&id, json!({"tools": [tool]})));
+            }
             let tool = message["params"]["name"].as_str().unwrap_or_default();
             match tool {
-                "echo" => json_response(&result(&id, json!({"echo": message["params"]["arguments"]}))),
+                "echo" | "query" => json_response(&result(&id, json!({"echo": message["params"]["arguments"]}))),
                 "stream" => {
                     let progress = json!({"jsonrpc": "2.0", "method": "notifications/progress",
                                           "params": {"progressToken": "p", "progress": 1}});
@@ -565,4 +570,30 @@ async fn an_acknowledgement_that_never_ends_does_not_hold_up_notify() {
     let note = json!({"jsonrpc": "2.0", "method": "notifications/hang"});
     let sent = tokio::time::timeout(Duration::from_secs(30), session.notify(note)).await;
     assert_eq!(sent, Ok(Ok(())));
+}
+
+#[tokio::test]
+async fn stateless_calls_mirror_the_body_and_marked_arguments_in_headers() {
+    let (addr, fixture) = start().await;
+    let up = upstream(addr, "/mcp", None);
+    let session = up.resume("g", &SessionState::default()).unwrap();
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {}});
+    let list =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": meta}});
+    drain(session.request(list).await.unwrap()).await;
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "query", "arguments": {"region": "eu-west"}, "_meta": meta}});
+    let items = drain(session.request(call).await.unwrap()).await;
+    assert_eq!(
+        items[0].as_ref().unwrap()["result"]["echo"]["region"],
+        "eu-west"
+    );
+    let seen = fixture.seen.lock().unwrap().clone();
+    let last = &seen.last().unwrap().headers;
+    assert_eq!(last["mcp-protocol-version"], "2026-07-28");
+    assert_eq!(last["mcp-method"], "tools/call");
+    assert_eq!(last["mcp-name"], "query");
+    assert_eq!(last["mcp-param-region"], "eu-west");
+    assert!(seen[0].headers.get("mcp-name").is_none());
 }

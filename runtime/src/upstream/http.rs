@@ -2,6 +2,7 @@
 //! stream, DELETE to end the session.
 
 use super::client::{self, ConfiguredHeaders, HttpClient, MAX_MESSAGE_BYTES};
+use super::param_headers::ParamHeaders;
 use super::router::{id_key, is_response};
 use super::sse::SseParser;
 use super::{Exchange, Message, SessionState, UpstreamError};
@@ -36,6 +37,7 @@ pub(crate) struct HttpUpstream {
     headers: ConfiguredHeaders,
     client: HttpClient,
     timeout: Duration,
+    params: ParamHeaders,
 }
 
 impl std::fmt::Debug for HttpUpstream {
@@ -76,6 +78,7 @@ impl HttpUpstream {
             headers,
             client: client::build_client()?,
             timeout,
+            params: ParamHeaders::default(),
         })
     }
 
@@ -100,7 +103,7 @@ impl HttpUpstream {
             }
             None => None,
         };
-        let mut exchange = session.open_exchange(resp, key).await?;
+        let mut exchange = session.open_exchange(resp, key, false).await?;
         let response = super::final_response(&self.name, &mut exchange).await?;
         session.session_id = session_id;
         session.protocol_version = response
@@ -167,7 +170,7 @@ impl HttpSession {
             .builder(Method::POST, "application/json, text/event-stream")
             .header(CONTENT_TYPE, "application/json");
         if let Some(headers) = b.headers_mut() {
-            modern_headers(message, headers);
+            modern_headers(message, headers, &self.up.params);
         }
         let req = b
             .body(Full::new(Bytes::from(body)))
@@ -216,14 +219,18 @@ impl HttpSession {
     /// Sends a request; the [`Exchange`] yields related messages, then the response.
     pub(crate) async fn request(&self, message: Message) -> Result<Exchange, UpstreamError> {
         let key = request_key(&message)?;
+        let lists_tools = message.get("method").and_then(Message::as_str) == Some("tools/list");
         let resp = self.post(&message).await?;
-        self.open_exchange(resp, key).await
+        self.open_exchange(resp, key, lists_tools).await
     }
 
+    /// The exchange for a request's HTTP answer; `lists_tools`: learn `Mcp-Param-*` marks
+    /// from the response.
     async fn open_exchange(
         &self,
         resp: http::Response<Incoming>,
         key: String,
+        lists_tools: bool,
     ) -> Result<Exchange, UpstreamError> {
         let status = resp.status();
         let media = client::media_type(resp.headers());
@@ -242,13 +249,19 @@ impl HttpSession {
                             "response body is not the JSON-RPC response to the request".into(),
                         )
                     })?;
+                    if lists_tools {
+                        self.up.params.learn(&message);
+                    }
                     let (tx, rx) = mpsc::channel(1);
                     let _ = tx.try_send(Ok(message));
                     Ok(rx)
                 }
                 "text/event-stream" => {
                     let (tx, rx) = mpsc::channel(64);
-                    tokio::spawn(self.clone().relay_response_stream(body, key, tx));
+                    tokio::spawn(
+                        self.clone()
+                            .relay_response_stream(body, key, tx, lists_tools),
+                    );
                     Ok(rx)
                 }
                 other => Err(UpstreamError::Protocol(format!(
@@ -281,7 +294,9 @@ impl HttpSession {
         mut body: Incoming,
         key: String,
         tx: mpsc::Sender<Result<Message, UpstreamError>>,
+        lists_tools: bool,
     ) {
+        let observer = lists_tools.then_some(&self.up.params);
         let mut parser = SseParser::new(MAX_MESSAGE_BYTES);
         // Resumptions in a row that brought no new event (servers that poll close the
         // stream after each event, so progress resets the count).
@@ -295,6 +310,7 @@ impl HttpSession {
                 &tx,
                 Some(&key),
                 Some((&mut deadline, self.up.timeout)),
+                observer,
             )
             .await;
             match end {
@@ -397,7 +413,7 @@ impl HttpSession {
         let mut reconnects = 0;
         loop {
             let before = parser.last_event_id().map(str::to_owned);
-            match relay_events(&mut body, &mut parser, &rtx, None, None).await {
+            match relay_events(&mut body, &mut parser, &rtx, None, None, None).await {
                 StreamEnd::Done => break,
                 StreamEnd::Failed(e) => {
                     let _ = rtx.send(Err(e)).await;
@@ -452,7 +468,7 @@ impl HttpSession {
 /// A message of the stateless era (2026-07-28) names its protocol version in `_meta`; its
 /// HTTP headers must then mirror the body: `MCP-Protocol-Version`, `Mcp-Method`, and
 /// `Mcp-Name` for the methods that address one named thing.
-fn modern_headers(message: &Message, headers: &mut http::HeaderMap) {
+fn modern_headers(message: &Message, headers: &mut http::HeaderMap, params_marks: &ParamHeaders) {
     let Some(params) = message.get("params") else {
         return;
     };
@@ -470,6 +486,9 @@ fn modern_headers(message: &Message, headers: &mut http::HeaderMap) {
     if let Ok(v) = HeaderValue::from_str(method) {
         headers.insert(METHOD_HEADER, v);
     }
+    if method == "tools/call" {
+        params_marks.apply(params, headers);
+    }
     let name = match method {
         "tools/call" | "prompts/get" => params.get("name"),
         "resources/read" => params.get("uri"),
@@ -485,7 +504,7 @@ fn modern_headers(message: &Message, headers: &mut http::HeaderMap) {
 
 /// A value as it travels in an `Mcp-*` header: printable ASCII without edge whitespace as
 /// is, anything else as `=?base64?...?=` (UTF-8, standard alphabet with padding).
-fn encode_header_value(value: &str) -> String {
+pub(crate) fn encode_header_value(value: &str) -> String {
     use base64::Engine as _;
     let plain = value.bytes().all(|b| (0x20..=0x7E).contains(&b))
         && value.trim() == value
@@ -531,6 +550,7 @@ pub(crate) async fn relay_events(
     tx: &mpsc::Sender<Result<Message, UpstreamError>>,
     key: Option<&str>,
     mut deadline: Option<(&mut Instant, Duration)>,
+    observer: Option<&ParamHeaders>,
 ) -> StreamEnd {
     let mut events = Vec::new();
     loop {
@@ -568,6 +588,9 @@ pub(crate) async fn relay_events(
             if let Some((d, timeout)) = deadline.as_mut() {
                 **d = Instant::now() + *timeout;
             }
+            if let (true, Some(observer)) = (last, observer) {
+                observer.learn(&message);
+            }
             if tx.send(Ok(message)).await.is_err() || last {
                 return StreamEnd::Done;
             }
@@ -593,7 +616,7 @@ mod tests {
         let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
             "name": "get_issue",
             "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
-        modern_headers(&call, &mut headers);
+        modern_headers(&call, &mut headers, &ParamHeaders::default());
         assert_eq!(headers[VERSION_HEADER], "2026-07-28");
         assert_eq!(headers[METHOD_HEADER], "tools/call");
         assert_eq!(headers[NAME_HEADER], "get_issue");
@@ -609,6 +632,7 @@ mod tests {
         modern_headers(
             &json!({"id": 2, "method": "tools/call", "params": {"name": "x"}}),
             &mut legacy,
+            &ParamHeaders::default(),
         );
         assert!(legacy.is_empty());
     }

@@ -26,6 +26,7 @@
 
 mod client;
 mod http;
+mod param_headers;
 mod router;
 pub mod secrets;
 pub mod sse;
