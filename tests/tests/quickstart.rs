@@ -9,19 +9,9 @@ use mcpgate_tests::{Gateway, paths};
 use serde_json::json;
 
 fn quickstart() -> Gateway {
-    // `command: mcpgate` in the example runs the gateway's own executable: put the binary
-    // under test first on PATH, as an installed mcpgate would be.
-    let bin_dir = paths::mcpgate_bin().parent().unwrap().to_path_buf();
-    let path = std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    )))
-    .unwrap();
-    let path = path.to_str().unwrap().to_owned();
-    Gateway::start_dir(
-        &paths::workspace_root().join("examples").join("quickstart"),
-        &[],
-        &[("PATH", &path)],
-    )
+    // Its one upstream is `command: mcpgate`, which runs the gateway's own executable.
+    let dir = paths::workspace_root().join("examples").join("quickstart");
+    Gateway::start_dir(&dir, &[], &[])
 }
 
 #[test]
