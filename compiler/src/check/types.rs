@@ -116,7 +116,7 @@ Reports a number literal too large to represent (`1e999`).
 pub const E0207: Code = Code {
     code: "E0207",
     severity: Severity::Error,
-    name: "unknown-principal-kind",
+    name: "unknown-principal-kind-in-condition",
     doc: r#"
 ### What it does
 Reports `principal.kind` compared with `==` or `!=` to a string other than `human`,
