@@ -339,42 +339,53 @@ fn build_dispatch(
             None => glob_server.push(*p),
         }
     }
+    // Per exact server: the glob-server targets that match it (computed once).
+    let mut matching: BTreeMap<u32, Vec<Pat>> = BTreeMap::new();
+    for &s in by_server.keys() {
+        let server = b.code.strings.get(s as usize).cloned().unwrap_or_default();
+        let m = glob_server
+            .iter()
+            .filter(|p| b.matches(p.server, &server))
+            .copied()
+            .collect();
+        matching.insert(s, m);
+    }
     // Every (server, name) pair where the server is named exactly somewhere and the name is
     // named exactly by a target whose server pattern matches it: such requests never need a
     // name guard at run time.
-    let mut exact_keys: BTreeSet<(u32, u32)> = BTreeSet::new();
+    let mut exact_keys: BTreeMap<(u32, u32), BTreeSet<u32>> = BTreeMap::new();
     for (&s, own) in &by_server {
-        let server = b.code.strings.get(s as usize).cloned().unwrap_or_default();
-        for p in own
-            .iter()
-            .chain(glob_server.iter().filter(|p| b.matches(p.server, &server)))
-        {
+        let others = matching.get(&s).map_or(&[][..], Vec::as_slice);
+        for p in own.iter().chain(others) {
             if let Some(n) = p.name_lit {
-                exact_keys.insert((s, n));
+                exact_keys.entry((s, n)).or_default();
             }
         }
     }
     let text = |b: &Builder, i: u32| b.code.strings.get(i as usize).cloned().unwrap_or_default();
 
     let mut d = Dispatch::default();
-    for &(s, n) in &exact_keys {
-        let (server, name) = (text(b, s), text(b, n));
-        let mut rules = BTreeSet::new();
-        let candidates = by_server.get(&s).map_or(&[][..], Vec::as_slice);
-        for p in candidates.iter().chain(&glob_server) {
-            if b.matches(p.server, &server) && b.matches(p.name, &name) {
+    for (&(s, n), rules) in &mut exact_keys {
+        let name = text(b, n);
+        let own = by_server.get(&s).map_or(&[][..], Vec::as_slice);
+        let others = matching.get(&s).map_or(&[][..], Vec::as_slice);
+        for p in own.iter().chain(others) {
+            let hit = match p.name_lit {
+                Some(lit) => lit == n,
+                None => b.matches(p.name, &name),
+            };
+            if hit {
                 rules.insert(p.rule);
             }
         }
-        let key = rules.into_iter().map(|r| (r, Vec::new())).collect();
+        let key = rules.iter().map(|&r| (r, Vec::new())).collect();
         d.exact.push((s, n, leaf(b, key, conds, leaves)));
     }
     for (&s, own) in &by_server {
-        let server = text(b, s);
         let mut guards: BTreeMap<u32, Vec<Guard>> = BTreeMap::new();
         // A target with an exact name is reached through the exact table.
-        let globs = glob_server.iter().filter(|p| b.matches(p.server, &server));
-        for p in own.iter().chain(globs).filter(|p| p.name_lit.is_none()) {
+        let others = matching.get(&s).map_or(&[][..], Vec::as_slice);
+        for p in own.iter().chain(others).filter(|p| p.name_lit.is_none()) {
             guards.entry(p.rule).or_default().push(Guard {
                 server: None,
                 name: p.name,
