@@ -7,6 +7,7 @@
 pub mod check;
 pub mod config;
 pub mod diag;
+pub mod diff;
 pub mod format;
 pub mod ir;
 pub mod lower;

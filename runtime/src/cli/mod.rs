@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 pub mod check;
 pub mod demo_server;
+pub mod diff;
 pub mod explain;
 pub mod fmt;
 pub mod schema;
@@ -30,6 +31,8 @@ pub enum Command {
     Test(test::Args),
     /// Show the decision for one request and the rules considered.
     Explain(explain::Args),
+    /// Which rules and verdicts a change flips, against a git revision.
+    Diff(diff::Args),
     /// Print the JSON Schema of the YAML formats.
     Schema(schema::Args),
     /// Run the gateway.
@@ -46,6 +49,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Fmt(a) => fmt::run(a),
         Command::Test(a) => test::run(a),
         Command::Explain(a) => explain::run(a),
+        Command::Diff(a) => diff::run(a),
         Command::Schema(a) => schema::run(a),
         Command::Serve(a) => serve::run(a),
         Command::DemoServer(a) => demo_server::run(a),

@@ -1,0 +1,373 @@
+//! What a policy change does: the rules added, removed, changed and moved (by id), and the
+//! verdicts that flip for every policy test of both sides and for generated probe requests.
+//! Both sides are compiled and evaluated by the VM, so a flip is exactly what the gateway
+//! would do differently. Pure: the caller reads the two sides (from git and from disk).
+
+mod probes;
+mod render;
+
+use crate::Program;
+use crate::ir::{self, Effect, SourceLoc};
+use crate::request::{Principal, Request, ToolAnnotations, Verdict};
+use crate::testing::{self, PolicyTest};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashSet};
+
+pub use probes::{MAX_ARG_SETS, MAX_PRINCIPALS, MAX_PROBES, Probe};
+pub use render::markdown;
+
+/// One side of a comparison: a checked policy and its tests.
+#[derive(Clone, Copy, Debug)]
+pub struct Side<'a> {
+    pub policy: &'a ir::Policy,
+    pub tests: &'a [PolicyTest],
+}
+
+/// The effect of a policy change. Serialized as the `--format json` output of `mcpgate diff`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PolicyDiff {
+    pub rules: RuleChanges,
+    /// Every verdict that differs, ordered by target, then origin.
+    pub flips: Vec<Flip>,
+    /// How many requests were evaluated on both sides (tests and probes).
+    pub evaluated: usize,
+    /// The probe generator stopped at [`MAX_PROBES`].
+    pub probes_truncated: bool,
+}
+
+/// Rules compared by id.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RuleChanges {
+    pub added: Vec<RuleRef>,
+    pub removed: Vec<RuleRef>,
+    pub changed: Vec<RuleChange>,
+    /// Same id and meaning, written in another file.
+    pub moved: Vec<RuleMove>,
+}
+
+/// A rule named by id, with its effect and where it is written.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RuleRef {
+    pub id: String,
+    pub effect: &'static str,
+    pub source: String,
+}
+
+/// A rule whose meaning changed: which parts, and where it is written now.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RuleChange {
+    pub id: String,
+    /// Some of `effect`, `targets`, `condition`, `reason`, `approvers`, `limit`.
+    pub fields: Vec<&'static str>,
+    pub before: String,
+    pub after: String,
+}
+
+/// A rule that moved to another file unchanged.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RuleMove {
+    pub id: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// A request whose verdict differs between the two sides.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Flip {
+    /// `server.tool`, `prompt:server.name` or `resource:server:URI`.
+    pub target: String,
+    /// The principal, as `kind@group`, `kind`, or the test's principal id.
+    pub principal: String,
+    /// The call's arguments (`null` when none).
+    pub args: Value,
+    /// `test` or `probe`.
+    pub origin: &'static str,
+    /// The test's name, for a test.
+    pub test: Option<String>,
+    pub before: Verdict,
+    pub after: Verdict,
+    /// The deciding rule's id before and after (`default` for the built-in rule).
+    pub before_rule: String,
+    pub after_rule: String,
+    /// The change grants more access (see [`widens`]).
+    pub widens: bool,
+}
+
+impl Flip {
+    /// `human@finance: stripe.create_refund {"amount":60000}: allow -> deny`.
+    pub fn line(&self) -> String {
+        let args = match &self.args {
+            Value::Null => String::new(),
+            a => format!(" {a}"),
+        };
+        format!(
+            "{}: {}{args}: {} -> {}",
+            self.principal, self.target, self.before, self.after
+        )
+    }
+}
+
+/// Access order for review: `hide < deny < approve < allow`. A change widens when its new
+/// verdict grants a call (`approve` or `allow`) and ranks above the old one; `hide -> deny`
+/// reveals that a tool exists but grants nothing, so it does not widen.
+pub fn widens(before: Verdict, after: Verdict) -> bool {
+    matches!(after, Verdict::Approve | Verdict::Allow) && rank(after) > rank(before)
+}
+
+/// The position in `hide < deny < approve < allow`.
+pub fn rank(v: Verdict) -> u8 {
+    match v {
+        Verdict::Hide => 0,
+        Verdict::Deny => 1,
+        Verdict::Approve => 2,
+        Verdict::Allow => 3,
+    }
+}
+
+impl PolicyDiff {
+    /// Some verdict moves toward more access.
+    pub fn widens(&self) -> bool {
+        self.flips.iter().any(|f| f.widens)
+    }
+
+    /// The flips grouped by target, in target order.
+    pub fn by_target(&self) -> BTreeMap<&str, Vec<&Flip>> {
+        let mut out: BTreeMap<&str, Vec<&Flip>> = BTreeMap::new();
+        for f in &self.flips {
+            out.entry(f.target.as_str()).or_default().push(f);
+        }
+        out
+    }
+
+    /// `1 rule added, 2 changed, 0 removed; 3 verdicts flip (1 widens) on 2 targets`.
+    pub fn summary(&self) -> String {
+        let r = &self.rules;
+        let mut s = format!(
+            "{} added, {} removed, {} changed",
+            plural(r.added.len(), "rule"),
+            r.removed.len(),
+            r.changed.len()
+        );
+        if !r.moved.is_empty() {
+            s.push_str(&format!(", {} moved", r.moved.len()));
+        }
+        let widen = self.flips.iter().filter(|f| f.widens).count();
+        if self.flips.is_empty() {
+            s.push_str("; no verdict flips");
+        } else {
+            s.push_str(&format!(
+                "; {} ({} widen{}) on {}",
+                plural_verb(self.flips.len(), "verdict flips", "verdicts flip"),
+                widen,
+                if widen == 1 { "s" } else { "" },
+                plural(self.by_target().len(), "target"),
+            ));
+        }
+        s
+    }
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+fn plural_verb(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Compares two sides: rules by id, then the verdicts of every test of both sides and of
+/// the generated probes.
+pub fn diff(base: Side<'_>, head: Side<'_>) -> PolicyDiff {
+    let before = Program::compile(base.policy, None);
+    let after = Program::compile(head.policy, None);
+    let mut out = PolicyDiff {
+        rules: compare_rules(base.policy, head.policy),
+        ..PolicyDiff::default()
+    };
+    let mut seen = HashSet::new();
+    for test in base.tests.iter().chain(head.tests) {
+        let key = format!(
+            "{}|{:?}|{}|{:?}",
+            test.call.target(),
+            test.principal,
+            test.args,
+            test.agent
+        );
+        if !seen.insert(key) {
+            continue;
+        }
+        out.evaluated += 1;
+        let req = testing::request(test);
+        if let Some(mut flip) = compare(&before, &after, &req) {
+            flip.origin = "test";
+            flip.test = Some(test.name.clone());
+            flip.principal = test_principal(&test.principal);
+            out.flips.push(flip);
+        }
+    }
+    let (probes, truncated) = probes::generate(&[base.policy, head.policy]);
+    out.probes_truncated = truncated;
+    for p in &probes {
+        out.evaluated += 1;
+        let req = Request {
+            principal: &p.principal,
+            agent: None,
+            client_name: None,
+            client_version: None,
+            target: p.call.target(),
+            args: &p.args,
+            annotations: ToolAnnotations::default(),
+        };
+        if let Some(mut flip) = compare(&before, &after, &req) {
+            flip.principal = p.label.clone();
+            // A test already reports the same request.
+            if !out.flips.iter().any(|f| {
+                f.target == flip.target && f.args == flip.args && f.principal == flip.principal
+            }) {
+                out.flips.push(flip);
+            }
+        }
+    }
+    // By target; tests first, then probes by principal and arguments.
+    out.flips.sort_by_cached_key(|f| {
+        (
+            f.target.clone(),
+            f.origin != "test",
+            f.principal.clone(),
+            f.args.to_string(),
+        )
+    });
+    out
+}
+
+fn test_principal(p: &Principal) -> String {
+    if p.id.is_empty() {
+        p.kind.as_str().to_owned()
+    } else {
+        p.id.clone()
+    }
+}
+
+fn compare(before: &Program, after: &Program, req: &Request<'_>) -> Option<Flip> {
+    let b = crate::evaluate(before, req);
+    let a = crate::evaluate(after, req);
+    (a.verdict != b.verdict).then(|| Flip {
+        target: req.target.to_string(),
+        principal: String::new(),
+        args: req.args.clone(),
+        origin: "probe",
+        test: None,
+        before: b.verdict,
+        after: a.verdict,
+        before_rule: before.rule_id(b.rule).to_owned(),
+        after_rule: after.rule_id(a.rule).to_owned(),
+        widens: widens(b.verdict, a.verdict),
+    })
+}
+
+fn effect_name(e: Effect) -> &'static str {
+    match e {
+        Effect::Allow => "allow",
+        Effect::Deny => "deny",
+        Effect::Hide => "hide",
+        Effect::Approve => "approve",
+        Effect::Limit => "limit",
+    }
+}
+
+fn rule_ref(r: &ir::Rule) -> RuleRef {
+    RuleRef {
+        id: r.id.clone(),
+        effect: effect_name(r.effect),
+        source: r.source.to_string(),
+    }
+}
+
+/// Rules by id: added, removed, changed in meaning, or moved to another file.
+pub fn compare_rules(base: &ir::Policy, head: &ir::Policy) -> RuleChanges {
+    let old: BTreeMap<&str, &ir::Rule> = base.rules.iter().map(|r| (r.id.as_str(), r)).collect();
+    let new: BTreeMap<&str, &ir::Rule> = head.rules.iter().map(|r| (r.id.as_str(), r)).collect();
+    let mut out = RuleChanges::default();
+    for (id, r) in &new {
+        match old.get(id) {
+            None => out.added.push(rule_ref(r)),
+            Some(o) => {
+                let fields = changed_fields(o, r);
+                if !fields.is_empty() {
+                    out.changed.push(RuleChange {
+                        id: (*id).to_owned(),
+                        fields,
+                        before: o.source.to_string(),
+                        after: r.source.to_string(),
+                    });
+                } else if o.source.file != r.source.file {
+                    out.moved.push(RuleMove {
+                        id: (*id).to_owned(),
+                        from: loc(&o.source),
+                        to: loc(&r.source),
+                    });
+                }
+            }
+        }
+    }
+    out.removed = old
+        .iter()
+        .filter(|(id, _)| !new.contains_key(*id))
+        .map(|(_, r)| rule_ref(r))
+        .collect();
+    out
+}
+
+fn loc(s: &SourceLoc) -> String {
+    format!("{}:{}", s.file, s.line)
+}
+
+fn changed_fields(a: &ir::Rule, b: &ir::Rule) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if a.effect != b.effect {
+        out.push("effect");
+    }
+    let ta: HashSet<&ir::Target> = a.targets.iter().collect();
+    let tb: HashSet<&ir::Target> = b.targets.iter().collect();
+    if ta != tb {
+        out.push("targets");
+    }
+    if a.condition != b.condition {
+        out.push("condition");
+    }
+    if a.reason != b.reason {
+        out.push("reason");
+    }
+    let (mut aa, mut ab) = (a.approvers.clone(), b.approvers.clone());
+    aa.sort();
+    ab.sort();
+    if aa != ab {
+        out.push("approvers");
+    }
+    if a.limit != b.limit {
+        out.push("limit");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widening_follows_the_access_order() {
+        use Verdict::*;
+        assert!(widens(Deny, Allow));
+        assert!(widens(Hide, Approve));
+        assert!(widens(Approve, Allow));
+        assert!(!widens(Hide, Deny));
+        assert!(!widens(Allow, Deny));
+        assert!(!widens(Allow, Approve));
+        assert!(!widens(Deny, Hide));
+    }
+}
