@@ -350,7 +350,10 @@ pub fn known_token(s: &str, field: &str) -> Option<&'static str> {
 fn looks_like_secret_value(key: &str, value: &str) -> bool {
     let v = value.trim();
     let v = v.rsplit(' ').next().unwrap_or(v);
-    if v.len() < 24 || v.contains('/') && v.contains(':') {
+    // URLs and filesystem paths carry random-looking parts (temp dirs, hashes) but are
+    // not credentials; a token is never written as an absolute or relative path.
+    let is_path = ["/", "./", "../", "~/"].iter().any(|p| v.starts_with(p));
+    if v.len() < 24 || is_path || v.contains('/') && v.contains(':') {
         return false;
     }
     if !v
@@ -414,5 +417,14 @@ mod tests {
         ));
         assert!(!looks_like_secret_value("X-Trace", "hello"));
         assert!(!looks_like_secret_value("Accept", "application/json"));
+        // A temp dir's random name is not a credential.
+        assert!(!looks_like_secret_value(
+            "MEMORY_FILE_PATH",
+            "/tmp/.tmpMkQ2d8/memory.jsonl9Xz"
+        ));
+        assert!(!looks_like_secret_value(
+            "DATA",
+            "./data/q8Zr2LmP0vXkT4bN7cWy1HsQ"
+        ));
     }
 }
