@@ -4,6 +4,7 @@ pub mod cli;
 pub mod demo;
 pub mod gateway;
 pub mod git;
+pub mod gitops;
 pub mod jsonrpc;
 pub mod session;
 pub mod sse;

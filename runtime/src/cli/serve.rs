@@ -2,19 +2,43 @@
 
 use crate::gateway::server::{serve, shutdown_signal};
 use crate::gateway::{EnvSecrets, Gateway};
+use crate::gitops::fetch::GitSource;
+use crate::gitops::{Start, Syncer, admin::AdminAuth, watch};
 use crate::session::seal::Sealer;
-use mcpgate_compiler::Program;
-use mcpgate_compiler::repo;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The policy folder (`mcpgate.yaml`, `policies/`, `tests/`).
+    /// The policy folder (`mcpgate.yaml`, `policies/`, `tests/`), watched for changes.
     #[arg(long, default_value = ".")]
     pub policy: PathBuf,
+    /// Follow a branch of this policy repository instead of a folder: a local path,
+    /// `file://`, `https://` or `ssh://` URL.
+    #[arg(long, conflicts_with = "policy")]
+    pub policy_repo: Option<String>,
+    /// The branch to follow.
+    #[arg(long, default_value = "main", requires = "policy_repo")]
+    pub branch: String,
+    /// How often to fetch the branch (`500ms`, `15s`, `2m`).
+    #[arg(long, default_value = "15s", value_parser = parse_duration, requires = "policy_repo")]
+    pub poll: Duration,
+    /// The policy folder inside the repository (default: its root).
+    #[arg(long, default_value = "", requires = "policy_repo")]
+    pub policy_path: String,
+    /// HTTPS token for the repository, as `${env:NAME}` (default: `MCPGATE_GIT_TOKEN`).
+    #[arg(long, requires = "policy_repo")]
+    pub git_token: Option<String>,
+    /// HTTPS user name sent with the token.
+    #[arg(long, default_value = "x-access-token", requires = "policy_repo")]
+    pub git_user: String,
+    /// SSH private key file for `ssh://` repositories (its passphrase, if any, from
+    /// `MCPGATE_GIT_SSH_PASSPHRASE`).
+    #[arg(long, env = "MCPGATE_GIT_SSH_KEY", requires = "policy_repo")]
+    pub ssh_key: Option<PathBuf>,
     /// Address to listen on (default: `gateway.listen` from `mcpgate.yaml`); port 0 lets
     /// the OS choose, and the address is printed.
     #[arg(long)]
@@ -22,6 +46,47 @@ pub struct Args {
     /// Where the gateway keeps its state (the session key); default `.mcpgate-state`.
     #[arg(long, env = "MCPGATE_STATE")]
     pub state: Option<PathBuf>,
+}
+
+/// Parses `250ms`, `15s`, `2m`, `1h` (a bare number is seconds).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("cannot read `{s}` as a duration (e.g. `15s`)"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(format!("unknown unit in `{s}`; use ms, s, m or h")),
+    };
+    if d < Duration::from_millis(10) {
+        return Err(format!("`{s}` is too short; poll at most every 10ms"));
+    }
+    Ok(d)
+}
+
+/// The HTTPS token: `--git-token` (a `${env:NAME}` reference or the token itself), else
+/// `MCPGATE_GIT_TOKEN`.
+fn git_token(flag: Option<&str>) -> Result<Option<String>, String> {
+    let Some(flag) = flag else {
+        return Ok(std::env::var("MCPGATE_GIT_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()));
+    };
+    if let Some(name) = flag
+        .strip_prefix("${env:")
+        .and_then(|r| r.strip_suffix('}'))
+    {
+        return match std::env::var(name) {
+            Ok(t) if !t.is_empty() => Ok(Some(t)),
+            _ => Err(format!("`--git-token` names `{name}`, which is not set")),
+        };
+    }
+    Ok(Some(flag.to_owned()))
 }
 
 fn init_logging() {
@@ -58,25 +123,52 @@ fn prepare_state_dir(dir: &Path) -> std::io::Result<()> {
 
 pub fn run(args: Args) -> ExitCode {
     init_logging();
-    let files = match repo::read_dir(&args.policy) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: cannot read `{}`: {e}", args.policy.display());
-            return ExitCode::from(2);
+    let state = args
+        .state
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(".mcpgate-state"));
+    if let Err(e) = prepare_state_dir(&state) {
+        eprintln!("error: cannot create state dir `{}`: {e}", state.display());
+        return ExitCode::from(2);
+    }
+    let admin = AdminAuth::from_env(&state);
+    let start = if let Some(url) = &args.policy_repo {
+        let token = match git_token(args.git_token.as_deref()) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e}");
+                eprintln!("  help: export the variable, or set `MCPGATE_GIT_TOKEN`");
+                return ExitCode::from(2);
+            }
+        };
+        let src = GitSource {
+            url: url.clone(),
+            branch: args.branch.clone(),
+            subdir: args.policy_path.trim_matches('/').to_owned(),
+            token,
+            user: args.git_user.clone(),
+            ssh_key: args.ssh_key.clone(),
+            ssh_passphrase: std::env::var("MCPGATE_GIT_SSH_PASSPHRASE").ok(),
+        };
+        Syncer::start_git(src, &state, admin)
+    } else {
+        match Syncer::start_dir(&args.policy, &state, admin) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(1);
+            }
         }
     };
-    let checked = repo::check_files(files);
-    if checked.has_errors() {
-        eprint!("{}", checked.rendered);
-        eprintln!(
-            "error: the policy in `{}` has {} error(s); the gateway does not start",
-            args.policy.display(),
-            checked.errors
-        );
-        return ExitCode::from(1);
-    }
-    let config = checked.config.unwrap_or_default();
-    let listen_text = args.listen.unwrap_or_else(|| config.gateway.listen.clone());
+    let Start {
+        syncer,
+        program,
+        config,
+    } = start;
+    let listen_text = args
+        .listen
+        .clone()
+        .unwrap_or_else(|| config.gateway.listen.clone());
     let Some(listen) = parse_listen(&listen_text) else {
         eprintln!("error: cannot parse listen address `{listen_text}`");
         eprintln!("  help: write it as IP:PORT, e.g. `127.0.0.1:8080`");
@@ -94,13 +186,6 @@ pub fn run(args: Args) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let state = args
-        .state
-        .unwrap_or_else(|| PathBuf::from(".mcpgate-state"));
-    if let Err(e) = prepare_state_dir(&state) {
-        eprintln!("error: cannot create state dir `{}`: {e}", state.display());
-        return ExitCode::from(2);
-    }
     let sealer = match Sealer::load_or_create(&state) {
         Ok(s) => s,
         Err(e) => {
@@ -108,7 +193,6 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let program = Program::compile(&checked.policy, None);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -135,6 +219,13 @@ pub fn run(args: Args) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+        syncer.attach(&gw);
+        let _ = gw.policy.set(syncer.clone());
+        if args.policy_repo.is_some() {
+            syncer.spawn_poll(args.poll);
+        } else if let Err(e) = watch::spawn(&args.policy, syncer.clone()) {
+            tracing::warn!(error = %e, "cannot watch the policy folder; changes need a restart or `/admin/sync`");
+        }
         {
             let loaded = gw.program.load();
             tracing::info!(

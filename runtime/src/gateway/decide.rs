@@ -78,6 +78,7 @@ pub fn decide(
         .as_object()
         .map(|m| m.keys().map(String::as_str).collect())
         .unwrap_or_default();
+    crate::gitops::metrics::count_decision(decision.verdict.as_str());
     tracing::info!(
         target: "mcpgate::decision",
         principal = %session.principal.id,
@@ -89,6 +90,7 @@ pub fn decide(
         undecided = decision.undecided,
         listed = shown,
         program = %loaded.hash,
+        commit = program.commit().unwrap_or_default(),
         arg_keys = ?keys,
         latency_ns = start.elapsed().as_nanos() as u64,
         "decision"

@@ -209,6 +209,7 @@ impl Gateway {
             },
             "upstreams": self.upstreams.keys().collect::<Vec<_>>(),
             "sessions": self.sessions.len(),
+            "policy": self.policy.get().map(|p| p.status_json()),
         })
     }
 }
@@ -235,6 +236,13 @@ pub async fn handle(
     }
     if path == "/status" {
         return Ok(json_response(StatusCode::OK, &gw.status_json()));
+    }
+    if path == "/metrics" {
+        return Ok(crate::gitops::http::metrics(&gw));
+    }
+    if path == "/admin/sync" {
+        let (status, value) = crate::gitops::http::admin_sync(&gw, req).await;
+        return Ok(json_response(status, &value));
     }
     let Some(endpoint) = gw.endpoint(&path) else {
         let text = match path.strip_prefix("/mcp/") {

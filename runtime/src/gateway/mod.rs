@@ -60,6 +60,8 @@ pub struct Gateway {
     pub listen: SocketAddr,
     /// Cancelled on shutdown: long-lived streams end.
     pub shutdown: CancellationToken,
+    /// The policy source follower (`/admin/sync`, the policy part of `/status`).
+    pub policy: std::sync::OnceLock<Arc<crate::gitops::Syncer>>,
 }
 
 impl Gateway {
@@ -92,6 +94,7 @@ impl Gateway {
             sessions: Store::default(),
             listen,
             shutdown: CancellationToken::new(),
+            policy: std::sync::OnceLock::new(),
         })
     }
 

@@ -8,6 +8,13 @@ use std::path::Path;
 #[error("{0}")]
 pub struct GitError(String);
 
+impl GitError {
+    /// A failure described by `message`.
+    pub fn new(message: impl Into<String>) -> GitError {
+        GitError(message.into())
+    }
+}
+
 impl From<git2::Error> for GitError {
     fn from(e: git2::Error) -> Self {
         GitError(e.message().to_owned())

@@ -1,0 +1,88 @@
+//! The gateway endpoints of the policy follower: `POST /admin/sync` and `/metrics`.
+
+use crate::gateway::Gateway;
+use crate::gateway::http::Body;
+use crate::gitops::admin::Refusal;
+use crate::gitops::metrics;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// `/metrics` in the Prometheus text format.
+pub fn metrics(gw: &Gateway) -> Response<Body> {
+    let syncer = gw.policy.get();
+    let gauges = syncer.map(|s| s.gauges()).unwrap_or_default();
+    let text = metrics::render(syncer.map(|s| &s.metrics), &gauges);
+    let mut r = Response::new(Full::new(bytes::Bytes::from(text)).boxed_unsync());
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+/// `POST /admin/sync`: checks the token or webhook signature, then syncs and answers with
+/// the policy status. Refused requests change nothing.
+pub async fn admin_sync(gw: &Arc<Gateway>, req: Request<Incoming>) -> (StatusCode, Value) {
+    if req.method() != Method::POST {
+        return (StatusCode::METHOD_NOT_ALLOWED, json!({"error": "use POST"}));
+    }
+    let Some(syncer) = gw.policy.get().cloned() else {
+        return (
+            StatusCode::NOT_FOUND,
+            json!({"error": "this gateway has no policy source to sync"}),
+        );
+    };
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let authorization = header(header::AUTHORIZATION.as_str());
+    let signature = header("x-hub-signature-256");
+    let event = header("x-github-event");
+    let limit = gw.config.max_body_bytes;
+    let body = match Limited::new(req.into_body(), limit).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": "request body too large or cut short"}),
+            );
+        }
+    };
+    match syncer
+        .admin
+        .check(authorization.as_deref(), signature.as_deref(), &body)
+    {
+        Ok(()) => {}
+        Err(Refusal::NotConfigured) => {
+            return (
+                StatusCode::FORBIDDEN,
+                json!({
+                    "error": "admin sync is not configured",
+                    "help": "set MCPGATE_ADMIN_TOKEN or MCPGATE_WEBHOOK_SECRET, or write the state dir's admin.token",
+                }),
+            );
+        }
+        Err(Refusal::Unauthorized) => {
+            tracing::warn!(
+                webhook = signature.is_some(),
+                "admin sync refused: bad token or signature"
+            );
+            return (
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "bad token or signature"}),
+            );
+        }
+    }
+    if event.as_deref() == Some("ping") {
+        return (StatusCode::OK, json!({"ok": true, "event": "ping"}));
+    }
+    tracing::info!(webhook = signature.is_some(), "admin sync requested");
+    (StatusCode::OK, syncer.sync().await)
+}
