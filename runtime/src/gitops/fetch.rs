@@ -142,3 +142,22 @@ fn scrub(e: git2::Error, src: &GitSource) -> GitError {
     }
     GitError::new(text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_user_info() {
+        assert_eq!(
+            redact_url("https://user:s3cret@example.com/a/b.git"),
+            "https://example.com/a/b.git"
+        );
+        assert_eq!(redact_url("ssh://git@host/x.git"), "ssh://host/x.git");
+        assert_eq!(redact_url("/srv/policy"), "/srv/policy");
+        assert_eq!(
+            redact_url("https://example.com/a@b"),
+            "https://example.com/a@b"
+        );
+    }
+}

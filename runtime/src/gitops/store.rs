@@ -84,3 +84,40 @@ pub fn load(state: &Path) -> Result<Option<(Saved, Program)>, String> {
     }
     Ok(Some((saved, program)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcpgate_compiler::ir::Policy;
+
+    fn saved() -> Saved {
+        Saved {
+            commit: Some("abc".into()),
+            commit_time: Some(1),
+            hash: String::new(),
+            loaded_at: 2,
+            config: Config::default(),
+            program: String::new(),
+        }
+    }
+
+    #[test]
+    fn saves_and_loads_the_program_and_rejects_a_damaged_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load(dir.path()).unwrap().is_none());
+        let program = Program::compile(&Policy::default(), Some("abc"));
+        save(dir.path(), saved(), &program).unwrap();
+        let (s, back) = load(dir.path()).unwrap().unwrap();
+        assert_eq!(s.commit.as_deref(), Some("abc"));
+        assert_eq!(back.hash_hex(), program.hash_hex());
+        assert!(!dir.path().join(format!("{LAST_GOOD}.tmp")).exists());
+
+        // A program that does not match its recorded commit is refused.
+        let mut other = saved();
+        other.commit = Some("def".into());
+        save(dir.path(), other, &program).unwrap();
+        assert!(load(dir.path()).is_err());
+        std::fs::write(path(dir.path()), b"{not json").unwrap();
+        assert!(load(dir.path()).unwrap_err().contains("damaged"));
+    }
+}
