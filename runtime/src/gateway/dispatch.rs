@@ -350,22 +350,12 @@ async fn single(
     method: &str,
     message: Value,
 ) -> Reply {
-    let Some(up) = session.upstreams.get(server) else {
+    if !session.upstreams.contains_key(server) {
         return Reply::SessionGone;
-    };
-    let timeout = gw.timeout(server);
+    }
     if let Some(kind) = ListKind::of_method(method) {
         let t = filter_transform(loaded, session.clone(), server.to_owned(), kind);
-        return relay::forward(
-            session.clone(),
-            server,
-            up,
-            message,
-            client_id,
-            Some(t),
-            timeout,
-        )
-        .await;
+        return forward_to(gw, session, server, message, client_id, Some(t)).await;
     }
     if let Some((kind, name)) = decision_point(method, &message) {
         let outcome = decide_item(&loaded, session, kind, server, &name, &message);
@@ -373,13 +363,29 @@ async fn single(
             return Reply::Json(kind.refusal(client_id, &outcome, &name));
         }
     }
+    forward_to(gw, session, server, message, client_id, None).await
+}
+
+/// Forwards `message` to the session's upstream `server` under that server's timeout.
+async fn forward_to(
+    gw: &Arc<Gateway>,
+    session: &Arc<Session>,
+    server: &str,
+    message: Value,
+    client_id: Value,
+    transform: Option<Transform>,
+) -> Reply {
+    let Some(up) = session.upstreams.get(server) else {
+        return Reply::SessionGone;
+    };
+    let timeout = gw.timeout(server);
     relay::forward(
         session.clone(),
         server,
         up,
         message,
         client_id,
-        None,
+        transform,
         timeout,
     )
     .await
@@ -409,20 +415,7 @@ async fn aggregated(
             }
             let mut message = message;
             message["params"]["name"] = Value::String(name.to_owned());
-            let Some(up) = session.upstreams.get(server) else {
-                return Reply::SessionGone;
-            };
-            let timeout = gw.timeout(server);
-            relay::forward(
-                session.clone(),
-                server,
-                up,
-                message,
-                client_id,
-                None,
-                timeout,
-            )
-            .await
+            forward_to(gw, session, server, message, client_id, None).await
         }
         Some((ListOrItem::Resource, uri)) => {
             resource(gw, &loaded, session, client_id, &uri, message).await
@@ -447,20 +440,7 @@ async fn resource(
         if outcome != Outcome::Allow {
             return Reply::Json(kind.refusal(client_id, &outcome, uri));
         }
-        let Some(up) = session.upstreams.get(&server) else {
-            return Reply::SessionGone;
-        };
-        let timeout = gw.timeout(&server);
-        return relay::forward(
-            session.clone(),
-            &server,
-            up,
-            message,
-            client_id,
-            None,
-            timeout,
-        )
-        .await;
+        return forward_to(gw, session, &server, message, client_id, None).await;
     }
     let mut last = Outcome::Unknown;
     let method = jsonrpc::method(&message)
@@ -550,38 +530,15 @@ async fn other(
             if let Some(n) = rename {
                 message["params"]["ref"]["name"] = Value::String(n);
             }
-            let Some(up) = session.upstreams.get(&server) else {
-                return Reply::SessionGone;
-            };
-            let timeout = gw.timeout(&server);
-            return relay::forward(
-                session.clone(),
-                &server,
-                up,
-                message,
-                client_id,
-                None,
-                timeout,
-            )
-            .await;
+            return forward_to(gw, session, &server, message, client_id, None).await;
         }
         _ => {}
     }
     // Anything else can only be relayed where it is unambiguous.
     if session.upstreams.len() == 1
-        && let Some((server, up)) = session.upstreams.iter().next()
+        && let Some(server) = session.upstreams.keys().next()
     {
-        let timeout = gw.timeout(server);
-        return relay::forward(
-            session.clone(),
-            server,
-            up,
-            message,
-            client_id,
-            None,
-            timeout,
-        )
-        .await;
+        return forward_to(gw, session, server, message, client_id, None).await;
     }
     Reply::Json(jsonrpc::error(
         client_id,
