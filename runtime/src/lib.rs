@@ -8,4 +8,5 @@ pub mod gitops;
 pub mod jsonrpc;
 pub mod session;
 pub mod sse;
+pub mod state;
 pub mod upstream;

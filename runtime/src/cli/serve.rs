@@ -106,28 +106,10 @@ fn parse_listen(s: &str) -> Option<SocketAddr> {
     Some(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
-/// Creates the state dir with mode 0700 (and tightens an existing one).
-fn prepare_state_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
-}
-
 pub fn run(args: Args) -> ExitCode {
     init_logging();
-    let state = args
-        .state
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(".mcpgate-state"));
-    if let Err(e) = prepare_state_dir(&state) {
+    let state = crate::state::dir_or_default(args.state.as_deref());
+    if let Err(e) = crate::state::prepare_dir(&state) {
         eprintln!("error: cannot create state dir `{}`: {e}", state.display());
         return ExitCode::from(2);
     }

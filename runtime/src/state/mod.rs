@@ -1,0 +1,33 @@
+//! The gateway's state directory and its SQLite database (`state.db`): tokens, the
+//! credential vault, pending approvals. One file, opened by `serve` and by the operator
+//! commands (`token`, `secret`, `approvals`), which may run while the gateway does.
+
+pub mod db;
+
+use std::path::{Path, PathBuf};
+
+/// The state dir when neither `--state` nor `MCPGATE_STATE` names one.
+pub const DEFAULT_STATE_DIR: &str = ".mcpgate-state";
+
+/// `--state` (or `MCPGATE_STATE`, which clap reads into the same flag), else the default.
+pub fn dir_or_default(flag: Option<&Path>) -> PathBuf {
+    flag.map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), Path::to_path_buf)
+}
+
+/// Creates the state dir with mode 0700 (and tightens an existing one).
+///
+/// # Errors
+/// When the directory cannot be created or its mode set.
+pub fn prepare_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
