@@ -6,7 +6,7 @@ use crate::gitops::fetch::GitSource;
 use crate::gitops::{Start, Syncer, admin::AdminAuth, watch};
 use crate::session::seal::Sealer;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
