@@ -5,6 +5,7 @@ pub mod demo;
 pub mod gateway;
 pub mod git;
 pub mod gitops;
+pub mod identity;
 pub mod jsonrpc;
 pub mod session;
 pub mod sse;

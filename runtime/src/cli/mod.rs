@@ -12,6 +12,7 @@ pub mod fmt;
 pub mod schema;
 pub mod serve;
 pub mod test;
+pub mod token;
 
 /// mcpgate: an MCP gateway whose policy lives in git.
 #[derive(Debug, Parser)]
@@ -37,6 +38,8 @@ pub enum Command {
     Schema(schema::Args),
     /// Run the gateway.
     Serve(serve::Args),
+    /// Issue, list and revoke per-person grant tokens.
+    Token(token::Args),
     /// A small MCP server over stdio, for the quickstart and tests.
     #[command(hide = true)]
     DemoServer(demo_server::Args),
@@ -52,6 +55,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Diff(a) => diff::run(a),
         Command::Schema(a) => schema::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Token(a) => token::run(a),
         Command::DemoServer(a) => demo_server::run(a),
     }
 }
