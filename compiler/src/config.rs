@@ -20,9 +20,10 @@ pub struct Config {
     /// refuses to listen on a non-loopback address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<serde_json::Value>,
-    /// Audit log settings.
+    /// The audit log: where it is written, how durably, when files rotate and
+    /// checkpoints are signed. Absent: the log is on, in the state dir's `audit/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub audit: Option<serde_json::Value>,
+    pub audit: Option<AuditConfig>,
 }
 
 /// One upstream: either `url` (Streamable HTTP, or legacy HTTP+SSE with `transport: sse`)
@@ -111,4 +112,60 @@ impl Default for GatewayConfig {
             max_stdio_processes: 64,
         }
     }
+}
+
+/// The audit log (`audit:` in `mcpgate.yaml`); see `docs/audit.md`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Write the audit log. `false` turns it off (the gateway then records no decisions).
+    pub enabled: bool,
+    /// Folder of the log files; relative paths are taken from the working directory.
+    /// Default: `audit/` inside the state dir.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub path: Option<String>,
+    /// `batched` (default): records are group-committed, one write and one fdatasync per
+    /// batch, and each call waits for its batch. `strict`: one write and one fdatasync per
+    /// record. Either way a call is forwarded only once its record is on disk.
+    pub durability: Durability,
+    /// Start a new log file when the current one reaches this many bytes.
+    pub rotate_bytes: u64,
+    /// Start a new log file when the current one is this many seconds old.
+    pub rotate_secs: u64,
+    /// Sign a checkpoint after this many records...
+    pub checkpoint_records: u64,
+    /// ...or this many seconds after the last one, whichever comes first.
+    pub checkpoint_secs: u64,
+    /// Also append every record, as a JSON line, to this file (for log shippers);
+    /// `stdout` writes to standard output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub export: Option<String>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            enabled: true,
+            path: None,
+            durability: Durability::Batched,
+            rotate_bytes: 64 * 1024 * 1024,
+            rotate_secs: 24 * 3600,
+            checkpoint_records: 1000,
+            checkpoint_secs: 60,
+            export: None,
+        }
+    }
+}
+
+/// How the audit log reaches the disk before a call is forwarded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// One write and fdatasync per record.
+    Strict,
+    /// One write and fdatasync per batch of waiting records (group commit).
+    #[default]
+    Batched,
 }

@@ -175,6 +175,19 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let audit = match crate::audit::AuditLog::open(
+        &config.audit.clone().unwrap_or_default(),
+        &state,
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: audit log: {e}");
+            eprintln!(
+                "  help: fix the folder or its permissions; the gateway does not run without its audit log (set `audit: {{enabled: false}}` to run without one)"
+            );
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -201,6 +214,13 @@ pub fn run(args: Args) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+        if let Some(log) = &audit {
+            if let Err(e) = crate::audit::record_start(log, &gw).await {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+            let _ = gw.audit.set(log.clone());
+        }
         syncer.attach(&gw);
         let _ = gw.policy.set(syncer.clone());
         if args.policy_repo.is_some() {
@@ -222,6 +242,9 @@ pub fn run(args: Args) -> ExitCode {
         let _ = std::io::stdout().flush();
         tracing::info!("listening on http://{bound}");
         serve(listener, gw, shutdown_signal()).await;
+        if let Some(log) = &audit {
+            log.close();
+        }
         ExitCode::SUCCESS
     })
 }

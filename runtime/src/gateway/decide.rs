@@ -32,7 +32,7 @@ pub fn decide(
     let start = Instant::now();
     let request = Request {
         principal: &session.principal,
-        agent: None,
+        agent: crate::audit::decision::agent_of(&session.principal),
         client_name: session.client_name.as_deref(),
         client_version: session.client_version.as_deref(),
         target,

@@ -1,6 +1,7 @@
 //! What the gateway does with each MCP message of a session: `initialize` opens upstream
 //! sessions; decision points are decided; everything else is relayed.
 
+use crate::audit::decision as audit;
 use crate::gateway::aggregate::{self, Cursor};
 use crate::gateway::decide::{self, ListKind, Outcome};
 use crate::gateway::relay::{self, Reply, Transform};
@@ -327,7 +328,38 @@ fn decide_item(
     )
 }
 
+/// Decides a request and writes its audit record before anything is forwarded; `Err` is
+/// the reply when the record cannot be written (the call is refused).
+#[allow(clippy::too_many_arguments)]
+async fn decide_recorded(
+    gw: &Gateway,
+    loaded: &LoadedProgram,
+    session: &Session,
+    kind: ListOrItem,
+    server: &str,
+    name: &str,
+    method: &str,
+    message: &Value,
+    client_id: &Value,
+) -> Result<(Outcome, Option<audit::Pending>), Reply> {
+    let started = std::time::Instant::now();
+    let outcome = decide_item(loaded, session, kind, server, name, message);
+    let d = audit::Decided {
+        target: kind.target(server, name),
+        method,
+        message,
+        client_id,
+        outcome: &outcome,
+        latency: started.elapsed(),
+    };
+    match audit::record_decision(gw, loaded, session, d).await {
+        Ok(p) => Ok((outcome, p)),
+        Err(e) => Err(Reply::Json(e)),
+    }
+}
+
 fn filter_transform(
+    gw: Arc<Gateway>,
     loaded: Arc<LoadedProgram>,
     session: Arc<Session>,
     server: String,
@@ -335,7 +367,17 @@ fn filter_transform(
 ) -> Transform {
     Box::new(move |mut m: Value| {
         if let Some(result) = m.get_mut("result") {
-            decide::filter_page(&loaded, &session, &server, kind, result, None);
+            let (shown, hidden) =
+                decide::filter_page(&loaded, &session, &server, kind, result, None);
+            audit::record_list(
+                &gw,
+                &loaded,
+                &session,
+                Some(&server),
+                kind.method(),
+                shown,
+                hidden,
+            );
         }
         m
     })
@@ -354,16 +396,26 @@ async fn single(
         return Reply::SessionGone;
     }
     if let Some(kind) = ListKind::of_method(method) {
-        let t = filter_transform(loaded, session.clone(), server.to_owned(), kind);
+        let t = filter_transform(gw.clone(), loaded, session.clone(), server.to_owned(), kind);
         return forward_to(gw, session, server, message, client_id, Some(t)).await;
     }
+    let mut pending = None;
     if let Some((kind, name)) = decision_point(method, &message) {
-        let outcome = decide_item(&loaded, session, kind, server, &name, &message);
+        let (outcome, p) = match decide_recorded(
+            gw, &loaded, session, kind, server, &name, method, &message, &client_id,
+        )
+        .await
+        {
+            Ok(x) => x,
+            Err(reply) => return reply,
+        };
         if outcome != Outcome::Allow {
             return Reply::Json(kind.refusal(client_id, &outcome, &name));
         }
+        pending = p;
     }
-    forward_to(gw, session, server, message, client_id, None).await
+    let t = pending.map(|p| p.transform(None));
+    forward_to(gw, session, server, message, client_id, t).await
 }
 
 /// Forwards `message` to the session's upstream `server` under that server's timeout.
@@ -409,13 +461,21 @@ async fn aggregated(
             else {
                 return Reply::Json(kind.refusal(client_id, &Outcome::Unknown, &shown));
             };
-            let outcome = decide_item(&loaded, session, kind, server, name, &message);
+            let (outcome, pending) = match decide_recorded(
+                gw, &loaded, session, kind, server, name, method, &message, &client_id,
+            )
+            .await
+            {
+                Ok(x) => x,
+                Err(reply) => return reply,
+            };
             if outcome != Outcome::Allow {
                 return Reply::Json(kind.refusal(client_id, &outcome, &shown));
             }
             let mut message = message;
             message["params"]["name"] = Value::String(name.to_owned());
-            forward_to(gw, session, server, message, client_id, None).await
+            let t = pending.map(|p| p.transform(None));
+            forward_to(gw, session, server, message, client_id, t).await
         }
         Some((ListOrItem::Resource, uri)) => {
             resource(gw, &loaded, session, client_id, &uri, message).await
@@ -435,20 +495,35 @@ async fn resource(
     message: Value,
 ) -> Reply {
     let kind = ListOrItem::Resource;
-    if let Some(server) = session.resource_route(uri) {
-        let outcome = decide_item(loaded, session, kind, &server, uri, &message);
-        if outcome != Outcome::Allow {
-            return Reply::Json(kind.refusal(client_id, &outcome, uri));
-        }
-        return forward_to(gw, session, &server, message, client_id, None).await;
-    }
-    let mut last = Outcome::Unknown;
     let method = jsonrpc::method(&message)
         .unwrap_or("resources/read")
         .to_owned();
+    if let Some(server) = session.resource_route(uri) {
+        let (outcome, pending) = match decide_recorded(
+            gw, loaded, session, kind, &server, uri, &method, &message, &client_id,
+        )
+        .await
+        {
+            Ok(x) => x,
+            Err(reply) => return reply,
+        };
+        if outcome != Outcome::Allow {
+            return Reply::Json(kind.refusal(client_id, &outcome, uri));
+        }
+        let t = pending.map(|p| p.transform(None));
+        return forward_to(gw, session, &server, message, client_id, t).await;
+    }
+    let mut last = Outcome::Unknown;
     let params = message.get("params").cloned().unwrap_or(json!({}));
     for (server, up) in &session.upstreams {
-        let outcome = decide_item(loaded, session, kind, server, uri, &message);
+        let (outcome, mut pending) = match decide_recorded(
+            gw, loaded, session, kind, server, uri, &method, &message, &client_id,
+        )
+        .await
+        {
+            Ok(x) => x,
+            Err(reply) => return reply,
+        };
         if outcome != Outcome::Allow {
             if matches!(outcome, Outcome::Deny(_)) {
                 last = outcome;
@@ -466,10 +541,16 @@ async fn resource(
         .await
         {
             Ok(result) => {
+                if let Some(p) = pending.as_mut() {
+                    p.finish(&json!({ "result": result }));
+                }
                 session.set_resource_route(uri, server);
                 return Reply::Json(jsonrpc::result(client_id, result));
             }
             Err(e) => {
+                if let Some(p) = pending.as_mut() {
+                    p.finish(&json!({ "error": { "message": e.to_string() } }));
+                }
                 tracing::debug!(server = %server, uri, error = %e, "resource not served here")
             }
         }
@@ -572,6 +653,7 @@ async fn list(
     };
     let mut items = Vec::new();
     let mut pages = 0;
+    let (mut shown, mut hidden) = (0, 0);
     let sep = gw.config.namespace_separator.as_str();
     while let Some(pos) = position.take() {
         pages += 1;
@@ -602,7 +684,9 @@ async fn list(
         );
         match call.await {
             Ok(mut result) => {
-                decide::filter_page(loaded, session, server, kind, &mut result, Some(sep));
+                let (s, h) =
+                    decide::filter_page(loaded, session, server, kind, &mut result, Some(sep));
+                (shown, hidden) = (shown + s, hidden + h);
                 if let Some(page) = result.get_mut(kind.key()).and_then(Value::as_array_mut) {
                     items.append(page);
                 }
@@ -624,6 +708,7 @@ async fn list(
             break;
         }
     }
+    audit::record_list(gw, loaded, session, None, kind.method(), shown, hidden);
     let mut result = json!({ kind.key(): items });
     if let Some(next) = position {
         result["nextCursor"] = Value::String(next.encode());

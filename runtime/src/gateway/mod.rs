@@ -62,6 +62,8 @@ pub struct Gateway {
     pub shutdown: CancellationToken,
     /// The policy source follower (`/admin/sync`, the policy part of `/status`).
     pub policy: std::sync::OnceLock<Arc<crate::gitops::Syncer>>,
+    /// The audit log; unset: decisions are not recorded.
+    pub audit: std::sync::OnceLock<Arc<crate::audit::AuditLog>>,
 }
 
 impl Gateway {
@@ -95,6 +97,7 @@ impl Gateway {
             listen,
             shutdown: CancellationToken::new(),
             policy: std::sync::OnceLock::new(),
+            audit: std::sync::OnceLock::new(),
         })
     }
 

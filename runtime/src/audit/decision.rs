@@ -1,0 +1,322 @@
+//! The records the gateway writes: one per decision (before anything is forwarded), one
+//! per forwarded call's upstream outcome (linked by `request_id`), one per filtered list.
+//! Each decision also opens a tracing span named and attributed after the OpenTelemetry
+//! conventions for MCP (`mcp.method.name`, `gen_ai.tool.name`, ...), closed at the outcome.
+
+use crate::audit::record::{Fields, now_rfc3339};
+use crate::audit::{AUDIT_UNAVAILABLE, AuditLog};
+use crate::gateway::decide::Outcome;
+use crate::gateway::relay::Transform;
+use crate::gateway::{Gateway, LoadedProgram};
+use crate::jsonrpc;
+use crate::session::Session;
+use mcpgate_compiler::{Principal, Request, Target, ToolAnnotations, evaluate, visible};
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The agent a principal acts as: its `agent` attribute, when it has one.
+pub fn agent_of(principal: &Principal) -> Option<&str> {
+    principal.attrs.get("agent").and_then(Value::as_str)
+}
+
+/// A fresh request id (random, 16 bytes hex).
+pub fn new_request_id() -> String {
+    let mut b = [0u8; 16];
+    rand::fill(&mut b[..]);
+    crate::audit::record::hex(&b)
+}
+
+/// The kind and name of a target, as records write them.
+pub fn target_json(target: Target<'_>) -> Value {
+    let kind = match target {
+        Target::Tool { .. } => "tool",
+        Target::Prompt { .. } => "prompt",
+        Target::Resource { .. } => "resource",
+    };
+    json!({"kind": kind, "name": target.name()})
+}
+
+/// Annotations that are known, as records write them.
+pub fn annotations_json(a: ToolAnnotations) -> Map<String, Value> {
+    let mut m = Map::new();
+    for (k, v) in [
+        ("read_only", a.read_only),
+        ("destructive", a.destructive),
+        ("idempotent", a.idempotent),
+        ("open_world", a.open_world),
+    ] {
+        if let Some(v) = v {
+            m.insert(k.into(), Value::Bool(v));
+        }
+    }
+    m
+}
+
+fn common(kind: &str, session: &Session, loaded: &LoadedProgram) -> Fields {
+    let mut f = Fields::new();
+    f.insert("type".into(), json!(kind));
+    f.insert("time".into(), json!(now_rfc3339()));
+    f.insert("session".into(), json!(session.sid));
+    f.insert(
+        "principal".into(),
+        serde_json::to_value(&session.principal).unwrap_or(Value::Null),
+    );
+    if let Some(agent) = agent_of(&session.principal) {
+        f.insert("agent".into(), json!(agent));
+    }
+    let mut client = Map::new();
+    if let Some(n) = &session.client_name {
+        client.insert("name".into(), json!(n));
+    }
+    if let Some(v) = &session.client_version {
+        client.insert("version".into(), json!(v));
+    }
+    f.insert("client".into(), Value::Object(client));
+    let mut policy = Map::new();
+    policy.insert("hash".into(), json!(loaded.hash));
+    if let Some(c) = loaded.program.commit() {
+        policy.insert("commit".into(), json!(c));
+    }
+    f.insert("policy".into(), Value::Object(policy));
+    f
+}
+
+/// What the gateway decided about one request.
+pub struct Decided<'a> {
+    pub target: Target<'a>,
+    pub method: &'a str,
+    pub message: &'a Value,
+    pub client_id: &'a Value,
+    pub outcome: &'a Outcome,
+    /// How long the decision took.
+    pub latency: Duration,
+}
+
+/// Writes the decision record and waits until it is on disk. `Ok(Some(_))` for a call
+/// that goes ahead: pass [`Pending::transform`] to the relay so its outcome is recorded.
+/// `Ok(None)` when the gateway keeps no audit log or the call is refused anyway.
+///
+/// # Errors
+/// The JSON-RPC error to answer with, when the record cannot be written: the call must
+/// not be forwarded.
+pub async fn record_decision(
+    gw: &Gateway,
+    loaded: &LoadedProgram,
+    session: &Session,
+    d: Decided<'_>,
+) -> Result<Option<Pending>, Value> {
+    let Some(log) = gw.audit.get() else {
+        return Ok(None);
+    };
+    let request_id = new_request_id();
+    let (fields, span) = decision_fields(loaded, session, &d, &request_id);
+    if let Err(e) = log.append(fields).await {
+        tracing::error!(parent: &span, error = %e, "call refused: its audit record cannot be written");
+        return Err(jsonrpc::error(
+            d.client_id.clone(),
+            AUDIT_UNAVAILABLE,
+            &format!("{e}; the call was not forwarded"),
+        ));
+    }
+    if *d.outcome != Outcome::Allow {
+        return Ok(None);
+    }
+    Ok(Some(Pending {
+        log: log.clone(),
+        request_id,
+        session: session.sid.clone(),
+        server: d.target.server().to_owned(),
+        started: Instant::now(),
+        span,
+        done: false,
+    }))
+}
+
+fn decision_fields(
+    loaded: &LoadedProgram,
+    session: &Session,
+    d: &Decided<'_>,
+    request_id: &str,
+) -> (Fields, tracing::Span) {
+    let program = &loaded.program;
+    let params = jsonrpc::params(d.message);
+    let null = Value::Null;
+    let args = params.get("arguments").unwrap_or(&null);
+    let annotations = match d.target {
+        Target::Tool { server, tool } => session.annotations(server, tool),
+        _ => ToolAnnotations::default(),
+    };
+    let request = Request {
+        principal: &session.principal,
+        agent: agent_of(&session.principal),
+        client_name: session.client_name.as_deref(),
+        client_version: session.client_version.as_deref(),
+        target: d.target,
+        args,
+        annotations,
+    };
+    let decision = evaluate(program, &request);
+    let listed = visible(program, &session.principal, d.target);
+    let rule = program.rule(decision.rule);
+    let mut f = common("decision", session, loaded);
+    f.insert("request_id".into(), json!(request_id));
+    f.insert("jsonrpc_id".into(), d.client_id.clone());
+    f.insert("server".into(), json!(d.target.server()));
+    f.insert("method".into(), json!(d.method));
+    f.insert("target".into(), target_json(d.target));
+    if !args.is_null() {
+        f.insert("arguments".into(), args.clone());
+    }
+    let ann = annotations_json(annotations);
+    if !ann.is_empty() {
+        f.insert("annotations".into(), Value::Object(ann));
+    }
+    f.insert("verdict".into(), json!(decision.verdict.as_str()));
+    f.insert("rule".into(), json!(program.rule_id(decision.rule)));
+    if let Some(r) = rule {
+        f.insert("source".into(), json!(r.source.to_string()));
+        if let Some(reason) = &r.reason {
+            f.insert("reason".into(), json!(reason));
+        }
+    }
+    f.insert("undecided".into(), json!(decision.undecided));
+    f.insert("listed".into(), json!(listed));
+    let action = match d.outcome {
+        Outcome::Allow => "forward",
+        Outcome::Deny(_) => "deny",
+        Outcome::Unknown => "unknown",
+    };
+    f.insert("action".into(), json!(action));
+    if let Outcome::Deny(text) = d.outcome {
+        f.insert("message".into(), json!(text));
+    }
+    let ns = u64::try_from(d.latency.as_nanos()).unwrap_or(u64::MAX);
+    f.insert("decision_ns".into(), json!(ns));
+    let name = d.target.name();
+    let span = tracing::info_span!(
+        target: "mcpgate::audit",
+        "mcp.request",
+        otel.name = %format!("{} {}", d.method, if matches!(d.target, Target::Resource { .. }) { d.target.server() } else { name }),
+        "mcp.method.name" = d.method,
+        "mcp.session.id" = %session.sid,
+        "mcp.protocol.version" = %session.protocol_version,
+        "jsonrpc.request.id" = %d.client_id,
+        "gen_ai.operation.name" = if matches!(d.target, Target::Tool { .. }) { "execute_tool" } else { d.method },
+        "gen_ai.tool.name" = if matches!(d.target, Target::Tool { .. }) { Some(name) } else { None },
+        "gen_ai.prompt.name" = if matches!(d.target, Target::Prompt { .. }) { Some(name) } else { None },
+        "mcp.resource.uri" = if matches!(d.target, Target::Resource { .. }) { Some(name) } else { None },
+        "server.name" = d.target.server(),
+        "enduser.id" = %session.principal.id,
+        "mcpgate.request_id" = request_id,
+        "mcpgate.verdict" = decision.verdict.as_str(),
+        "mcpgate.action" = action,
+        "mcpgate.rule" = program.rule_id(decision.rule),
+        "mcpgate.policy.hash" = %loaded.hash,
+        "mcpgate.policy.commit" = program.commit().unwrap_or_default(),
+        "mcpgate.decision_ns" = ns,
+        "error.type" = tracing::field::Empty,
+        "mcpgate.outcome" = tracing::field::Empty,
+    );
+    (f, span)
+}
+
+/// A forwarded call whose upstream outcome is still to be recorded. Dropped without an
+/// answer (timeout, transport failure, client gone), it records `transport_error`.
+pub struct Pending {
+    log: Arc<AuditLog>,
+    request_id: String,
+    session: String,
+    server: String,
+    started: Instant,
+    span: tracing::Span,
+    done: bool,
+}
+
+impl Pending {
+    /// The request id its records share.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// A relay transform that records the outcome from the final response, then applies
+    /// `inner`.
+    pub fn transform(self, inner: Option<Transform>) -> Transform {
+        Box::new(move |m: Value| {
+            let mut me = self;
+            me.finish(&m);
+            match inner {
+                Some(t) => t(m),
+                None => m,
+            }
+        })
+    }
+
+    /// Records the outcome `response` shows.
+    pub fn finish(&mut self, response: &Value) {
+        let (status, detail) = if let Some(e) = response.get("error") {
+            ("rpc_error", e.get("message").cloned())
+        } else if response.pointer("/result/isError") == Some(&Value::Bool(true)) {
+            ("tool_error", None)
+        } else {
+            ("ok", None)
+        };
+        self.record(status, detail);
+    }
+
+    fn record(&mut self, status: &str, detail: Option<Value>) {
+        self.done = true;
+        let ns = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let mut f = Fields::new();
+        f.insert("type".into(), json!("outcome"));
+        f.insert("time".into(), json!(now_rfc3339()));
+        f.insert("request_id".into(), json!(self.request_id));
+        f.insert("session".into(), json!(self.session));
+        f.insert("server".into(), json!(self.server));
+        f.insert("status".into(), json!(status));
+        if let Some(d) = detail {
+            f.insert("error".into(), d);
+        }
+        f.insert("upstream_ns".into(), json!(ns));
+        self.span.record("mcpgate.outcome", status);
+        if status != "ok" {
+            self.span.record("error.type", status);
+        }
+        self.log.append_nowait(f);
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.done {
+            self.record(
+                "transport_error",
+                Some(json!("no response from the upstream")),
+            );
+        }
+    }
+}
+
+/// Records a filtered list (one record per list request, with counts), without waiting.
+pub fn record_list(
+    gw: &Gateway,
+    loaded: &LoadedProgram,
+    session: &Session,
+    server: Option<&str>,
+    method: &str,
+    shown: usize,
+    hidden: usize,
+) {
+    let Some(log) = gw.audit.get() else {
+        return;
+    };
+    let mut f = common("list", session, loaded);
+    f.insert("request_id".into(), json!(new_request_id()));
+    if let Some(s) = server {
+        f.insert("server".into(), json!(s));
+    }
+    f.insert("method".into(), json!(method));
+    f.insert("shown".into(), json!(shown));
+    f.insert("hidden".into(), json!(hidden));
+    log.append_nowait(f);
+}

@@ -1,0 +1,197 @@
+//! The audit log: one hash-chained JSON record per decision, on disk before the call is
+//! forwarded, with signed checkpoints; `mcpgate audit verify` re-derives every verdict.
+//! The format and the guarantees are described in `docs/audit.md`.
+//!
+//! - [`record`]: the canonical encoding and the chain hash.
+//! - [`writer`]: the writer thread (group commit, rotation, checkpoints).
+//! - [`keys`]: the checkpoint signing key and the HMAC salt in the state dir.
+//! - [`decision`]: the records the gateway writes for decisions, outcomes and lists.
+
+pub mod decision;
+pub mod keys;
+pub mod record;
+pub mod writer;
+
+use mcpgate_compiler::config::{AuditConfig, Durability};
+use record::Fields;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use writer::{Export, Msg, Settings, Writer};
+
+/// Folder of the log inside the state dir, when the config names none.
+pub const DEFAULT_DIR: &str = "audit";
+/// JSON-RPC error code of a call refused because its record could not be written.
+pub const AUDIT_UNAVAILABLE: i64 = -32050;
+
+/// A record could not be written: the call it describes must not go ahead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the audit log cannot be written: {0}")]
+pub struct AuditError(pub String);
+
+/// The audit log of a running gateway.
+#[derive(Debug)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Msg>,
+    salt: [u8; 32],
+    dir: PathBuf,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// The log folder `config` names, else `state/audit`.
+pub fn log_dir(config: &AuditConfig, state: &Path) -> PathBuf {
+    config
+        .path
+        .as_ref()
+        .map_or_else(|| state.join(DEFAULT_DIR), PathBuf::from)
+}
+
+impl AuditLog {
+    /// Opens (or continues) the log `config` describes; `None` when it is turned off.
+    ///
+    /// # Errors
+    /// When the folder, the keys, the lock or the export file cannot be used.
+    pub fn open(config: &AuditConfig, state: &Path) -> Result<Option<Arc<AuditLog>>, String> {
+        if !config.enabled {
+            return Ok(None);
+        }
+        let dir = log_dir(config, state);
+        let key = keys::signing_key(state)
+            .map_err(|e| format!("cannot read or create the audit signing key: {e}"))?;
+        let salt =
+            keys::salt(state).map_err(|e| format!("cannot read or create the audit salt: {e}"))?;
+        let export = match config.export.as_deref() {
+            None => None,
+            Some("stdout") => Some(Export::Stdout),
+            Some(path) => Some(Export::File(
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(path)
+                    .map_err(|e| format!("cannot open the audit export `{path}`: {e}"))?,
+            )),
+        };
+        let settings = Settings {
+            dir: dir.clone(),
+            strict: config.durability == Durability::Strict,
+            rotate_bytes: config.rotate_bytes.max(4096),
+            rotate_after: Duration::from_secs(config.rotate_secs.max(1)),
+            checkpoint_records: config.checkpoint_records.max(1),
+            checkpoint_after: Duration::from_secs(config.checkpoint_secs.max(1)),
+            key,
+            export,
+        };
+        let writer = Writer::open(settings)?;
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("mcpgate-audit".into())
+            .spawn(move || writer.run(&rx))
+            .map_err(|e| format!("cannot start the audit writer: {e}"))?;
+        Ok(Some(Arc::new(AuditLog {
+            tx,
+            salt,
+            dir,
+            thread: Mutex::new(Some(thread)),
+        })))
+    }
+
+    /// The folder the log files are in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends a record and waits until it is on disk; returns its `seq`. `fields` must
+    /// hold `type` and must not hold `seq` or `prev` (the writer sets them).
+    ///
+    /// # Errors
+    /// When the record could not be written: whatever it describes must not go ahead.
+    pub async fn append(&self, fields: Fields) -> Result<u64, AuditError> {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Msg::Record(fields, Some(ack)))
+            .map_err(|_| AuditError("the audit writer has stopped".into()))?;
+        match done.await {
+            Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(e)) => Err(AuditError(e)),
+            Err(_) => Err(AuditError("the audit writer has stopped".into())),
+        }
+    }
+
+    /// Appends a record without waiting (for what happened after a call was forwarded).
+    pub fn append_nowait(&self, fields: Fields) {
+        if self.tx.send(Msg::Record(fields, None)).is_err() {
+            tracing::error!("the audit writer has stopped: a record is lost");
+        }
+    }
+
+    /// Records an event that is no decision (an approval step, an operator action), linked
+    /// to a request when `request_id` is given, and waits until it is on disk. `event` is a
+    /// dotted name (`approval.granted`); `data` is any JSON object.
+    ///
+    /// # Errors
+    /// When the record could not be written.
+    pub async fn record_event(
+        &self,
+        event: &str,
+        request_id: Option<&str>,
+        data: Value,
+    ) -> Result<u64, AuditError> {
+        self.append(event_fields(event, request_id, data)).await
+    }
+
+    /// HMAC-SHA256 of a value's canonical encoding under this log's salt, as it replaces a
+    /// sensitive argument: `hmac-sha256:HEX`.
+    pub fn seal_value(&self, value: &Value) -> String {
+        format!(
+            "hmac-sha256:{}",
+            keys::hmac_hex(&self.salt, record::canonical(value).as_bytes())
+        )
+    }
+
+    /// Signs a last checkpoint and stops the writer (on shutdown). Records appended later
+    /// are refused.
+    pub fn close(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Msg::Close(tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(5));
+        }
+        let handle = self
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The fields of an event record.
+pub fn event_fields(event: &str, request_id: Option<&str>, data: Value) -> Fields {
+    let mut f = Fields::new();
+    f.insert("type".into(), Value::String("event".into()));
+    f.insert("time".into(), Value::String(record::now_rfc3339()));
+    f.insert("event".into(), Value::String(event.to_owned()));
+    if let Some(id) = request_id {
+        f.insert("request_id".into(), Value::String(id.to_owned()));
+    }
+    f.insert("data".into(), data);
+    f
+}
+
+/// Records that a gateway started writing this log: its version, process and live policy.
+///
+/// # Errors
+/// When the record cannot be written.
+pub async fn record_start(log: &AuditLog, gw: &crate::gateway::Gateway) -> Result<u64, AuditError> {
+    let loaded = gw.program.load_full();
+    let data = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "pid": std::process::id(),
+        "listen": gw.listen.to_string(),
+        "policy": {"hash": loaded.hash, "commit": loaded.program.commit()},
+    });
+    log.record_event("gateway.start", None, data).await
+}
