@@ -15,7 +15,8 @@ const STARTUP: Duration = Duration::from_secs(60);
 pub struct Gateway {
     proc: Proc,
     addr: SocketAddr,
-    _state: tempfile::TempDir,
+    state: std::path::PathBuf,
+    _state: Option<tempfile::TempDir>,
 }
 
 impl Gateway {
@@ -42,13 +43,21 @@ impl Gateway {
             .prefix("mcpgate-state-")
             .tempdir()
             .expect("create a state folder");
+        let mut args = vec!["--policy".to_owned(), path_text(policy)];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let mut gateway = Gateway::start_in(state.path(), &args, env);
+        gateway._state = Some(state);
+        gateway
+    }
+
+    /// Runs `mcpgate serve ARGS --listen 127.0.0.1:0 --state STATE` on a state dir the
+    /// caller keeps (to restart a gateway on the same state); `args` name the policy.
+    pub fn start_in(state: &Path, args: &[String], env: &[(&str, &str)]) -> Gateway {
         let mut cmd = Command::new(paths::mcpgate_bin());
         cmd.arg("serve")
-            .arg("--policy")
-            .arg(policy)
             .args(["--listen", "127.0.0.1:0", "--state"])
-            .arg(state.path())
-            .args(extra)
+            .arg(state)
+            .args(args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1");
         for (k, v) in env {
@@ -67,8 +76,19 @@ impl Gateway {
         Gateway {
             proc,
             addr,
-            _state: state,
+            state: state.to_owned(),
+            _state: None,
         }
+    }
+
+    /// The gateway's state dir.
+    pub fn state(&self) -> &Path {
+        &self.state
+    }
+
+    /// Kills the gateway at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        self.proc.kill();
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -89,6 +109,12 @@ impl Gateway {
     pub fn is_running(&mut self) -> bool {
         self.proc.try_wait().is_none()
     }
+}
+
+fn path_text(p: &Path) -> String {
+    p.to_str()
+        .unwrap_or_else(|| panic!("non-UTF-8 path {}", p.display()))
+        .to_owned()
 }
 
 /// Extracts the address from a `listening on http://127.0.0.1:PORT` line (anywhere in the

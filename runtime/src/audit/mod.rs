@@ -6,10 +6,14 @@
 //! - [`writer`]: the writer thread (group commit, rotation, checkpoints).
 //! - [`keys`]: the checkpoint signing key and the HMAC salt in the state dir.
 //! - [`decision`]: the records the gateway writes for decisions, outcomes and lists.
+//! - [`read`], [`verify`], [`query`]: reading the log back, for `mcpgate audit`.
 
 pub mod decision;
 pub mod keys;
+pub mod query;
+pub mod read;
 pub mod record;
+pub mod verify;
 pub mod writer;
 
 use mcpgate_compiler::config::{AuditConfig, Durability};

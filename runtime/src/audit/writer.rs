@@ -381,3 +381,103 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::verify::{Options, verify};
+
+    fn settings(dir: &Path, rotate_bytes: u64) -> Settings {
+        Settings {
+            dir: dir.to_owned(),
+            strict: false,
+            rotate_bytes,
+            rotate_after: Duration::from_secs(3600),
+            checkpoint_records: 10,
+            checkpoint_after: Duration::from_secs(3600),
+            key: SigningKey::from_bytes(&[7; 32]),
+            export: None,
+        }
+    }
+
+    fn record(n: u64) -> Fields {
+        let mut f = Fields::new();
+        f.insert("type".into(), json!("event"));
+        f.insert("event".into(), json!("test"));
+        f.insert("data".into(), json!({"n": n, "pad": "x".repeat(100)}));
+        f
+    }
+
+    /// Runs a writer over `records`; returns each record's ack.
+    fn write_all(writer: Writer, records: Vec<Fields>) -> Vec<Result<u64, String>> {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || writer.run(&rx));
+        let mut waits = Vec::new();
+        for r in records {
+            let (ack, wait) = oneshot::channel();
+            tx.send(Msg::Record(r, Some(ack))).unwrap();
+            waits.push(wait);
+        }
+        let acks = waits
+            .into_iter()
+            .map(|w| w.blocking_recv().unwrap_or(Err("dropped".into())))
+            .collect();
+        let (done, closed) = mpsc::channel();
+        tx.send(Msg::Close(done)).unwrap();
+        closed.recv().unwrap();
+        thread.join().unwrap();
+        acks
+    }
+
+    #[test]
+    fn the_chain_continues_across_rotation_and_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        // Strict: one record per write, so files rotate between records.
+        let strict = |d: &Path| Settings {
+            strict: true,
+            ..settings(d, 1000)
+        };
+        let w = Writer::open(strict(dir.path())).unwrap();
+        assert_eq!(w.next_seq(), 0);
+        let acks = write_all(w, (0..30).map(record).collect());
+        assert_eq!(acks.last(), Some(&Ok(29)));
+        // A second gateway cannot write the same log while one holds it.
+        let held = Writer::open(settings(dir.path(), 1000)).unwrap();
+        let Err(e) = Writer::open(settings(dir.path(), 1000)) else {
+            panic!("two writers on one log");
+        };
+        assert!(e.contains("another gateway"), "{e}");
+        assert_eq!(held.next_seq(), 30);
+        let acks = write_all(held, (30..35).map(record).collect());
+        assert_eq!(acks.last(), Some(&Ok(34)));
+        let files = log_files(dir.path()).unwrap();
+        assert!(files.len() > 3, "{files:?}");
+        let report = verify(&Options {
+            log: dir.path().to_owned(),
+            ..Options::default()
+        })
+        .unwrap();
+        assert!(report.ok(), "{:?}", report.findings);
+        assert_eq!((report.records, report.last_seq), (35, Some(34)));
+        assert!(report.checkpoints >= 4 && report.checkpoints == report.checkpoints_valid);
+    }
+
+    #[test]
+    fn a_failed_write_refuses_its_records_and_leaves_no_partial_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Writer::open(settings(dir.path(), 1 << 20)).unwrap();
+        // Swap in a handle that cannot be written, as a full disk would refuse the write.
+        w.file = File::open(&w.path).unwrap();
+        let acks = write_all(w, vec![record(0), record(1)]);
+        assert!(acks.iter().all(Result::is_err), "{acks:?}");
+        let bytes: Vec<u8> = log_files(dir.path())
+            .unwrap()
+            .iter()
+            .flat_map(|p| std::fs::read(p).unwrap())
+            .collect();
+        assert!(bytes.is_empty());
+        // The next gateway starts the chain where the last good record left it.
+        let w = Writer::open(settings(dir.path(), 1 << 20)).unwrap();
+        assert_eq!(w.next_seq(), 0);
+    }
+}

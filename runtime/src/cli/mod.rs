@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+pub mod audit;
 pub mod check;
 pub mod demo_server;
 pub mod diff;
@@ -38,6 +39,8 @@ pub enum Command {
     Schema(schema::Args),
     /// Run the gateway.
     Serve(serve::Args),
+    /// Verify, read and export the audit log.
+    Audit(audit::Args),
     /// Issue, list and revoke per-person grant tokens.
     Token(token::Args),
     /// A small MCP server over stdio, for the quickstart and tests.
@@ -55,6 +58,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Diff(a) => diff::run(a),
         Command::Schema(a) => schema::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Audit(a) => audit::run(a),
         Command::Token(a) => token::run(a),
         Command::DemoServer(a) => demo_server::run(a),
     }

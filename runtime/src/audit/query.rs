@@ -1,0 +1,209 @@
+//! Selecting records for `mcpgate audit tail` and `export`: by principal, tool, verdict,
+//! type and time; and a one-line rendering for people.
+
+use serde_json::Value;
+
+/// Which records to show. Empty fields match everything.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// `principal.id`, exactly.
+    pub principal: Option<String>,
+    /// `server.tool`, `tool`, or a glob with `*` over `server.name`.
+    pub tool: Option<String>,
+    /// `allow`, `deny`, `hide`, `approve`.
+    pub verdict: Option<String>,
+    /// `decision`, `outcome`, `list`, `event`.
+    pub kind: Option<String>,
+    /// RFC 3339 time; records at or after it.
+    pub since: Option<String>,
+}
+
+impl Filter {
+    /// Whether `record` is selected.
+    pub fn matches(&self, record: &Value) -> bool {
+        let s = |p: &str| record.pointer(p).and_then(Value::as_str);
+        if let Some(p) = &self.principal
+            && s("/principal/id") != Some(p.as_str())
+        {
+            return false;
+        }
+        if let Some(v) = &self.verdict
+            && s("/verdict") != Some(v.as_str())
+        {
+            return false;
+        }
+        if let Some(k) = &self.kind
+            && s("/type") != Some(k.as_str())
+        {
+            return false;
+        }
+        if let Some(since) = &self.since
+            && s("/time").is_none_or(|t| t < since.as_str())
+        {
+            return false;
+        }
+        if let Some(t) = &self.tool {
+            let (Some(server), Some(name)) = (s("/server"), s("/target/name")) else {
+                return false;
+            };
+            let full = format!("{server}.{name}");
+            if !(glob(t, &full) || glob(t, name)) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let [first, middle @ .., last] = parts.as_slice() else {
+        return pattern == text;
+    };
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// `--since`: an RFC 3339 time, or a duration back from now (`90s`, `15m`, `2h`, `7d`).
+///
+/// # Errors
+/// When it is neither.
+pub fn parse_since(text: &str, now_secs: u64) -> Result<String, String> {
+    let t = text.trim();
+    if t.len() >= 10 && t.as_bytes().get(4) == Some(&b'-') {
+        return Ok(t.to_owned());
+    }
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("cannot read `{t}` as a time or a duration (e.g. `15m`)"))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => return Err(format!("unknown unit in `{t}`; use s, m, h or d")),
+    };
+    Ok(crate::audit::record::rfc3339(
+        now_secs.saturating_sub(secs),
+        0,
+    ))
+}
+
+/// One line for people: time, seq, type and what the record says.
+pub fn render(record: &Value) -> String {
+    let s = |p: &str| record.pointer(p).and_then(Value::as_str).unwrap_or("-");
+    let seq = record.get("seq").and_then(Value::as_u64).unwrap_or(0);
+    let head = format!("{} #{seq}", s("/time"));
+    let id = |p: &str| s(p).chars().take(8).collect::<String>();
+    match s("/type") {
+        "decision" => format!(
+            "{head} decision {} {}.{} {} rule={} action={} req={}",
+            s("/principal/id"),
+            s("/server"),
+            s("/target/name"),
+            s("/verdict"),
+            s("/rule"),
+            s("/action"),
+            id("/request_id")
+        ),
+        "outcome" => {
+            let ns = record
+                .get("upstream_ns")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            format!(
+                "{head} outcome {} {} {:.2}ms req={}",
+                s("/server"),
+                s("/status"),
+                ns as f64 / 1e6,
+                id("/request_id")
+            )
+        }
+        "list" => format!(
+            "{head} list {} {} {} shown={} hidden={}",
+            s("/principal/id"),
+            s("/method"),
+            s("/server"),
+            record.get("shown").unwrap_or(&Value::Null),
+            record.get("hidden").unwrap_or(&Value::Null)
+        ),
+        "event" => format!(
+            "{head} event {} {}",
+            s("/event"),
+            record.get("data").unwrap_or(&Value::Null)
+        ),
+        other => format!("{head} {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn filters_select_by_principal_tool_verdict_and_time() {
+        let r = json!({"type": "decision", "time": "2026-01-02T00:00:00.000000Z",
+            "principal": {"id": "ana"}, "server": "github", "target": {"name": "create_issue"},
+            "verdict": "deny"});
+        assert!(Filter::default().matches(&r));
+        let f = |f: Filter| f.matches(&r);
+        assert!(f(Filter {
+            principal: Some("ana".into()),
+            ..Filter::default()
+        }));
+        assert!(!f(Filter {
+            principal: Some("bob".into()),
+            ..Filter::default()
+        }));
+        assert!(f(Filter {
+            tool: Some("github.create_*".into()),
+            ..Filter::default()
+        }));
+        assert!(f(Filter {
+            tool: Some("create_issue".into()),
+            ..Filter::default()
+        }));
+        assert!(!f(Filter {
+            tool: Some("stripe.*".into()),
+            ..Filter::default()
+        }));
+        assert!(!f(Filter {
+            verdict: Some("allow".into()),
+            ..Filter::default()
+        }));
+        assert!(f(Filter {
+            since: Some("2026-01-01".into()),
+            ..Filter::default()
+        }));
+        assert!(!f(Filter {
+            since: Some("2026-01-03".into()),
+            ..Filter::default()
+        }));
+    }
+
+    #[test]
+    fn since_takes_times_and_durations() {
+        assert_eq!(
+            parse_since("2026-01-01T00:00:00Z", 0).unwrap(),
+            "2026-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            parse_since("1h", 7200).unwrap(),
+            "1970-01-01T01:00:00.000000Z"
+        );
+        assert!(parse_since("soon", 0).is_err());
+        assert!(glob("a*c", "abbc") && !glob("a*c", "abbd") && glob("*", "") && glob("x", "x"));
+    }
+}

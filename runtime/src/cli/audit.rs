@@ -1,0 +1,351 @@
+//! `mcpgate audit verify|tail|export`: check the audit log, read it, ship it.
+
+use crate::audit::query::{self, Filter};
+use crate::audit::read;
+use crate::audit::verify::{self, Options, Severity};
+use crate::audit::{DEFAULT_DIR, keys};
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Check the hash chain and checkpoint signatures, and re-evaluate every decision.
+    Verify(VerifyArgs),
+    /// Show the last records (and follow new ones with `-f`).
+    Tail(TailArgs),
+    /// Write records as JSON lines, for log shippers.
+    Export(ExportArgs),
+}
+
+/// Where the log is.
+#[derive(Debug, clap::Args)]
+pub struct Where {
+    /// The gateway's state dir (the log is its `audit/` folder); default `.mcpgate-state`.
+    #[arg(long, env = "MCPGATE_STATE", conflicts_with = "log")]
+    pub state: Option<PathBuf>,
+    /// A log folder or a single log file (when `audit.path` puts the log elsewhere).
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+}
+
+impl Where {
+    fn log_path(&self) -> PathBuf {
+        match &self.log {
+            Some(l) => l.clone(),
+            None => crate::state::dir_or_default(self.state.as_deref()).join(DEFAULT_DIR),
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Select {
+    /// Only records of this principal id.
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// Only records about this tool: `server.tool`, `tool`, or a glob (`github.create_*`).
+    #[arg(long)]
+    pub tool: Option<String>,
+    /// Only decisions with this verdict (`allow`, `deny`, `hide`, `approve`).
+    #[arg(long)]
+    pub verdict: Option<String>,
+    /// Only records of this type (`decision`, `outcome`, `list`, `event`).
+    #[arg(long = "type")]
+    pub kind: Option<String>,
+    /// Only records since this RFC 3339 time, or this long ago (`15m`, `2h`, `7d`).
+    #[arg(long)]
+    pub since: Option<String>,
+}
+
+impl Select {
+    fn filter(&self) -> Result<Filter, String> {
+        let since = match &self.since {
+            Some(s) => Some(query::parse_since(s, crate::session::now_secs())?),
+            None => None,
+        };
+        Ok(Filter {
+            principal: self.principal.clone(),
+            tool: self.tool.clone(),
+            verdict: self.verdict.clone(),
+            kind: self.kind.clone(),
+            since,
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub at: Where,
+    /// The policy repository holding the recorded commits (default: the state dir's
+    /// mirror, when there is one).
+    #[arg(long)]
+    pub repo: Option<PathBuf>,
+    /// The policy folder inside the repository (as `serve --policy-path`).
+    #[arg(long, default_value = "")]
+    pub policy_path: String,
+    /// A policy folder, for decisions made by `serve --policy DIR` (no commit): used for
+    /// the records whose program hash it compiles to.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// The trusted checkpoint public key (hex, or a file holding it); default: the state
+    /// dir's key, else the one stored next to the log.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// `human` or `json`.
+    #[arg(long, default_value = "human")]
+    pub format: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TailArgs {
+    #[command(flatten)]
+    pub at: Where,
+    #[command(flatten)]
+    pub select: Select,
+    /// How many records to show.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub lines: usize,
+    /// Keep printing new records as they are written.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Print the records as JSON lines instead of one summary line each.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub at: Where,
+    #[command(flatten)]
+    pub select: Select,
+    /// Append to this file instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Keep exporting new records as they are written.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let result = match args.command {
+        Command::Verify(a) => run_verify(&a),
+        Command::Tail(a) => run_tail(&a),
+        Command::Export(a) => run_export(&a),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn run_verify(a: &VerifyArgs) -> Result<ExitCode, String> {
+    let log = a.at.log_path();
+    let state =
+        a.at.log
+            .is_none()
+            .then(|| crate::state::dir_or_default(a.at.state.as_deref()));
+    let key = match &a.key {
+        Some(k) => {
+            let text = if Path::new(k).is_file() {
+                std::fs::read_to_string(k).map_err(|e| format!("cannot read `{k}`: {e}"))?
+            } else {
+                k.clone()
+            };
+            Some(keys::parse_public_key(&text).ok_or_else(|| {
+                format!(
+                    "`{k}` is not an Ed25519 public key (64 hex digits, or a file holding them)"
+                )
+            })?)
+        }
+        None => state
+            .as_deref()
+            .and_then(keys::existing_signing_key)
+            .map(|k| k.verifying_key()),
+    };
+    let repo = a.repo.clone().or_else(|| {
+        state
+            .as_deref()
+            .map(|s| s.join(crate::gitops::MIRROR_DIR))
+            .filter(|m| m.is_dir())
+    });
+    let opts = Options {
+        log,
+        key,
+        repo,
+        policy_path: a.policy_path.trim_matches('/').to_owned(),
+        policy_dir: a.policy.clone(),
+    };
+    let report = verify::verify(&opts)?;
+    if a.format == "json" {
+        let mut v = serde_json::to_value(&report).map_err(|e| e.to_string())?;
+        v["ok"] = Value::Bool(report.ok());
+        println!("{v}");
+    } else {
+        for f in &report.findings {
+            let sev = match f.severity {
+                Severity::Error => "error",
+                Severity::Note => "note",
+            };
+            let at = match (&f.file, f.line) {
+                (Some(file), Some(line)) => format!("{file}:{line}: "),
+                (Some(file), None) => format!("{file}: "),
+                _ => String::new(),
+            };
+            let seq = f.seq.map_or_else(String::new, |s| format!("seq {s}: "));
+            println!("{sev}[{}] {at}{seq}{}", f.kind, f.message);
+        }
+        if report.more > 0 {
+            println!("... and {} more findings", report.more);
+        }
+        let span = match (report.first_seq, report.last_seq) {
+            (Some(a), Some(b)) => format!(" (seq {a} to {b})"),
+            _ => String::new(),
+        };
+        println!(
+            "{}: {} records in {} files{span}, {} of {} checkpoints signed, {} of {} decisions re-evaluated",
+            if report.ok() { "verified" } else { "FAILED" },
+            report.records,
+            report.files,
+            report.checkpoints_valid,
+            report.checkpoints,
+            report.reevaluated,
+            report.decisions
+        );
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Reads the log from `files`/`offsets`, calling `each` for every complete selected record.
+struct Follower {
+    dir: PathBuf,
+    /// (file, bytes consumed).
+    position: Option<(PathBuf, u64)>,
+}
+
+impl Follower {
+    /// New complete lines since the last call.
+    fn poll(&mut self) -> Result<Vec<String>, String> {
+        let files = if self.dir.is_file() {
+            vec![self.dir.clone()]
+        } else {
+            crate::audit::writer::log_files(&self.dir).map_err(|e| e.to_string())?
+        };
+        let mut out = Vec::new();
+        for f in files {
+            let start = match &self.position {
+                Some((p, off)) if *p == f => *off,
+                Some((p, _)) if f < *p => continue,
+                _ => 0,
+            };
+            let bytes = std::fs::read(&f).map_err(|e| format!("`{}`: {e}", f.display()))?;
+            let Some(tail) = bytes.get(usize::try_from(start).unwrap_or(usize::MAX)..) else {
+                continue;
+            };
+            let complete = tail.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            for line in tail[..complete].split(|b| *b == b'\n') {
+                if !line.is_empty() {
+                    out.push(String::from_utf8_lossy(line).into_owned());
+                }
+            }
+            self.position = Some((f, start + complete as u64));
+        }
+        Ok(out)
+    }
+}
+
+fn selected(filter: &Filter, line: &str) -> Option<Value> {
+    serde_json::from_str::<Value>(line)
+        .ok()
+        .filter(|v| filter.matches(v))
+}
+
+fn run_tail(a: &TailArgs) -> Result<ExitCode, String> {
+    let filter = a.select.filter()?;
+    let dir = a.at.log_path();
+    read::files(&dir)?;
+    let mut follower = Follower {
+        dir,
+        position: None,
+    };
+    let mut last = std::collections::VecDeque::new();
+    for line in follower.poll()? {
+        if let Some(v) = selected(&filter, &line) {
+            last.push_back((line, v));
+            if last.len() > a.lines {
+                last.pop_front();
+            }
+        }
+    }
+    let show = |line: &str, v: &Value| {
+        let mut out = std::io::stdout().lock();
+        let text = if a.json {
+            line.to_owned()
+        } else {
+            query::render(v)
+        };
+        writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
+    };
+    for (line, v) in &last {
+        if !show(line, v) {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    if !a.follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        for line in follower.poll()? {
+            if let Some(v) = selected(&filter, &line)
+                && !show(&line, &v)
+            {
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
+}
+
+fn run_export(a: &ExportArgs) -> Result<ExitCode, String> {
+    let filter = a.select.filter()?;
+    let dir = a.at.log_path();
+    read::files(&dir)?;
+    let mut out: Box<dyn Write> = match &a.out {
+        Some(p) => Box::new(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(p)
+                .map_err(|e| format!("cannot open `{}`: {e}", p.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut follower = Follower {
+        dir,
+        position: None,
+    };
+    loop {
+        for line in follower.poll()? {
+            if selected(&filter, &line).is_some() && writeln!(out, "{line}").is_err() {
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+        if out.flush().is_err() || !a.follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

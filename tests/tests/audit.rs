@@ -1,0 +1,455 @@
+//! The audit trail end to end: records written by `mcpgate serve`, checked by
+//! `mcpgate audit verify` after tampering, replayed against the policy commit that decided
+//! them, and complete after the gateway is killed in the middle of a load.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use mcpgate_tests::cli::mcpgate;
+use mcpgate_tests::http::McpHttp;
+use mcpgate_tests::{Gateway, PolicyRepo};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn demo_config(audit: Value) -> Value {
+    json!({"servers": {"demo": {"command": "mcpgate", "args": ["demo-server"]}}, "audit": audit})
+}
+
+const RULES: &str = "allow demo.echo, demo.add, demo.send_payment;\n@id(\"payments-cap\")\ndeny demo.send_payment when args.amount > 100;\n";
+
+fn log_file(dir: &Path) -> PathBuf {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "jsonl") && !p.ends_with("checkpoints.jsonl")
+        })
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 1, "one log file expected: {files:?}");
+    files.remove(0)
+}
+
+fn records(dir: &Path) -> Vec<Value> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("audit-")
+        })
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).unwrap();
+        // Only newline-terminated lines are records.
+        let complete = text.rfind('\n').map_or("", |i| &text[..i]);
+        out.extend(
+            complete
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+        );
+    }
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+fn verify(args: &[&str]) -> (i32, String) {
+    let mut all = vec!["audit", "verify"];
+    all.extend_from_slice(args);
+    let done = mcpgate(Path::new("."), all);
+    (done.code(), format!("{}{}", done.stdout, done.stderr))
+}
+
+fn tool_call(c: &McpHttp, id: u64, name: &str, args: Value) -> Value {
+    c.call(id, "tools/call", json!({"name": name, "arguments": args}))
+}
+
+/// Rewrites `lines` into a valid chain again (what a forger with write access can do).
+fn rechain(lines: &mut [Value]) -> String {
+    let mut prev = "0".repeat(64);
+    let mut text = String::new();
+    for (i, r) in lines.iter_mut().enumerate() {
+        if i > 0 {
+            r["prev"] = json!(prev);
+        } else {
+            prev = r["prev"].as_str().unwrap().to_owned();
+            r["prev"] = json!(prev);
+        }
+        // serde_json keeps object keys sorted: this is the canonical encoding.
+        let line = serde_json::to_string(r).unwrap();
+        prev = Sha256::digest(line.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text
+}
+
+#[test]
+fn tampering_is_found_and_located() {
+    let repo = PolicyRepo::with(&demo_config(json!({"checkpoint_records": 1})), RULES);
+    let mut gw = Gateway::start(&repo);
+    let mut c = McpHttp::new(gw.addr(), "/mcp/demo");
+    c.initialize();
+    for i in 0..4 {
+        let r = tool_call(&c, 10 + i, "add", json!({"a": i, "b": 1}));
+        assert_eq!(r["result"]["isError"], false, "{r}");
+    }
+    let r = tool_call(&c, 20, "send_payment", json!({"to": "bob", "amount": 500}));
+    assert_eq!(r["result"]["isError"], true, "{r}");
+    gw.kill();
+    let audit = gw.state().join("audit");
+    let (code, out) = verify(&[
+        "--state",
+        gw.state().to_str().unwrap(),
+        "--policy",
+        repo.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("verified"), "{out}");
+    assert!(out.contains("5 of 5 decisions re-evaluated"), "{out}");
+
+    let file = log_file(&audit);
+    let name = file.file_name().unwrap().to_str().unwrap().to_owned();
+    let original = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = original.lines().collect();
+    assert!(lines.len() >= 10, "{original}");
+    let scratch = tempfile::tempdir().unwrap();
+    let mut case = 0;
+    let mut check = |edit: &dyn Fn(&mut Vec<String>), want: &str| -> String {
+        case += 1;
+        let dir = scratch.path().join(format!("case{case}"));
+        copy_dir(&audit, &dir);
+        let mut v: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+        edit(&mut v);
+        let mut text = v.join("\n");
+        if !text.ends_with("<torn>") {
+            text.push('\n');
+        } else {
+            text.truncate(text.len() - "<torn>".len());
+        }
+        std::fs::write(dir.join(&name), text).unwrap();
+        let (code, out) = verify(&["--log", dir.to_str().unwrap()]);
+        assert!(out.contains(want), "expected `{want}` in:\n{out}");
+        let clean = want.starts_with("note") || want == "verified";
+        assert_eq!(code, i32::from(!clean), "{out}");
+        out
+    };
+    // An untouched copy verifies.
+    check(&|_| {}, "verified");
+    // Line 4 is seq 3; its change breaks the link that seq 4 records.
+    check(
+        &|v| v[3] = v[3].replace("\"time\":\"", "\"time\":\"1"),
+        &format!("error[edited] {name}:4: seq 3"),
+    );
+    check(
+        &|v| drop(v.remove(4)),
+        &format!("error[deleted] {name}:5: seq 4"),
+    );
+    check(
+        &|v| v.swap(4, 5),
+        &format!("error[reordered] {name}:6: seq 4"),
+    );
+    check(&|v| v.truncate(v.len() - 2), "error[truncated]");
+    // A crash in the middle of a write leaves a torn line after the last record: noted,
+    // not an error (it was never acknowledged, so its call was not forwarded).
+    check(
+        &|v| {
+            let last = v[v.len() - 1].clone();
+            v.push(format!("{}<torn>", &last[..last.len() / 2]));
+        },
+        &format!("note[truncated] {name}:{}", lines.len() + 1),
+    );
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.com",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn commit(dir: &Path, rules: &str) -> String {
+    let config = demo_config(json!({"checkpoint_records": 1}));
+    std::fs::write(dir.join("mcpgate.yaml"), config.to_string()).unwrap();
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(dir.join("policies/main.mcpg"), rules).unwrap();
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "policy"]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+#[test]
+fn decisions_replay_against_their_commit_and_a_forged_verdict_is_caught() {
+    let repo = tempfile::tempdir().unwrap();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    let first = commit(repo.path(), "allow demo.echo, demo.add;\n");
+    let state = tempfile::tempdir().unwrap();
+    let args: Vec<String> = [
+        "--policy-repo",
+        repo.path().to_str().unwrap(),
+        "--poll",
+        "100ms",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let mut gw = Gateway::start_in(state.path(), &args, &[]);
+    let mut c = McpHttp::new(gw.addr(), "/mcp/demo");
+    c.initialize();
+    let r = tool_call(&c, 2, "echo", json!({"text": "before"}));
+    assert_eq!(r["result"]["isError"], false, "{r}");
+    let second = commit(repo.path(), "allow demo.add;\n");
+    let mut swapped = false;
+    for i in 0..300 {
+        let r = tool_call(&c, 100 + i, "echo", json!({"text": "after"}));
+        if r["result"]["isError"] == true || r.get("error").is_some() {
+            swapped = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(swapped, "the second commit never went live: {}", gw.log());
+    gw.kill();
+
+    let audit = state.path().join("audit");
+    let all = records(&audit);
+    let commits: BTreeSet<&str> = all
+        .iter()
+        .filter(|r| r["type"] == "decision")
+        .map(|r| r["policy"]["commit"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        commits,
+        BTreeSet::from([first.as_str(), second.as_str()]),
+        "{all:?}"
+    );
+    // The state dir's mirror holds both commits: verify finds it by itself.
+    let (code, out) = verify(&["--state", state.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let decisions = all.iter().filter(|r| r["type"] == "decision").count();
+    assert!(
+        out.contains(&format!(
+            "{decisions} of {decisions} decisions re-evaluated"
+        )),
+        "{out}"
+    );
+
+    // A forger turns the last denial into an allow and rebuilds the chain (and drops the
+    // checkpoints they cannot sign): re-evaluation still catches it.
+    let file = log_file(&audit);
+    let mut lines: Vec<Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let at = lines
+        .iter()
+        .rposition(|r| r["type"] == "decision" && r["verdict"] == "deny")
+        .unwrap();
+    lines[at]["verdict"] = json!("allow");
+    lines[at]["action"] = json!("forward");
+    let seq = lines[at]["seq"].as_u64().unwrap();
+    let forged = tempfile::tempdir().unwrap();
+    std::fs::write(
+        forged.path().join(file.file_name().unwrap()),
+        rechain(&mut lines),
+    )
+    .unwrap();
+    let mirror = state.path().join("policy-repo.git");
+    let (code, out) = verify(&[
+        "--log",
+        forged.path().to_str().unwrap(),
+        "--repo",
+        mirror.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        !out.contains("error[edited]"),
+        "the chain itself is valid: {out}"
+    );
+    assert!(
+        out.contains(&format!(":{}: seq {seq}: recorded verdict `allow`", at + 1)),
+        "{out}"
+    );
+    assert!(out.contains("error[verdict]"), "{out}");
+}
+
+/// A Streamable HTTP MCP server that counts the calls it executed.
+struct Upstream {
+    url: String,
+    executed: Arc<Mutex<Vec<String>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Upstream {
+    fn start() -> Upstream {
+        use http_body_util::{BodyExt, Full};
+        use hyper::body::Bytes;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let executed = Arc::new(Mutex::new(Vec::new()));
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = executed.clone();
+        runtime.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let post = req.method() == hyper::Method::POST;
+                            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let m: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                            let reply = |status: u16, v: Value| {
+                                let mut r = hyper::Response::new(Full::new(Bytes::from(v.to_string())));
+                                *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                                r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+                                r.headers_mut().insert("mcp-session-id", "up-1".parse().unwrap());
+                                Ok::<_, std::convert::Infallible>(r)
+                            };
+                            let Some(id) = m.get("id").cloned().filter(|_| post) else {
+                                return reply(202, json!({}));
+                            };
+                            let result = match m["method"].as_str() {
+                                Some("initialize") => json!({"protocolVersion": m["params"]["protocolVersion"],
+                                    "capabilities": {"tools": {}}, "serverInfo": {"name": "counter", "version": "1"}}),
+                                Some("tools/list") => json!({"tools": [{"name": "echo", "inputSchema": {"type": "object"}}]}),
+                                Some("tools/call") => {
+                                    let text = m["params"]["arguments"]["text"].as_str().unwrap_or("").to_owned();
+                                    seen.lock().unwrap().push(text.clone());
+                                    json!({"content": [{"type": "text", "text": text}], "isError": false})
+                                }
+                                _ => json!({}),
+                            };
+                            reply(200, json!({"jsonrpc": "2.0", "id": id, "result": result}))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Upstream {
+            url: format!("http://{addr}/mcp"),
+            executed,
+            _runtime: runtime,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.executed.lock().unwrap().len()
+    }
+}
+
+#[test]
+fn a_crash_loses_no_record_of_an_executed_call() {
+    let upstream = Upstream::start();
+    let config = json!({"servers": {"counter": {"url": upstream.url}}});
+    let repo = PolicyRepo::with(&config, "allow counter.echo;\n");
+    let state = tempfile::tempdir().unwrap();
+    let args = vec![
+        "--policy".to_owned(),
+        repo.path().to_str().unwrap().to_owned(),
+    ];
+    let mut gw = Gateway::start_in(state.path(), &args, &[]);
+    let addr = gw.addr();
+    let clients: Vec<_> = (0..4)
+        .map(|n| {
+            std::thread::spawn(move || {
+                let mut c = McpHttp::new(addr, "/mcp/counter");
+                c.initialize();
+                for i in 0..50u64 {
+                    // After the kill a call fails (and the thread ends): that is the point.
+                    tool_call(&c, i + 2, "echo", json!({"text": format!("c{n}-{i}")}));
+                }
+            })
+        })
+        .collect();
+    for _ in 0..600 {
+        if upstream.count() >= 60 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    gw.kill();
+    for c in clients {
+        let _ = c.join();
+    }
+    let executed = upstream.executed.lock().unwrap().clone();
+    assert!(executed.len() >= 60, "only {} calls ran", executed.len());
+
+    // The gateway starts again on the same state and continues the chain.
+    let mut gw = Gateway::start_in(state.path(), &args, &[]);
+    let mut c = McpHttp::new(gw.addr(), "/mcp/counter");
+    c.initialize();
+    let r = tool_call(&c, 2, "echo", json!({"text": "after-restart"}));
+    assert_eq!(r["result"]["isError"], false, "{r}");
+    gw.kill();
+
+    let forwarded: BTreeSet<String> = records(&state.path().join("audit"))
+        .iter()
+        .filter(|r| r["type"] == "decision" && r["action"] == "forward")
+        .map(|r| r["arguments"]["text"].as_str().unwrap().to_owned())
+        .collect();
+    for text in &executed {
+        assert!(
+            forwarded.contains(text),
+            "`{text}` ran without a decision record"
+        );
+    }
+    assert!(forwarded.contains("after-restart"));
+    let (code, out) = verify(&[
+        "--state",
+        state.path().to_str().unwrap(),
+        "--policy",
+        repo.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("error["), "{out}");
+}
