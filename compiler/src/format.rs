@@ -204,6 +204,15 @@ fn format_rule(
             head_end.push_str(&format!(" per {}", key.node.keyword()));
         }
     }
+    if let Some(redact) = &rule.redact {
+        let mut items: Vec<String> = redact.fields.iter().map(|f| path(&f.node)).collect();
+        if !redact.patterns.is_empty() {
+            let pats: Vec<&str> = redact.patterns.iter().map(|p| slice(src, p.span)).collect();
+            items.push(format!("result matching {}", pats.join(", ")));
+        }
+        head_end.push(' ');
+        head_end.push_str(&items.join(", "));
+    }
     let mut clauses: Vec<(Part, String)> = Vec::new();
     if let Some(e) = &rule.when {
         clauses.push((Part::When, format!("when {}", expr(src, e))));

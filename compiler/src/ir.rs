@@ -29,7 +29,21 @@ pub struct Rule {
     pub approvers: Vec<String>,
     /// Present exactly when `effect == Effect::Limit`.
     pub limit: Option<Limit>,
+    /// Present exactly when `effect == Effect::Redact`.
+    pub redact: Option<Redaction>,
     pub source: SourceLoc,
+}
+
+/// What a `redact` rule masks. A redaction never changes a verdict.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Redaction {
+    /// Argument paths (`args.card_number` is `[Key("card_number")]`; an empty path is the
+    /// whole arguments object): the audit log stores their values as salted hashes.
+    pub args: Vec<Vec<PathSeg>>,
+    /// Result field names (`result.email` is `email`): masked at any depth of a result.
+    pub fields: Vec<String>,
+    /// Regexes (`result matching "..."`): every match in a result's text is masked.
+    pub patterns: Vec<String>,
 }
 
 /// A quota: `count` calls per `window`, counted separately for each value of `key`.
@@ -207,6 +221,20 @@ pub enum Var {
 pub enum PathSeg {
     Key(String),
     Index(u64),
+}
+
+/// The value at `path` inside `value`, for rewriting it (redacting an argument before it is
+/// recorded); `None` when a step is absent.
+pub fn value_at_mut<'v>(value: &'v mut Value, path: &[PathSeg]) -> Option<&'v mut Value> {
+    let mut v = value;
+    for s in path {
+        v = match (s, v) {
+            (PathSeg::Key(k), Value::Object(m)) => m.get_mut(k)?,
+            (PathSeg::Index(i), Value::Array(a)) => a.get_mut(usize::try_from(*i).ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(v)
 }
 
 /// MCP tool annotations (claims by the server, pinned in `mcpgate.lock`).

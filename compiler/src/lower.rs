@@ -1,7 +1,7 @@
 //! Lowering: syntax trees (from the DSL, or built from YAML) to the IR, resolving names
 //! on the way. Checks that need spans run on the syntax tree, before lowering.
 
-use crate::check::{names, types};
+use crate::check::{names, rules, types};
 use crate::diag::{Diagnostic, Severity};
 use crate::ir::{self, CmpOp, Expr, NamePattern, StrOp, UriPattern};
 use crate::source::FileId;
@@ -41,6 +41,10 @@ pub fn lower_rule(
         window: l.window.node,
         key: l.key.as_ref().map_or(ast::LimitKey::Principal, |k| k.node),
     });
+    let redact = r
+        .redact
+        .as_ref()
+        .and_then(|x| lower_redact(x, rule.file, out));
     if count_errors(out) > errors_before {
         return None;
     }
@@ -52,8 +56,33 @@ pub fn lower_rule(
         reason: r.because.as_ref().map(|b| b.node.clone()),
         approvers: r.by.iter().map(|b| b.node.clone()).collect(),
         limit,
+        redact,
         source,
     })
+}
+
+/// Lowers what a `redact` rule masks; `None` when a path or pattern is wrong (reported).
+fn lower_redact(r: &ast::Redact, file: FileId, out: &mut Vec<Diagnostic>) -> Option<ir::Redaction> {
+    let mut ok = true;
+    let mut red = ir::Redaction::default();
+    for f in &r.fields {
+        match rules::redact_field(&f.node, f.span, file) {
+            Ok(rules::RedactField::Arg(path)) => red.args.push(path),
+            Ok(rules::RedactField::Result(name)) => red.fields.push(name),
+            Err(d) => {
+                out.push(*d);
+                ok = false;
+            }
+        }
+    }
+    for p in &r.patterns {
+        // Reported by the checker (E0204).
+        if types::compile_regex(&p.node).is_err() {
+            ok = false;
+        }
+        red.patterns.push(p.node.clone());
+    }
+    ok.then_some(red)
 }
 
 fn count_errors(out: &[Diagnostic]) -> usize {

@@ -303,6 +303,19 @@ pub fn evaluate(policy: &ir::Policy, r: &Request<'_>) -> Outcome {
     }
 }
 
+/// The `redact` rules that match a request (an undecidable condition matches), in order,
+/// whatever the verdict.
+pub fn redactions(policy: &ir::Policy, r: &Request<'_>) -> Vec<RuleIdx> {
+    policy
+        .rules
+        .iter()
+        .enumerate()
+        .filter(|(_, rule)| rule.effect == Effect::Redact && targets(rule, r.target))
+        .filter(|(_, rule)| condition(rule, r) != Some(false))
+        .map(|(i, _)| RuleIdx(u32::try_from(i).unwrap_or(u32::MAX)))
+        .collect()
+}
+
 /// The `limit` rules that match a request (an undecidable condition matches), in order.
 pub fn limits(policy: &ir::Policy, r: &Request<'_>) -> Vec<RuleIdx> {
     policy

@@ -79,6 +79,16 @@ fn deciding_allocates_nothing() {
         vec![vm_common::tool("srv1.update_*")],
         None,
     ));
+    for (i, target) in ["srv1.*", "srv2.get_*", "*.delete_*"].iter().enumerate() {
+        let mut r = vm_common::rule(
+            &format!("redact-{i}"),
+            mcpgate_compiler::ir::Effect::Redact,
+            vec![vm_common::tool(target)],
+            (i == 1).then(|| vm_common::args("amount")),
+        );
+        r.redact.get_or_insert_default().fields.push("token".into());
+        policy.rules.push(r);
+    }
     let program = Program::compile(&policy, Some("deadbeef"));
     let mut rng = vm_common::Rng(99);
     let principals: Vec<Principal> = (0..16)
@@ -127,6 +137,7 @@ fn deciding_allocates_nothing() {
 
     let mut verdicts = [0usize; 4];
     let mut evaluations = 0usize;
+    let mut redacted = 0usize;
     let mut run = |n: usize| {
         for i in 0..n {
             let (s, n, kind) = &names[i % names.len()];
@@ -154,6 +165,10 @@ fn deciding_allocates_nothing() {
             if d.verdict == Verdict::Allow {
                 evaluations += program.limits(&d, &r).count();
             }
+            for x in program.redactions(&r) {
+                redacted += 1;
+                evaluations += x.args().len() + x.fields().len() + x.patterns().len();
+            }
             if visible(&program, principal, target) {
                 evaluations += 1;
             }
@@ -168,4 +183,5 @@ fn deciding_allocates_nothing() {
     assert!(evaluations >= 12_000);
     // The requests are varied: every verdict occurs.
     assert!(verdicts.iter().all(|&v| v > 0), "{verdicts:?}");
+    assert!(redacted > 0, "no request matched a redact rule");
 }

@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use mcpgate_compiler::ir::{
-    Annotation, CmpOp, Effect, Expr, Limit, LimitKey, NamePattern, PathSeg, Policy, Rule,
-    SourceLoc, StrOp, Target, UriPattern, Var, Window,
+    Annotation, CmpOp, Effect, Expr, Limit, LimitKey, NamePattern, PathSeg, Policy, Redaction,
+    Rule, SourceLoc, StrOp, Target, UriPattern, Var, Window,
 };
 use mcpgate_compiler::reference;
 use mcpgate_compiler::request::{
@@ -216,6 +216,7 @@ fn rule() -> impl Strategy<Value = (Effect, Vec<Target>, Option<Expr>)> {
                 Effect::Hide,
                 Effect::Approve,
                 Effect::Limit,
+                Effect::Redact,
             ][..],
         ),
         prop::collection::vec(target(), 1..3),
@@ -239,6 +240,11 @@ fn policy() -> impl Strategy<Value = Policy> {
                     count: 1,
                     window: Window::Minute,
                     key: LimitKey::Principal,
+                }),
+                redact: (effect == Effect::Redact).then(|| Redaction {
+                    args: vec![vec![PathSeg::Key("a".into())]],
+                    fields: vec!["email".into()],
+                    patterns: vec![format!("secret{i}")],
                 }),
                 source: SourceLoc::default(),
             })
@@ -359,6 +365,16 @@ proptest! {
             prop_assert_eq!(evaluate(&decoded, &r), d);
             let limits: Vec<RuleIdx> = program.limits(&d, &r).collect();
             prop_assert_eq!(limits, reference::limits(&policy, &r));
+            // Redactions do not depend on the verdict, and agree before and after encoding.
+            let redactions: Vec<RuleIdx> = program.redactions(&r).map(|x| x.rule).collect();
+            prop_assert_eq!(&redactions, &reference::redactions(&policy, &r));
+            let after: Vec<RuleIdx> = decoded.redactions(&r).map(|x| x.rule).collect();
+            prop_assert_eq!(&after, &redactions);
+            for x in program.redactions(&r) {
+                let spec = policy.rules[x.rule.0 as usize].redact.as_ref().unwrap();
+                prop_assert_eq!(x.patterns().len(), spec.patterns.len());
+                prop_assert_eq!(x.args(), &spec.args[..]);
+            }
             if !visible(&program, &q.principal, r.target) {
                 prop_assert!(matches!(d.verdict, Verdict::Deny | Verdict::Hide), "listed nothing but decided {:?}", d);
             }

@@ -244,7 +244,13 @@ fn target() -> impl Strategy<Value = String> {
 prop_compose! {
     fn rule()(
         id in prop::option::of("[a-z]{1,6}"),
-        effect in prop::sample::select(vec!["allow", "deny", "hide", "approve", "limit"]),
+        effect in prop::sample::select(vec!["allow", "deny", "hide", "approve", "limit", "redact"]),
+        redact in prop::sample::select(vec![
+            "args.card_number",
+            "args.customer[\"ssn\"], result.email",
+            "result matching \"sk_live_[a-z]+\", /\\d{3}/",
+            "args.items[0].card, result.phone, result matching \"x\"",
+        ]),
         targets in prop::collection::vec(target(), 1..4),
         key in prop::option::of(prop::sample::select(vec!["principal", "agent", "server", "tool"])),
         when in prop::option::of(condition()),
@@ -266,6 +272,9 @@ prop_compose! {
                 s.push_str(&format!(" per {key}"));
             }
         }
+        if effect == "redact" {
+            s.push_str(&format!("{}{redact}", seps[2]));
+        }
         if let Some(w) = when {
             s.push_str(&format!("{}when {w}", seps[3]));
         }
@@ -283,7 +292,7 @@ prop_compose! {
 
 /// Whitespace, newlines and comments inserted at random places of a valid policy.
 fn respaced() -> impl Strategy<Value = String> {
-    const BASE: &str = "@id(\"a\") deny stripe.create_refund, github.\"odd name\" when args.amount > 50_000 && !(args.x == -1.5 || len(args[\"k\"]) >= 2) because \"r\" by ops, \"leads\";\nlimit stripe.* 100 per hour per tool when tool.read_only;\nallow prompt github.*, resource fs \"file:///a/**\";\n";
+    const BASE: &str = "@id(\"a\") deny stripe.create_refund, github.\"odd name\" when args.amount > 50_000 && !(args.x == -1.5 || len(args[\"k\"]) >= 2) because \"r\" by ops, \"leads\";\nlimit stripe.* 100 per hour per tool when tool.read_only;\nallow prompt github.*, resource fs \"file:///a/**\";\nredact stripe.*, github.* args.card, result.email, result matching \"sk_[a-z]+\" when tool != \"x\";\n";
     let insert = prop::sample::select(vec![" ", "\n", "\n\n", " # c\n", "\t"]);
     prop::collection::vec((any::<prop::sample::Index>(), insert), 0..10).prop_map(|edits| {
         let mut s = BASE.to_string();

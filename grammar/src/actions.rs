@@ -4,8 +4,8 @@
 
 use crate::SyntaxError;
 use crate::ast::{
-    BinOp, Effect, Expr, ExprKind, Limit, LimitKey, Literal, Path, Pattern, Rule, Segment, Span,
-    Spanned, Target, Window,
+    BinOp, Effect, Expr, ExprKind, Limit, LimitKey, Literal, Path, Pattern, Redact, Rule, Segment,
+    Span, Spanned, Target, Window,
 };
 
 /// A byte range as a [`Span`].
@@ -39,6 +39,7 @@ pub struct RuleParts {
     pub effect: Option<Spanned<Effect>>,
     pub targets: Vec<Option<Spanned<Target>>>,
     pub limit: Option<Option<Limit>>,
+    pub redact: Option<Option<Redact>>,
     pub clauses: Vec<Clause>,
     pub end: usize,
 }
@@ -59,6 +60,7 @@ pub fn rule(parts: RuleParts, errs: &mut Vec<SyntaxError>) -> Option<Rule> {
         effect,
         targets,
         limit,
+        redact,
         clauses,
         end,
     } = parts;
@@ -110,6 +112,41 @@ pub fn rule(parts: RuleParts, errs: &mut Vec<SyntaxError>) -> Option<Rule> {
             ok = false;
         }
     }
+    let redact = match redact {
+        Some(Some(redact)) => Some(redact),
+        Some(None) => {
+            ok = false;
+            None
+        }
+        None => None,
+    };
+    match (&effect.node, &redact) {
+        (Effect::Redact, None) if ok => {
+            err(
+                errs,
+                "expected what to redact after the targets of `redact`".into(),
+                effect.span,
+                Some(
+                    "name argument paths or result fields, as in `redact stripe.* args.card_number;`"
+                        .into(),
+                ),
+            );
+            ok = false;
+        }
+        (Effect::Redact, _) | (_, None) => {}
+        (other, Some(redact)) => {
+            let at = redact_span(redact).unwrap_or(effect.span);
+            err(
+                errs,
+                format!("fields to redact are only allowed on `redact` rules, not on `{other}`"),
+                at,
+                Some(format!(
+                    "write `redact` instead of `{other}`, or end the targets with `;`"
+                )),
+            );
+            ok = false;
+        }
+    }
     let mut when = None;
     let mut because = None;
     let mut by: Option<Vec<Spanned<String>>> = None;
@@ -141,6 +178,7 @@ pub fn rule(parts: RuleParts, errs: &mut Vec<SyntaxError>) -> Option<Rule> {
         effect,
         targets: good_targets,
         limit,
+        redact,
         when,
         because,
         by: by.unwrap_or_default(),
@@ -193,10 +231,10 @@ pub fn effect(
     if let Some(effect) = Effect::from_keyword(name) {
         return Some(Spanned::new(effect, span(l, r)));
     }
-    let known = ["allow", "deny", "hide", "approve", "limit"];
+    let known = ["allow", "deny", "hide", "approve", "limit", "redact"];
     let help = match suggest(name, &known) {
         Some(s) => format!("did you mean `{s}`?"),
-        None => "a rule starts with `allow`, `deny`, `hide`, `approve` or `limit`".into(),
+        None => "a rule starts with `allow`, `deny`, `hide`, `approve`, `limit` or `redact`".into(),
     };
     err(
         errs,
@@ -548,4 +586,81 @@ pub fn path(
         }),
         whole,
     )
+}
+
+/// A path of a `redact` rule as parsed, turned into a [`Path`] by [`redact`].
+pub struct RawPath<'a> {
+    pub head: Name<'a>,
+    pub suffixes: Vec<(Name<'a>, usize, usize)>,
+    pub l: usize,
+    pub r: usize,
+}
+
+fn redact_span(r: &Redact) -> Option<Span> {
+    let first = r
+        .fields
+        .first()
+        .map(|f| f.span)
+        .or_else(|| r.patterns.first().map(|p| p.span))?;
+    let last = r
+        .patterns
+        .last()
+        .map(|p| p.span)
+        .or_else(|| r.fields.last().map(|f| f.span))?;
+    Some(first.join(last))
+}
+
+/// `FIELD, ... [result matching PATTERN, ...]`: the paths, with a trailing bare `result`
+/// taken as the subject of `matching`.
+pub fn redact(
+    fields: Vec<RawPath<'_>>,
+    matching: Option<(Spanned<&str>, Vec<Spanned<String>>)>,
+    errs: &mut Vec<SyntaxError>,
+) -> Option<Redact> {
+    let mut ok = true;
+    let mut paths = Vec::with_capacity(fields.len());
+    for f in fields {
+        let whole = span(f.l, f.r);
+        match path(f.head, f.suffixes, f.l, f.r, errs).node {
+            ExprKind::Path(p) => paths.push(Spanned::new(p, whole)),
+            _ => ok = false,
+        }
+    }
+    let mut patterns = Vec::new();
+    if let Some((word, pats)) = matching {
+        if word.node != "matching" {
+            err(
+                errs,
+                format!("unexpected `{}` after the fields to redact", word.node),
+                word.span,
+                Some(
+                    "separate fields with `,`; mask patterns with `result matching \"regex\"`"
+                        .into(),
+                ),
+            );
+            return None;
+        }
+        let bare_result = paths.last().is_some_and(|p: &Spanned<Path>| {
+            p.node.root.node == "result" && p.node.segments.is_empty()
+        });
+        if !bare_result {
+            let at = paths.last().map_or(word.span, |p| p.span);
+            err(
+                errs,
+                "`matching` applies to `result`".into(),
+                at,
+                Some("write `result matching \"regex\"`".into()),
+            );
+            return None;
+        }
+        paths.pop();
+        patterns = pats;
+    }
+    if !ok {
+        return None;
+    }
+    Some(Redact {
+        fields: paths,
+        patterns,
+    })
 }

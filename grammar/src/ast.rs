@@ -85,8 +85,9 @@ pub struct Comment {
     pub span: Span,
 }
 
-/// `[@id("...")] EFFECT TARGETS [when EXPR] [because STRING] [by GROUPS] ;`
-/// and `limit TARGETS N per WINDOW [per KEY] [when EXPR] [because STRING] ;`
+/// `[@id("...")] EFFECT TARGETS [when EXPR] [because STRING] [by GROUPS] ;`,
+/// `limit TARGETS N per WINDOW [per KEY] [when EXPR] [because STRING] ;`
+/// and `redact TARGETS FIELDS [result matching PATTERNS] [when EXPR] ;`
 ///
 /// Equality ignores spans, like [`Spanned`]: two rules are equal when they mean the same.
 #[derive(Clone, Debug)]
@@ -96,6 +97,8 @@ pub struct Rule {
     pub targets: Vec<Spanned<Target>>,
     /// Present exactly when `effect` is `Limit`.
     pub limit: Option<Limit>,
+    /// Present exactly when `effect` is `Redact`.
+    pub redact: Option<Redact>,
     pub when: Option<Expr>,
     pub because: Option<Spanned<String>>,
     /// Approver groups (`by "a", "b"`); meaningful for `approve`.
@@ -110,6 +113,7 @@ impl PartialEq for Rule {
             && self.effect == other.effect
             && self.targets == other.targets
             && self.limit == other.limit
+            && self.redact == other.redact
             && self.when == other.when
             && self.because == other.because
             && self.by == other.by
@@ -123,6 +127,7 @@ pub enum Effect {
     Hide,
     Approve,
     Limit,
+    Redact,
 }
 
 impl Effect {
@@ -133,6 +138,7 @@ impl Effect {
             Effect::Hide => "hide",
             Effect::Approve => "approve",
             Effect::Limit => "limit",
+            Effect::Redact => "redact",
         }
     }
 
@@ -143,6 +149,7 @@ impl Effect {
             "hide" => Effect::Hide,
             "approve" => Effect::Approve,
             "limit" => Effect::Limit,
+            "redact" => Effect::Redact,
             _ => return None,
         })
     }
@@ -161,6 +168,15 @@ pub struct Limit {
     pub window: Spanned<Window>,
     /// `None` means the default key, `principal`.
     pub key: Option<Spanned<LimitKey>>,
+}
+
+/// What a `redact` rule masks: `args.a.b, result.email [, result matching "re", ...]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Redact {
+    /// Paths as written (`args.card`, `result.email`); the checker validates their roots.
+    pub fields: Vec<Spanned<Path>>,
+    /// The patterns of `result matching "re", ...` (empty when absent).
+    pub patterns: Vec<Spanned<String>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

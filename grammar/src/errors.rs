@@ -150,7 +150,10 @@ fn unexpected(
         None => String::new(),
     };
     let help = if names.iter().any(|n| n == "an effect") {
-        Some("a rule starts with `allow`, `deny`, `hide`, `approve` or `limit`".to_string())
+        Some(
+            "a rule starts with `allow`, `deny`, `hide`, `approve`, `limit` or `redact`"
+                .to_string(),
+        )
     } else {
         None
     };

@@ -261,7 +261,7 @@ pub enum Mode {
     Fragment,
 }
 
-const EFFECTS: [&str; 5] = ["allow", "deny", "hide", "approve", "limit"];
+const EFFECTS: [&str; 6] = ["allow", "deny", "hide", "approve", "limit", "redact"];
 
 /// Splits `src` into tokens. Never fails; see the module docs.
 pub fn lex(src: &str, mode: Mode) -> Lexed<'_> {

@@ -18,6 +18,7 @@ hide github.delete_repository; # trailing
 limit stripe.* 100 per hour per principal;
 allow prompt github.*;
 allow resource fs "file:///srv/docs/**";
+redact stripe.* args.card_number, args.customer["ssn"], result.email, result matching "sk_live_[a-z]+", /\d{3}/ when tool != "x";
 deny github."odd name", fs.2fa-check when !(args.items[0].x == -1.5 || len(args["k"]) >= 2) && args.s matches /^a\/b$/;
 "#;
 
@@ -163,7 +164,7 @@ proptest! {
 fn the_valid_source_is_valid() {
     let (file, errors) = parse_file(VALID);
     assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(file.rules.len(), 9);
+    assert_eq!(file.rules.len(), 10);
 }
 
 #[test]

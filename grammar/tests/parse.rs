@@ -498,3 +498,62 @@ fn byte_order_mark_and_crlf_are_whitespace() {
     assert_eq!(file.rules.len(), 2);
     assert_eq!(file.comments[0].text, "# c");
 }
+
+#[test]
+fn redact_rules() {
+    let rule = one("redact stripe.* args.card_number, args.customer.ssn;");
+    assert_eq!(rule.effect.node, Effect::Redact);
+    let r = rule.redact.expect("a redaction");
+    let paths: Vec<String> = r
+        .fields
+        .iter()
+        .map(|f| {
+            let segs: Vec<String> = f
+                .node
+                .segments
+                .iter()
+                .map(|s| match &s.node {
+                    Segment::Field(f) => f.clone(),
+                    Segment::Index(i) => i.to_string(),
+                })
+                .collect();
+            format!("{}.{}", f.node.root.node, segs.join("."))
+        })
+        .collect();
+    assert_eq!(paths, ["args.card_number", "args.customer.ssn"]);
+    assert!(r.patterns.is_empty());
+
+    let rule = one(
+        r#"redact github.*, slack.* result.email, result.phone when principal.kind == "agent";"#,
+    );
+    assert_eq!(rule.targets.len(), 2);
+    let r = rule.redact.expect("a redaction");
+    assert_eq!(r.fields.len(), 2);
+    assert!(rule.when.is_some());
+
+    let rule =
+        one(r#"redact *.* args.token, result matching "sk_live_[A-Za-z0-9]{8,}", /\d{3}-\d{2}/;"#);
+    let r = rule.redact.expect("a redaction");
+    assert_eq!(r.fields.len(), 1);
+    let pats: Vec<&str> = r.patterns.iter().map(|p| p.node.as_str()).collect();
+    assert_eq!(pats, ["sk_live_[A-Za-z0-9]{8,}", r"\d{3}-\d{2}"]);
+}
+
+#[test]
+fn redact_mistakes() {
+    for (src, needle) in [
+        ("redact a.b;", "expected what to redact"),
+        ("allow a.b args.x;", "only allowed on `redact` rules"),
+        (
+            r#"redact a.b args.x matching "x";"#,
+            "`matching` applies to `result`",
+        ),
+        (r#"redact a.b result matchin "x";"#, "unexpected `matchin`"),
+    ] {
+        let (_, errors) = mcpgate_grammar::parse_file(src);
+        assert!(
+            errors.iter().any(|e| e.message.contains(needle)),
+            "{src}: {errors:?}"
+        );
+    }
+}

@@ -47,6 +47,7 @@ fn rule(id: &str, effect: Effect, server: &str, tool: &str, line: u32) -> Rule {
         reason: None,
         approvers: vec![],
         limit: None,
+        redact: None,
         source: SourceLoc {
             file: "policies/demo.mcpg".into(),
             line,

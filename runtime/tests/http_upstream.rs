@@ -136,6 +136,7 @@ fn setup(addr: SocketAddr) -> (Config, Policy) {
             reason: None,
             approvers: vec![],
             limit: None,
+            redact: None,
             source: SourceLoc::default(),
         }],
     };

@@ -2,6 +2,7 @@
 
 use super::Code;
 use crate::diag::{Diagnostic, Severity};
+use crate::ir;
 use crate::source::FileId;
 use mcpgate_grammar::Span;
 use mcpgate_grammar::ast::{self, Effect, Pattern, Spanned, Target};
@@ -155,7 +156,131 @@ rules:
 "#,
 };
 
-pub const CODES: &[Code] = &[E0301, E0302, E0303, E0304, W0305, E0306, W0307, E0308];
+/// A `redact` path that names neither an argument nor a result field.
+pub const E0309: Code = Code {
+    code: "E0309",
+    severity: Severity::Error,
+    name: "bad-redaction",
+    doc: r#"
+### What it does
+Reports what a `redact` rule cannot mask: a path that does not start with `args` (an
+argument, kept out of the audit log in clear) or `result` (a result field name, masked at
+any depth), a `result` path with more than one field, or `result` alone without
+`matching`. In YAML, also a `redact` rule with neither `fields` nor `patterns`, and `fields`
+or `patterns` on another effect.
+
+### Example
+```
+redact stripe.* principal.id;
+redact github.* result.user.email;
+```
+Use instead: `redact github.* result.email;` masks every `email` field of the result,
+however deep.
+"#,
+};
+
+pub const CODES: &[Code] = &[
+    E0301, E0302, E0303, E0304, W0305, E0306, W0307, E0308, E0309,
+];
+
+/// One path of a `redact` rule, resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedactField {
+    /// `args...`: an argument path (empty: all arguments).
+    Arg(Vec<ir::PathSeg>),
+    /// `result.NAME`: a field name masked at any depth.
+    Result(String),
+}
+
+/// Resolves one `redact` path, or explains why it cannot be masked (E0309).
+pub fn redact_field(
+    path: &ast::Path,
+    span: Span,
+    file: FileId,
+) -> Result<RedactField, Box<Diagnostic>> {
+    match path.root.node.as_str() {
+        "args" => match super::names::resolve_path(path, file)? {
+            ir::Var::Args(segs) => Ok(RedactField::Arg(segs)),
+            _ => Err(Box::new(E0309.at("not an argument path", file, span))),
+        },
+        "result" => match path.segments.as_slice() {
+            [one] => match &one.node {
+                ast::Segment::Field(name) => Ok(RedactField::Result(name.clone())),
+                ast::Segment::Index(_) => Err(Box::new(
+                    E0309
+                        .at("a result field is masked by name, not by index", file, one.span)
+                        .with_help("write `result.NAME`"),
+                )),
+            },
+            [] => Err(Box::new(
+                E0309
+                    .at("`result` alone names no field", file, span)
+                    .with_help(
+                        "name a field (`result.email`) or mask patterns: `result matching \"regex\"`",
+                    ),
+            )),
+            [_, second, ..] => {
+                let last = path.segments.last().map_or(second.span, |s| s.span);
+                Err(Box::new(
+                    E0309
+                        .at(
+                            "a result field is masked by its name alone, at any depth",
+                            file,
+                            second.span.join(last),
+                        )
+                        .with_help(format!(
+                            "write `result.{}`: it masks that field wherever it appears",
+                            match &path.segments.last().map(|s| &s.node) {
+                                Some(ast::Segment::Field(f)) => f.as_str(),
+                                _ => "NAME",
+                            }
+                        )),
+                ))
+            }
+        },
+        other => {
+            let help = crate::diag::did_you_mean(other, ["args", "result"])
+                .map(|s| format!("did you mean `{s}`?"))
+                .unwrap_or_else(|| {
+                    "redact argument paths (`args.card_number`) or result fields (`result.email`)"
+                        .into()
+                });
+            Err(Box::new(
+                E0309
+                    .at(
+                        format!("cannot redact `{other}`: only `args` and `result` paths"),
+                        file,
+                        path.root.span,
+                    )
+                    .with_help(help),
+            ))
+        }
+    }
+}
+
+/// Compiles the patterns of a `redact` rule (E0204 for those that do not compile).
+fn check_redact_patterns(rule: &ast::Rule, file: FileId, out: &mut Vec<Diagnostic>) {
+    let Some(r) = &rule.redact else { return };
+    for p in &r.patterns {
+        if let Err(err) = super::types::compile_regex(&p.node) {
+            out.push(
+                super::types::E0204
+                    .at(
+                        format!(
+                            "invalid regular expression: {}",
+                            super::types::regex_reason(&err)
+                        ),
+                        file,
+                        p.span,
+                    )
+                    .with_label_message("this pattern does not compile")
+                    .with_help(
+                        "patterns use the Rust `regex` syntax: https://docs.rs/regex/#syntax",
+                    ),
+            );
+        }
+    }
+}
 
 /// Most calls per second a limit may allow before it is reported as absurd.
 const ABSURD_PER_SECOND: u64 = 1_000_000;
@@ -185,6 +310,7 @@ pub fn check_rule(rule: &ast::Rule, file: FileId, out: &mut Vec<Diagnostic>) {
     for t in &rule.targets {
         check_target(t, file, out);
     }
+    check_redact_patterns(rule, file, out);
     match (rule.effect.node, rule.by.first()) {
         (Effect::Approve, None) => out.push(
             E0304

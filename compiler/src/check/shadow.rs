@@ -50,6 +50,8 @@ fn rank(e: Effect) -> u8 {
         Effect::Allow => 1,
         // A limit counts allowed calls: anything that refuses a call also silences it.
         Effect::Limit => 0,
+        // Never reported: argument redaction applies to the audit records of refused calls.
+        Effect::Redact => 0,
     }
 }
 
@@ -81,7 +83,7 @@ pub fn check_shadowed(rules: &[Rule], sites: &[Site], out: &mut Vec<Diagnostic>)
     }
     any_server.dedup();
     for (i, rule) in rules.iter().enumerate() {
-        if rule.targets.is_empty() {
+        if rule.targets.is_empty() || rule.effect == Effect::Redact {
             continue;
         }
         let mut covering = Vec::new();

@@ -74,8 +74,9 @@ pub const E0204: Code = Code {
     name: "invalid-regex",
     doc: r#"
 ### What it does
-Compiles the pattern of every `matches` with the Rust `regex` crate and reports the ones
-that do not compile, pointing at the string.
+Compiles the pattern of every `matches`, and every pattern of a `redact` rule's
+`result matching`, with the Rust `regex` crate and reports the ones that do not compile,
+pointing at the string.
 
 ### Example
 ```
@@ -509,6 +510,11 @@ pub fn compile_regex(pattern: &str) -> Result<regex::Regex, String> {
         .size_limit(1 << 20)
         .build()
         .map_err(|e| e.to_string())
+}
+
+/// The reason a pattern does not compile, without the regex crate's caret drawing.
+pub fn regex_reason(err: &str) -> String {
+    first_line(err)
 }
 
 fn first_line(err: &str) -> String {

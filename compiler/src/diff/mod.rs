@@ -277,6 +277,7 @@ fn effect_name(e: Effect) -> &'static str {
         Effect::Hide => "hide",
         Effect::Approve => "approve",
         Effect::Limit => "limit",
+        Effect::Redact => "redact",
     }
 }
 
@@ -351,6 +352,9 @@ fn changed_fields(a: &ir::Rule, b: &ir::Rule) -> Vec<&'static str> {
     }
     if a.limit != b.limit {
         out.push("limit");
+    }
+    if a.redact != b.redact {
+        out.push("redaction");
     }
     out
 }

@@ -20,6 +20,9 @@ pub(crate) const DENY: usize = 1;
 pub(crate) const APPROVE: usize = 2;
 pub(crate) const ALLOW: usize = 3;
 pub(crate) const LIMIT: usize = 4;
+pub(crate) const REDACT: usize = 5;
+/// Number of effect lists per leaf.
+pub(crate) const EFFECTS: usize = 6;
 
 /// Target kinds; the index into [`Code::dispatch`].
 pub(crate) const TOOL: usize = 0;
@@ -141,8 +144,8 @@ pub(crate) struct Leaf {
     /// Distinct top-level conjuncts of the leaf's conditions (node indices). A test used by
     /// several rules is evaluated once per request: its index is its memo slot.
     pub tests: Vec<u32>,
-    /// Hide, deny, approve, allow and limit rules, each in rule order.
-    pub effects: [Vec<Entry>; 5],
+    /// Hide, deny, approve, allow, limit and redact rules, each in rule order.
+    pub effects: [Vec<Entry>; EFFECTS],
 }
 
 /// Dispatch for one target kind.
@@ -160,6 +163,8 @@ pub(crate) struct Dispatch {
 #[derive(Debug)]
 pub(crate) struct Linked {
     pub regexes: Vec<Option<Regex>>,
+    /// Per rule, the compiled `result matching` patterns of a `redact` rule (else empty).
+    pub redact_patterns: Vec<Vec<Regex>>,
     pub globs: Vec<Glob>,
     pub exact: [Table; 3],
     pub servers: [Table; 3],
@@ -184,7 +189,20 @@ impl Linked {
                     .map(|&(a, leaf)| (s(a), "", leaf)),
             )
         });
+        let redact_patterns = code
+            .rules
+            .iter()
+            .map(|r| {
+                r.redact.as_ref().map_or_else(Vec::new, |x| {
+                    x.patterns
+                        .iter()
+                        .filter_map(|p| crate::check::types::compile_regex(p).ok())
+                        .collect()
+                })
+            })
+            .collect();
         Linked {
+            redact_patterns,
             regexes: code
                 .regexes
                 .iter()

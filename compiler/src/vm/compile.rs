@@ -4,7 +4,7 @@
 use super::RuleInfo;
 use super::code::{
     ALLOW, APPROVE, Code, DENY, Dispatch, Entry, Guard, HIDE, LIMIT, Leaf, Load, MAX_DEPTH, Node,
-    PROMPT, RESOURCE, Seg, TOOL,
+    PROMPT, REDACT, RESOURCE, Seg, TOOL,
 };
 use super::glob::{Glob, GlobMode};
 use crate::ir::{self, Effect, Expr, NamePattern, PathSeg, Var};
@@ -263,6 +263,7 @@ pub(crate) fn compile(policy: &ir::Policy, commit: Option<&str>) -> Code {
             reason: r.reason.clone(),
             approvers: r.approvers.clone(),
             limit: r.limit,
+            redact: r.redact.clone(),
             source: r.source.clone(),
         })
         .collect();
@@ -450,6 +451,7 @@ fn leaf(
             Some(Effect::Deny) => DENY,
             Some(Effect::Approve) => APPROVE,
             Some(Effect::Allow) => ALLOW,
+            Some(Effect::Redact) => REDACT,
             Some(Effect::Limit) | None => LIMIT,
         };
         let entry = Entry {

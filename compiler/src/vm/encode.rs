@@ -3,9 +3,11 @@
 //! so that a decoded program can be evaluated without further checks, and never panics.
 
 use super::RuleInfo;
-use super::code::{Code, Dispatch, Entry, Guard, Leaf, Load, MAX_DEPTH, Node, Seg};
+use super::code::{Code, Dispatch, EFFECTS, Entry, Guard, Leaf, Load, MAX_DEPTH, Node, Seg};
 use super::glob::GlobMode;
-use crate::ir::{Annotation, CmpOp, Effect, Limit, LimitKey, SourceLoc, StrOp, Window};
+use crate::ir::{
+    Annotation, CmpOp, Effect, Limit, LimitKey, PathSeg, Redaction, SourceLoc, StrOp, Window,
+};
 use serde_json::Value;
 
 /// The first bytes of every encoded program.
@@ -13,7 +15,7 @@ pub const MAGIC: &[u8; 8] = b"MCPGPROG";
 
 /// The encoding's format version; bumped on any change to the layout or to the meaning of
 /// a program.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Why bytes could not be read as a program.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,6 +71,7 @@ fn effect_tag(e: Effect) -> u8 {
         Effect::Hide => 2,
         Effect::Approve => 3,
         Effect::Limit => 4,
+        Effect::Redact => 5,
     }
 }
 
@@ -146,6 +149,32 @@ pub(crate) fn encode(c: &Code) -> Vec<u8> {
                     LimitKey::Server => 2,
                     LimitKey::Tool => 3,
                 });
+            }
+        }
+        match &r.redact {
+            None => w.u8(0),
+            Some(x) => {
+                w.u8(1);
+                w.len(x.args.len());
+                for p in &x.args {
+                    w.len(p.len());
+                    for s in p {
+                        match s {
+                            PathSeg::Key(k) => {
+                                w.u8(0);
+                                w.str(k);
+                            }
+                            PathSeg::Index(i) => {
+                                w.u8(1);
+                                w.u64(*i);
+                            }
+                        }
+                    }
+                }
+                w.len(x.fields.len());
+                x.fields.iter().for_each(|f| w.str(f));
+                w.len(x.patterns.len());
+                x.patterns.iter().for_each(|p| w.str(p));
             }
         }
         w.str(&r.source.file);
@@ -379,6 +408,7 @@ fn rule(r: &mut R<'_>) -> Res<RuleInfo> {
         2 => Effect::Hide,
         3 => Effect::Approve,
         4 => Effect::Limit,
+        5 => Effect::Redact,
         _ => return Err(bad("bad effect")),
     };
     let reason = r.opt_str()?;
@@ -404,6 +434,21 @@ fn rule(r: &mut R<'_>) -> Res<RuleInfo> {
         }),
         _ => return Err(bad("bad option tag")),
     };
+    let redact = match r.u8()? {
+        0 => None,
+        1 => Some(Redaction {
+            args: r.vec(4, |r| {
+                r.vec(5, |r| match r.u8()? {
+                    0 => Ok(PathSeg::Key(r.str()?)),
+                    1 => Ok(PathSeg::Index(r.u64()?)),
+                    _ => Err(bad("bad path segment")),
+                })
+            })?,
+            fields: r.vec(4, R::str)?,
+            patterns: r.vec(4, R::str)?,
+        }),
+        _ => return Err(bad("bad option tag")),
+    };
     let source = SourceLoc {
         file: r.str()?,
         line: r.u32()?,
@@ -415,6 +460,7 @@ fn rule(r: &mut R<'_>) -> Res<RuleInfo> {
         reason,
         approvers,
         limit,
+        redact,
         source,
     })
 }
@@ -464,7 +510,7 @@ fn node(r: &mut R<'_>) -> Res<Node> {
 
 fn leaf(r: &mut R<'_>) -> Res<Leaf> {
     let tests = r.u32s()?;
-    let mut effects: [Vec<Entry>; 5] = Default::default();
+    let mut effects: [Vec<Entry>; EFFECTS] = Default::default();
     for list in &mut effects {
         *list = r.vec(12, |r| {
             Ok(Entry {

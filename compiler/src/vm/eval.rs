@@ -3,7 +3,7 @@
 //! values borrow from the program and the request, and the memo is three `u128` words.
 
 use super::code::{
-    ALLOW, APPROVE, Code, DENY, Entry, HIDE, LIMIT, Leaf, Load, MEMO_SLOTS, Node, Seg,
+    ALLOW, APPROVE, Code, DENY, Entry, HIDE, LIMIT, Leaf, Load, MEMO_SLOTS, Node, REDACT, Seg,
 };
 use super::code::{PROMPT, RESOURCE, TOOL};
 use super::value::{Fold, Num, Tri, Val, json_eq};
@@ -501,5 +501,93 @@ impl Iterator for LimitMatches<'_> {
             }
         }
         None
+    }
+}
+
+/// The `redact` rules that match a request, in rule order; see [`Program::redactions`].
+pub struct Redactions<'a> {
+    cx: Cx<'a>,
+    program: &'a Program,
+    leaf: Option<&'a Leaf>,
+    next: usize,
+}
+
+impl<'a> Redactions<'a> {
+    pub(crate) fn new(p: &'a Program, leaf: u32, r: Request<'a>) -> Redactions<'a> {
+        Redactions {
+            cx: Cx::new(p, r.principal, r.target, Some(r)),
+            program: p,
+            leaf: p.code.leaves.get(leaf as usize),
+            next: 0,
+        }
+    }
+}
+
+impl<'a> Iterator for Redactions<'a> {
+    type Item = Redaction<'a>;
+
+    fn next(&mut self) -> Option<Redaction<'a>> {
+        let leaf = self.leaf?;
+        let list = leaf.effects.get(REDACT)?;
+        while let Some(entry) = list.get(self.next) {
+            self.next += 1;
+            if !matches!(self.cx.rule(leaf, entry), Some(Tri::T | Tri::U)) {
+                continue;
+            }
+            let program: &'a Program = self.program;
+            let Some(info) = program.code.rules.get(entry.rule as usize) else {
+                continue;
+            };
+            let Some(spec) = info.redact.as_ref() else {
+                continue;
+            };
+            let patterns = program
+                .link
+                .redact_patterns
+                .get(entry.rule as usize)
+                .map_or(&[][..], Vec::as_slice);
+            return Some(Redaction {
+                rule: RuleIdx(entry.rule),
+                id: &info.id,
+                spec,
+                patterns,
+            });
+        }
+        None
+    }
+}
+
+/// One `redact` rule that applies to a request: what to keep out of the audit log and what
+/// to mask in the result. Borrowed from the program; copying it allocates nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct Redaction<'a> {
+    /// The rule, for audit records and logs.
+    pub rule: RuleIdx,
+    /// The rule's id.
+    pub id: &'a str,
+    spec: &'a crate::ir::Redaction,
+    patterns: &'a [regex::Regex],
+}
+
+impl<'a> Redaction<'a> {
+    /// Argument paths whose values the audit log stores as salted hashes, never in clear
+    /// (an empty path is the whole arguments object). See [`crate::ir::value_at_mut`].
+    pub fn args(&self) -> &'a [Vec<crate::ir::PathSeg>] {
+        &self.spec.args
+    }
+
+    /// Result field names masked at any depth of a result.
+    pub fn fields(&self) -> &'a [String] {
+        &self.spec.fields
+    }
+
+    /// Patterns whose matches are masked in a result's text, compiled once per program.
+    pub fn patterns(&self) -> &'a [regex::Regex] {
+        self.patterns
+    }
+
+    /// Whether the rule masks anything in results.
+    pub fn masks_results(&self) -> bool {
+        !self.spec.fields.is_empty() || !self.patterns.is_empty()
     }
 }

@@ -1,7 +1,7 @@
 //! `explain`: the decision for one request with every rule considered for its target, each
 //! matched, not matched or undecided, and why. Allocates freely; never on the hot path.
 
-use super::code::{ALLOW, APPROVE, Code, DENY, HIDE, LIMIT, Load, Node, Seg};
+use super::code::{ALLOW, APPROVE, Code, DENY, HIDE, LIMIT, Load, Node, REDACT, Seg};
 use super::eval::{Cx, dispatch};
 use super::value::{Tri, Val};
 use super::{Decision, Program, RuleIdx, evaluate};
@@ -53,6 +53,8 @@ pub struct Explanation {
     pub considered: Vec<Considered>,
     /// `limit` rules that match (their quotas apply if the call is allowed).
     pub limits: Vec<String>,
+    /// `redact` rules that match (arguments hashed in the audit log, results masked).
+    pub redactions: Vec<String>,
     #[serde(skip)]
     pub decision: Decision,
 }
@@ -64,7 +66,7 @@ pub fn explain(p: &Program, request: &Request<'_>) -> Explanation {
     let mut considered = Vec::new();
     if let Some(leaf) = p.code.leaves.get(dispatch(p, request.target) as usize) {
         let mut cx = Cx::new(p, request.principal, request.target, Some(*request));
-        for e in [HIDE, DENY, APPROVE, ALLOW, LIMIT] {
+        for e in [HIDE, DENY, APPROVE, ALLOW, LIMIT, REDACT] {
             for entry in leaf.effects.get(e).map_or(&[][..], Vec::as_slice) {
                 let Some(t) = cx.rule(leaf, entry) else {
                     continue;
@@ -107,6 +109,7 @@ pub fn explain(p: &Program, request: &Request<'_>) -> Explanation {
             .limits(&decision, request)
             .map(|r| p.rule_id(r).to_owned())
             .collect(),
+        redactions: p.redactions(request).map(|r| r.id.to_owned()).collect(),
         decision,
     }
 }

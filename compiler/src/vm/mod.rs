@@ -20,7 +20,7 @@ use crate::request::{Principal, Request, Target, Verdict};
 use sha2::{Digest, Sha256};
 
 pub use encode::{DecodeError, FORMAT_VERSION};
-pub use eval::LimitMatches;
+pub use eval::{LimitMatches, Redaction, Redactions};
 pub use explain::{Considered, Explanation, Outcome, explain};
 
 /// Index of a rule in [`Program::rules`]; [`RuleIdx::DEFAULT`] is the built-in `default` rule.
@@ -53,6 +53,8 @@ pub struct RuleInfo {
     pub reason: Option<String>,
     pub approvers: Vec<String>,
     pub limit: Option<Limit>,
+    /// What a `redact` rule masks.
+    pub redact: Option<ir::Redaction>,
     pub source: SourceLoc,
 }
 
@@ -91,6 +93,17 @@ impl Program {
         if program.link.regexes.iter().any(Option::is_none) {
             return Err(DecodeError::Invalid("regex does not compile"));
         }
+        let redact_ok = program
+            .code
+            .rules
+            .iter()
+            .zip(&program.link.redact_patterns)
+            .all(|(r, compiled)| {
+                r.redact.as_ref().map_or(0, |x| x.patterns.len()) == compiled.len()
+            });
+        if !redact_ok {
+            return Err(DecodeError::Invalid("regex does not compile"));
+        }
         Ok(program)
     }
 
@@ -127,6 +140,20 @@ impl Program {
     /// cannot be decided matches (it fails closed). Allocates nothing.
     pub fn limits<'a>(&'a self, decision: &Decision, request: &Request<'a>) -> LimitMatches<'a> {
         LimitMatches::new(self, decision.leaf, *request)
+    }
+
+    /// The `redact` rules (in rule order) whose targets and conditions match `request`,
+    /// whatever the verdict: argument redaction applies to the audit record of a refused call
+    /// too. A redaction whose condition cannot be decided applies (it fails closed).
+    /// Allocates nothing.
+    pub fn redactions<'a>(&'a self, request: &Request<'a>) -> Redactions<'a> {
+        Redactions::new(self, eval::dispatch(self, request.target), *request)
+    }
+
+    /// Whether the program has any `redact` rule: lets the gateway skip result redaction
+    /// entirely for policies without one.
+    pub fn has_redactions(&self) -> bool {
+        self.code.rules.iter().any(|r| r.redact.is_some())
     }
 
     /// Number of leaves (distinct dispatch outcomes); for statistics and docs.

@@ -66,6 +66,15 @@ pub struct RuleDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "LimitKeyName")]
     pub per: Option<LimitKeyName>,
+    /// What a `redact` rule masks: argument paths (`args.card_number`, kept out of the audit
+    /// log in clear) and result fields (`result.email`, masked at any depth).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "OneOrMany<String>")]
+    pub fields: Option<OneOrMany<String>>,
+    /// Regexes whose matches a `redact` rule masks in results (Rust `regex` syntax).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "OneOrMany<String>")]
+    pub patterns: Option<OneOrMany<String>>,
 }
 
 /// A rule's effect.
@@ -77,6 +86,7 @@ pub enum EffectName {
     Hide,
     Approve,
     Limit,
+    Redact,
 }
 
 /// What a limit counts separately.
@@ -180,8 +190,11 @@ fn load_rule(rn: &Node, file: FileId, src: &str, out: &mut Vec<Diagnostic>) -> O
     let effect_node = rn.get("effect")?;
     let effect_text = effect_node.as_str()?;
     let Some(effect) = Effect::from_keyword(effect_text) else {
-        let help = did_you_mean(effect_text, ["allow", "deny", "hide", "approve", "limit"])
-            .map(|s| format!("did you mean `{s}`?"));
+        let help = did_you_mean(
+            effect_text,
+            ["allow", "deny", "hide", "approve", "limit", "redact"],
+        )
+        .map(|s| format!("did you mean `{s}`?"));
         out.push(
             rules::E0303
                 .at(
@@ -268,6 +281,7 @@ fn load_rule(rn: &Node, file: FileId, src: &str, out: &mut Vec<Diagnostic>) -> O
         None => None,
     };
     let limit = load_limit(rn, effect, file, out, &mut ok);
+    let redact = load_redact(rn, effect, file, src, out, &mut ok);
     let by = rn
         .get("by")
         .map(strings)
@@ -290,6 +304,7 @@ fn load_rule(rn: &Node, file: FileId, src: &str, out: &mut Vec<Diagnostic>) -> O
         effect: Spanned::new(effect, effect_node.span),
         targets,
         limit,
+        redact,
         when,
         because: rn.get("because").and_then(spanned_str),
         by,
@@ -357,6 +372,88 @@ fn load_limit(
         window: Spanned::new(window, rate.span),
         key,
     })
+}
+
+/// `fields` and `patterns` of a `redact` rule; errors for them on other rules.
+fn load_redact(
+    rn: &Node,
+    effect: Effect,
+    file: FileId,
+    src: &str,
+    out: &mut Vec<Diagnostic>,
+    ok: &mut bool,
+) -> Option<ast::Redact> {
+    let fields = rn.get("fields");
+    let patterns = rn.get("patterns");
+    if effect != Effect::Redact {
+        for (name, n) in [("fields", fields), ("patterns", patterns)] {
+            if let Some(n) = n {
+                let key = rn.key_node(name).map_or(n.span, |k| k.span);
+                out.push(
+                    rules::E0309
+                        .at(
+                            format!("`{name}` is only for `redact` rules, this one is `{effect}`"),
+                            file,
+                            key,
+                        )
+                        .with_help(format!("make the rule `redact`, or remove `{name}`")),
+                );
+                *ok = false;
+            }
+        }
+        return None;
+    }
+    let mut redact = ast::Redact {
+        fields: Vec::new(),
+        patterns: Vec::new(),
+    };
+    for n in fields.map(strings).unwrap_or_default() {
+        let Some(text) = n.as_str() else { continue };
+        let map = OffsetMap::new(src, n.span, text);
+        match mcpgate_grammar::parse_expr(text) {
+            Ok(mut e) => {
+                map.expr(&mut e);
+                match e.node {
+                    ast::ExprKind::Path(p) => redact.fields.push(Spanned::new(p, e.span)),
+                    _ => {
+                        out.push(
+                            rules::E0309
+                                .at(format!("`{text}` is not a path"), file, n.span)
+                                .with_help("write `args.NAME` or `result.NAME`"),
+                        );
+                        *ok = false;
+                    }
+                }
+            }
+            Err(errs) => {
+                *ok = false;
+                fragment_errors(errs, &format!("invalid field `{text}`"), &map, file, out);
+            }
+        }
+    }
+    for n in patterns.map(strings).unwrap_or_default() {
+        if let Some(s) = spanned_str(n) {
+            redact.patterns.push(s);
+        }
+    }
+    if fields.is_none() && patterns.is_none() {
+        out.push(
+            rules::E0309
+                .at(
+                    "`redact` rule without `fields` or `patterns`",
+                    file,
+                    rn.get("effect").map_or(anchor(rn), |n| n.span),
+                )
+                .with_help("add e.g. `fields: [args.card_number, result.email]`"),
+        );
+        *ok = false;
+        return None;
+    }
+    if redact.fields.is_empty() && redact.patterns.is_empty() {
+        *ok = false;
+        return None;
+    }
+    Some(redact)
 }
 
 /// `100 per hour`, `1_000 per day`.

@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use mcpgate_compiler::ir::{
-    CmpOp, Effect, Expr, Limit, LimitKey, NamePattern, PathSeg, Policy, Rule, SourceLoc, StrOp,
-    Target, UriPattern, Var, Window,
+    CmpOp, Effect, Expr, Limit, LimitKey, NamePattern, PathSeg, Policy, Redaction, Rule, SourceLoc,
+    StrOp, Target, UriPattern, Var, Window,
 };
 use serde_json::{Value, json};
 
@@ -58,6 +58,11 @@ pub fn rule(id: &str, effect: Effect, targets: Vec<Target>, cond: Option<Expr>) 
             count: 100,
             window: Window::Hour,
             key: LimitKey::Principal,
+        }),
+        redact: (effect == Effect::Redact).then(|| Redaction {
+            args: vec![vec![PathSeg::Key("card".into())]],
+            fields: vec!["email".into()],
+            patterns: vec!["sk_[a-z]+".into()],
         }),
         source: SourceLoc {
             file: "policies/test.mcpg".into(),

@@ -217,6 +217,7 @@ mod tests {
                 reason: None,
                 approvers: Vec::new(),
                 limit: None,
+                redact: None,
                 source: SourceLoc {
                     file: "policies/gh.mcpg".into(),
                     line: 1,
