@@ -8,7 +8,10 @@
 //! ```
 //!
 //! Settings (environment): `BENCH_RATE` requests per second in total (default 2000),
-//! `BENCH_CONNS` keep-alive connections (default 8), `BENCH_SECS` measured seconds (default 5).
+//! `BENCH_CONNS` keep-alive connections (default 8), `BENCH_SECS` measured seconds (default 5),
+//! `BENCH_AUDIT` the audit modes to run the gateway with, comma-separated (default
+//! `off,batched,strict`). For each mode it also measures the most calls per second the
+//! gateway completes with `BENCH_CONNS` connections calling back to back.
 //! Latency is measured from each request's scheduled send time, so a slow server cannot
 //! hide its queueing delay by slowing the generator down.
 
@@ -223,9 +226,50 @@ async fn load(addr: SocketAddr, path: &str, rate: u64, conns: u64, secs: u64) ->
     stats
 }
 
+/// Calls back to back on `conns` connections for `secs`: the throughput ceiling.
+async fn saturate(addr: SocketAddr, path: &str, conns: u64, secs: u64) -> Stats {
+    let start = Instant::now() + Duration::from_millis(200);
+    let end = start + Duration::from_secs(secs);
+    let mut workers = Vec::new();
+    for _ in 0..conns {
+        let path = path.to_owned();
+        workers.push(tokio::spawn(async move {
+            let mut conn = Conn::open(addr, &path).await;
+            tokio::time::sleep_until(start.into()).await;
+            let (mut latencies, mut errors, mut id) = (Vec::new(), 0u64, 1u64);
+            while Instant::now() < end {
+                let sent = Instant::now();
+                let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                                  "params": {"name": "echo", "arguments": {"text": "hi"}}});
+                let (status, _, body) = conn.post(call).await;
+                if status == 200 && body.windows(4).any(|w| w == b"\"ok\"") {
+                    latencies.push(sent.elapsed().as_micros() as u64);
+                } else {
+                    errors += 1;
+                }
+                id += 1;
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut stats = Stats {
+        latencies_us: Vec::new(),
+        errors: 0,
+        elapsed: Duration::ZERO,
+    };
+    for w in workers {
+        let (l, e) = w.await.unwrap();
+        stats.latencies_us.extend(l);
+        stats.errors += e;
+    }
+    stats.elapsed = start.elapsed();
+    stats.latencies_us.sort_unstable();
+    stats
+}
+
 fn report(name: &str, s: &Stats) {
     println!(
-        "{name:>8}: {:>7} ok, {:>4} errors, {:>7.0} req/s, p50 {:>6} us, p90 {:>6} us, p99 {:>6} us, max {:>7} us",
+        "{name:>13}: {:>7} ok, {:>4} errors, {:>7.0} req/s, p50 {:>6} us, p90 {:>6} us, p99 {:>6} us, max {:>7} us",
         s.latencies_us.len(),
         s.errors,
         s.latencies_us.len() as f64 / s.elapsed.as_secs_f64(),
@@ -248,28 +292,46 @@ fn main() {
         .build()
         .unwrap();
     let upstream = runtime.block_on(start_stub());
-    let repo = PolicyRepo::with(
-        &json!({"servers": {"stub": {"url": format!("http://{upstream}/mcp")}}}),
-        "allow stub.echo;\n",
-    );
-    let gateway = Gateway::start_with_env(&repo, &[], &[("RUST_LOG", "warn")]);
+    let modes = std::env::var("BENCH_AUDIT").unwrap_or_else(|_| {
+        if benching {
+            "off,batched,strict".into()
+        } else {
+            "batched".into()
+        }
+    });
     println!(
         "tools/call at {rate} req/s over {conns} connections for {secs}s (gateway: {})",
         mcpgate_tests::paths::mcpgate_bin().display()
     );
     let direct = runtime.block_on(load(upstream, "/mcp", rate, conns, secs));
     report("direct", &direct);
-    let via = runtime.block_on(load(gateway.addr(), "/mcp/stub", rate, conns, secs));
-    report("gateway", &via);
-    println!(
-        "overhead: p50 {} us, p99 {} us",
-        via.percentile(0.50) as i64 - direct.percentile(0.50) as i64,
-        via.percentile(0.99) as i64 - direct.percentile(0.99) as i64,
-    );
-    assert_eq!(
-        via.errors,
-        0,
-        "failed calls through the gateway:\n{}",
-        gateway.log()
-    );
+    for mode in modes.split(',').map(str::trim) {
+        let audit = match mode {
+            "off" => json!({"enabled": false}),
+            m => json!({"durability": m}),
+        };
+        let repo = PolicyRepo::with(
+            &json!({"servers": {"stub": {"url": format!("http://{upstream}/mcp")}},
+                    "audit": audit}),
+            "allow stub.echo;\n",
+        );
+        let gateway = Gateway::start_with_env(&repo, &[], &[("RUST_LOG", "warn")]);
+        let via = runtime.block_on(load(gateway.addr(), "/mcp/stub", rate, conns, secs));
+        report(&format!("audit {mode}"), &via);
+        println!(
+            "overhead: p50 {} us, p99 {} us",
+            via.percentile(0.50) as i64 - direct.percentile(0.50) as i64,
+            via.percentile(0.99) as i64 - direct.percentile(0.99) as i64,
+        );
+        let most = runtime.block_on(saturate(gateway.addr(), "/mcp/stub", conns, secs));
+        report(&format!("max {mode}"), &most);
+        for s in [&via, &most] {
+            assert_eq!(
+                s.errors,
+                0,
+                "failed calls through the gateway:\n{}",
+                gateway.log()
+            );
+        }
+    }
 }

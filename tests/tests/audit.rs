@@ -453,3 +453,66 @@ fn a_crash_loses_no_record_of_an_executed_call() {
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("error["), "{out}");
 }
+
+#[test]
+fn a_call_whose_record_cannot_be_written_is_refused_and_not_forwarded() {
+    // RLIMIT_FSIZE makes writes past 256 KiB fail (EFBIG), as a full disk would; the
+    // signal that comes with it is ignored, as the shell passes an ignored signal on.
+    let upstream = Upstream::start();
+    let config = json!({"servers": {"counter": {"url": upstream.url}}});
+    let repo = PolicyRepo::with(&config, "allow counter.echo;\n");
+    let state = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 256; exec \"$0\" serve --listen 127.0.0.1:0 --state \"$1\" --policy \"$2\"")
+        .arg(mcpgate_tests::paths::mcpgate_bin())
+        .arg(state.path())
+        .arg(repo.path())
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1");
+    let mut proc = mcpgate_tests::process::Proc::spawn("mcpgate serve (limited)", &mut cmd);
+    let addr = proc
+        .output
+        .wait_for(
+            Duration::from_secs(60),
+            mcpgate_tests::gateway::parse_listening,
+        )
+        .unwrap_or_else(|| panic!("the gateway did not start:\n{}", proc.output.text()));
+    let mut c = McpHttp::new(addr, "/mcp/counter");
+    c.initialize();
+    let big = "x".repeat(20_000);
+    let mut refused = None;
+    for i in 0..40u64 {
+        let text = format!("{i}-{big}");
+        let r = tool_call(&c, i + 2, "echo", json!({"text": text}));
+        if let Some(e) = r.get("error") {
+            assert_eq!(e["code"], -32050, "{r}");
+            assert!(
+                e["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("audit log cannot be written"),
+                "{r}"
+            );
+            refused = Some(text);
+            break;
+        }
+        assert_eq!(r["result"]["isError"], false, "{r}");
+    }
+    let refused = refused.expect("the log never filled up");
+    proc.kill();
+    let executed = upstream.executed.lock().unwrap().clone();
+    assert!(
+        !executed.contains(&refused),
+        "a call without a record was forwarded"
+    );
+    let recorded: BTreeSet<String> = records(&state.path().join("audit"))
+        .iter()
+        .filter(|r| r["type"] == "decision")
+        .map(|r| r["arguments"]["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(executed.iter().all(|t| recorded.contains(t)));
+    // What was written is intact: the failed write was cut back.
+    let (code, out) = verify(&["--state", state.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+}

@@ -92,6 +92,24 @@ impl Report {
     }
 }
 
+/// Why decisions of a program cannot be re-evaluated, and how bad that is.
+#[derive(Clone, Debug)]
+struct Unusable {
+    severity: Severity,
+    kind: &'static str,
+    message: String,
+}
+
+impl Unusable {
+    fn note(message: String) -> Unusable {
+        Unusable {
+            severity: Severity::Note,
+            kind: "unverifiable",
+            message,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Entry {
     seq: u64,
@@ -104,7 +122,7 @@ struct Entry {
 struct Ctx<'a> {
     names: Vec<String>,
     opts: &'a Options,
-    programs: HashMap<String, Result<Program, String>>,
+    programs: HashMap<String, Result<Program, Unusable>>,
     reported_policy: std::collections::HashSet<String>,
 }
 
@@ -477,12 +495,7 @@ fn reevaluate(
         Err(why) => {
             let why = why.clone();
             if ctx.reported_policy.insert(hash.clone()) {
-                let kind = if why.contains("does not match") {
-                    (Severity::Error, "policy")
-                } else {
-                    (Severity::Note, "unverifiable")
-                };
-                report.add(ctx.finding(kind.0, kind.1, pos, Some(seq), why));
+                report.add(ctx.finding(why.severity, why.kind, pos, Some(seq), why.message));
             }
             return;
         }
@@ -509,39 +522,55 @@ fn reevaluate(
     report.add(f);
 }
 
-fn load_program(opts: &Options, commit: Option<&str>, hash: &str) -> Result<Program, String> {
+fn load_program(opts: &Options, commit: Option<&str>, hash: &str) -> Result<Program, Unusable> {
     let (files, what) = match (commit, &opts.repo, &opts.policy_dir) {
         (Some(c), Some(repo), _) => (
-            crate::git::read_tree(repo, c, &opts.policy_path)
-                .map_err(|e| format!("cannot read commit `{c}` from `{}`: {e}", repo.display()))?,
+            crate::git::read_tree(repo, c, &opts.policy_path).map_err(|e| {
+                Unusable::note(format!(
+                    "cannot read commit `{c}` from `{}`: {e}",
+                    repo.display()
+                ))
+            })?,
             format!("commit `{c}`"),
         ),
         (None, _, Some(dir)) => (
             mcpgate_compiler::repo::read_dir(dir)
-                .map_err(|e| format!("cannot read `{}`: {e}", dir.display()))?,
+                .map_err(|e| Unusable::note(format!("cannot read `{}`: {e}", dir.display())))?,
             format!("the folder `{}`", dir.display()),
         ),
         (Some(c), None, _) => {
-            return Err(format!(
+            return Err(Unusable::note(format!(
                 "decisions of commit `{c}` were not re-evaluated: pass `--repo`"
-            ));
+            )));
         }
         (None, _, None) => {
-            return Err(format!(
+            return Err(Unusable::note(format!(
                 "decisions of program `{hash}` (no commit) were not re-evaluated: pass `--policy DIR`"
-            ));
+            )));
         }
     };
     let checked = check_files(files);
     if checked.has_errors() {
-        return Err(format!("{what} does not compile"));
+        return Err(Unusable::note(format!("{what} does not compile")));
     }
     let program = Program::compile(&checked.policy, commit);
     if program.hash_hex() != hash {
-        return Err(format!(
-            "the program of {what} hashes to `{}`, which does not match the recorded `{hash}`",
+        let message = format!(
+            "the program of {what} hashes to `{}`, not the recorded `{hash}`",
             program.hash_hex()
-        ));
+        );
+        // A commit names one policy: another program means the record lies about it. A
+        // folder changes over time: its decisions from another version cannot be checked.
+        return Err(match commit {
+            Some(_) => Unusable {
+                severity: Severity::Error,
+                kind: "policy",
+                message,
+            },
+            None => Unusable::note(format!(
+                "{message}: these decisions were made by another version of the folder"
+            )),
+        });
     }
     Ok(program)
 }
