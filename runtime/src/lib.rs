@@ -8,6 +8,7 @@ pub mod git;
 pub mod gitops;
 pub mod identity;
 pub mod jsonrpc;
+pub mod quota;
 pub mod session;
 pub mod sse;
 pub mod state;

@@ -535,26 +535,29 @@ impl<'a> Iterator for Redactions<'a> {
                 continue;
             }
             let program: &'a Program = self.program;
-            let Some(info) = program.code.rules.get(entry.rule as usize) else {
-                continue;
-            };
-            let Some(spec) = info.redact.as_ref() else {
-                continue;
-            };
-            let patterns = program
-                .link
-                .redact_patterns
-                .get(entry.rule as usize)
-                .map_or(&[][..], Vec::as_slice);
-            return Some(Redaction {
-                rule: RuleIdx(entry.rule),
-                id: &info.id,
-                spec,
-                patterns,
-            });
+            if let Some(r) = redaction_of(program, entry.rule) {
+                return Some(r);
+            }
         }
         None
     }
+}
+
+/// The redaction of rule `rule`, if it is a `redact` rule.
+pub(crate) fn redaction_of(program: &Program, rule: u32) -> Option<Redaction<'_>> {
+    let info = program.code.rules.get(rule as usize)?;
+    let spec = info.redact.as_ref()?;
+    let patterns = program
+        .link
+        .redact_patterns
+        .get(rule as usize)
+        .map_or(&[][..], Vec::as_slice);
+    Some(Redaction {
+        rule: RuleIdx(rule),
+        id: &info.id,
+        spec,
+        patterns,
+    })
 }
 
 /// One `redact` rule that applies to a request: what to keep out of the audit log and what

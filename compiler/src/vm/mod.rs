@@ -150,6 +150,12 @@ impl Program {
         Redactions::new(self, eval::dispatch(self, request.target), *request)
     }
 
+    /// The redaction of one `redact` rule, by index (`None` for other rules): lets a caller
+    /// keep rule indices from [`Program::redactions`] and mask a response later.
+    pub fn redaction(&self, idx: RuleIdx) -> Option<Redaction<'_>> {
+        eval::redaction_of(self, idx.0)
+    }
+
     /// Whether the program has any `redact` rule: lets the gateway skip result redaction
     /// entirely for policies without one.
     pub fn has_redactions(&self) -> bool {

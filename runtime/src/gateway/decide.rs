@@ -45,7 +45,10 @@ pub fn decide(
     let shown = visible(program, &session.principal, target);
     let outcome = match decision.verdict {
         _ if !shown => Outcome::Unknown,
-        Verdict::Allow => Outcome::Allow,
+        // Limits count allowed calls only.
+        Verdict::Allow => {
+            crate::quota::enforce(loaded.quotas.as_ref(), program, &decision, &request)
+        }
         Verdict::Hide => Outcome::Unknown,
         Verdict::Deny if decision.rule == RuleIdx::DEFAULT => Outcome::Deny(format!(
             "denied: no rule allows {target} for `{}` (default deny)",

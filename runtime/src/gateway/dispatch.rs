@@ -4,6 +4,7 @@
 use crate::audit::decision as audit;
 use crate::gateway::aggregate::{self, Cursor};
 use crate::gateway::decide::{self, ListKind, Outcome};
+use crate::gateway::redact;
 use crate::gateway::relay::{self, Reply, Transform};
 use crate::gateway::{Gateway, LoadedProgram, SESSION_MAX_AGE_SECS, version};
 use crate::jsonrpc;
@@ -400,6 +401,7 @@ async fn single(
         return forward_to(gw, session, server, message, client_id, Some(t)).await;
     }
     let mut pending = None;
+    let mut masks = None;
     if let Some((kind, name)) = decision_point(method, &message) {
         let (outcome, p) = match decide_recorded(
             gw, &loaded, session, kind, server, &name, method, &message, &client_id,
@@ -413,8 +415,9 @@ async fn single(
             return Reply::Json(kind.refusal(client_id, &outcome, &name));
         }
         pending = p;
+        masks = redact::transform(&loaded, session, kind.target(server, &name), &message);
     }
-    let t = pending.map(|p| p.transform(None));
+    let t = redact::with_audit(pending, masks);
     forward_to(gw, session, server, message, client_id, t).await
 }
 
@@ -472,9 +475,10 @@ async fn aggregated(
             if outcome != Outcome::Allow {
                 return Reply::Json(kind.refusal(client_id, &outcome, &shown));
             }
+            let masks = redact::transform(&loaded, session, kind.target(server, name), &message);
             let mut message = message;
             message["params"]["name"] = Value::String(name.to_owned());
-            let t = pending.map(|p| p.transform(None));
+            let t = redact::with_audit(pending, masks);
             forward_to(gw, session, server, message, client_id, t).await
         }
         Some((ListOrItem::Resource, uri)) => {
@@ -488,7 +492,7 @@ async fn aggregated(
 /// each server whose policy allows it until one knows it.
 async fn resource(
     gw: &Arc<Gateway>,
-    loaded: &LoadedProgram,
+    loaded: &Arc<LoadedProgram>,
     session: &Arc<Session>,
     client_id: Value,
     uri: &str,
@@ -510,7 +514,8 @@ async fn resource(
         if outcome != Outcome::Allow {
             return Reply::Json(kind.refusal(client_id, &outcome, uri));
         }
-        let t = pending.map(|p| p.transform(None));
+        let masks = redact::transform(loaded, session, kind.target(&server, uri), &message);
+        let t = redact::with_audit(pending, masks);
         return forward_to(gw, session, &server, message, client_id, t).await;
     }
     let mut last = Outcome::Unknown;
@@ -545,7 +550,12 @@ async fn resource(
                     p.finish(&json!({ "result": result }));
                 }
                 session.set_resource_route(uri, server);
-                return Reply::Json(jsonrpc::result(client_id, result));
+                let reply = jsonrpc::result(client_id, result);
+                let masks = redact::transform(loaded, session, kind.target(server, uri), &message);
+                return Reply::Json(match masks {
+                    Some(t) => t(reply),
+                    None => reply,
+                });
             }
             Err(e) => {
                 if let Some(p) = pending.as_mut() {

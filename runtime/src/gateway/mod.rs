@@ -6,6 +6,7 @@ pub mod aggregate;
 pub mod decide;
 pub mod dispatch;
 pub mod http;
+pub mod redact;
 pub mod relay;
 pub mod server;
 pub mod version;
@@ -36,12 +37,27 @@ pub struct LoadedProgram {
     pub program: Program,
     /// `Program::hash_hex`, computed once.
     pub hash: String,
+    /// Quota counts: handed from each program to the next, so they survive a swap.
+    pub quotas: Arc<dyn crate::quota::QuotaStore>,
 }
 
 impl LoadedProgram {
+    /// A program with fresh, in-process quota counts.
     pub fn new(program: Program) -> LoadedProgram {
+        LoadedProgram::with_quotas(program, Arc::new(crate::quota::MemoryStore::new()))
+    }
+
+    /// A program that keeps counting in `quotas`.
+    pub fn with_quotas(
+        program: Program,
+        quotas: Arc<dyn crate::quota::QuotaStore>,
+    ) -> LoadedProgram {
         let hash = program.hash_hex();
-        LoadedProgram { program, hash }
+        LoadedProgram {
+            program,
+            hash,
+            quotas,
+        }
     }
 }
 
@@ -125,6 +141,9 @@ impl Gateway {
 
     /// Replaces the live program (policy reload).
     pub fn swap_program(&self, program: Program) {
-        self.program.store(Arc::new(LoadedProgram::new(program)));
+        // Limits keep their counts by rule id across the swap.
+        let quotas = self.program.load().quotas.clone();
+        self.program
+            .store(Arc::new(LoadedProgram::with_quotas(program, quotas)));
     }
 }

@@ -1,0 +1,122 @@
+//! Quotas: the `limit` rules of the policy, enforced on calls the policy allows.
+//!
+//! Each `limit N per WINDOW` is a token bucket of `N` calls per (rule id, key) that refills
+//! at `N` per window. The counts live behind [`QuotaStore`]: the in-process
+//! [`MemoryStore`] by default; a store shared by several replicas (Redis) can implement the
+//! same trait. Counts are kept by rule id, so they survive a policy swap that keeps the id.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use crate::gateway::decide::Outcome;
+use mcpgate_compiler::ir::{Limit, LimitKey};
+use mcpgate_compiler::vm::{Decision, RuleIdx};
+use mcpgate_compiler::{Program, Request};
+use std::borrow::Cow;
+use std::time::Duration;
+
+/// One bucket to take a call from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ask<'a> {
+    /// The `limit` rule's id.
+    pub rule: &'a str,
+    /// What the rule counts separately: a principal id, an agent name, a server, a tool.
+    pub key: Cow<'a, str>,
+    pub limit: Limit,
+}
+
+/// Why a call was refused: the ask (by index) whose bucket is empty, and when it will
+/// hold a call again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub index: usize,
+    pub retry_after: Duration,
+}
+
+/// Where the counts live.
+pub trait QuotaStore: Send + Sync + std::fmt::Debug {
+    /// Takes one call from every bucket of `asks`, or from none: when one is empty, the
+    /// calls already taken are given back and the refusal names that ask. A store that
+    /// cannot answer refuses (never fails open).
+    ///
+    /// # Errors
+    /// [`Refusal`] when some bucket has no call left.
+    fn acquire(&self, asks: &[Ask<'_>]) -> Result<(), Refusal>;
+}
+
+/// The key value a limit counts by for `request`.
+pub fn key_of<'a>(key: LimitKey, request: &'a Request<'a>) -> Cow<'a, str> {
+    match key {
+        LimitKey::Principal => Cow::Borrowed(request.principal.id.as_str()),
+        LimitKey::Agent => Cow::Borrowed(request.agent.or(request.client_name).unwrap_or("-")),
+        LimitKey::Server => Cow::Borrowed(request.target.server()),
+        LimitKey::Tool => Cow::Owned(format!(
+            "{}.{}",
+            request.target.server(),
+            request.target.name()
+        )),
+    }
+}
+
+/// Applies the limits of an allowed request: `Outcome::Allow` when every matching limit
+/// has room (one call is taken from each), else a denial naming the limit with a retry
+/// hint. Allocates nothing when no limit matches.
+pub fn enforce<'a>(
+    store: &dyn QuotaStore,
+    program: &'a Program,
+    decision: &Decision,
+    request: &'a Request<'a>,
+) -> Outcome {
+    let mut limits = program.limits(decision, request).peekable();
+    if limits.peek().is_none() {
+        return Outcome::Allow;
+    }
+    let asks: Vec<(RuleIdx, Ask<'_>)> = limits
+        .filter_map(|idx| {
+            let info = program.rule(idx)?;
+            let limit = info.limit?;
+            Some((
+                idx,
+                Ask {
+                    rule: info.id.as_str(),
+                    key: key_of(limit.key, request),
+                    limit,
+                },
+            ))
+        })
+        .collect();
+    let only: Vec<Ask<'_>> = asks.iter().map(|(_, a)| a.clone()).collect();
+    match store.acquire(&only) {
+        Ok(()) => Outcome::Allow,
+        Err(refusal) => {
+            let Some((idx, ask)) = asks.get(refusal.index) else {
+                return Outcome::Deny("denied: quota exceeded".into());
+            };
+            Outcome::Deny(denial_text(program, *idx, ask, refusal.retry_after))
+        }
+    }
+}
+
+/// `denied by limit ID (file:line:col): N per WINDOW per KEY; retry in Ns`.
+pub fn denial_text(program: &Program, idx: RuleIdx, ask: &Ask<'_>, retry: Duration) -> String {
+    let l = ask.limit;
+    let source = program
+        .rule(idx)
+        .map(|r| format!(" ({})", r.source))
+        .unwrap_or_default();
+    let secs = retry.as_secs() + u64::from(retry.subsec_nanos() > 0);
+    let mut text = format!(
+        "denied by limit {}{source}: {} per {} per {} exceeded; retry in {}s",
+        ask.rule,
+        l.count,
+        l.window.keyword(),
+        l.key.keyword(),
+        secs.max(1)
+    );
+    if let Some(reason) = program.rule(idx).and_then(|r| r.reason.as_ref()) {
+        text.push_str(": ");
+        text.push_str(reason);
+    }
+    text
+}
