@@ -126,7 +126,8 @@ pub fn request(test: &PolicyTest) -> crate::Request<'_> {
 
 /// Runs every test against a compiled program. A test passes when the verdict is the one
 /// expected and, if the test names a rule, that rule decided. A rule is covered when it
-/// decided some test; a `limit` rule when it matched some allowed call.
+/// decided some test; a `limit` rule when it matched some allowed call; a `redact` rule
+/// when it matched some call.
 pub fn run_tests(program: &crate::Program, tests: &[PolicyTest]) -> TestReport {
     let mut covered = vec![false; program.rules().len()];
     let mut cover = |idx: crate::vm::RuleIdx| {
@@ -142,6 +143,7 @@ pub fn run_tests(program: &crate::Program, tests: &[PolicyTest]) -> TestReport {
         if d.verdict == Verdict::Allow {
             program.limits(&d, &r).for_each(&mut cover);
         }
+        program.redactions(&r).for_each(|x| cover(x.rule));
         let rule = program.rule_id(d.rule).to_owned();
         let passed =
             d.verdict == test.expect && test.rule.as_ref().is_none_or(|want| *want == rule);
