@@ -27,8 +27,8 @@ pub struct Config {
 }
 
 /// One upstream: either `url` (Streamable HTTP, or legacy HTTP+SSE with `transport: sse`)
-/// or `command` (a local stdio process).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// or `command` (a local stdio process). `Debug` shows header and env names, not values.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// Endpoint of a Streamable HTTP (or HTTP+SSE) server.
@@ -62,6 +62,43 @@ pub struct ServerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "LockMode")]
     pub lock: Option<LockMode>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Header and env values may hold credentials (in clear by mistake, or resolved).
+        let redacted = |m: &BTreeMap<String, String>| {
+            m.keys()
+                .map(|k| (k.clone(), "<redacted>"))
+                .collect::<BTreeMap<_, _>>()
+        };
+        f.debug_struct("ServerConfig")
+            .field("url", &self.url.as_deref().map(redacted_url))
+            .field("headers", &redacted(&self.headers))
+            .field("transport", &self.transport)
+            .field("command", &self.command)
+            .field("args", &self.args)
+            .field("env", &redacted(&self.env))
+            .field("cwd", &self.cwd)
+            .field("timeout_secs", &self.timeout_secs)
+            .field("lock", &self.lock)
+            .finish()
+    }
+}
+
+/// `url` without user info or query, which may carry credentials.
+fn redacted_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, _)) => (base, "?<redacted>"),
+        None => (url, ""),
+    };
+    let (scheme, rest) = base.split_once("://").unwrap_or(("", base));
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let sep = if scheme.is_empty() { "" } else { "://" };
+    format!("{scheme}{sep}{host}{path}{query}")
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

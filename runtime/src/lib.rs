@@ -13,3 +13,4 @@ pub mod session;
 pub mod sse;
 pub mod state;
 pub mod upstream;
+pub mod vault;

@@ -10,7 +10,9 @@ pub mod demo_server;
 pub mod diff;
 pub mod explain;
 pub mod fmt;
+pub mod init;
 pub mod schema;
+pub mod secret;
 pub mod serve;
 pub mod test;
 pub mod token;
@@ -43,6 +45,10 @@ pub enum Command {
     Audit(audit::Args),
     /// Issue, list and revoke per-person grant tokens.
     Token(token::Args),
+    /// Set up a state dir (with the vault's master key) and a starter policy folder.
+    Init(init::Args),
+    /// Store, list and remove upstream credentials in the encrypted vault.
+    Secret(secret::Args),
     /// A small MCP server over stdio, for the quickstart and tests.
     #[command(hide = true)]
     DemoServer(demo_server::Args),
@@ -60,6 +66,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(a) => serve::run(a),
         Command::Audit(a) => audit::run(a),
         Command::Token(a) => token::run(a),
+        Command::Init(a) => init::run(a),
+        Command::Secret(a) => secret::run(a),
         Command::DemoServer(a) => demo_server::run(a),
     }
 }

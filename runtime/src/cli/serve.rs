@@ -1,7 +1,7 @@
 //! `mcpgate serve`: load and check a policy folder, compile it, and run the gateway.
 
+use crate::gateway::Gateway;
 use crate::gateway::server::{serve, shutdown_signal};
-use crate::gateway::{EnvSecrets, Gateway};
 use crate::gitops::fetch::GitSource;
 use crate::gitops::{Start, Syncer, admin::AdminAuth, watch};
 use crate::session::seal::Sealer;
@@ -175,6 +175,16 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let secrets = match crate::vault::VaultSecrets::open(&state) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: vault: {e}");
+            if let Some(help) = e.help() {
+                eprintln!("  help: {help}");
+            }
+            return ExitCode::from(2);
+        }
+    };
     let audit = match crate::audit::AuditLog::open(
         &config.audit.clone().unwrap_or_default(),
         &state,
@@ -207,13 +217,20 @@ pub fn run(args: Args) -> ExitCode {
             }
         };
         let bound = listener.local_addr().unwrap_or(listen);
-        let gw = match Gateway::new(&config, program, sealer, bound, &EnvSecrets) {
+        let gw = match Gateway::new(&config, program, sealer, bound, &secrets) {
             Ok(g) => Arc::new(g),
             Err(e) => {
                 eprintln!("error: {e}");
+                if e.contains("unknown secret `") {
+                    eprintln!(
+                        "  help: store it with `mcpgate secret set NAME` (same `--state`), then restart"
+                    );
+                }
                 return ExitCode::from(2);
             }
         };
+        // Upstreams hold what they need; the vault is not kept open.
+        drop(secrets);
         if let Some(log) = &audit {
             if let Err(e) = crate::audit::record_start(log, &gw).await {
                 eprintln!("error: {e}");

@@ -97,8 +97,15 @@ impl Gateway {
         let mut upstreams = BTreeMap::new();
         let mut timeouts = BTreeMap::new();
         for (name, server) in &config.servers {
-            let up = Upstream::from_config(name, server, &config.gateway, secrets)
-                .map_err(|e| format!("server `{name}`: {e}"))?;
+            let up =
+                Upstream::from_config(name, server, &config.gateway, secrets).map_err(|e| {
+                    // Upstream errors already name the server.
+                    if e.starts_with("server `") {
+                        e
+                    } else {
+                        format!("server `{name}`: {e}")
+                    }
+                })?;
             upstreams.insert(name.clone(), Arc::new(up));
             let secs = server.timeout_secs.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT_SECS);
             timeouts.insert(name.clone(), Duration::from_secs(secs.max(1)));

@@ -111,6 +111,27 @@ pub(crate) fn parse_url(url: &str) -> Result<Uri, String> {
     Ok(uri)
 }
 
+/// A URL as `Debug` output shows it: no user info, and a query only as `?<redacted>` (either
+/// may carry a credential).
+pub(crate) fn redacted_url(uri: &Uri) -> String {
+    let mut out = String::new();
+    if let Some(scheme) = uri.scheme_str() {
+        out.push_str(scheme);
+        out.push_str("://");
+    }
+    if let Some(host) = uri.host() {
+        out.push_str(host);
+    }
+    if let Some(port) = uri.port_u16() {
+        out.push_str(&format!(":{port}"));
+    }
+    out.push_str(uri.path());
+    if uri.query().is_some() {
+        out.push_str("?<redacted>");
+    }
+    out
+}
+
 /// Sends `req`, waiting at most `timeout` for the response head.
 pub(crate) async fn send(
     client: &HttpClient,

@@ -44,7 +44,7 @@ impl std::fmt::Debug for HttpUpstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpUpstream")
             .field("name", &self.name)
-            .field("url", &self.url)
+            .field("url", &client::redacted_url(&self.url))
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }

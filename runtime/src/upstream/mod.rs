@@ -42,6 +42,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use zeroize::Zeroizing;
 
 /// One JSON-RPC message, parsed.
 pub type Message = Value;
@@ -106,6 +107,15 @@ pub struct SessionState {
 pub trait SecretResolver: Send + Sync {
     /// The value of the reference, or `None` if unknown.
     fn resolve(&self, kind: &str, name: &str) -> Option<String>;
+
+    /// As [`SecretResolver::resolve`], for resolvers that can fail (a vault that cannot be
+    /// opened): `Err` says why, never with a value. The value is wiped when dropped.
+    ///
+    /// # Errors
+    /// When the reference exists but cannot be read.
+    fn lookup(&self, kind: &str, name: &str) -> Result<Option<Zeroizing<String>>, String> {
+        Ok(self.resolve(kind, name).map(Zeroizing::new))
+    }
 }
 
 /// One configured upstream server, shared by every client session. Built once per config.

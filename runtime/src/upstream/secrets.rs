@@ -5,6 +5,9 @@ use super::SecretResolver;
 
 /// Prefix of the environment variables [`EnvSecrets`] reads secrets from.
 pub const SECRET_ENV_PREFIX: &str = "MCPGATE_SECRET_";
+/// Prefix of the gateway's own variables (settings, secrets, the master key): none of them
+/// is passed on to a stdio server.
+pub const GATEWAY_ENV_PREFIX: &str = "MCPGATE_";
 
 /// Resolves `${secret:NAME}` from the environment variable `MCPGATE_SECRET_NAME` (the name
 /// uppercased, `-` replaced by `_`) and `${env:NAME}` from the variable `NAME`.
@@ -80,11 +83,17 @@ pub(crate) fn resolve_references(
         {
             return Err(format!("malformed reference `${{{reference}}}`"));
         }
-        let Some(resolved) = secrets.resolve(kind, name) else {
-            return Err(format!("unknown {kind} `{name}`"));
+        let Some(resolved) = secrets.lookup(kind, name)? else {
+            return Err(match kind {
+                "secret" => format!(
+                    "unknown secret `{name}`: not in the vault, and `{}` is not set",
+                    EnvSecrets::variable_for(name)
+                ),
+                _ => format!("unknown env `{name}`: the variable is not set"),
+            });
         };
         out.push_str(&resolved);
-        substituted.push(resolved);
+        substituted.push(resolved.as_str().to_owned());
         rest = after.get(end + 1..).unwrap_or_default();
     }
     out.push_str(rest);
@@ -119,10 +128,44 @@ mod tests {
     fn errors_name_the_reference_only() {
         assert_eq!(
             resolve_references("${secret:nope}", &Fixed).unwrap_err(),
-            "unknown secret `nope`"
+            "unknown secret `nope`: not in the vault, and `MCPGATE_SECRET_NOPE` is not set"
         );
         assert!(resolve_references("${vault:gh}", &Fixed).is_err());
         assert!(resolve_references("${secret:gh", &Fixed).is_err());
+    }
+
+    #[test]
+    fn debug_output_never_shows_resolved_credentials() {
+        use mcpgate_compiler::config::{GatewayConfig, ServerConfig};
+        struct Secret;
+        impl SecretResolver for Secret {
+            fn resolve(&self, _kind: &str, _name: &str) -> Option<String> {
+                Some("hunter2-credential".into())
+            }
+        }
+        let http = ServerConfig {
+            url: Some("https://user:pw@example.com/mcp?token=abc".into()),
+            headers: [("Authorization".into(), "Bearer ${secret:gh}".into())].into(),
+            ..ServerConfig::default()
+        };
+        let stdio = ServerConfig {
+            command: Some("server".into()),
+            env: [("API_KEY".into(), "${secret:gh}".into())].into(),
+            ..ServerConfig::default()
+        };
+        let gateway = GatewayConfig::default();
+        let processes = crate::upstream::StdioProcesses::new(1);
+        for config in [http, stdio] {
+            let up = crate::upstream::Upstream::from_config_with(
+                "s", &config, &gateway, &Secret, &processes,
+            )
+            .unwrap();
+            let shown = format!("{up:?} {config:?}");
+            for leak in ["hunter2", "Bearer", "pw@", "token=abc"] {
+                assert!(!shown.contains(leak), "`{leak}` in {shown}");
+            }
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
     }
 
     #[test]

@@ -38,7 +38,7 @@ impl std::fmt::Debug for LegacyUpstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LegacyUpstream")
             .field("name", &self.name)
-            .field("url", &self.url)
+            .field("url", &client::redacted_url(&self.url))
             .finish_non_exhaustive()
     }
 }

@@ -3,7 +3,7 @@
 //! idle, and shut down gently (close stdin, SIGTERM, SIGKILL).
 
 use super::router::Router;
-use super::secrets::SECRET_ENV_PREFIX;
+use super::secrets::GATEWAY_ENV_PREFIX;
 use super::{Message, SessionState, UpstreamError};
 use rustix::process::{Pid, Signal, kill_process_group};
 use std::collections::HashMap;
@@ -332,9 +332,10 @@ impl StdioUpstream {
         let program = self.program()?;
         let mut cmd = Command::new(&program);
         cmd.args(&self.args);
-        // The gateway's own secrets stay in the gateway.
+        // The gateway's own settings and secrets (`MCPGATE_SECRET_*`, the master key, admin
+        // and git tokens) stay in the gateway; config `env` may still set such a name.
         for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with(SECRET_ENV_PREFIX) {
+            if name.to_string_lossy().starts_with(GATEWAY_ENV_PREFIX) {
                 cmd.env_remove(name);
             }
         }

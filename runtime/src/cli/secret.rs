@@ -1,0 +1,244 @@
+//! `mcpgate secret set|list|rm`: the credential vault. A value is read from stdin, never
+//! from the command line (which other users can see and shells keep in history).
+
+use crate::vault::{MasterKey, SecretInfo, SetOutcome, Vault, VaultError};
+use std::io::{BufRead as _, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use zeroize::Zeroizing;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Command,
+    /// The gateway's state dir (default `.mcpgate-state`), as `serve --state` takes it.
+    #[arg(long, env = "MCPGATE_STATE", global = true)]
+    pub state: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Store a secret; the value is read from stdin (one trailing newline is dropped).
+    Set {
+        /// The name config refers to as `${secret:NAME}`: letters, digits and `_`.
+        name: String,
+    },
+    /// List stored secrets: names and dates, never values.
+    List {
+        /// `human` (default) or `json`.
+        #[arg(long, default_value = "human", value_parser = ["human", "json"])]
+        format: String,
+    },
+    /// Remove a secret.
+    Rm {
+        /// The secret's name.
+        name: String,
+    },
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let state = crate::state::dir_or_default(args.state.as_deref());
+    let result = match &args.command {
+        Command::Set { name } => set(&state, name),
+        Command::List { format } => list(&state, format == "json"),
+        Command::Rm { name } => rm(&state, name),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let Some(help) = e.help() {
+                eprintln!("  help: {help}");
+            }
+            ExitCode::from(match e {
+                VaultError::BadName(_) | VaultError::BadValue { .. } => 1,
+                _ => 2,
+            })
+        }
+    }
+}
+
+fn set(state: &Path, name: &str) -> Result<ExitCode, VaultError> {
+    crate::vault::validate_name(name)?;
+    let Some((key, source)) = MasterKey::locate(state)? else {
+        return Err(VaultError::NoKey(
+            state
+                .join(crate::vault::key::KEY_FILE)
+                .display()
+                .to_string(),
+        ));
+    };
+    crate::state::prepare_dir(state).map_err(|e| {
+        VaultError::Key(format!(
+            "cannot create the state dir `{}`: {e}",
+            state.display()
+        ))
+    })?;
+    let mut vault = Vault::open(state)?;
+    // Refuse a wrong key before asking for the value.
+    vault.check_key(&key, &source)?;
+    let value = read_value(name)?;
+    let outcome = vault.set(&key, &source, name, value.as_bytes())?;
+    let done = match outcome {
+        SetOutcome::Created => "stored",
+        SetOutcome::Updated => "replaced",
+    };
+    println!("{done} secret `{name}` (encrypted under the master key from {source})");
+    if outcome == SetOutcome::Updated {
+        println!("a running gateway reads secrets when it starts: restart it to use the new value");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The value from stdin: a line typed without echo on a terminal, else everything piped in,
+/// less one trailing newline.
+fn read_value(name: &str) -> Result<Zeroizing<String>, VaultError> {
+    let stdin = std::io::stdin();
+    let bad = |reason| VaultError::BadValue {
+        name: name.to_owned(),
+        reason,
+    };
+    let mut raw = Zeroizing::new(Vec::new());
+    if rustix::termios::isatty(&stdin) {
+        read_hidden_line(name, &mut raw)?;
+    } else {
+        let limit = crate::vault::MAX_VALUE_LEN as u64 + 2;
+        stdin
+            .lock()
+            .take(limit)
+            .read_to_end(&mut raw)
+            .map_err(|_| bad("stdin cannot be read"))?;
+        if raw.len() as u64 >= limit {
+            return Err(bad("it is longer than 64 KiB"));
+        }
+    }
+    if raw.last() == Some(&b'\n') {
+        raw.pop();
+        if raw.last() == Some(&b'\r') {
+            raw.pop();
+        }
+    }
+    if raw.is_empty() {
+        return Err(bad(
+            "it is empty (pipe it in: `mcpgate secret set NAME < file`)",
+        ));
+    }
+    let text = std::str::from_utf8(&raw).map_err(|_| bad("it is not UTF-8 text"))?;
+    Ok(Zeroizing::new(text.to_owned()))
+}
+
+/// Reads one line from the terminal with echo turned off, restoring the terminal after.
+fn read_hidden_line(name: &str, out: &mut Vec<u8>) -> Result<(), VaultError> {
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    let stdin = std::io::stdin();
+    let refuse = || VaultError::BadValue {
+        name: name.to_owned(),
+        reason: "stdin is a terminal that cannot hide what is typed (pipe the value in: `mcpgate secret set NAME < file`)",
+    };
+    let saved = tcgetattr(&stdin).map_err(|_| refuse())?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    quiet.local_modes.insert(LocalModes::ECHONL);
+    eprint!("value of `{name}` (typing is not shown, one line): ");
+    let _ = std::io::stderr().flush();
+    tcsetattr(&stdin, OptionalActions::Flush, &quiet).map_err(|_| refuse())?;
+    let read = stdin.lock().read_until(b'\n', out);
+    let _ = tcsetattr(&stdin, OptionalActions::Now, &saved);
+    read.map_err(|_| refuse())?;
+    Ok(())
+}
+
+fn list(state: &Path, json: bool) -> Result<ExitCode, VaultError> {
+    // Listing needs no key, and never creates a state dir that is not there.
+    let secrets = if state.join(crate::state::db::DB_FILE).exists() {
+        Vault::open(state)?.list()?
+    } else {
+        Vec::new()
+    };
+    if json {
+        let items: Vec<serde_json::Value> = secrets.iter().map(info_json).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "secrets": items }))
+                .unwrap_or_default()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if secrets.is_empty() {
+        println!("no secrets stored (add one with `mcpgate secret set NAME < file`)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let width = secrets
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!("{:width$}  {:20}  UPDATED", "NAME", "CREATED");
+    for s in &secrets {
+        println!(
+            "{:width$}  {:20}  {}",
+            s.name,
+            rfc3339(s.created_at),
+            rfc3339(s.updated_at)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn info_json(s: &SecretInfo) -> serde_json::Value {
+    serde_json::json!({
+        "name": s.name,
+        "created_at": rfc3339(s.created_at),
+        "updated_at": rfc3339(s.updated_at),
+    })
+}
+
+fn rm(state: &Path, name: &str) -> Result<ExitCode, VaultError> {
+    crate::vault::validate_name(name)?;
+    let removed =
+        state.join(crate::state::db::DB_FILE).exists() && Vault::open(state)?.remove(name)?;
+    if removed {
+        println!("removed secret `{name}`");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("error: no secret named `{name}`");
+        eprintln!("  help: `mcpgate secret list` shows the stored names");
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// Seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn dates_print_as_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_316_645), "2026-11-22T03:04:05Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+    }
+}
