@@ -105,6 +105,13 @@ impl Gateway {
         self.proc.output.text()
     }
 
+    /// Stops the gateway and returns everything it printed (stdout and stderr).
+    pub fn stop(mut self) -> String {
+        self.proc.kill();
+        self.proc.output.wait_for(STARTUP, |_| None::<()>);
+        self.proc.output.text()
+    }
+
     /// True while the process runs.
     pub fn is_running(&mut self) -> bool {
         self.proc.try_wait().is_none()

@@ -99,6 +99,53 @@ impl HttpPeer {
     }
 }
 
+impl HttpPeer {
+    /// `tests/peers/header_recorder_server.py` over Streamable HTTP: every request it gets
+    /// (headers and body) and every tool call is appended to `record` as a JSON line.
+    pub fn header_recorder(record: &Path) -> HttpPeer {
+        let mut cmd = Command::new(paths::python());
+        cmd.arg(paths::peer_sources().join("header_recorder_server.py"))
+            .arg("--http")
+            .arg(record);
+        let mut proc = Proc::spawn("header recorder (HTTP)", &mut cmd);
+        let port = proc.output.wait_for(Duration::from_secs(90), |line| {
+            line.strip_prefix("recorder listening on 127.0.0.1:")
+                .and_then(|p| p.trim().parse::<u16>().ok())
+        });
+        let Some(port) = port else {
+            proc.kill();
+            panic!(
+                "the header recorder did not start listening; its output:\n{}",
+                proc.output.text()
+            );
+        };
+        HttpPeer {
+            proc,
+            url: format!("http://127.0.0.1:{port}/mcp"),
+        }
+    }
+}
+
+/// `mcpgate.yaml` entry for `tests/peers/header_recorder_server.py` over stdio, recording
+/// its tool calls in `record`.
+pub fn header_recorder_stdio(record: &Path) -> Value {
+    let script = paths::peer_sources().join("header_recorder_server.py");
+    json!({
+        "command": path_str(&paths::python()),
+        "args": [path_str(&script), "--stdio", path_str(record)],
+    })
+}
+
+/// The JSON lines a recorder wrote to `record` (none if it wrote nothing yet).
+pub fn recorded(record: &Path) -> Vec<Value> {
+    std::fs::read_to_string(record)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad record line {l}: {e}")))
+        .collect()
+}
+
 /// Deadline for one Python client scenario.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(180);
 
