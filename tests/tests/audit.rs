@@ -516,3 +516,47 @@ fn a_call_whose_record_cannot_be_written_is_refused_and_not_forwarded() {
     let (code, out) = verify(&["--state", state.path().to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn arguments_a_redact_rule_names_are_stored_as_salted_hashes() {
+    let rules = "allow demo.send_payment;\nredact demo.send_payment args.to;\n";
+    let repo = PolicyRepo::with(&demo_config(json!({})), rules);
+    let mut gw = Gateway::start(&repo);
+    let mut c = McpHttp::new(gw.addr(), "/mcp/demo");
+    c.initialize();
+    for id in [2, 3] {
+        let r = tool_call(
+            &c,
+            id,
+            "send_payment",
+            json!({"to": "alice-7731", "amount": 5}),
+        );
+        assert_eq!(r["result"]["isError"], false, "{r}");
+    }
+    gw.kill();
+    let audit = gw.state().join("audit");
+    let text = std::fs::read_to_string(log_file(&audit)).unwrap();
+    assert!(
+        !text.contains("alice-7731"),
+        "the value reached the log:\n{text}"
+    );
+    let decisions: Vec<Value> = records(&audit)
+        .into_iter()
+        .filter(|r| r["type"] == "decision")
+        .collect();
+    assert_eq!(decisions.len(), 2);
+    let sealed = decisions[0]["arguments"]["to"].as_str().unwrap();
+    assert!(sealed.starts_with("hmac-sha256:"), "{sealed}");
+    // Equal values seal alike within a log; other arguments stay readable.
+    assert_eq!(decisions[1]["arguments"]["to"], sealed);
+    assert_eq!(decisions[0]["arguments"]["amount"], 5);
+    assert_eq!(decisions[0]["redacted"], json!(["args.to"]));
+    let (code, out) = verify(&[
+        "--state",
+        gw.state().to_str().unwrap(),
+        "--policy",
+        repo.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("2 of 2 decisions re-evaluated"), "{out}");
+}

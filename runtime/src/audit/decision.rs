@@ -110,7 +110,7 @@ pub async fn record_decision(
         return Ok(None);
     };
     let request_id = new_request_id();
-    let (fields, span) = decision_fields(loaded, session, &d, &request_id);
+    let (fields, span) = decision_fields(log, loaded, session, &d, &request_id);
     if let Err(e) = log.append(fields).await {
         tracing::error!(parent: &span, error = %e, "call refused: its audit record cannot be written");
         return Err(jsonrpc::error(
@@ -134,6 +134,7 @@ pub async fn record_decision(
 }
 
 fn decision_fields(
+    log: &AuditLog,
     loaded: &LoadedProgram,
     session: &Session,
     d: &Decided<'_>,
@@ -166,7 +167,11 @@ fn decision_fields(
     f.insert("method".into(), json!(d.method));
     f.insert("target".into(), target_json(d.target));
     if !args.is_null() {
-        f.insert("arguments".into(), args.clone());
+        let (recorded, redacted) = redact_args(log, program, &request, args);
+        f.insert("arguments".into(), recorded);
+        if !redacted.is_empty() {
+            f.insert("redacted".into(), json!(redacted));
+        }
     }
     let ann = annotations_json(annotations);
     if !ann.is_empty() {
@@ -219,6 +224,50 @@ fn decision_fields(
         "mcpgate.outcome" = tracing::field::Empty,
     );
     (f, span)
+}
+
+/// The arguments as the record keeps them: the values that `redact` rules name replaced by
+/// their salted hash (`hmac-sha256:HEX`); and the paths replaced (`args.card.number`).
+pub fn redact_args(
+    log: &AuditLog,
+    program: &mcpgate_compiler::Program,
+    request: &Request<'_>,
+    args: &Value,
+) -> (Value, Vec<String>) {
+    let mut out = args.clone();
+    let mut paths = Vec::new();
+    for r in program.redactions(request) {
+        for path in r.args() {
+            let Some(v) = mcpgate_compiler::ir::value_at_mut(&mut out, path) else {
+                continue;
+            };
+            let text = path_text(path);
+            if !paths.contains(&text) {
+                *v = Value::String(log.seal_value(v));
+                paths.push(text);
+            }
+        }
+    }
+    (out, paths)
+}
+
+/// `args.a.b[0]` for a path of argument keys and indexes.
+fn path_text(path: &[mcpgate_compiler::ir::PathSeg]) -> String {
+    use mcpgate_compiler::ir::PathSeg;
+    let mut s = String::from("args");
+    for seg in path {
+        match seg {
+            PathSeg::Key(k)
+                if !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_') =>
+            {
+                s.push('.');
+                s.push_str(k);
+            }
+            PathSeg::Key(k) => s.push_str(&format!("[{}]", Value::String(k.clone()))),
+            PathSeg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
 }
 
 /// A forwarded call whose upstream outcome is still to be recorded. Dropped without an
