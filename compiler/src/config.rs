@@ -19,7 +19,7 @@ pub struct Config {
     /// How callers are identified. Absent: every caller is `anonymous`, and the gateway
     /// refuses to listen on a non-loopback address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity: Option<serde_json::Value>,
+    pub identity: Option<IdentityConfig>,
     /// The audit log: where it is written, how durably, when files rotate and
     /// checkpoints are signed. Absent: the log is on, in the state dir's `audit/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -205,4 +205,164 @@ pub enum Durability {
     /// One write and fdatasync per batch of waiting records (group commit).
     #[default]
     Batched,
+}
+
+/// `identity:`: how the gateway knows who calls. Present (even empty): every request to an
+/// MCP endpoint must carry a bearer token, a gateway token or an OIDC JWT.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Accept tokens issued by `mcpgate token issue` (default true).
+    #[serde(default = "default_true")]
+    pub tokens: bool,
+    /// Let callers without a token in as the principal `anonymous` (default false).
+    #[serde(default)]
+    pub anonymous: bool,
+    /// The protected resource's URL (`https://mcp.example.com`), named in 401 answers and
+    /// in `/.well-known/oauth-protected-resource`. Default: `http://` and the request's Host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub resource: Option<String>,
+    /// Accept JWTs from an OpenID Connect provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "OidcConfig")]
+    pub oidc: Option<OidcConfig>,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            tokens: true,
+            anonymous: false,
+            resource: None,
+            oidc: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `identity.oidc`: JWT bearer tokens signed by an identity provider.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The `iss` every token must carry, e.g. `https://idp.example.com`; also named as the
+    /// authorization server in the protected-resource metadata.
+    pub issuer: String,
+    /// The `aud` a token must carry (one of them): the gateway's resource URL or the client
+    /// id the provider puts there.
+    pub audience: OneOrMany,
+    /// The provider's keys: a JWKS file (read at start) ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub jwks_file: Option<String>,
+    /// ... or an `https://` URL, fetched at start, on an unknown `kid` (at most once a
+    /// minute) and every `jwks_refresh_secs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub jwks_url: Option<String>,
+    /// Signature algorithms accepted (default `[RS256, ES256]`). HMAC and `none` cannot be
+    /// named: the gateway holds no shared secret.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<JwtAlgorithm>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds (default 60).
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// How often a `jwks_url` is fetched again, in seconds (default 3600).
+    #[serde(default = "default_refresh")]
+    pub jwks_refresh_secs: u64,
+    /// Which claims make the principal.
+    #[serde(default)]
+    pub claims: ClaimMapping,
+}
+
+/// A string or a list of strings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values, in order.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+fn default_algorithms() -> Vec<JwtAlgorithm> {
+    vec![JwtAlgorithm::RS256, JwtAlgorithm::ES256]
+}
+
+fn default_leeway() -> u64 {
+    60
+}
+
+fn default_refresh() -> u64 {
+    3600
+}
+
+/// A JWS algorithm with a public key.
+#[allow(clippy::upper_case_acronyms)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum JwtAlgorithm {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+}
+
+/// `identity.oidc.claims`: claim names read into the principal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimMapping {
+    /// The claim that is `principal.id` (default `sub`; `email` is common).
+    pub id: String,
+    /// The claim that lists `principal.groups` (default `groups`; absent claim: none).
+    pub groups: String,
+    /// `principal.kind` of every OIDC caller: `human`, `agent` or `service` (default `human`).
+    pub kind: TokenKind,
+    /// `principal.attrs.NAME` from a claim: `{ team: team, agent: azp }`.
+    pub attrs: BTreeMap<String, String>,
+}
+
+impl Default for ClaimMapping {
+    fn default() -> Self {
+        ClaimMapping {
+            id: "sub".into(),
+            groups: "groups".into(),
+            kind: TokenKind::Human,
+            attrs: BTreeMap::new(),
+        }
+    }
+}
+
+/// The kinds a credential can name (`anonymous` is only for callers without one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    Human,
+    Agent,
+    Service,
+}
+
+impl From<TokenKind> for crate::PrincipalKind {
+    fn from(k: TokenKind) -> crate::PrincipalKind {
+        match k {
+            TokenKind::Human => crate::PrincipalKind::Human,
+            TokenKind::Agent => crate::PrincipalKind::Agent,
+            TokenKind::Service => crate::PrincipalKind::Service,
+        }
+    }
 }

@@ -29,6 +29,8 @@ pub enum FileKind {
     DslPolicy,
     YamlPolicy,
     Tests,
+    /// `principals.yaml`: group membership.
+    Principals,
     Other,
 }
 
@@ -39,6 +41,7 @@ impl FileKind {
         match path {
             "mcpgate.yaml" | "mcpgate.yml" => FileKind::Config,
             "mcpgate.lock" => FileKind::Lock,
+            "principals.yaml" | "principals.yml" => FileKind::Principals,
             p if p.starts_with("policies/") && p.ends_with(".mcpg") => FileKind::DslPolicy,
             p if p.starts_with("policies/") && yaml => FileKind::YamlPolicy,
             p if p.starts_with("tests/") && yaml => FileKind::Tests,
@@ -61,7 +64,13 @@ pub fn read_dir(dir: &Path) -> std::io::Result<Vec<SourceFile>> {
         ));
     }
     let mut files = Vec::new();
-    for name in ["mcpgate.yaml", "mcpgate.yml", "mcpgate.lock"] {
+    for name in [
+        "mcpgate.yaml",
+        "mcpgate.yml",
+        "mcpgate.lock",
+        "principals.yaml",
+        "principals.yml",
+    ] {
         let p = dir.join(name);
         if p.is_file() {
             files.push(read_one(&p, name.to_owned())?);
@@ -123,6 +132,8 @@ pub struct Checked {
     /// The rules that lowered cleanly (all of them when there are no errors).
     pub policy: ir::Policy,
     pub tests: Vec<PolicyTest>,
+    /// Group membership from `principals.yaml`: principal id to groups.
+    pub memberships: crate::vm::Memberships,
     pub errors: usize,
     pub warnings: usize,
     /// Rendered for a terminal (rustc style, with source lines and carets).
@@ -136,6 +147,12 @@ pub struct Checked {
 impl Checked {
     pub fn has_errors(&self) -> bool {
         self.errors > 0
+    }
+
+    /// Compiles the checked policy with its group membership: what every consumer (serve,
+    /// test, explain, check) evaluates.
+    pub fn program(&self, commit: Option<&str>) -> crate::Program {
+        crate::Program::compile(&self.policy, commit).with_memberships(&self.memberships)
     }
 
     /// Renders the diagnostics as `human`, `github` or `json`.
@@ -185,6 +202,7 @@ pub fn check_files(mut files: Vec<SourceFile>) -> Checked {
     let mut source_rules: Vec<SourceRule> = Vec::new();
     let mut test_cases: Vec<yaml::tests::TestCase> = Vec::new();
     let mut config = None;
+    let mut memberships = crate::vm::Memberships::new();
     for f in files {
         let kind = FileKind::of(&f.path);
         let id = sources.add(f.path, f.text);
@@ -202,6 +220,9 @@ pub fn check_files(mut files: Vec<SourceFile>) -> Checked {
                 ));
             }
             FileKind::Config => config = yaml::config::load(id, text, &mut out),
+            FileKind::Principals => {
+                yaml::principals::load(id, text, &mut memberships, &mut out);
+            }
             FileKind::Lock | FileKind::Other => {}
         }
     }
@@ -245,6 +266,7 @@ pub fn check_files(mut files: Vec<SourceFile>) -> Checked {
         config,
         policy,
         tests,
+        memberships,
         diagnostics: out,
         sources,
         ..Checked::default()

@@ -22,21 +22,30 @@ pub fn config_schema() -> Value {
     to_value(schemars::schema_for!(crate::config::Config))
 }
 
-/// All three, keyed by format name (`policy`, `tests`, `config`).
+/// `principals.yaml`.
+pub fn principals_schema() -> Value {
+    to_value(schemars::schema_for!(
+        crate::yaml::principals::PrincipalsDoc
+    ))
+}
+
+/// All of them, keyed by format name (`policy`, `tests`, `config`, `principals`).
 pub fn all_schemas() -> Value {
     json!({
         "policy": policy_schema(),
         "tests": tests_schema(),
         "config": config_schema(),
+        "principals": principals_schema(),
     })
 }
 
-/// One schema by name: `policy`, `tests` or `config`.
+/// One schema by name: `policy`, `tests`, `config` or `principals`.
 pub fn schema_named(name: &str) -> Option<Value> {
     Some(match name {
         "policy" => policy_schema(),
         "tests" => tests_schema(),
         "config" => config_schema(),
+        "principals" => principals_schema(),
         _ => return None,
     })
 }
@@ -51,7 +60,7 @@ mod tests {
         assert!(tests_schema()["properties"]["tests"].is_object());
         assert!(config_schema()["properties"]["servers"].is_object());
         let all = all_schemas();
-        for name in ["policy", "tests", "config"] {
+        for name in ["policy", "tests", "config", "principals"] {
             assert_eq!(all[name], schema_named(name).unwrap());
         }
         assert!(schema_named("other").is_none());

@@ -137,7 +137,10 @@ pub fn run_tests(program: &crate::Program, tests: &[PolicyTest]) -> TestReport {
     };
     let mut outcomes = Vec::with_capacity(tests.len());
     for test in tests {
-        let r = request(test);
+        // A test that names a principal by id sees the groups `principals.yaml` declares.
+        let principal = program.principal(&test.principal);
+        let mut r = request(test);
+        r.principal = &principal;
         let d = crate::evaluate(program, &r);
         cover(d.rule);
         if d.verdict == Verdict::Allow {

@@ -236,3 +236,54 @@ fn rules_are_ordered_by_file_then_position() {
     let src = &checked.policy.rules[2].source;
     assert_eq!((src.file.as_str(), src.line), ("policies/b.yaml", 2));
 }
+
+#[test]
+fn identity_config() {
+    let ok = "identity:\n  resource: https://mcp.example.com\n  oidc:\n    issuer: https://idp.example.com\n    audience: mcpgate\n    jwks_url: https://idp.example.com/jwks.json\n    algorithms: [RS256, ES256]\n    claims: { id: email, groups: groups, kind: human, attrs: { team: team } }\n";
+    assert!(config(ok).is_empty(), "{:?}", config(ok));
+    assert!(config("identity: {}\n").is_empty());
+    // `none` and HMAC cannot be named.
+    assert_eq!(
+        config(
+            "identity:\n  oidc:\n    issuer: https://i\n    audience: a\n    jwks_file: k.json\n    algorithms: [HS256]\n"
+        ),
+        ["E0003"]
+    );
+    assert_eq!(
+        config(
+            "identity:\n  oidc:\n    issuer: https://i\n    audience: a\n    algorithms: [RS256]\n"
+        ),
+        ["E0605"]
+    );
+    assert_eq!(
+        config(
+            "identity:\n  oidc:\n    issuer: https://i\n    audience: a\n    jwks_url: http://idp.example.com/k\n"
+        ),
+        ["E0605"]
+    );
+    assert!(config("identity:\n  oidc:\n    issuer: https://i\n    audience: a\n    jwks_url: http://127.0.0.1:9/k\n").is_empty());
+    assert_eq!(config("identity:\n  tokens: false\n"), ["E0605"]);
+    assert_eq!(
+        config("identity:\n  resource: mcp.example.com\n"),
+        ["E0605"]
+    );
+    assert_eq!(config("identity:\n  token: true\n"), ["E0003"]);
+}
+
+#[test]
+fn principals_membership() {
+    let p = "allow demo.write when \"finance\" in principal.groups;\n";
+    let ok = codes(&[
+        ("policies/a.mcpg", p),
+        ("principals.yaml", "groups:\n  finance: [carol]\n"),
+    ]);
+    assert!(ok.is_empty(), "{ok:?}");
+    assert_eq!(
+        codes(&[("principals.yaml", "groups:\n  finance: [carol, carol]\n")]),
+        ["W0607"]
+    );
+    assert_eq!(
+        codes(&[("principals.yaml", "groups:\n  \"\": [carol]\n")]),
+        ["E0606"]
+    );
+}

@@ -129,3 +129,32 @@ proptest! {
         let _ = Program::decode(&small[..cut.index(small.len())]);
     }
 }
+
+#[test]
+fn memberships_round_trip_and_change_the_hash() {
+    let plain = sample();
+    let mut m = mcpgate_compiler::vm::Memberships::new();
+    m.insert(
+        "carol@example.com".into(),
+        vec!["finance".into(), "eng".into()],
+    );
+    let with = sample().with_memberships(&m);
+    assert_ne!(plain.hash(), with.hash());
+    let back = Program::decode(&with.encode()).unwrap();
+    assert_eq!(back.hash(), with.hash());
+    assert_eq!(back.groups_of("carol@example.com"), ["eng", "finance"]);
+    assert!(back.groups_of("bob@example.com").is_empty());
+    // No membership: the encoding of a program without any, unchanged.
+    let none = sample().with_memberships(&mcpgate_compiler::vm::Memberships::new());
+    assert_eq!(none.hash(), plain.hash());
+    let carol = mcpgate_compiler::Principal {
+        id: "carol@example.com".into(),
+        groups: vec!["eng".into()],
+        ..Default::default()
+    };
+    assert_eq!(with.principal(&carol).groups, ["eng", "finance"]);
+    assert!(matches!(
+        plain.principal(&carol),
+        std::borrow::Cow::Borrowed(_)
+    ));
+}

@@ -199,6 +199,8 @@ pub struct McpHttp {
     pub addr: SocketAddr,
     pub path: String,
     pub session: Option<String>,
+    /// Sent as `Authorization: Bearer ...` on every request, when set.
+    pub bearer: Option<String>,
 }
 
 impl McpHttp {
@@ -207,7 +209,14 @@ impl McpHttp {
             addr,
             path: path.to_owned(),
             session: None,
+            bearer: None,
         }
+    }
+
+    /// The same client presenting `token` on every request.
+    pub fn with_bearer(mut self, token: &str) -> McpHttp {
+        self.bearer = Some(format!("Bearer {token}"));
+        self
     }
 
     /// POSTs `body` as-is with the standard MCP headers plus `extra`.
@@ -219,6 +228,9 @@ impl McpHttp {
         if let Some(s) = &self.session {
             headers.push(("Mcp-Session-Id", s.as_str()));
             headers.push(("MCP-Protocol-Version", PROTOCOL_VERSION));
+        }
+        if let Some(b) = &self.bearer {
+            headers.push(("Authorization", b.as_str()));
         }
         headers.extend_from_slice(extra);
         request(self.addr, "POST", &self.path, &headers, body)
@@ -262,6 +274,9 @@ impl McpHttp {
         let mut headers = vec![("MCP-Protocol-Version", PROTOCOL_VERSION)];
         if let Some(s) = &self.session {
             headers.push(("Mcp-Session-Id", s.as_str()));
+        }
+        if let Some(b) = &self.bearer {
+            headers.push(("Authorization", b.as_str()));
         }
         request(self.addr, "DELETE", &self.path, &headers, b"")
     }

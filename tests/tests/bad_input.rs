@@ -152,6 +152,7 @@ fn a_session_of_one_server_does_not_open_another() {
         addr: setup.gateway.addr(),
         path: "/mcp/flaky".into(),
         session: client.session.clone(),
+        bearer: None,
     };
     let response = moved.post(&rpc(3, "tools/list", json!({})));
     assert_eq!(

@@ -4,6 +4,7 @@ use super::Code;
 use crate::diag::{Diagnostic, Severity};
 use crate::source::FileId;
 use crate::yaml::node::{Kind, Node};
+use crate::yaml::validate;
 use mcpgate_grammar::Span;
 
 /// A server with both `url` and `command`, or neither.
@@ -89,10 +90,207 @@ Use instead: `Authorization: "Bearer ${secret:github}"`, and store the token wit
 "#,
 };
 
-pub const CODES: &[Code] = &[E0601, E0602, E0603, E0604];
+/// An `identity` section the gateway cannot use.
+pub const E0605: Code = Code {
+    code: "E0605",
+    severity: Severity::Error,
+    name: "identity-config",
+    doc: r#"
+### What it does
+Reports an `identity` section in `mcpgate.yaml` that cannot work: `oidc` with both or
+neither of `jwks_file` and `jwks_url`, a `jwks_url` that is not `https://` (plain `http://` is
+accepted only for a loopback host), an `issuer` or `resource` that is not an absolute URL,
+an empty `audience` or `algorithms` list, or `tokens: false` without `oidc` and without
+`anonymous: true` (no caller could get in).
+
+### Example
+```yaml
+identity:
+  oidc:
+    issuer: https://idp.example.com
+    audience: mcpgate
+    jwks_url: http://idp.example.com/jwks.json
+```
+Use instead: `jwks_url: https://idp.example.com/jwks.json`.
+"#,
+};
+
+/// A malformed group or member in `principals.yaml`.
+pub const E0606: Code = Code {
+    code: "E0606",
+    severity: Severity::Error,
+    name: "principals-membership",
+    doc: r#"
+### What it does
+Reports a group name in `principals.yaml` that is empty or holds blanks, and a member that is
+empty, has blanks around it, or is `anonymous`.
+
+### Why is this bad?
+Members are matched exactly against the principal id a credential carries (a token's
+`--subject`, an OIDC `sub` or `email` claim); a stray blank would silently never match.
+
+### Example
+```yaml
+groups:
+  finance: [" carol@example.com"]
+```
+"#,
+};
+
+/// A member listed twice in one group.
+pub const W0607: Code = Code {
+    code: "W0607",
+    severity: Severity::Warning,
+    name: "duplicate-member",
+    doc: r#"
+### What it does
+Reports a principal listed twice in the same group of `principals.yaml`.
+
+### Example
+```yaml
+groups:
+  maintainers: [alice@example.com, bob@example.com, alice@example.com]
+```
+"#,
+};
+
+pub const CODES: &[Code] = &[E0601, E0602, E0603, E0604, E0605, E0606, W0607];
+
+/// Whether `url` is an absolute `https://` URL, or `http://` when `http_ok`.
+fn absolute_url(url: &str, http_ok: bool) -> bool {
+    let rest = match url.split_once("://") {
+        Some(("https", rest)) => rest,
+        Some(("http", rest)) if http_ok => rest,
+        _ => return false,
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    !host.is_empty() && !host.contains('@')
+}
+
+fn loopback_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = if authority.starts_with('[') {
+        authority
+            .split(']')
+            .next()
+            .map(|h| h.trim_start_matches('['))
+    } else {
+        authority.split(':').next()
+    };
+    matches!(host, Some("127.0.0.1" | "localhost" | "::1"))
+}
+
+/// Checks the `identity` section.
+fn check_identity(identity: &Node, file: FileId, out: &mut Vec<Diagnostic>) {
+    let flag = |name: &str| match identity.get(name).map(|n| &n.kind) {
+        Some(Kind::Bool(b)) => Some(*b),
+        _ => None,
+    };
+    let oidc = identity.get("oidc");
+    if flag("tokens") == Some(false) && oidc.is_none() && flag("anonymous") != Some(true) {
+        let span = identity
+            .key_node("tokens")
+            .map_or(identity.span, |k| k.span);
+        out.push(
+            E0605
+                .at(
+                    "no caller can authenticate: `tokens` is off and there is no `oidc`",
+                    file,
+                    span,
+                )
+                .with_help(
+                    "keep `tokens: true`, add an `oidc` provider, or allow `anonymous: true`",
+                ),
+        );
+    }
+    if let Some(r) = identity
+        .get("resource")
+        .filter(|r| r.as_str().is_some_and(|s| !absolute_url(s, true)))
+    {
+        out.push(
+            E0605
+                .at(format!("`identity.resource` must be an absolute URL, found `{}`", r.as_str().unwrap_or_default()), file, r.span)
+                .with_help("write the URL clients use to reach the gateway, e.g. `https://mcp.example.com`"),
+        );
+    }
+    let Some(oidc) = oidc.filter(|o| matches!(o.kind, Kind::Map(_))) else {
+        return;
+    };
+    if let Some(i) = oidc
+        .get("issuer")
+        .filter(|i| i.as_str().is_some_and(|s| !absolute_url(s, true)))
+    {
+        out.push(
+            E0605
+                .at(
+                    format!(
+                        "`identity.oidc.issuer` must be an absolute URL, found `{}`",
+                        i.as_str().unwrap_or_default()
+                    ),
+                    file,
+                    i.span,
+                )
+                .with_help("write the provider's issuer exactly as its tokens carry it in `iss`"),
+        );
+    }
+    match (oidc.get("jwks_file"), oidc.get("jwks_url")) {
+        (Some(_), Some(u)) => out.push(
+            E0605
+                .at("`identity.oidc` has both `jwks_file` and `jwks_url`", file, oidc.key_node("jwks_url").map_or(u.span, |k| k.span))
+                .with_help("keep one: a file read at start, or an https URL fetched and refreshed"),
+        ),
+        (None, None) => out.push(
+            E0605
+                .at("`identity.oidc` needs `jwks_file` or `jwks_url`", file, validate::anchor(oidc))
+                .with_help("add `jwks_url: https://IDP/.well-known/jwks.json` (see the provider's `jwks_uri`)"),
+        ),
+        (None, Some(u)) => {
+            if let Some(url) = u.as_str()
+                && !absolute_url(url, false)
+                && !loopback_url(url)
+            {
+                out.push(
+                    E0605
+                        .at(format!("`jwks_url` must be an https URL, found `{url}`"), file, u.span)
+                        .with_help("keys fetched over plain http could be replaced in transit; use https"),
+                );
+            }
+        }
+        (Some(_), None) => {}
+    }
+    for list in ["audience", "algorithms"] {
+        if let Some(n) = oidc.get(list)
+            && (matches!(&n.kind, Kind::Seq(items) if items.is_empty())
+                || n.as_str().is_some_and(str::is_empty))
+        {
+            out.push(
+                E0605
+                    .at(
+                        format!("`identity.oidc.{list}` is empty"),
+                        file,
+                        oidc.key_node(list).map_or(n.span, |k| k.span),
+                    )
+                    .with_help(if list == "audience" {
+                        "name the audience the provider puts in `aud` for this gateway"
+                    } else {
+                        "name the algorithms the provider signs with, e.g. `[RS256]`"
+                    }),
+            );
+        }
+    }
+}
 
 /// Runs every config check on the document tree.
 pub fn check_config(root: &Node, file: FileId, out: &mut Vec<Diagnostic>) {
+    if let Some(identity) = root
+        .get("identity")
+        .filter(|i| matches!(i.kind, Kind::Map(_)))
+    {
+        check_identity(identity, file, out);
+    }
     let Some(servers) = root.get("servers") else {
         return;
     };

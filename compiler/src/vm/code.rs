@@ -51,6 +51,8 @@ pub(crate) struct Code {
     pub leaves: Vec<Leaf>,
     /// Tool, prompt and resource dispatch.
     pub dispatch: [Dispatch; 3],
+    /// Declared group membership: (principal id, its groups), sorted by id.
+    pub memberships: Vec<(String, Vec<String>)>,
 }
 
 /// A path segment: an interned key or an array index.

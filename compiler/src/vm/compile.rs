@@ -254,6 +254,7 @@ type LeafKey = Vec<(u32, Vec<Guard>)>;
 pub(crate) fn compile(policy: &ir::Policy, commit: Option<&str>) -> Code {
     let mut b = Builder::default();
     b.code.commit = commit.map(str::to_owned);
+
     b.code.rules = policy
         .rules
         .iter()

@@ -306,6 +306,16 @@ pub(crate) fn encode(c: &Code) -> Vec<u8> {
         }
         w.u32(d.fallback);
     }
+    // An optional trailing section, so a program without memberships encodes (and hashes)
+    // exactly as before it existed.
+    if !c.memberships.is_empty() {
+        w.len(c.memberships.len());
+        for (id, groups) in &c.memberships {
+            w.str(id);
+            w.len(groups.len());
+            groups.iter().for_each(|g| w.str(g));
+        }
+    }
     w.0
 }
 
@@ -575,10 +585,27 @@ pub(crate) fn decode(bytes: &[u8]) -> Res<Code> {
         d.servers = r.vec(8, |r| Ok((r.u32()?, r.u32()?)))?;
         d.fallback = r.u32()?;
     }
+    let memberships = if r.b.is_empty() {
+        Vec::new()
+    } else {
+        // Written only when there is some membership, each with some group: anything else
+        // after the dispatch tables is not a program this build wrote.
+        let m = r
+            .vec(8, |r| Ok((r.str()?, r.vec(4, R::str)?)))
+            .map_err(|_| bad("trailing bytes"))?;
+        if m.is_empty() || m.iter().any(|(_, g)| g.is_empty()) {
+            return Err(bad("trailing bytes"));
+        }
+        m
+    };
     if !r.b.is_empty() {
         return Err(bad("trailing bytes"));
     }
+    if memberships.windows(2).any(|w| w[0].0 >= w[1].0) {
+        return Err(bad("memberships out of order"));
+    }
     let code = Code {
+        memberships,
         commit,
         rules,
         strings,

@@ -23,6 +23,9 @@ pub use encode::{DecodeError, FORMAT_VERSION};
 pub use eval::{LimitMatches, Redaction, Redactions};
 pub use explain::{Considered, Explanation, Outcome, explain};
 
+/// Declared group membership: principal id to the groups it belongs to.
+pub type Memberships = std::collections::BTreeMap<String, Vec<String>>;
+
 /// Index of a rule in [`Program::rules`]; [`RuleIdx::DEFAULT`] is the built-in `default` rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RuleIdx(pub u32);
@@ -71,6 +74,25 @@ impl Program {
     /// reports it) becomes a test that cannot be decided, so it fails closed.
     pub fn compile(policy: &ir::Policy, commit: Option<&str>) -> Program {
         Program::from_code(compile::compile(policy, commit))
+    }
+
+    /// The program with the group membership a repository declares (`principals.yaml`):
+    /// principal id to groups. Part of the encoding and the hash, so it swaps, is saved and
+    /// is audited with the rules.
+    #[must_use]
+    pub fn with_memberships(self, memberships: &Memberships) -> Program {
+        let mut code = self.code;
+        code.memberships = memberships
+            .iter()
+            .filter(|(_, g)| !g.is_empty())
+            .map(|(id, g)| {
+                let mut g = g.clone();
+                g.sort();
+                g.dedup();
+                (id.clone(), g)
+            })
+            .collect();
+        Program::from_code(code)
     }
 
     fn from_code(code: code::Code) -> Program {
@@ -128,6 +150,37 @@ impl Program {
     /// The deciding rule's id, `default` for the built-in rule.
     pub fn rule_id(&self, idx: RuleIdx) -> &str {
         self.rule(idx).map_or("default", |r| r.id.as_str())
+    }
+
+    /// The groups the policy repository declares for `id` (`principals.yaml`).
+    pub fn groups_of(&self, id: &str) -> &[String] {
+        let m = &self.code.memberships;
+        m.binary_search_by(|(k, _)| k.as_str().cmp(id))
+            .ok()
+            .and_then(|i| m.get(i))
+            .map_or(&[], |(_, g)| g.as_slice())
+    }
+
+    /// Every declared membership: (principal id, groups), sorted by id.
+    pub fn memberships(&self) -> &[(String, Vec<String>)] {
+        &self.code.memberships
+    }
+
+    /// `p` with the groups the policy repository declares for its id added. Borrowed when
+    /// that adds nothing, so a decision for a principal the repository does not name copies
+    /// nothing.
+    pub fn principal<'a>(&self, p: &'a Principal) -> std::borrow::Cow<'a, Principal> {
+        let declared = self.groups_of(&p.id);
+        if declared.iter().all(|g| p.groups.contains(g)) {
+            return std::borrow::Cow::Borrowed(p);
+        }
+        let mut merged = p.clone();
+        for g in declared {
+            if !merged.groups.contains(g) {
+                merged.groups.push(g.clone());
+            }
+        }
+        std::borrow::Cow::Owned(merged)
     }
 
     /// The source commit the program was compiled from, if known.

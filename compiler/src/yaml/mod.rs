@@ -4,6 +4,7 @@
 pub mod config;
 pub mod node;
 pub mod policy;
+pub mod principals;
 pub mod scalar;
 pub mod tests;
 pub mod validate;

@@ -148,9 +148,11 @@ fn decision_fields(
         Target::Tool { server, tool } => session.annotations(server, tool),
         _ => ToolAnnotations::default(),
     };
+    // The principal the decision saw: with the groups `principals.yaml` declares.
+    let principal = loaded.principal(&session.principal);
     let request = Request {
-        principal: &session.principal,
-        agent: agent_of(&session.principal),
+        principal: &principal,
+        agent: agent_of(&principal),
         client_name: session.client_name.as_deref(),
         client_version: session.client_version.as_deref(),
         target: d.target,
@@ -158,9 +160,15 @@ fn decision_fields(
         annotations,
     };
     let decision = evaluate(program, &request);
-    let listed = visible(program, &session.principal, d.target);
+    let listed = visible(program, &principal, d.target);
     let rule = program.rule(decision.rule);
     let mut f = common("decision", session, loaded);
+    if let std::borrow::Cow::Owned(merged) = &principal {
+        f.insert(
+            "principal".into(),
+            serde_json::to_value(merged).unwrap_or(Value::Null),
+        );
+    }
     f.insert("request_id".into(), json!(request_id));
     f.insert("jsonrpc_id".into(), d.client_id.clone());
     f.insert("server".into(), json!(d.target.server()));

@@ -2,7 +2,7 @@
 
 use mcpgate_compiler::diag::Format;
 use mcpgate_compiler::repo;
-use mcpgate_compiler::{Program, testing};
+use mcpgate_compiler::testing;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -63,7 +63,7 @@ pub fn check_dir(dir: &std::path::Path, format: Format) -> std::io::Result<(Stri
     };
     // With errors, the policy is partial: its test results would mislead.
     if !checked.has_errors() {
-        let program = Program::compile(&checked.policy, None);
+        let program = checked.program(None);
         let report = testing::run_tests(&program, &checked.tests);
         summary.passed = report.passed();
         summary.failed = report.failed();

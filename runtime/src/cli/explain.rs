@@ -3,7 +3,7 @@
 use mcpgate_compiler::repo::{check_files, read_dir};
 use mcpgate_compiler::testing::Call;
 use mcpgate_compiler::vm::{Explanation, Outcome, explain};
-use mcpgate_compiler::{Principal, Program, Request, ToolAnnotations};
+use mcpgate_compiler::{Principal, Request, ToolAnnotations};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,11 +98,13 @@ pub fn run(args: Args) -> ExitCode {
         eprintln!("  = help: run `mcpgate check` for details");
         return ExitCode::from(1);
     }
-    let program = Program::compile(&checked.policy, None);
+    let program = checked.program(None);
+    // The groups `principals.yaml` declares for the principal's id, as the gateway merges them.
+    let principal = program.principal(&q.principal);
     let e = explain(
         &program,
         &Request {
-            principal: &q.principal,
+            principal: &principal,
             agent: args.agent.as_deref(),
             client_name: args.client.as_deref(),
             client_version: None,
@@ -225,7 +227,7 @@ mod tests {
                 },
             }],
         };
-        let program = Program::compile(&policy, None);
+        let program = mcpgate_compiler::Program::compile(&policy, None);
         let p = Principal::anonymous();
         let e = explain(
             &program,

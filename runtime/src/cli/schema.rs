@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Which format (default: all three in one document, keyed by name).
+    /// Which format (default: all of them in one document, keyed by name).
     #[arg(value_enum)]
     pub which: Option<Which>,
 }
@@ -19,6 +19,8 @@ pub enum Which {
     Tests,
     /// `mcpgate.yaml`
     Config,
+    /// `principals.yaml`
+    Principals,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -27,6 +29,7 @@ pub fn run(args: Args) -> ExitCode {
         Some(Which::Policy) => schema::policy_schema(),
         Some(Which::Tests) => schema::tests_schema(),
         Some(Which::Config) => schema::config_schema(),
+        Some(Which::Principals) => schema::principals_schema(),
     };
     match serde_json::to_string_pretty(&value) {
         Ok(s) => {

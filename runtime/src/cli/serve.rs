@@ -4,6 +4,7 @@ use crate::gateway::Gateway;
 use crate::gateway::server::{serve, shutdown_signal};
 use crate::gitops::fetch::GitSource;
 use crate::gitops::{Start, Syncer, admin::AdminAuth, watch};
+use crate::identity::Authenticator;
 use crate::session::seal::Sealer;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -156,12 +157,30 @@ pub fn run(args: Args) -> ExitCode {
         eprintln!("  help: write it as IP:PORT, e.g. `127.0.0.1:8080`");
         return ExitCode::from(2);
     };
-    if config.identity.is_some() {
-        eprintln!("error: `identity` is configured but this build cannot verify callers");
-        eprintln!("  help: remove the `identity` section to serve anonymous callers on loopback");
-        return ExitCode::from(2);
+    let identity = match &config.identity {
+        None => Authenticator::anonymous_only(),
+        Some(cfg) => {
+            // A relative `jwks_file` is read from the policy folder (the working directory
+            // when following a repository).
+            let base = if args.policy_repo.is_some() {
+                PathBuf::from(".")
+            } else {
+                args.policy.clone()
+            };
+            match Authenticator::from_config(cfg, &state, &base) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    eprintln!("  help: fix the `identity` section of mcpgate.yaml");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    if config.identity.as_ref().is_some_and(|i| i.anonymous) && !listen.ip().is_loopback() {
+        tracing::warn!(%listen, "`identity.anonymous` is on: callers without a token are served as `anonymous`");
     }
-    if !listen.ip().is_loopback() {
+    if config.identity.is_none() && !listen.ip().is_loopback() {
         eprintln!("error: refusing to listen on `{listen}` without an `identity` section");
         eprintln!(
             "  help: every caller would be anonymous; listen on 127.0.0.1, or configure `identity` in mcpgate.yaml"
@@ -218,7 +237,7 @@ pub fn run(args: Args) -> ExitCode {
         };
         let bound = listener.local_addr().unwrap_or(listen);
         let gw = match Gateway::new(&config, program, sealer, bound, &secrets) {
-            Ok(g) => Arc::new(g),
+            Ok(g) => Arc::new(g.with_identity(identity)),
             Err(e) => {
                 eprintln!("error: {e}");
                 if e.contains("unknown secret `") {
@@ -238,6 +257,7 @@ pub fn run(args: Args) -> ExitCode {
             }
             let _ = gw.audit.set(log.clone());
         }
+        gw.identity.start(gw.shutdown.clone());
         syncer.attach(&gw);
         let _ = gw.policy.set(syncer.clone());
         if args.policy_repo.is_some() {

@@ -1,6 +1,5 @@
 //! `mcpgate test`: run the policy tests of a repository, one line per test.
 
-use mcpgate_compiler::Program;
 use mcpgate_compiler::repo::{check_files, read_dir};
 use mcpgate_compiler::testing::{TestOutcome, TestReport, run_tests};
 use std::path::PathBuf;
@@ -32,7 +31,7 @@ pub fn run(args: Args) -> ExitCode {
         eprintln!("  = help: run `mcpgate check` for details");
         return ExitCode::from(1);
     }
-    let program = Program::compile(&checked.policy, None);
+    let program = checked.program(None);
     let report = run_tests(&program, &checked.tests);
     print!("{}", render(&report));
     if report.failed() > 0 {

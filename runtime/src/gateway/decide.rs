@@ -30,9 +30,10 @@ pub fn decide(
 ) -> Outcome {
     let program = &loaded.program;
     let start = Instant::now();
+    let principal = loaded.principal(&session.principal);
     let request = Request {
-        principal: &session.principal,
-        agent: crate::audit::decision::agent_of(&session.principal),
+        principal: &principal,
+        agent: crate::audit::decision::agent_of(&principal),
         client_name: session.client_name.as_deref(),
         client_version: session.client_version.as_deref(),
         target,
@@ -42,7 +43,7 @@ pub fn decide(
     let decision = evaluate(program, &request);
     // What a caller may not see in a list answers as unknown, whatever the verdict
     // (LANGUAGE.md): an unconditional deny hides like `hide` does.
-    let shown = visible(program, &session.principal, target);
+    let shown = visible(program, &principal, target);
     let outcome = match decision.verdict {
         _ if !shown => Outcome::Unknown,
         // Limits count allowed calls only.
@@ -229,15 +230,12 @@ pub fn filter_page(
         return (0, 0);
     };
     let before = items.len();
+    let principal = loaded.principal(&session.principal);
     items.retain(|item| {
         let Some(name) = item.get(kind.name_field()).and_then(Value::as_str) else {
             return false;
         };
-        if !visible(
-            &loaded.program,
-            &session.principal,
-            kind.target(server, name),
-        ) {
+        if !visible(&loaded.program, &principal, kind.target(server, name)) {
             return false;
         }
         match kind {

@@ -7,11 +7,12 @@ use crate::gateway::decide::{self, ListKind, Outcome};
 use crate::gateway::redact;
 use crate::gateway::relay::{self, Reply, Transform};
 use crate::gateway::{Gateway, LoadedProgram, SESSION_MAX_AGE_SECS, version};
+use crate::identity::Authenticated;
 use crate::jsonrpc;
 use crate::session::seal::Claims;
 use crate::session::{Endpoint, Session, SessionParts, now_secs};
 use crate::upstream::UpstreamSession;
-use mcpgate_compiler::{Principal, Target, ToolAnnotations};
+use mcpgate_compiler::{Target, ToolAnnotations};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -42,7 +43,7 @@ fn random_hex() -> String {
 pub async fn initialize(
     gw: &Gateway,
     endpoint: &Endpoint,
-    principal: Principal,
+    auth: Authenticated,
     message: Value,
     client_id: Value,
 ) -> Initialized {
@@ -63,8 +64,14 @@ pub async fn initialize(
         .and_then(Value::as_str)
         .map(str::to_owned);
     let sid = random_hex();
+    // A scoped credential never reaches a server outside its scope, whatever the policy.
     let servers: Vec<String> = match endpoint {
-        Endpoint::Aggregate => gw.upstreams.keys().cloned().collect(),
+        Endpoint::Aggregate => gw
+            .upstreams
+            .keys()
+            .filter(|s| auth.allows_server(s))
+            .cloned()
+            .collect(),
         Endpoint::Server(s) => vec![s.clone()],
     };
     let connects = servers.iter().filter_map(|name| {
@@ -139,7 +146,8 @@ pub async fn initialize(
         client_name: client_name.clone(),
         client_version: client_version.clone(),
         protocol_version: protocol_version.clone(),
-        principal: principal.id.clone(),
+        principal: auth.principal.id.clone(),
+        credential: auth.credential.binding(),
         created,
         upstreams: upstreams
             .iter()
@@ -154,7 +162,8 @@ pub async fn initialize(
         client_name,
         client_version,
         protocol_version,
-        principal,
+        principal: auth.principal,
+        credential: auth.credential,
         created,
         upstreams,
     }));
@@ -163,6 +172,7 @@ pub async fn initialize(
         session = %session.sid,
         endpoint = %endpoint.path(),
         principal = %session.principal.id,
+        token = session.credential.token_id().unwrap_or("-"),
         client = session.client_name.as_deref().unwrap_or("-"),
         upstreams = ?session.upstreams.keys().collect::<Vec<_>>(),
         "session opened"
@@ -182,12 +192,17 @@ pub async fn initialize(
 pub fn find_session(
     gw: &Gateway,
     endpoint: &Endpoint,
-    principal: &Principal,
+    auth: &Authenticated,
     token: &str,
 ) -> Result<Arc<Session>, SessionError> {
+    let principal = &auth.principal;
     if let Some(s) = gw.sessions.by_token(token) {
         let fresh = now_secs().saturating_sub(s.created) <= SESSION_MAX_AGE_SECS;
-        if fresh && s.endpoint == *endpoint && s.principal.id == principal.id {
+        if fresh
+            && s.endpoint == *endpoint
+            && s.principal.id == principal.id
+            && s.credential == auth.credential
+        {
             s.touch();
             return Ok(s);
         }
@@ -199,6 +214,7 @@ pub fn find_session(
         .ok_or(SessionError::NotFound)?;
     if claims.endpoint != endpoint.key()
         || claims.principal != principal.id
+        || claims.credential != auth.credential.binding()
         || gw.sessions.is_ended(&claims.sid)
     {
         return Err(SessionError::NotFound);
@@ -224,6 +240,7 @@ pub fn find_session(
         client_version: claims.client_version,
         protocol_version: claims.protocol_version,
         principal: principal.clone(),
+        credential: auth.credential.clone(),
         created: claims.created,
         upstreams,
     }));

@@ -5,6 +5,7 @@
 use crate::gateway::dispatch::{self, SessionError};
 use crate::gateway::relay::{self, Reply};
 use crate::gateway::{Gateway, version};
+use crate::identity::{Authenticated, metadata};
 use crate::jsonrpc::{self, Kind};
 use crate::session::{Endpoint, Session};
 use crate::sse;
@@ -14,7 +15,6 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
-use mcpgate_compiler::Principal;
 use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -192,12 +192,6 @@ impl Gateway {
         matches!(scheme, "http" | "https") && is_loopback_host(host_part(authority))
     }
 
-    /// Who is calling. Without an `identity` section every caller is anonymous (and the
-    /// gateway only listens on loopback).
-    pub fn principal(&self, _headers: &HeaderMap) -> Principal {
-        Principal::anonymous()
-    }
-
     fn status_json(&self) -> Value {
         let loaded = self.program.load_full();
         json!({
@@ -244,6 +238,11 @@ pub async fn handle(
         let (status, value) = crate::gitops::http::admin_sync(&gw, req).await;
         return Ok(json_response(status, &value));
     }
+    if path.starts_with(metadata::WELL_KNOWN) {
+        let known = |s: &str| gw.upstreams.contains_key(s);
+        return Ok(metadata::serve(&gw.identity, req.headers(), &path, known)
+            .unwrap_or_else(|| plain(StatusCode::NOT_FOUND, "not found")));
+    }
     let Some(endpoint) = gw.endpoint(&path) else {
         let text = match path.strip_prefix("/mcp/") {
             Some(name) => format!("no server named `{name}`"),
@@ -263,11 +262,34 @@ pub async fn handle(
             ),
         ));
     }
-    let principal = gw.principal(req.headers());
+    // Every request, not only `initialize`: a revoked token fails on its next request.
+    let auth = match gw.identity.authenticate(req.headers()).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::info!(path = %endpoint.path(), error = %e, "request refused: not authenticated");
+            return Ok(metadata::unauthorized(
+                &gw.identity,
+                req.headers(),
+                &endpoint.path(),
+                &e,
+            ));
+        }
+    };
+    if let Endpoint::Server(server) = &endpoint
+        && !auth.allows_server(server)
+    {
+        tracing::info!(principal = %auth.principal.id, server = %server, "request refused: server outside the token's scope");
+        return Ok(metadata::out_of_scope(
+            &gw.identity,
+            req.headers(),
+            &endpoint.path(),
+            server,
+        ));
+    }
     let response = match *req.method() {
-        Method::POST => post(&gw, &endpoint, principal, req).await,
-        Method::GET => get(&gw, &endpoint, &principal, req.headers()).await,
-        Method::DELETE => delete(&gw, &endpoint, &principal, req.headers()).await,
+        Method::POST => post(&gw, &endpoint, auth, req).await,
+        Method::GET => get(&gw, &endpoint, &auth, req.headers()).await,
+        Method::DELETE => delete(&gw, &endpoint, &auth, req.headers()).await,
         _ => {
             let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
             r.headers_mut()
@@ -283,7 +305,7 @@ pub async fn handle(
 fn session_of(
     gw: &Gateway,
     endpoint: &Endpoint,
-    principal: &Principal,
+    auth: &Authenticated,
     headers: &HeaderMap,
 ) -> Result<Arc<Session>, Response<Body>> {
     let Some(token) = headers.get(SESSION_HEADER) else {
@@ -294,7 +316,7 @@ fn session_of(
         ));
     };
     let token = token.to_str().unwrap_or("");
-    dispatch::find_session(gw, endpoint, principal, token).map_err(|SessionError::NotFound| {
+    dispatch::find_session(gw, endpoint, auth, token).map_err(|SessionError::NotFound| {
         rpc_error(
             StatusCode::NOT_FOUND,
             jsonrpc::INVALID_REQUEST,
@@ -306,7 +328,7 @@ fn session_of(
 async fn get(
     gw: &Arc<Gateway>,
     endpoint: &Endpoint,
-    principal: &Principal,
+    auth: &Authenticated,
     headers: &HeaderMap,
 ) -> Response<Body> {
     if !accepts(&accepted(headers), "text/event-stream") {
@@ -315,7 +337,7 @@ async fn get(
             "Accept must include text/event-stream",
         );
     }
-    let session = match session_of(gw, endpoint, principal, headers) {
+    let session = match session_of(gw, endpoint, auth, headers) {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -333,10 +355,10 @@ async fn get(
 async fn delete(
     gw: &Arc<Gateway>,
     endpoint: &Endpoint,
-    principal: &Principal,
+    auth: &Authenticated,
     headers: &HeaderMap,
 ) -> Response<Body> {
-    match session_of(gw, endpoint, principal, headers) {
+    match session_of(gw, endpoint, auth, headers) {
         Ok(session) => {
             dispatch::end_session(gw, &session).await;
             plain(StatusCode::OK, "session ended")
@@ -378,7 +400,7 @@ async fn read_body(
 async fn post(
     gw: &Arc<Gateway>,
     endpoint: &Endpoint,
-    principal: Principal,
+    auth: Authenticated,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
@@ -411,15 +433,15 @@ async fn post(
         Err(e) => return json_response(StatusCode::BAD_REQUEST, &e),
     };
     match parsed {
-        jsonrpc::Body::Single(message) => single(gw, endpoint, principal, &headers, message).await,
-        jsonrpc::Body::Batch(items) => batch(gw, endpoint, principal, &headers, items).await,
+        jsonrpc::Body::Single(message) => single(gw, endpoint, auth, &headers, message).await,
+        jsonrpc::Body::Batch(items) => batch(gw, endpoint, auth, &headers, items).await,
     }
 }
 
 async fn single(
     gw: &Arc<Gateway>,
     endpoint: &Endpoint,
-    principal: Principal,
+    auth: Authenticated,
     headers: &HeaderMap,
     message: Value,
 ) -> Response<Body> {
@@ -433,7 +455,7 @@ async fn single(
         if gw.sessions.len() >= crate::gateway::MAX_SESSIONS {
             return plain(StatusCode::SERVICE_UNAVAILABLE, "too many sessions");
         }
-        let init = dispatch::initialize(gw, endpoint, principal, message, id.clone()).await;
+        let init = dispatch::initialize(gw, endpoint, auth, message, id.clone()).await;
         let mut r = json_response(StatusCode::OK, &init.response);
         if let Some(s) = init.session
             && let Ok(v) = HeaderValue::from_str(&s.token)
@@ -442,7 +464,7 @@ async fn single(
         }
         return r;
     }
-    let session = match session_of(gw, endpoint, &principal, headers) {
+    let session = match session_of(gw, endpoint, &auth, headers) {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -485,7 +507,7 @@ async fn respond(gw: &Gateway, session: &Arc<Session>, reply: Reply) -> Response
 async fn batch(
     gw: &Arc<Gateway>,
     endpoint: &Endpoint,
-    principal: Principal,
+    auth: Authenticated,
     headers: &HeaderMap,
     items: Vec<Value>,
 ) -> Response<Body> {
@@ -511,7 +533,7 @@ async fn batch(
         }
         let s = match &session {
             Some(s) => s.clone(),
-            None => match session_of(gw, endpoint, &principal, headers) {
+            None => match session_of(gw, endpoint, &auth, headers) {
                 Ok(s) => {
                     session = Some(s.clone());
                     s

@@ -16,8 +16,8 @@ use crate::session::{Endpoint, Store};
 pub use crate::upstream::EnvSecrets;
 use crate::upstream::{SecretResolver, Upstream};
 use arc_swap::ArcSwap;
-use mcpgate_compiler::Program;
 use mcpgate_compiler::config::{Config, GatewayConfig};
+use mcpgate_compiler::{Principal, Program};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,6 +59,13 @@ impl LoadedProgram {
             quotas,
         }
     }
+
+    /// The principal as this program sees it: the credential's groups and those the
+    /// policy repository declares for its id (`principals.yaml`). Borrowed when the policy
+    /// adds nothing, so most decisions copy nothing.
+    pub fn principal<'a>(&self, p: &'a Principal) -> std::borrow::Cow<'a, Principal> {
+        self.program.principal(p)
+    }
 }
 
 /// Everything one gateway process shares across connections.
@@ -80,6 +87,8 @@ pub struct Gateway {
     pub policy: std::sync::OnceLock<Arc<crate::gitops::Syncer>>,
     /// The audit log; unset: decisions are not recorded.
     pub audit: std::sync::OnceLock<Arc<crate::audit::AuditLog>>,
+    /// Checks every request's credential (anonymous-only without an `identity` section).
+    pub identity: crate::identity::Authenticator,
 }
 
 impl Gateway {
@@ -121,7 +130,15 @@ impl Gateway {
             shutdown: CancellationToken::new(),
             policy: std::sync::OnceLock::new(),
             audit: std::sync::OnceLock::new(),
+            identity: crate::identity::Authenticator::anonymous_only(),
         })
+    }
+
+    /// Sets how callers are authenticated (from the `identity` section).
+    #[must_use]
+    pub fn with_identity(mut self, identity: crate::identity::Authenticator) -> Gateway {
+        self.identity = identity;
+        self
     }
 
     /// How long to wait for the next message from `server` before giving up on a request.

@@ -36,7 +36,7 @@ pub struct Rejected {
 pub fn build(files: Vec<SourceFile>, commit: Option<&str>) -> Result<Built, Rejected> {
     let mut checked = check_files(files);
     if !checked.has_errors() {
-        let program = Program::compile(&checked.policy, commit);
+        let program = checked.program(commit);
         let report = run_tests(&program, &checked.tests);
         if report.failed() == 0 {
             return Ok(Built {
@@ -60,7 +60,7 @@ pub fn build_untested(files: Vec<SourceFile>) -> Result<(Program, Config), Rejec
     if checked.has_errors() {
         return Err(rejected(&checked));
     }
-    let program = Program::compile(&checked.policy, None);
+    let program = checked.program(None);
     Ok((program, checked.config.take().unwrap_or_default()))
 }
 

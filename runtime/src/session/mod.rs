@@ -3,6 +3,7 @@
 
 pub mod seal;
 
+pub use crate::identity::Credential;
 use crate::upstream::UpstreamSession;
 use mcpgate_compiler::{Principal, ToolAnnotations};
 use serde_json::Value;
@@ -80,6 +81,9 @@ pub struct Session {
     /// The protocol version agreed with the client.
     pub protocol_version: String,
     pub principal: Principal,
+    /// The credential that opened the session (a token id, never the token): requests with
+    /// another credential do not find it.
+    pub credential: Credential,
     pub created: u64,
     /// Connected upstreams by server name.
     pub upstreams: BTreeMap<String, UpstreamSession>,
@@ -101,6 +105,7 @@ pub struct SessionParts {
     pub client_version: Option<String>,
     pub protocol_version: String,
     pub principal: Principal,
+    pub credential: Credential,
     pub created: u64,
     pub upstreams: BTreeMap<String, UpstreamSession>,
 }
@@ -115,6 +120,7 @@ impl Session {
             client_version: p.client_version,
             protocol_version: p.protocol_version,
             principal: p.principal,
+            credential: p.credential,
             created: p.created,
             upstreams: p.upstreams,
             last_used: AtomicU64::new(now_secs()),
@@ -336,6 +342,7 @@ mod tests {
             client_version: None,
             protocol_version: "2025-06-18".into(),
             principal: Principal::anonymous(),
+            credential: Credential::Anonymous,
             created: 0,
             upstreams: BTreeMap::new(),
         })

@@ -34,6 +34,9 @@ pub struct Claims {
     /// The protocol version agreed with the client.
     pub protocol_version: String,
     pub principal: String,
+    /// `Credential::binding` of the credential that opened the session (empty: anonymous).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub credential: String,
     /// Seconds since the Unix epoch.
     pub created: u64,
     /// Each connected upstream's state, by server name.
@@ -168,6 +171,7 @@ mod tests {
             client_version: Some("1.0".into()),
             protocol_version: "2025-06-18".into(),
             principal: "anonymous".into(),
+            credential: String::new(),
             created: 1_000,
             upstreams,
         }

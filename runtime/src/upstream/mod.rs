@@ -24,7 +24,7 @@
 //! Dropping an [`Exchange`] abandons the request without telling the server: the core sends
 //! `notifications/cancelled` itself if it wants the work stopped.
 
-mod client;
+pub(crate) mod client;
 mod http;
 mod param_headers;
 mod router;
