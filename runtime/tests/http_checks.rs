@@ -194,6 +194,7 @@ async fn sessions_are_required_and_checked() {
         client_version: None,
         protocol_version: "2025-06-18".into(),
         principal: "anonymous".into(),
+        credential: String::new(),
         created: mcpgate::session::now_secs(),
         upstreams: Default::default(),
     });
