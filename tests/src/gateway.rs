@@ -95,11 +95,6 @@ impl Gateway {
         self.addr
     }
 
-    /// The gateway's state dir (`state.db`: tokens), for `mcpgate token --state`.
-    pub fn state(&self) -> &Path {
-        self._state.path()
-    }
-
     /// `http://ADDR` followed by `path` (`/mcp/demo`).
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
