@@ -24,6 +24,9 @@ pub struct Config {
     /// checkpoints are signed. Absent: the log is on, in the state dir's `audit/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditConfig>,
+    /// Calls held by `approve` rules: how long they wait, and who is told.
+    #[serde(default)]
+    pub approvals: ApprovalsConfig,
 }
 
 /// One upstream: either `url` (Streamable HTTP, or legacy HTTP+SSE with `transport: sse`)
@@ -344,6 +347,50 @@ impl Default for ClaimMapping {
             groups: "groups".into(),
             kind: TokenKind::Human,
             attrs: BTreeMap::new(),
+
+/// A duration as written in `mcpgate.yaml`: a whole number and a unit (`500ms`, `90s`,
+/// `15m`, `2h`, `1d`).
+pub const DURATION_PATTERN: &str = "^[0-9]+(ms|s|m|h|d)$";
+
+/// Reads a duration written as [`DURATION_PATTERN`] says; `None` for anything else.
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_millis(n.checked_mul(ms)?))
+}
+
+/// Calls held by `approve` rules (see `docs/approvals.md`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalsConfig {
+    /// How long a held call waits for a decision before it is denied (`90s`, `15m`, `1h`).
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub timeout: String,
+    /// How long an approval whose caller had gone (a closed connection, a gateway restart)
+    /// lets the same caller's retry of the same call through, once.
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub grant: String,
+    /// Announces each pending approval to a chat or paging tool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookConfig>,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        ApprovalsConfig {
+            timeout: "15m".into(),
+            grant: "15m".into(),
+            webhook: None,
         }
     }
 }
@@ -365,4 +412,28 @@ impl From<TokenKind> for crate::PrincipalKind {
             TokenKind::Service => crate::PrincipalKind::Service,
         }
     }
+}
+
+impl ApprovalsConfig {
+    /// The held-call timeout (the default, 15 minutes, if the text does not parse).
+    pub fn timeout(&self) -> std::time::Duration {
+        parse_duration(&self.timeout).unwrap_or(std::time::Duration::from_secs(900))
+    }
+
+    /// How long an undelivered approval stays usable by a retry.
+    pub fn grant(&self) -> std::time::Duration {
+        parse_duration(&self.grant).unwrap_or(std::time::Duration::from_secs(900))
+    }
+}
+
+/// Where pending approvals are announced: a JSON `POST` signed with HMAC-SHA256.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The receiver's URL (`https://...`; `http://` for loopback receivers).
+    pub url: String,
+    /// The signing key, as a reference: `${secret:NAME}` or `${env:NAME}`. The body's
+    /// HMAC-SHA256 under it is sent as `X-Mcpgate-Signature: sha256=HEX`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }

@@ -1,5 +1,6 @@
 //! The mcpgate gateway: MCP transports, sessions, decisions, and the `mcpgate` command line.
 
+pub mod approvals;
 pub mod audit;
 pub mod cli;
 pub mod demo;

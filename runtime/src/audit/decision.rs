@@ -119,7 +119,8 @@ pub async fn record_decision(
             &format!("{e}; the call was not forwarded"),
         ));
     }
-    if *d.outcome != Outcome::Allow {
+    // A held call (`approve`) may be forwarded later: its outcome is recorded then.
+    if !matches!(d.outcome, Outcome::Allow | Outcome::Approve(_)) {
         return Ok(None);
     }
     Ok(Some(Pending {
@@ -199,6 +200,7 @@ fn decision_fields(
         Outcome::Allow => "forward",
         Outcome::Deny(_) => "deny",
         Outcome::Unknown => "unknown",
+        Outcome::Approve(_) => "hold",
     };
     f.insert("action".into(), json!(action));
     if let Outcome::Deny(text) = d.outcome {

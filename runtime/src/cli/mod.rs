@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+pub mod approvals;
 pub mod audit;
 pub mod check;
 pub mod demo_server;
@@ -49,6 +50,8 @@ pub enum Command {
     Init(init::Args),
     /// Store, list and remove upstream credentials in the encrypted vault.
     Secret(secret::Args),
+    /// Decide calls held by `approve` rules.
+    Approvals(approvals::Args),
     /// A small MCP server over stdio, for the quickstart and tests.
     #[command(hide = true)]
     DemoServer(demo_server::Args),
@@ -68,6 +71,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Token(a) => token::run(a),
         Command::Init(a) => init::run(a),
         Command::Secret(a) => secret::run(a),
+        Command::Approvals(a) => approvals::run(a),
         Command::DemoServer(a) => demo_server::run(a),
     }
 }

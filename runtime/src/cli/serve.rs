@@ -258,6 +258,23 @@ pub fn run(args: Args) -> ExitCode {
             let _ = gw.audit.set(log.clone());
         }
         gw.identity.start(gw.shutdown.clone());
+        let approvals = crate::approvals::Approvals::open(
+            &state,
+            &config.approvals,
+            &EnvSecrets,
+            Box::new(crate::approvals::NoIdentity),
+        );
+        match approvals {
+            Ok(a) => {
+                let a = Arc::new(a);
+                a.spawn_watch(gw.shutdown.clone(), gw.audit.get().cloned());
+                let _ = gw.approvals.set(a);
+            }
+            Err(e) => {
+                eprintln!("error: approvals: {e}");
+                return ExitCode::from(2);
+            }
+        }
         syncer.attach(&gw);
         let _ = gw.policy.set(syncer.clone());
         if args.policy_repo.is_some() {

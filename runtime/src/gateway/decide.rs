@@ -18,6 +18,37 @@ pub enum Outcome {
     Deny(String),
     /// Answer as if the tool, prompt or resource did not exist.
     Unknown,
+    /// Hold it for a person's decision (`approve`).
+    Approve(Box<Hold>),
+}
+
+/// What an `approve` verdict holds a call for: the rule and who may decide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// The target as messages name it (`demo.send_payment`).
+    pub target: String,
+    pub rule: String,
+    /// `file:line:col` of the rule.
+    pub source: String,
+    pub reason: Option<String>,
+    /// The rule's `by` groups.
+    pub groups: Vec<String>,
+}
+
+impl Hold {
+    /// The refusal when the call cannot be held: approvals are off, or the target is a
+    /// prompt or resource (only tool calls are held).
+    pub fn refusal(&self, why: &str) -> String {
+        let approvers = if self.groups.is_empty() {
+            "an approver".to_owned()
+        } else {
+            self.groups.join(", ")
+        };
+        format!(
+            "{} requires approval by {approvers} (rule {}); {why}",
+            self.target, self.rule
+        )
+    }
 }
 
 /// Decides one request and logs the decision (argument keys only, never values).
@@ -67,15 +98,14 @@ pub fn decide(
             Outcome::Deny(text)
         }
         Verdict::Approve => {
-            let approvers = program
-                .rule(decision.rule)
-                .map(|r| r.approvers.join(", "))
-                .filter(|a| !a.is_empty())
-                .unwrap_or_else(|| "an approver".into());
-            Outcome::Deny(format!(
-                "{target} requires approval by {approvers} (rule {}); approvals are not enabled on this gateway",
-                program.rule_id(decision.rule)
-            ))
+            let rule = program.rule(decision.rule);
+            Outcome::Approve(Box::new(Hold {
+                target: target.to_string(),
+                rule: program.rule_id(decision.rule).to_owned(),
+                source: rule.map(|r| r.source.to_string()).unwrap_or_default(),
+                reason: rule.and_then(|r| r.reason.clone()),
+                groups: rule.map(|r| r.approvers.clone()).unwrap_or_default(),
+            }))
         }
     };
     let keys: Vec<&str> = args

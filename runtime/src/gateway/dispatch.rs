@@ -1,6 +1,7 @@
 //! What the gateway does with each MCP message of a session: `initialize` opens upstream
 //! sessions; decision points are decided; everything else is relayed.
 
+use crate::approvals::hold::{Call, hold};
 use crate::audit::decision as audit;
 use crate::gateway::aggregate::{self, Cursor};
 use crate::gateway::decide::{self, ListKind, Outcome};
@@ -314,6 +315,13 @@ impl ListOrItem {
         match (self, outcome) {
             (ListOrItem::Tool, Outcome::Deny(t)) => decide::denied_tool_result(id, t),
             (_, Outcome::Deny(t)) => decide::denied_error(id, t),
+            (ListOrItem::Tool, Outcome::Approve(h)) => decide::denied_tool_result(
+                id,
+                &h.refusal("approvals are not enabled on this gateway"),
+            ),
+            (_, Outcome::Approve(h)) => {
+                decide::denied_error(id, &h.refusal("only tool calls can be held for approval"))
+            }
             (ListOrItem::Tool, _) => decide::unknown_tool(id, shown_name),
             (ListOrItem::Prompt, _) => decide::unknown_prompt(id, shown_name),
             (ListOrItem::Resource, _) => decide::unknown_resource(id, shown_name),
@@ -428,6 +436,19 @@ async fn single(
             Ok(x) => x,
             Err(reply) => return reply,
         };
+        if let (ListOrItem::Tool, Outcome::Approve(h)) = (kind, &outcome)
+            && let Some(approvals) = gw.approvals.get()
+        {
+            let masks = redact::transform(&loaded, session, kind.target(server, &name), &message);
+            let call = Call::new(session, server, &name, message, client_id, p).masks(masks);
+            return hold(
+                approvals.clone(),
+                call.timeout(gw.timeout(server)),
+                h,
+                &loaded.hash,
+            )
+            .await;
+        }
         if outcome != Outcome::Allow {
             return Reply::Json(kind.refusal(client_id, &outcome, &name));
         }
@@ -489,11 +510,26 @@ async fn aggregated(
                 Ok(x) => x,
                 Err(reply) => return reply,
             };
+            let mut message = message;
+            if let (ListOrItem::Tool, Outcome::Approve(h)) = (kind, &outcome)
+                && let Some(approvals) = gw.approvals.get()
+            {
+                let masks = redact::transform(&loaded, session, kind.target(server, name), &message);
+                message["params"]["name"] = Value::String(name.to_owned());
+                let call =
+                    Call::new(session, server, name, message, client_id, pending).masks(masks);
+                return hold(
+                    approvals.clone(),
+                    call.timeout(gw.timeout(server)),
+                    h,
+                    &loaded.hash,
+                )
+                .await;
+            }
             if outcome != Outcome::Allow {
                 return Reply::Json(kind.refusal(client_id, &outcome, &shown));
             }
             let masks = redact::transform(&loaded, session, kind.target(server, name), &message);
-            let mut message = message;
             message["params"]["name"] = Value::String(name.to_owned());
             let t = redact::with_audit(pending, masks);
             forward_to(gw, session, server, message, client_id, t).await

@@ -234,6 +234,10 @@ pub async fn handle(
     if path == "/metrics" {
         return Ok(crate::gitops::http::metrics(&gw));
     }
+    if crate::approvals::api::owns(&path) {
+        let (status, value) = crate::approvals::api::handle(&gw, req).await;
+        return Ok(json_response(status, &value));
+    }
     if path == "/admin/sync" {
         let (status, value) = crate::gitops::http::admin_sync(&gw, req).await;
         return Ok(json_response(status, &value));

@@ -89,6 +89,8 @@ pub struct Gateway {
     pub audit: std::sync::OnceLock<Arc<crate::audit::AuditLog>>,
     /// Checks every request's credential (anonymous-only without an `identity` section).
     pub identity: crate::identity::Authenticator,
+    /// Held calls (`approve` rules); unset, an `approve` verdict answers denied.
+    pub approvals: std::sync::OnceLock<Arc<crate::approvals::Approvals>>,
 }
 
 impl Gateway {
@@ -131,6 +133,7 @@ impl Gateway {
             policy: std::sync::OnceLock::new(),
             audit: std::sync::OnceLock::new(),
             identity: crate::identity::Authenticator::anonymous_only(),
+            approvals: std::sync::OnceLock::new(),
         })
     }
 
