@@ -437,3 +437,25 @@ pub struct WebhookConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_with_their_unit() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1d"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("15"), None);
+        assert_eq!(parse_duration("15 minutes"), None);
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_duration("99999999999999999999d"), None);
+        let c = ApprovalsConfig::default();
+        assert_eq!(c.timeout(), Duration::from_secs(900));
+        assert_eq!(c.grant(), Duration::from_secs(900));
+    }
+}
