@@ -248,8 +248,6 @@ pub fn run(args: Args) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        // Upstreams hold what they need; the vault is not kept open.
-        drop(secrets);
         if let Some(log) = &audit {
             if let Err(e) = crate::audit::record_start(log, &gw).await {
                 eprintln!("error: {e}");
@@ -261,9 +259,11 @@ pub fn run(args: Args) -> ExitCode {
         let approvals = crate::approvals::Approvals::open(
             &state,
             &config.approvals,
-            &EnvSecrets,
+            &secrets,
             Box::new(crate::approvals::NoIdentity),
         );
+        // Upstreams and the webhook hold what they need; the vault is not kept open.
+        drop(secrets);
         match approvals {
             Ok(a) => {
                 let a = Arc::new(a);
