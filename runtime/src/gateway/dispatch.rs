@@ -514,7 +514,8 @@ async fn aggregated(
             if let (ListOrItem::Tool, Outcome::Approve(h)) = (kind, &outcome)
                 && let Some(approvals) = gw.approvals.get()
             {
-                let masks = redact::transform(&loaded, session, kind.target(server, name), &message);
+                let masks =
+                    redact::transform(&loaded, session, kind.target(server, name), &message);
                 message["params"]["name"] = Value::String(name.to_owned());
                 let call =
                     Call::new(session, server, name, message, client_id, pending).masks(masks);
