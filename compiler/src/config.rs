@@ -347,6 +347,28 @@ impl Default for ClaimMapping {
             groups: "groups".into(),
             kind: TokenKind::Human,
             attrs: BTreeMap::new(),
+        }
+    }
+}
+
+/// The kinds a credential can name (`anonymous` is only for callers without one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    Human,
+    Agent,
+    Service,
+}
+
+impl From<TokenKind> for crate::PrincipalKind {
+    fn from(k: TokenKind) -> crate::PrincipalKind {
+        match k {
+            TokenKind::Human => crate::PrincipalKind::Human,
+            TokenKind::Agent => crate::PrincipalKind::Agent,
+            TokenKind::Service => crate::PrincipalKind::Service,
+        }
+    }
+}
 
 /// A duration as written in `mcpgate.yaml`: a whole number and a unit (`500ms`, `90s`,
 /// `15m`, `2h`, `1d`).
@@ -391,25 +413,6 @@ impl Default for ApprovalsConfig {
             timeout: "15m".into(),
             grant: "15m".into(),
             webhook: None,
-        }
-    }
-}
-
-/// The kinds a credential can name (`anonymous` is only for callers without one).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum TokenKind {
-    Human,
-    Agent,
-    Service,
-}
-
-impl From<TokenKind> for crate::PrincipalKind {
-    fn from(k: TokenKind) -> crate::PrincipalKind {
-        match k {
-            TokenKind::Human => crate::PrincipalKind::Human,
-            TokenKind::Agent => crate::PrincipalKind::Agent,
-            TokenKind::Service => crate::PrincipalKind::Service,
         }
     }
 }
