@@ -61,10 +61,15 @@ pub struct ServerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "u64")]
     pub timeout_secs: Option<u64>,
-    /// Pinned tool definitions: `off`, `warn` or `enforce` (default `enforce` once a lock exists).
+    /// Pinned tool definitions (`mcpgate.lock`): `off`, `warn` (log and count tools that
+    /// changed since review) or `enforce` (hold them). Default: `enforce` when the lock pins
+    /// this server, else `off`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "LockMode")]
     pub lock: Option<LockMode>,
+    /// Refuse calls whose arguments do not satisfy the tool's pinned input schema.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub validate_arguments: bool,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -111,12 +116,23 @@ pub enum Transport {
     Sse,
 }
 
+/// How a server's pinned definitions apply at run time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LockMode {
     Off,
     Warn,
     Enforce,
+}
+
+impl LockMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockMode::Off => "off",
+            LockMode::Warn => "warn",
+            LockMode::Enforce => "enforce",
+        }
+    }
 }
 
 /// Client-facing settings.

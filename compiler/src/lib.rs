@@ -10,6 +10,7 @@ pub mod diag;
 pub mod diff;
 pub mod format;
 pub mod ir;
+pub mod lock;
 pub mod lower;
 pub mod reference;
 pub mod repo;

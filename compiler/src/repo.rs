@@ -5,6 +5,7 @@ use crate::check::{self, policy_tests, rules, shadow};
 use crate::config::Config;
 use crate::diag::{self, Diagnostic, Format, Severity};
 use crate::ir;
+use crate::lock::Lockfile;
 use crate::lower::{self, SourceRule};
 use crate::source::{FileId, SourceMap};
 use crate::testing::{PolicyTest, TestReport};
@@ -129,6 +130,8 @@ fn read_one(path: &Path, rel: String) -> std::io::Result<SourceFile> {
 pub struct Checked {
     /// `mcpgate.yaml`, if present and valid.
     pub config: Option<Config>,
+    /// `mcpgate.lock`, if present and valid.
+    pub lock: Option<Lockfile>,
     /// The rules that lowered cleanly (all of them when there are no errors).
     pub policy: ir::Policy,
     pub tests: Vec<PolicyTest>,
@@ -203,6 +206,9 @@ pub fn check_files(mut files: Vec<SourceFile>) -> Checked {
     let mut test_cases: Vec<yaml::tests::TestCase> = Vec::new();
     let mut config = None;
     let mut memberships = crate::vm::Memberships::new();
+    let mut config_file = None;
+    let mut lock = None;
+    let mut lock_file = None;
     for f in files {
         let kind = FileKind::of(&f.path);
         let id = sources.add(f.path, f.text);
@@ -219,11 +225,18 @@ pub fn check_files(mut files: Vec<SourceFile>) -> Checked {
                     },
                 ));
             }
-            FileKind::Config => config = yaml::config::load(id, text, &mut out),
+            FileKind::Config => {
+                config = yaml::config::load(id, text, &mut out);
+                config_file = Some(id);
+            }
             FileKind::Principals => {
                 yaml::principals::load(id, text, &mut memberships, &mut out);
             }
-            FileKind::Lock | FileKind::Other => {}
+            FileKind::Lock => {
+                lock = check::lock::load(id, text, &mut out);
+                lock_file = Some(id);
+            }
+            FileKind::Other => {}
         }
     }
 
@@ -238,6 +251,10 @@ pub fn check_files(mut files: Vec<SourceFile>) -> Checked {
         rules::check_rule(&sr.rule, sr.file, &mut out);
         if let Some(w) = &sr.rule.when {
             check::types::check_condition(w, text, sr.file, &mut out);
+        }
+        if let Some(lock) = &lock {
+            check::lock::check_targets(&sr.rule, lock, sr.file, &mut out);
+            check::lock::check_condition(&sr.rule, lock, text, sr.file, &mut out);
         }
         let checked_ok = out.iter().filter(|d| d.severity == Severity::Error).count() == before;
         ids.push(rules::IdSite {
@@ -259,11 +276,30 @@ pub fn check_files(mut files: Vec<SourceFile>) -> Checked {
     rules::check_duplicate_ids(&ids, &mut out);
     shadow::check_shadowed(&policy.rules, &sites, &mut out);
 
+    if let (Some(c), Some(f)) = (&config, config_file) {
+        let lock = lock
+            .as_ref()
+            .zip(lock_file)
+            .map(|(l, lf)| (l, lf, sources.text(lf)));
+        check::lock::check_config(lock, c, f, sources.text(f), &mut out);
+    }
+
     let rule_ids: Vec<&str> = ids.iter().map(|s| s.id.as_str()).collect();
-    let tests = policy_tests::check_rule_refs(test_cases, &rule_ids, &mut out);
+    let mut tests = policy_tests::check_rule_refs(test_cases, &rule_ids, &mut out);
+    // Tests see the pinned annotations, as the gateway does.
+    if let Some(lock) = &lock {
+        for t in &mut tests {
+            if let crate::testing::Call::Tool { server, tool } = &t.call
+                && let Some(p) = lock.server(server).and_then(|s| s.tools.get(tool))
+            {
+                t.annotations = crate::lock::annotations_of(p.annotations());
+            }
+        }
+    }
 
     let mut checked = Checked {
         config,
+        lock,
         policy,
         tests,
         memberships,

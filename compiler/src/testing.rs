@@ -21,6 +21,8 @@ pub struct PolicyTest {
     /// The rule id that must decide, if given (`default` for the built-in rule).
     pub rule: Option<String>,
     pub source: SourceLoc,
+    /// The tool's annotations as `mcpgate.lock` pins them (unknown without a lock).
+    pub annotations: crate::ToolAnnotations,
 }
 
 /// `call:` in a test: `server.tool`, `prompt:server.name` or `resource:server:URI`
@@ -110,8 +112,8 @@ impl TestReport {
     }
 }
 
-/// The request a test makes (tests know no tool annotations: conditions on them see a
-/// missing path).
+/// The request a test makes. Tool annotations are the pinned ones (`mcpgate.lock`); without
+/// a pin, conditions on them see a missing path.
 pub fn request(test: &PolicyTest) -> crate::Request<'_> {
     crate::Request {
         principal: &test.principal,
@@ -120,7 +122,7 @@ pub fn request(test: &PolicyTest) -> crate::Request<'_> {
         client_version: test.client_version.as_deref(),
         target: test.call.target(),
         args: &test.args,
-        annotations: crate::ToolAnnotations::default(),
+        annotations: test.annotations,
     }
 }
 

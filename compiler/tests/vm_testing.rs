@@ -28,6 +28,7 @@ fn test(name: &str, call: &str, args: Value, expect: Verdict, rule: Option<&str>
             line: 2,
             col: 5,
         },
+        annotations: Default::default(),
     }
 }
 

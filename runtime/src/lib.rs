@@ -9,6 +9,7 @@ pub mod git;
 pub mod gitops;
 pub mod identity;
 pub mod jsonrpc;
+pub mod lock;
 pub mod quota;
 pub mod session;
 pub mod sse;

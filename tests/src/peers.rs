@@ -53,6 +53,17 @@ pub fn fixture_stdio(flags: &[&str]) -> Value {
     json!({"command": path_str(&paths::python()), "args": args})
 }
 
+/// `mcpgate.yaml` entry for `tests/peers/pinned_server.py` (the Python SDK's `MCPServer`),
+/// whose tools and descriptions come from the JSON file `config` read at each start.
+pub fn pinned_stdio(config: &Path) -> Value {
+    let script = paths::peer_sources().join("pinned_server.py");
+    json!({
+        "command": path_str(&paths::python()),
+        "args": [path_str(&script)],
+        "env": {"PINNED_SERVER_CONFIG": path_str(config)},
+    })
+}
+
 /// A stdio server entry (`command`, `args`, `env`) as a Python client target, to call the
 /// same server directly.
 pub fn direct_target(server: &Value) -> Value {

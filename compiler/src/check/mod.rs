@@ -7,6 +7,7 @@ use crate::source::FileId;
 use mcpgate_grammar::Span;
 
 pub mod config;
+pub mod lock;
 pub mod names;
 pub mod policy_tests;
 pub mod rules;
@@ -46,6 +47,7 @@ pub fn all_codes() -> Vec<&'static Code> {
         shadow::CODES,
         policy_tests::CODES,
         config::CODES,
+        lock::CODES,
     ]
     .into_iter()
     .flatten()

@@ -208,6 +208,7 @@ fn load_test(tn: &Node, file: FileId, src: &str, out: &mut Vec<Diagnostic>) -> O
             line,
             col,
         },
+        annotations: crate::ToolAnnotations::default(),
     };
     kind_ok.then_some(TestCase {
         test,

@@ -89,6 +89,8 @@ pub struct Decided<'a> {
     pub message: &'a Value,
     pub client_id: &'a Value,
     pub outcome: &'a Outcome,
+    /// The lock's refusal, when it turned an allow into a denial (rule `lock` or `schema`).
+    pub lock: Option<&'a crate::lock::gate::Refusal>,
     /// How long the decision took.
     pub latency: Duration,
 }
@@ -146,7 +148,10 @@ fn decision_fields(
     let null = Value::Null;
     let args = params.get("arguments").unwrap_or(&null);
     let annotations = match d.target {
-        Target::Tool { server, tool } => session.annotations(server, tool),
+        Target::Tool { server, tool } => loaded
+            .pins
+            .enforced_annotations(server, tool)
+            .unwrap_or_else(|| session.annotations(server, tool)),
         _ => ToolAnnotations::default(),
     };
     // The principal the decision saw: with the groups `principals.yaml` declares.
@@ -203,6 +208,11 @@ fn decision_fields(
         Outcome::Approve(_) => "hold",
     };
     f.insert("action".into(), json!(action));
+    // The policy's verdict stays as evaluated; a held tool or invalid arguments are the
+    // lock's doing, recorded apart so a replay of the program still agrees.
+    if let Some(r) = d.lock.filter(|_| matches!(d.outcome, Outcome::Deny(_))) {
+        f.insert("gate".into(), json!(r.rule));
+    }
     if let Outcome::Deny(text) = d.outcome {
         f.insert("message".into(), json!(text));
     }

@@ -12,6 +12,7 @@ pub mod diff;
 pub mod explain;
 pub mod fmt;
 pub mod init;
+pub mod lock;
 pub mod schema;
 pub mod secret;
 pub mod serve;
@@ -38,6 +39,8 @@ pub enum Command {
     Explain(explain::Args),
     /// Which rules and verdicts a change flips, against a git revision.
     Diff(diff::Args),
+    /// Pin upstream tool definitions in `mcpgate.lock`; `--check` reports drift.
+    Lock(lock::Args),
     /// Print the JSON Schema of the YAML formats.
     Schema(schema::Args),
     /// Run the gateway.
@@ -65,6 +68,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Test(a) => test::run(a),
         Command::Explain(a) => explain::run(a),
         Command::Diff(a) => diff::run(a),
+        Command::Lock(a) => lock::run(a),
         Command::Schema(a) => schema::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Audit(a) => audit::run(a),

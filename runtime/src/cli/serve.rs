@@ -1,13 +1,15 @@
 //! `mcpgate serve`: load and check a policy folder, compile it, and run the gateway.
 
 use crate::gateway::Gateway;
+use crate::gateway::LoadedProgram;
 use crate::gateway::server::{serve, shutdown_signal};
 use crate::gitops::fetch::GitSource;
 use crate::gitops::{Start, Syncer, admin::AdminAuth, watch};
 use crate::identity::Authenticator;
 use crate::session::seal::Sealer;
+use crate::upstream::SecretResolver;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,6 +109,21 @@ fn parse_listen(s: &str) -> Option<SocketAddr> {
     Some(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
+/// The resolver of `${secret:..}` and `${env:..}` references in upstream config that
+/// `serve` uses (the vault of the state dir), for `lock` to reach upstreams with the same
+/// credentials.
+///
+/// # Errors
+/// When the vault cannot be opened (the message carries its help line).
+pub fn secret_resolver(state: &Path) -> Result<Box<dyn SecretResolver>, String> {
+    crate::vault::VaultSecrets::open(state)
+        .map(|s| Box::new(s) as Box<dyn SecretResolver>)
+        .map_err(|e| match e.help() {
+            Some(help) => format!("vault: {e}\n  help: {help}"),
+            None => format!("vault: {e}"),
+        })
+}
+
 pub fn run(args: Args) -> ExitCode {
     init_logging();
     let state = crate::state::dir_or_default(args.state.as_deref());
@@ -147,6 +164,7 @@ pub fn run(args: Args) -> ExitCode {
         syncer,
         program,
         config,
+        lock,
     } = start;
     let listen_text = args
         .listen
@@ -236,7 +254,8 @@ pub fn run(args: Args) -> ExitCode {
             }
         };
         let bound = listener.local_addr().unwrap_or(listen);
-        let gw = match Gateway::new(&config, program, sealer, bound, &secrets) {
+        let loaded = LoadedProgram::with_lock(program, lock.as_ref(), Some(&config));
+        let gw = match Gateway::new(&config, loaded, sealer, bound, &secrets) {
             Ok(g) => Arc::new(g.with_identity(identity)),
             Err(e) => {
                 eprintln!("error: {e}");

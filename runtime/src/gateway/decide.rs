@@ -3,6 +3,7 @@
 
 use crate::gateway::LoadedProgram;
 use crate::jsonrpc;
+use crate::lock::gate::Refusal;
 use crate::session::Session;
 use mcpgate_compiler::vm::RuleIdx;
 use mcpgate_compiler::{Request, Target, ToolAnnotations, Verdict, evaluate, visible};
@@ -51,13 +52,16 @@ impl Hold {
     }
 }
 
-/// Decides one request and logs the decision (argument keys only, never values).
+/// Decides one request and logs the decision (argument keys only, never values). A
+/// `refusal` from the lock (a tool held since review, or arguments that fail the pinned
+/// schema) turns an allow or approve into a denial decided by its rule (`lock`, `schema`).
 pub fn decide(
     loaded: &LoadedProgram,
     session: &Session,
     target: Target<'_>,
     args: &Value,
     annotations: ToolAnnotations,
+    refusal: Option<&Refusal>,
 ) -> Outcome {
     let program = &loaded.program;
     let start = Instant::now();
@@ -75,8 +79,14 @@ pub fn decide(
     // What a caller may not see in a list answers as unknown, whatever the verdict
     // (LANGUAGE.md): an unconditional deny hides like `hide` does.
     let shown = visible(program, &principal, target);
+    // The lock decides only what the policy would let through.
+    let refused =
+        refusal.filter(|_| shown && matches!(decision.verdict, Verdict::Allow | Verdict::Approve));
     let outcome = match decision.verdict {
         _ if !shown => Outcome::Unknown,
+        _ if refused.is_some() => {
+            Outcome::Deny(refused.map(|r| r.message.clone()).unwrap_or_default())
+        }
         // Limits count allowed calls only.
         Verdict::Allow => {
             crate::quota::enforce(loaded.quotas.as_ref(), program, &decision, &request)
@@ -112,15 +122,19 @@ pub fn decide(
         .as_object()
         .map(|m| m.keys().map(String::as_str).collect())
         .unwrap_or_default();
-    crate::gitops::metrics::count_decision(decision.verdict.as_str());
+    let (verdict, rule) = match refused {
+        Some(r) => (Verdict::Deny, r.rule),
+        None => (decision.verdict, program.rule_id(decision.rule)),
+    };
+    crate::gitops::metrics::count_decision(verdict.as_str());
     tracing::info!(
         target: "mcpgate::decision",
         principal = %session.principal.id,
         session = %session.sid,
         server = target.server(),
         name = target.name(),
-        verdict = decision.verdict.as_str(),
-        rule = program.rule_id(decision.rule),
+        verdict = verdict.as_str(),
+        rule,
         undecided = decision.undecided,
         listed = shown,
         program = %loaded.hash,
@@ -266,6 +280,12 @@ pub fn filter_page(
             return false;
         };
         if !visible(&loaded.program, &principal, kind.target(server, name)) {
+            return false;
+        }
+        // Under `lock: enforce`, a tool that is new or changed since review is held.
+        if kind == ListKind::Tools
+            && !crate::lock::gate::list_item(&loaded.pins, session, server, name, item)
+        {
             return false;
         }
         match kind {

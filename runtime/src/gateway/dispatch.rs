@@ -10,6 +10,7 @@ use crate::gateway::relay::{self, Reply, Transform};
 use crate::gateway::{Gateway, LoadedProgram, SESSION_MAX_AGE_SECS, version};
 use crate::identity::Authenticated;
 use crate::jsonrpc;
+use crate::lock::gate::{self, Refusal};
 use crate::session::seal::Claims;
 use crate::session::{Endpoint, Session, SessionParts, now_secs};
 use crate::upstream::UpstreamSession;
@@ -336,12 +337,17 @@ fn decide_item(
     server: &str,
     name: &str,
     message: &Value,
+    refusal: Option<&Refusal>,
 ) -> Outcome {
     let params = jsonrpc::params(message);
     let null = Value::Null;
     let args = params.get("arguments").unwrap_or(&null);
+    // Under `lock: enforce` the pinned annotations count, not what the server claims now.
     let annotations = if kind == ListOrItem::Tool {
-        session.annotations(server, name)
+        loaded
+            .pins
+            .enforced_annotations(server, name)
+            .unwrap_or_else(|| session.annotations(server, name))
     } else {
         ToolAnnotations::default()
     };
@@ -351,7 +357,26 @@ fn decide_item(
         kind.target(server, name),
         args,
         annotations,
+        refusal,
     )
+}
+
+/// What the lock says about a tool call (`None` for other requests).
+async fn lock_check(
+    gw: &Gateway,
+    loaded: &LoadedProgram,
+    session: &Session,
+    kind: ListOrItem,
+    server: &str,
+    name: &str,
+    message: &Value,
+) -> Option<Refusal> {
+    if kind != ListOrItem::Tool {
+        return None;
+    }
+    let null = Value::Null;
+    let args = jsonrpc::params(message).get("arguments").unwrap_or(&null);
+    gate::check_call(gw, loaded, session, server, name, args).await
 }
 
 /// Decides a request and writes its audit record before anything is forwarded; `Err` is
@@ -369,13 +394,23 @@ async fn decide_recorded(
     client_id: &Value,
 ) -> Result<(Outcome, Option<audit::Pending>), Reply> {
     let started = std::time::Instant::now();
-    let outcome = decide_item(loaded, session, kind, server, name, message);
+    let refusal = lock_check(gw, loaded, session, kind, server, name, message).await;
+    let outcome = decide_item(
+        loaded,
+        session,
+        kind,
+        server,
+        name,
+        message,
+        refusal.as_ref(),
+    );
     let d = audit::Decided {
         target: kind.target(server, name),
         method,
         message,
         client_id,
         outcome: &outcome,
+        lock: refusal.as_ref(),
         latency: started.elapsed(),
     };
     match audit::record_decision(gw, loaded, session, d).await {

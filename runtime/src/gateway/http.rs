@@ -204,6 +204,7 @@ impl Gateway {
             "upstreams": self.upstreams.keys().collect::<Vec<_>>(),
             "sessions": self.sessions.len(),
             "policy": self.policy.get().map(|p| p.status_json()),
+            "lock": crate::lock::gate::status_json(&loaded.pins),
         })
     }
 }

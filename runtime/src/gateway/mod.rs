@@ -17,6 +17,7 @@ pub use crate::upstream::EnvSecrets;
 use crate::upstream::{SecretResolver, Upstream};
 use arc_swap::ArcSwap;
 use mcpgate_compiler::config::{Config, GatewayConfig};
+use mcpgate_compiler::lock::{Lockfile, Pins};
 use mcpgate_compiler::{Principal, Program};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -39,12 +40,26 @@ pub struct LoadedProgram {
     pub hash: String,
     /// Quota counts: handed from each program to the next, so they survive a swap.
     pub quotas: Arc<dyn crate::quota::QuotaStore>,
+    /// The pins of `mcpgate.lock` from the same commit, with lock modes and argument
+    /// validators: swapped together with the program.
+    pub pins: Pins,
 }
 
 impl LoadedProgram {
-    /// A program with fresh, in-process quota counts.
+    /// A program with fresh, in-process quota counts and no lock.
     pub fn new(program: Program) -> LoadedProgram {
         LoadedProgram::with_quotas(program, Arc::new(crate::quota::MemoryStore::new()))
+    }
+
+    /// A program with fresh quota counts and the lock and config of the same commit.
+    pub fn with_lock(
+        program: Program,
+        lock: Option<&Lockfile>,
+        config: Option<&Config>,
+    ) -> LoadedProgram {
+        let mut loaded = LoadedProgram::new(program);
+        loaded.pins = Pins::new(lock, config);
+        loaded
     }
 
     /// A program that keeps counting in `quotas`.
@@ -57,6 +72,7 @@ impl LoadedProgram {
             program,
             hash,
             quotas,
+            pins: Pins::default(),
         }
     }
 
@@ -65,6 +81,12 @@ impl LoadedProgram {
     /// adds nothing, so most decisions copy nothing.
     pub fn principal<'a>(&self, p: &'a Principal) -> std::borrow::Cow<'a, Principal> {
         self.program.principal(p)
+    }
+}
+
+impl From<Program> for LoadedProgram {
+    fn from(program: Program) -> LoadedProgram {
+        LoadedProgram::new(program)
     }
 }
 
@@ -100,7 +122,7 @@ impl Gateway {
     /// When an upstream's config cannot be used (the message names the server).
     pub fn new(
         config: &Config,
-        program: Program,
+        program: impl Into<LoadedProgram>,
         sealer: Sealer,
         listen: SocketAddr,
         secrets: &dyn SecretResolver,
@@ -122,7 +144,7 @@ impl Gateway {
             timeouts.insert(name.clone(), Duration::from_secs(secs.max(1)));
         }
         Ok(Gateway {
-            program: ArcSwap::from_pointee(LoadedProgram::new(program)),
+            program: ArcSwap::from_pointee(program.into()),
             config: config.gateway.clone(),
             upstreams,
             timeouts,
@@ -168,9 +190,13 @@ impl Gateway {
 
     /// Replaces the live program (policy reload).
     pub fn swap_program(&self, program: Program) {
-        // Limits keep their counts by rule id across the swap.
-        let quotas = self.program.load().quotas.clone();
-        self.program
-            .store(Arc::new(LoadedProgram::with_quotas(program, quotas)));
+        self.swap(LoadedProgram::new(program));
+    }
+
+    /// Replaces the live program and its pins together (policy reload). Limits keep their
+    /// counts by rule id across the swap.
+    pub fn swap(&self, mut loaded: LoadedProgram) {
+        loaded.quotas = self.program.load().quotas.clone();
+        self.program.store(Arc::new(loaded));
     }
 }

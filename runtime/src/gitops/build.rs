@@ -4,6 +4,7 @@
 use mcpgate_compiler::Program;
 use mcpgate_compiler::config::Config;
 use mcpgate_compiler::diag::{Diagnostic, Severity};
+use mcpgate_compiler::lock::Lockfile;
 use mcpgate_compiler::repo::{Checked, SourceFile, check_files};
 use mcpgate_compiler::testing::run_tests;
 
@@ -15,6 +16,8 @@ pub const KEPT_DIAGNOSTICS: usize = 10;
 pub struct Built {
     pub program: Program,
     pub config: Config,
+    /// `mcpgate.lock` of the same commit, swapped in with the program.
+    pub lock: Option<Lockfile>,
     /// Policy tests run (all passed).
     pub tests: usize,
 }
@@ -42,6 +45,7 @@ pub fn build(files: Vec<SourceFile>, commit: Option<&str>) -> Result<Built, Reje
             return Ok(Built {
                 program,
                 config: checked.config.take().unwrap_or_default(),
+                lock: checked.lock.take(),
                 tests: report.passed(),
             });
         }
@@ -55,13 +59,17 @@ pub fn build(files: Vec<SourceFile>, commit: Option<&str>) -> Result<Built, Reje
 ///
 /// # Errors
 /// When the policy has errors.
-pub fn build_untested(files: Vec<SourceFile>) -> Result<(Program, Config), Rejected> {
+pub fn build_untested(files: Vec<SourceFile>) -> Result<Built, Rejected> {
     let mut checked = check_files(files);
     if checked.has_errors() {
         return Err(rejected(&checked));
     }
-    let program = checked.program(None);
-    Ok((program, checked.config.take().unwrap_or_default()))
+    Ok(Built {
+        program: checked.program(None),
+        config: checked.config.take().unwrap_or_default(),
+        lock: checked.lock.take(),
+        tests: 0,
+    })
 }
 
 fn rejected(checked: &Checked) -> Rejected {

@@ -15,7 +15,8 @@ use std::sync::Arc;
 pub fn metrics(gw: &Gateway) -> Response<Body> {
     let syncer = gw.policy.get();
     let gauges = syncer.map(|s| s.gauges()).unwrap_or_default();
-    let text = metrics::render(syncer.map(|s| &s.metrics), &gauges);
+    let mut text = metrics::render(syncer.map(|s| &s.metrics), &gauges);
+    text.push_str(&crate::lock::gate::metrics_text(&gw.program.load().pins));
     let mut r = Response::new(Full::new(bytes::Bytes::from(text)).boxed_unsync());
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -11,13 +11,14 @@ pub mod metrics;
 pub mod store;
 pub mod watch;
 
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, LoadedProgram};
 use crate::session::now_secs;
 use build::{Built, Rejected};
 use fetch::{GitSource, Head};
 use mcpgate_compiler::Program;
 use mcpgate_compiler::config::Config;
 use mcpgate_compiler::ir::Policy;
+use mcpgate_compiler::lock::Lockfile;
 use metrics::Metrics;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -60,6 +61,8 @@ impl Origin {
 
 #[derive(Clone, Debug)]
 struct Live {
+    /// SHA-256 of the live `mcpgate.lock` (empty without one).
+    lock: String,
     commit: Option<String>,
     commit_time: Option<i64>,
     hash: String,
@@ -117,6 +120,8 @@ pub struct Start {
     pub syncer: Arc<Syncer>,
     pub program: Program,
     pub config: Config,
+    /// `mcpgate.lock` of the same commit.
+    pub lock: Option<Lockfile>,
 }
 
 impl Syncer {
@@ -133,6 +138,7 @@ impl Syncer {
         };
         let mut status = Status {
             live: Live {
+                lock: String::new(),
                 commit: None,
                 commit_time: None,
                 hash: String::new(),
@@ -191,9 +197,10 @@ impl Syncer {
                 });
             }
         }
-        let (program, config) = if let Some((head, b)) = built {
+        let (program, config, lock) = if let Some((head, b)) = built {
             status.last_build_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
             status.live = Live {
+                lock: lock_hash(b.lock.as_ref()),
                 commit: Some(head.commit.clone()),
                 commit_time: Some(head.time),
                 hash: b.program.hash_hex(),
@@ -201,12 +208,22 @@ impl Syncer {
                 origin: Origin::Built,
                 rules: b.program.rules().len(),
             };
-            status.save_error = save(state, &status.live, &b.config, &b.program);
+            status.save_error = save(state, &status.live, &b);
             tracing::info!(commit = %head.commit, program = %status.live.hash, tests = b.tests, "policy built from the repository head");
-            (b.program, b.config)
+            (b.program, b.config, b.lock)
         } else if let Some((s, program)) = saved {
+            let lock = match s.lock.as_deref().map(Lockfile::parse).transpose() {
+                Ok(l) => l,
+                Err(e) => {
+                    // The saved lock was good when saved; without it, pinned servers would
+                    // run unchecked, so every tool of a server with `lock` set is held.
+                    tracing::error!(error = %e, "the saved mcpgate.lock cannot be read");
+                    Some(Lockfile::default())
+                }
+            };
             tracing::warn!(commit = ?s.commit, program = %s.hash, reason = %why_not, "serving the last good program from the state dir");
             status.live = Live {
+                lock: lock_hash(lock.as_ref()),
                 commit: s.commit,
                 commit_time: s.commit_time,
                 hash: s.hash,
@@ -214,7 +231,7 @@ impl Syncer {
                 origin: Origin::Saved,
                 rules: program.rules().len(),
             };
-            (program, s.config)
+            (program, s.config, lock)
         } else {
             let reason = format!("no good policy yet ({why_not}); every request is denied");
             tracing::error!("{reason}");
@@ -222,7 +239,7 @@ impl Syncer {
             let program = Program::compile(&Policy::default(), None);
             status.live.hash = program.hash_hex();
             status.live.rules = program.rules().len();
-            (program, Config::default())
+            (program, Config::default(), None)
         };
         let syncer = Arc::new(Syncer {
             source: Source::Git(src),
@@ -238,6 +255,7 @@ impl Syncer {
             syncer,
             program,
             config,
+            lock,
         }
     }
 
@@ -249,7 +267,7 @@ impl Syncer {
     pub fn start_dir(dir: &Path, state: &Path, admin: admin::AdminAuth) -> Result<Start, String> {
         let files = mcpgate_compiler::repo::read_dir(dir)
             .map_err(|e| format!("cannot read `{}`: {e}", dir.display()))?;
-        let (program, config) = build::build_untested(files).map_err(|r| {
+        let b = build::build_untested(files).map_err(|r| {
             format!(
                 "{}error: the policy in `{}` has {} error(s); the gateway does not start",
                 r.rendered,
@@ -257,8 +275,10 @@ impl Syncer {
                 r.errors
             )
         })?;
+        let (program, config, lock) = (b.program, b.config, b.lock);
         let status = Status {
             live: Live {
+                lock: lock_hash(lock.as_ref()),
                 commit: None,
                 commit_time: None,
                 hash: program.hash_hex(),
@@ -287,6 +307,7 @@ impl Syncer {
             syncer,
             program,
             config,
+            lock,
         })
     }
 
@@ -406,9 +427,10 @@ impl Syncer {
 
     fn install(&self, head: Option<Head>, b: Built, started: Instant) {
         let hash = b.program.hash_hex();
+        let lock = lock_hash(b.lock.as_ref());
         let mut st = self.lock();
         st.last_error = None;
-        if st.live.hash == hash && st.live.origin != Origin::None {
+        if st.live.hash == hash && st.live.lock == lock && st.live.origin != Origin::None {
             // Same program (a commit that changed nothing the program holds).
             if let Some(h) = head {
                 st.live.commit = Some(h.commit);
@@ -420,6 +442,7 @@ impl Syncer {
             return;
         };
         let live = Live {
+            lock,
             commit: head.as_ref().map(|h| h.commit.clone()),
             commit_time: head.as_ref().map(|h| h.time),
             hash: hash.clone(),
@@ -428,15 +451,19 @@ impl Syncer {
             rules: b.program.rules().len(),
         };
         if matches!(self.source, Source::Git(_)) {
-            st.save_error = save(&self.state, &live, &b.config, &b.program);
+            st.save_error = save(&self.state, &live, &b);
         }
-        st.restart_required = b.config != self.config;
+        st.restart_required = restart_relevant(&b.config) != restart_relevant(&self.config);
         if st.restart_required {
             tracing::warn!(
                 "`mcpgate.yaml` changed: servers and gateway settings take effect on restart"
             );
         }
-        gw.swap_program(b.program);
+        gw.swap(LoadedProgram::with_lock(
+            b.program,
+            b.lock.as_ref(),
+            Some(&b.config),
+        ));
         self.metrics.swaps.fetch_add(1, Ordering::Relaxed);
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         st.last_build_ms = Some(ms);
@@ -471,6 +498,7 @@ impl Syncer {
                 "commit": st.live.commit,
                 "commit_time": st.live.commit_time,
                 "hash": st.live.hash,
+                "lock": (!st.live.lock.is_empty()).then_some(&st.live.lock),
                 "rules": st.live.rules,
                 "loaded_at": st.live.loaded_at,
                 "from": st.live.origin.as_str(),
@@ -527,16 +555,32 @@ fn log_rejected(commit: Option<&str>, r: &Rejected) {
     );
 }
 
-fn save(state: &Path, live: &Live, config: &Config, program: &Program) -> Option<String> {
+/// SHA-256 of the rendered lock, hex (empty without one).
+fn lock_hash(lock: Option<&Lockfile>) -> String {
+    lock.map_or_else(String::new, Lockfile::hash_hex)
+}
+
+/// The config without what a swap applies live (lock modes, argument validation).
+fn restart_relevant(c: &Config) -> Config {
+    let mut c = c.clone();
+    for s in c.servers.values_mut() {
+        s.lock = None;
+        s.validate_arguments = false;
+    }
+    c
+}
+
+fn save(state: &Path, live: &Live, b: &Built) -> Option<String> {
     let saved = store::Saved {
         commit: live.commit.clone(),
         commit_time: live.commit_time,
         hash: live.hash.clone(),
         loaded_at: live.loaded_at,
-        config: config.clone(),
+        config: b.config.clone(),
         program: String::new(),
+        lock: b.lock.as_ref().map(Lockfile::render),
     };
-    match store::save(state, saved, program) {
+    match store::save(state, saved, &b.program) {
         Ok(()) => None,
         Err(e) => {
             tracing::error!(error = %e, "cannot save the program in the state dir");

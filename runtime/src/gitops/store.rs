@@ -26,6 +26,9 @@ pub struct Saved {
     pub config: Config,
     /// `Program::encode`, base64.
     pub program: String,
+    /// `mcpgate.lock` of the same commit, as written by `mcpgate lock`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<String>,
 }
 
 /// The path of the saved program in `state`.
@@ -98,6 +101,7 @@ mod tests {
             loaded_at: 2,
             config: Config::default(),
             program: String::new(),
+            lock: None,
         }
     }
 

@@ -90,6 +90,10 @@ pub struct Session {
     last_used: AtomicU64,
     next_id: AtomicU64,
     annotations: Mutex<HashMap<(String, String), ToolAnnotations>>,
+    /// SHA-256 of each tool definition as listed to this session (`mcpgate.lock` checks).
+    tool_digests: Mutex<HashMap<(String, String), [u8; 32]>>,
+    /// Servers whose whole tool list the gateway read for this session.
+    tools_fetched: Mutex<std::collections::HashSet<String>>,
     resource_routes: Mutex<HashMap<String, String>>,
     in_flight: Mutex<HashMap<String, (String, Value)>>,
     server_requests: Mutex<ServerRequests>,
@@ -126,6 +130,8 @@ impl Session {
             last_used: AtomicU64::new(now_secs()),
             next_id: AtomicU64::new(1),
             annotations: Mutex::default(),
+            tool_digests: Mutex::default(),
+            tools_fetched: Mutex::default(),
             resource_routes: Mutex::default(),
             in_flight: Mutex::default(),
             server_requests: Mutex::default(),
@@ -216,6 +222,31 @@ impl Session {
             .get(&(server.to_owned(), tool.to_owned()))
             .copied()
             .unwrap_or_default()
+    }
+
+    /// Remembers the hash of the definition `server` listed for `tool`.
+    pub fn set_tool_digest(&self, server: &str, tool: &str, digest: [u8; 32]) {
+        let mut map = lock(&self.tool_digests);
+        if map.len() < 100_000 {
+            map.insert((server.to_owned(), tool.to_owned()), digest);
+        }
+    }
+
+    /// The hash of the definition `server` last listed for `tool` in this session.
+    pub fn tool_digest(&self, server: &str, tool: &str) -> Option<[u8; 32]> {
+        lock(&self.tool_digests)
+            .get(&(server.to_owned(), tool.to_owned()))
+            .copied()
+    }
+
+    /// Records that the gateway read every page of `server`'s tool list.
+    pub fn set_tools_fetched(&self, server: &str) {
+        lock(&self.tools_fetched).insert(server.to_owned());
+    }
+
+    /// Whether the gateway read every page of `server`'s tool list for this session.
+    pub fn tools_fetched(&self, server: &str) -> bool {
+        lock(&self.tools_fetched).contains(server)
     }
 
     /// Remembers which server listed a resource URI (for `/mcp`).

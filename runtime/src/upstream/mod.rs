@@ -313,7 +313,10 @@ fn resolve_headers(
 }
 
 /// Reads an exchange to its response, dropping what comes before it.
-async fn final_response(server: &str, exchange: &mut Exchange) -> Result<Message, UpstreamError> {
+pub(crate) async fn final_response(
+    server: &str,
+    exchange: &mut Exchange,
+) -> Result<Message, UpstreamError> {
     while let Some(item) = exchange.recv().await {
         let message = item?;
         if router::is_response(&message) {

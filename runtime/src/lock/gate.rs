@@ -1,0 +1,360 @@
+//! The lock at run time: every tool a server lists is hashed and compared with its pin.
+//! Under `enforce` a tool that is new or changed since review is dropped from `tools/list`
+//! and its calls are refused (rule `lock`); under `warn` it is logged and counted. With
+//! `validate_arguments`, a call whose arguments do not satisfy the pinned input schema is
+//! refused (rule `schema`).
+
+use crate::gateway::{Gateway, LoadedProgram, relay};
+use crate::session::Session;
+use mcpgate_compiler::config::LockMode;
+use mcpgate_compiler::lock::{self, Hold, Kind, Pins, ToolCheck};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::{Mutex, MutexGuard};
+
+/// Rule id of a call refused because its tool is held by the lock.
+pub const RULE_LOCK: &str = "lock";
+/// Rule id of a call refused because its arguments fail the pinned input schema.
+pub const RULE_SCHEMA: &str = "schema";
+
+/// Most tools remembered per server for `/status`.
+const MAX_OBSERVED: usize = 10_000;
+/// Most pages read when the gateway lists a server's tools itself.
+const MAX_PAGES: usize = 100;
+
+/// A call the lock refuses: the rule id (`lock` or `schema`) and the text the caller gets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub rule: &'static str,
+    pub message: String,
+}
+
+/// The last definition each server listed, by tool (gateway-wide, for `/status` and for
+/// naming the changed fields).
+struct Observed {
+    digest: [u8; 32],
+    hashed: Map<String, Value>,
+}
+
+#[derive(Default)]
+struct State {
+    observed: BTreeMap<String, BTreeMap<String, Observed>>,
+    /// Calls to held tools by (server, mode).
+    held_calls: BTreeMap<(String, &'static str), u64>,
+    /// Calls refused by argument validation, by server.
+    invalid_args: BTreeMap<String, u64>,
+}
+
+static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+fn state() -> MutexGuard<'static, Option<State>> {
+    STATE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
+    let mut guard = state();
+    f(guard.get_or_insert_with(State::default))
+}
+
+fn observe(server: &str, name: &str, digest: [u8; 32], item: &Value) {
+    with_state(|st| {
+        let tools = st.observed.entry(server.to_owned()).or_default();
+        if tools.get(name).is_some_and(|o| o.digest == digest) {
+            return;
+        }
+        if tools.len() < MAX_OBSERVED || tools.contains_key(name) {
+            tools.insert(
+                name.to_owned(),
+                Observed {
+                    digest,
+                    hashed: lock::hashed_part(Kind::Tool, item),
+                },
+            );
+        }
+    });
+}
+
+/// The definition last listed for a tool, when its hash is `digest`.
+fn observed_definition(server: &str, name: &str, digest: &[u8; 32]) -> Option<Value> {
+    with_state(|st| {
+        st.observed
+            .get(server)
+            .and_then(|t| t.get(name))
+            .filter(|o| o.digest == *digest)
+            .map(|o| Value::Object(o.hashed.clone()))
+    })
+}
+
+/// Records one tool of a `tools/list` page. Returns false when the list must drop it
+/// (held under `enforce`).
+pub fn list_item(pins: &Pins, session: &Session, server: &str, name: &str, item: &Value) -> bool {
+    let Some(sp) = pins.server(server) else {
+        return true;
+    };
+    let digest = lock::digest(Kind::Tool, item);
+    session.set_tool_digest(server, name, digest);
+    observe(server, name, digest, item);
+    if sp.mode == LockMode::Off {
+        return true;
+    }
+    let check = sp.check(name, Some((&digest, item)));
+    if check == ToolCheck::Pinned {
+        return true;
+    }
+    tracing::debug!(
+        target: "mcpgate::lock",
+        server,
+        tool = name,
+        reason = check.reason().unwrap_or_default(),
+        mode = sp.mode.as_str(),
+        "tool differs from mcpgate.lock"
+    );
+    sp.mode != LockMode::Enforce
+}
+
+/// Lists `server`'s tools for `session` (every page), recording their hashes.
+async fn fetch_tools(gw: &Gateway, session: &Session, server: &str) {
+    let Some(up) = session.upstreams.get(server) else {
+        return;
+    };
+    let mut cursor: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let params = cursor
+            .as_ref()
+            .map_or_else(|| json!({}), |c| json!({"cursor": c}));
+        let result = match relay::call(
+            session,
+            server,
+            up,
+            "tools/list",
+            params,
+            gw.timeout(server),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(target: "mcpgate::lock", server, error = %e, "cannot list tools to check them against mcpgate.lock");
+                return;
+            }
+        };
+        for item in result
+            .get("tools")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(name) = item.get("name").and_then(Value::as_str) {
+                let digest = lock::digest(Kind::Tool, item);
+                session.set_tool_digest(server, name, digest);
+                observe(server, name, digest, item);
+            }
+        }
+        match result.get("nextCursor").and_then(Value::as_str) {
+            Some(c) if cursor.as_deref() != Some(c) => cursor = Some(c.to_owned()),
+            _ => {
+                session.set_tools_fetched(server);
+                return;
+            }
+        }
+    }
+}
+
+/// What the lock says about a call to `server.name`: `None` to go on, or the refusal. When
+/// the session has not seen the tool listed, the gateway lists the server's tools first.
+pub async fn check_call(
+    gw: &Gateway,
+    loaded: &LoadedProgram,
+    session: &Session,
+    server: &str,
+    name: &str,
+    args: &Value,
+) -> Option<Refusal> {
+    let sp = loaded.pins.server(server)?;
+    if sp.mode != LockMode::Off {
+        let check = match sp.tool(name) {
+            None => ToolCheck::New,
+            Some(pinned) => {
+                let mut digest = session.tool_digest(server, name);
+                if digest.is_none() && !session.tools_fetched(server) {
+                    fetch_tools(gw, session, server).await;
+                    digest = session.tool_digest(server, name);
+                }
+                match digest {
+                    None => ToolCheck::NotListed,
+                    Some(d) if d == pinned.digest => ToolCheck::Pinned,
+                    Some(d) => match observed_definition(server, name, &d) {
+                        Some(def) => sp.check(name, Some((&d, &def))),
+                        None => ToolCheck::Changed(vec!["definition"]),
+                    },
+                }
+            }
+        };
+        if check != ToolCheck::Pinned {
+            let mode = sp.mode.as_str();
+            with_state(|st| {
+                *st.held_calls
+                    .entry((
+                        server.to_owned(),
+                        if sp.mode == LockMode::Enforce {
+                            "enforce"
+                        } else {
+                            "warn"
+                        },
+                    ))
+                    .or_default() += 1;
+            });
+            let hold = Hold::new(server, name, check);
+            tracing::warn!(
+                target: "mcpgate::lock",
+                server,
+                tool = name,
+                reason = hold.check.reason().unwrap_or_default(),
+                mode,
+                principal = %session.principal.id,
+                "call to a tool that differs from mcpgate.lock"
+            );
+            if sp.mode == LockMode::Enforce {
+                return Some(Refusal {
+                    rule: RULE_LOCK,
+                    message: hold.message,
+                });
+            }
+        }
+    }
+    if sp.validate_arguments
+        && let Err(e) = sp.validate(name, args)
+    {
+        with_state(|st| *st.invalid_args.entry(server.to_owned()).or_default() += 1);
+        return Some(Refusal {
+            rule: RULE_SCHEMA,
+            message: format!(
+                "refused: the arguments of `{server}.{name}` do not satisfy its pinned input schema: {e}"
+            ),
+        });
+    }
+    None
+}
+
+/// Held tools per server, from what the servers listed last, against `pins`.
+fn held(pins: &Pins) -> BTreeMap<String, Vec<(String, ToolCheck)>> {
+    with_state(|st| {
+        let mut out = BTreeMap::new();
+        for server in pins.server_names() {
+            let Some(sp) = pins.server(server) else {
+                continue;
+            };
+            if sp.mode == LockMode::Off {
+                continue;
+            }
+            let mut list = Vec::new();
+            for (name, o) in st.observed.get(server).into_iter().flatten() {
+                let def = Value::Object(o.hashed.clone());
+                let check = sp.check(name, Some((&o.digest, &def)));
+                if check != ToolCheck::Pinned {
+                    list.push((name.clone(), check));
+                }
+            }
+            out.insert(server.to_owned(), list);
+        }
+        out
+    })
+}
+
+/// The lock part of `/status`: per server the mode, the pinned tool count, and the tools
+/// held (or, under `warn`, let through) with why.
+pub fn status_json(pins: &Pins) -> Value {
+    let held = held(pins);
+    let mut servers = Map::new();
+    for server in pins.server_names() {
+        let Some(sp) = pins.server(server) else {
+            continue;
+        };
+        let tools: Vec<Value> = held
+            .get(server)
+            .into_iter()
+            .flatten()
+            .map(|(name, check)| {
+                let mut v = json!({"tool": name, "reason": check.reason()});
+                if let ToolCheck::Changed(fields) = check {
+                    v["fields"] = json!(fields);
+                }
+                v
+            })
+            .collect();
+        servers.insert(
+            server.to_owned(),
+            json!({
+                "mode": sp.mode.as_str(),
+                "validate_arguments": sp.validate_arguments,
+                "pinned": sp.tool_names().len(),
+                "held": tools,
+            }),
+        );
+    }
+    json!({
+        "lock": if pins.lock_hash.is_empty() { Value::Null } else { Value::String(pins.lock_hash.clone()) },
+        "servers": servers,
+    })
+}
+
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The lock metrics (Prometheus text format).
+pub fn metrics_text(pins: &Pins) -> String {
+    let held = held(pins);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP mcpgate_lock_held_tools Tools that differ from mcpgate.lock, by server and reason (held under enforce)."
+    );
+    let _ = writeln!(out, "# TYPE mcpgate_lock_held_tools gauge");
+    for (server, tools) in &held {
+        let mode = pins.server(server).map_or("off", |s| s.mode.as_str());
+        for reason in ["new", "changed", "not_listed"] {
+            let n = tools
+                .iter()
+                .filter(|(_, c)| c.reason() == Some(reason))
+                .count();
+            let _ = writeln!(
+                out,
+                "mcpgate_lock_held_tools{{server=\"{}\",mode=\"{mode}\",reason=\"{reason}\"}} {n}",
+                label(server)
+            );
+        }
+    }
+    with_state(|st| {
+        let _ = writeln!(
+            out,
+            "# HELP mcpgate_lock_held_calls_total Calls to tools that differ from mcpgate.lock (refused under enforce, let through under warn)."
+        );
+        let _ = writeln!(out, "# TYPE mcpgate_lock_held_calls_total counter");
+        for ((server, mode), n) in &st.held_calls {
+            let _ = writeln!(
+                out,
+                "mcpgate_lock_held_calls_total{{server=\"{}\",mode=\"{mode}\"}} {n}",
+                label(server)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP mcpgate_invalid_arguments_total Calls refused because their arguments fail the pinned input schema."
+        );
+        let _ = writeln!(out, "# TYPE mcpgate_invalid_arguments_total counter");
+        for (server, n) in &st.invalid_args {
+            let _ = writeln!(
+                out,
+                "mcpgate_invalid_arguments_total{{server=\"{}\"}} {n}",
+                label(server)
+            );
+        }
+    });
+    out
+}
