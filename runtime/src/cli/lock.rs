@@ -176,6 +176,11 @@ fn write_lock(dir: &Path, lock: &Lockfile) -> std::io::Result<()> {
 
 pub fn run(args: Args) -> ExitCode {
     let state = crate::state::dir_or_default(args.state.as_deref());
+    // As for `serve`: the vault lives in the state dir, created on first use.
+    if let Err(e) = crate::state::prepare_dir(&state) {
+        eprintln!("error: cannot create state dir `{}`: {e}", state.display());
+        return ExitCode::from(2);
+    }
     let secrets = match crate::cli::serve::secret_resolver(&state) {
         Ok(s) => s,
         Err(e) => {
