@@ -16,8 +16,13 @@ The scenario:
         {"op": "read_resource", "uri": "..."},
         {"op": "wait_notification", "method": "notifications/tools/list_changed",
          "timeout": 10},
-        {"op": "sleep", "seconds": 0.5}
+        {"op": "sleep", "seconds": 0.5},
+        {"op": "listen_call", "name": "change_tools", "arguments": {}, "timeout": 10}
       ]
+
+`mode` is "legacy", "auto" or a modern protocol version ("2026-07-28"). `listen_call` opens a
+`subscriptions/listen` stream for tool list changes (2026-07-28 only), calls the tool, and
+reports the acknowledged filter, the call's result and the first event that arrives.
     }
 
 The output (one JSON object on stdout):
@@ -159,6 +164,16 @@ async def run_step(client: Client, recorder: Recorder, step: dict[str, Any]) -> 
             return {"ok": dump(await client.read_resource(step["uri"], cache_mode="bypass"))}
         if op == "wait_notification":
             return {"ok": await recorder.wait_for(step["method"], timeout)}
+        if op == "listen_call":
+            async with client.listen(tools_list_changed=True) as sub:
+                honored = dump(sub.honored)
+                result = await client.call_tool(step["name"], step.get("arguments") or {})
+                events: list[str] = []
+                with anyio.move_on_after(timeout):
+                    async for event in sub:
+                        events.append(type(event).__name__)
+                        break
+            return {"ok": {"honored": honored, "call": dump(result), "events": events}}
         if op == "sleep":
             await anyio.sleep(step["seconds"])
             return {"ok": None}

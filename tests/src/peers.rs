@@ -64,6 +64,13 @@ pub fn pinned_stdio(config: &Path) -> Value {
     })
 }
 
+/// `mcpgate.yaml` entry for the dual-era Python SDK server (`tests/peers/modern_server.py`)
+/// over stdio.
+pub fn modern_stdio() -> Value {
+    let script = paths::peer_sources().join("modern_server.py");
+    json!({"command": path_str(&paths::python()), "args": [path_str(&script)]})
+}
+
 /// A stdio server entry (`command`, `args`, `env`) as a Python client target, to call the
 /// same server directly.
 pub fn direct_target(server: &Value) -> Value {
@@ -155,6 +162,32 @@ pub fn recorded(record: &Path) -> Vec<Value> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad record line {l}: {e}")))
         .collect()
+}
+
+impl HttpPeer {
+    /// The dual-era Python SDK server (`tests/peers/modern_server.py`) over Streamable HTTP
+    /// on a free loopback port.
+    pub fn modern() -> HttpPeer {
+        let mut cmd = Command::new(paths::python());
+        cmd.arg(paths::peer_sources().join("modern_server.py"))
+            .arg("--http");
+        let mut proc = Proc::spawn("modern_server.py (HTTP)", &mut cmd);
+        let port = proc.output.wait_for(Duration::from_secs(30), |line| {
+            line.strip_prefix("listening on 127.0.0.1:")
+                .and_then(|p| p.trim().parse::<u16>().ok())
+        });
+        let Some(port) = port else {
+            proc.kill();
+            panic!(
+                "modern_server.py did not start listening; its output:\n{}",
+                proc.output.text()
+            );
+        };
+        HttpPeer {
+            proc,
+            url: format!("http://127.0.0.1:{port}/mcp"),
+        }
+    }
 }
 
 /// Deadline for one Python client scenario.

@@ -36,7 +36,7 @@ fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed_unsync()
 }
 
-fn plain(status: StatusCode, text: &str) -> Response<Body> {
+pub(crate) fn plain(status: StatusCode, text: &str) -> Response<Body> {
     let mut r = Response::new(full(format!("{text}\n")));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -46,7 +46,7 @@ fn plain(status: StatusCode, text: &str) -> Response<Body> {
     r
 }
 
-fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     let mut r = Response::new(full(serde_json::to_vec(value).unwrap_or_default()));
     *r.status_mut() = status;
     let h = r.headers_mut();
@@ -66,7 +66,7 @@ fn rpc_error(status: StatusCode, code: i64, message: &str) -> Response<Body> {
 
 /// An SSE response carrying `rx`. While it is open, the session counts as in use (a
 /// client listening on a quiet stream is not idle).
-fn sse_response(mut rx: mpsc::Receiver<Value>, session: Arc<Session>) -> Response<Body> {
+pub(crate) fn sse_response(mut rx: mpsc::Receiver<Value>, session: Arc<Session>) -> Response<Body> {
     let (btx, mut brx) = mpsc::channel::<Bytes>(16);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(KEEP_ALIVE);
@@ -291,6 +291,9 @@ pub async fn handle(
             server,
         ));
     }
+    if *req.method() != Method::POST && crate::gateway::modern::is_modern_get(req.headers()) {
+        return Ok(crate::gateway::modern::method_not_allowed());
+    }
     let response = match *req.method() {
         Method::POST => post(&gw, &endpoint, auth, req).await,
         Method::GET => get(&gw, &endpoint, &auth, req.headers()).await,
@@ -438,6 +441,9 @@ async fn post(
         Err(e) => return json_response(StatusCode::BAD_REQUEST, &e),
     };
     match parsed {
+        jsonrpc::Body::Single(message) if crate::gateway::modern::is_modern(&message, &headers) => {
+            crate::gateway::modern::post(gw, endpoint, auth, &headers, message).await
+        }
         jsonrpc::Body::Single(message) => single(gw, endpoint, auth, &headers, message).await,
         jsonrpc::Body::Batch(items) => batch(gw, endpoint, auth, &headers, items).await,
     }

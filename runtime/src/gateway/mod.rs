@@ -6,6 +6,7 @@ pub mod aggregate;
 pub mod decide;
 pub mod dispatch;
 pub mod http;
+pub mod modern;
 pub mod redact;
 pub mod relay;
 pub mod server;
@@ -113,6 +114,8 @@ pub struct Gateway {
     pub identity: crate::identity::Authenticator,
     /// Held calls (`approve` rules); unset, an `approve` verdict answers denied.
     pub approvals: std::sync::OnceLock<Arc<crate::approvals::Approvals>>,
+    /// The stateless era's state: bridge sessions, parked multi round-trip calls.
+    pub modern: modern::State,
 }
 
 impl Gateway {
@@ -156,6 +159,7 @@ impl Gateway {
             audit: std::sync::OnceLock::new(),
             identity: crate::identity::Authenticator::anonymous_only(),
             approvals: std::sync::OnceLock::new(),
+            modern: modern::State::default(),
         })
     }
 

@@ -112,6 +112,8 @@ pub struct Syncer {
     config: Config,
     pub metrics: Metrics,
     pub admin: admin::AdminAuth,
+    /// How often the repository is polled, once polling runs.
+    poll: OnceLock<std::time::Duration>,
 }
 
 /// What the gateway starts with.
@@ -250,6 +252,7 @@ impl Syncer {
             config: config.clone(),
             metrics,
             admin,
+            poll: OnceLock::new(),
         });
         Start {
             syncer,
@@ -302,6 +305,7 @@ impl Syncer {
             config: config.clone(),
             metrics: Metrics::default(),
             admin,
+            poll: OnceLock::new(),
         });
         Ok(Start {
             syncer,
@@ -321,6 +325,15 @@ impl Syncer {
         &self.source
     }
 
+    /// How long the live program stays at least: the repository poll interval (`None` for
+    /// a watched folder, which may change at any time).
+    pub fn poll_interval(&self) -> Option<std::time::Duration> {
+        match self.source {
+            Source::Git(_) => self.poll.get().copied(),
+            Source::Dir(_) => None,
+        }
+    }
+
     /// Fetches (or rereads the folder), builds a new head and swaps it in when it is good.
     /// Returns the policy status afterwards.
     pub async fn sync(self: &Arc<Self>) -> Value {
@@ -337,6 +350,7 @@ impl Syncer {
 
     /// Syncs every `every` until the runtime ends.
     pub fn spawn_poll(self: &Arc<Self>, every: std::time::Duration) {
+        let _ = self.poll.set(every);
         let me = self.clone();
         tokio::spawn(async move {
             loop {

@@ -162,6 +162,7 @@ mod tests {
             SessionState {
                 session_id: Some("abc".into()),
                 protocol_version: "2025-06-18".into(),
+                client_capabilities: None,
             },
         );
         Claims {

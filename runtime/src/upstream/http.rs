@@ -143,6 +143,7 @@ impl HttpSession {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .to_owned(),
+            client_capabilities: None,
         }
     }
 

@@ -25,6 +25,8 @@
 //! `notifications/cancelled` itself if it wants the work stopped.
 
 pub(crate) mod client;
+pub mod era;
+mod era_listen;
 mod http;
 mod param_headers;
 mod router;
@@ -101,6 +103,9 @@ pub struct SessionState {
     /// The protocol version negotiated with the upstream.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub protocol_version: String,
+    /// A modern (stateless) upstream: the client capabilities each request carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_capabilities: Option<Value>,
 }
 
 /// Resolves `${secret:NAME}` and `${env:NAME}` references in upstream config.
@@ -124,6 +129,7 @@ pub struct Upstream {
     name: String,
     timeout: Duration,
     transport: UpstreamTransport,
+    era: Arc<era::EraCache>,
 }
 
 #[derive(Debug)]
@@ -225,6 +231,7 @@ impl Upstream {
             name: name.to_owned(),
             timeout,
             transport,
+            era: Arc::default(),
         })
     }
 
@@ -267,6 +274,88 @@ impl Upstream {
         gateway_session: &str,
         initialize: Message,
     ) -> Result<(UpstreamSession, Message), UpstreamError> {
+        let id = initialize.get("id").cloned().unwrap_or(Value::Null);
+        let params = initialize.get("params");
+        let capabilities = params
+            .and_then(|p| p.get("capabilities"))
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({}));
+        let requested = params
+            .and_then(|p| p.get("protocolVersion"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let detect = !matches!(self.transport, UpstreamTransport::Sse(_))
+            && self.era.get() != era::Era::Legacy;
+        if detect {
+            let probe = era::discover_request(id.clone(), &capabilities);
+            let wait = self.timeout.min(era::PROBE_TIMEOUT);
+            match tokio::time::timeout(wait, self.connect_transport(gateway_session, probe)).await {
+                Ok(Ok((session, response))) => {
+                    if let (Some(version), Some(result)) =
+                        (era::modern_version_of(&response), response.get("result"))
+                    {
+                        if self.era.get() == era::Era::Unknown {
+                            tracing::info!(target: "upstream", server = %self.name, version, "upstream speaks the stateless era");
+                        }
+                        self.era.set(era::Era::Modern(result.clone()));
+                        let init = era::initialize_result(&self.name, result, &requested);
+                        let session = UpstreamSession {
+                            modern: Some(Arc::new(ModernContext {
+                                version: version.to_owned(),
+                                capabilities,
+                            })),
+                            era: Some(self.era.clone()),
+                            ..session
+                        };
+                        let answer =
+                            serde_json::json!({"jsonrpc": "2.0", "id": id, "result": init});
+                        return Ok((session, answer));
+                    }
+                    tracing::info!(target: "upstream", server = %self.name, "upstream speaks the legacy era");
+                    self.era.set(era::Era::Legacy);
+                }
+                Ok(Err(e @ (UpstreamError::Unavailable(_) | UpstreamError::Busy))) => {
+                    self.era.reset();
+                    return Err(e);
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(target: "upstream", server = %self.name, error = %e, "legacy era (`server/discover` failed)");
+                    self.era.set(era::Era::Legacy);
+                }
+                Err(_) => {
+                    tracing::debug!(target: "upstream", server = %self.name, "legacy era (`server/discover` unanswered)");
+                    self.era.set(era::Era::Legacy);
+                }
+            }
+        }
+        let connected = self.connect_transport(gateway_session, initialize).await;
+        match connected {
+            Ok((session, response)) => Ok((
+                UpstreamSession {
+                    era: Some(self.era.clone()),
+                    ..session
+                },
+                response,
+            )),
+            Err(e) => {
+                self.era.reset();
+                Err(e)
+            }
+        }
+    }
+
+    /// The era detected for this upstream.
+    pub fn era(&self) -> era::Era {
+        self.era.get()
+    }
+
+    /// Sends `message` as the first message of a new session on the transport.
+    async fn connect_transport(
+        &self,
+        gateway_session: &str,
+        initialize: Message,
+    ) -> Result<(UpstreamSession, Message), UpstreamError> {
         let (kind, response) = match &self.transport {
             UpstreamTransport::Http(up) => {
                 let (s, r) = up.connect(initialize).await?;
@@ -281,7 +370,14 @@ impl Upstream {
                 (SessionKind::Sse(s), r)
             }
         };
-        Ok((UpstreamSession { kind }, response))
+        Ok((
+            UpstreamSession {
+                kind,
+                modern: None,
+                era: None,
+            },
+            response,
+        ))
     }
 
     /// Re-attaches to a session from its sealed state: always possible for HTTP; for stdio
@@ -293,7 +389,20 @@ impl Upstream {
             UpstreamTransport::Stdio(up) => SessionKind::Stdio(up.resume(gateway_session)?),
             UpstreamTransport::Sse(up) => SessionKind::Sse(up.resume(gateway_session)?),
         };
-        Some(UpstreamSession { kind })
+        let modern = era::is_modern_version(&state.protocol_version).then(|| {
+            Arc::new(ModernContext {
+                version: state.protocol_version.clone(),
+                capabilities: state
+                    .client_capabilities
+                    .clone()
+                    .unwrap_or_else(|| serde_json::json!({})),
+            })
+        });
+        Some(UpstreamSession {
+            kind,
+            modern,
+            era: Some(self.era.clone()),
+        })
     }
 }
 
@@ -331,6 +440,17 @@ pub(crate) async fn final_response(
 #[derive(Clone, Debug)]
 pub struct UpstreamSession {
     kind: SessionKind,
+    /// Set when the upstream speaks the stateless era: what each request carries.
+    modern: Option<Arc<ModernContext>>,
+    /// The upstream's era cache, forgotten when the upstream fails.
+    era: Option<Arc<era::EraCache>>,
+}
+
+/// What a session with a modern upstream stamps on every request.
+#[derive(Debug)]
+struct ModernContext {
+    version: String,
+    capabilities: Value,
 }
 
 #[derive(Clone, Debug)]
@@ -349,11 +469,30 @@ impl UpstreamSession {
     /// # Errors
     /// The request could not be sent; later failures arrive in the exchange.
     pub async fn request(&self, message: Message) -> Result<Exchange, UpstreamError> {
-        match &self.kind {
+        let message = match &self.modern {
+            Some(m) => era::to_modern(message, &m.version, &m.capabilities),
+            None => message,
+        };
+        let sent = match &self.kind {
             SessionKind::Http(s) => s.request(message).await,
             SessionKind::Stdio(s) => s.request(message).await,
             SessionKind::Sse(s) => s.request(message).await,
+        };
+        if let Err(
+            UpstreamError::Unavailable(_)
+            | UpstreamError::SessionExpired
+            | UpstreamError::Exited(_),
+        ) = &sent
+            && let Some(era) = &self.era
+        {
+            era.reset();
         }
+        sent
+    }
+
+    /// Whether the upstream speaks the stateless era (2026-07-28).
+    pub fn is_modern(&self) -> bool {
+        self.modern.is_some()
     }
 
     /// Sends a notification or a response to a server-to-client request.
@@ -361,6 +500,11 @@ impl UpstreamSession {
     /// # Errors
     /// The message could not be delivered.
     pub async fn notify(&self, message: Message) -> Result<(), UpstreamError> {
+        if self.modern.is_some() {
+            // The stateless era has no client-to-server notifications (cancellation is
+            // closing the response stream) and no server-to-client requests to answer.
+            return Ok(());
+        }
         match &self.kind {
             SessionKind::Http(s) => s.notify(message).await,
             SessionKind::Stdio(s) => s.notify(message).await,
@@ -374,6 +518,9 @@ impl UpstreamSession {
     /// # Errors
     /// HTTP: the GET failed ([`UpstreamError::SessionExpired`] on 404).
     pub async fn listen(&self) -> Result<Option<mpsc::Receiver<Message>>, UpstreamError> {
+        if self.modern.is_some() {
+            return Ok(Some(era_listen::listen(self.clone())));
+        }
         match &self.kind {
             SessionKind::Http(s) => s.listen().await,
             SessionKind::Stdio(s) => Ok(Some(s.listen())),
@@ -392,10 +539,25 @@ impl UpstreamSession {
 
     /// What the core seals into the client's session token.
     pub fn state(&self) -> SessionState {
-        match &self.kind {
+        let mut state = match &self.kind {
             SessionKind::Http(s) => s.state(),
             SessionKind::Stdio(s) => s.state(),
             SessionKind::Sse(s) => s.state(),
+        };
+        if let Some(m) = &self.modern {
+            state.protocol_version = m.version.clone();
+            state.client_capabilities = Some(m.capabilities.clone());
+        }
+        state
+    }
+
+    /// The transport's own server-initiated channel (stdio: messages that belong to no
+    /// request), without the modern `subscriptions/listen` on top.
+    async fn transport_listen(&self) -> Result<Option<mpsc::Receiver<Message>>, UpstreamError> {
+        match &self.kind {
+            SessionKind::Http(_) => Ok(None),
+            SessionKind::Stdio(s) => Ok(Some(s.listen())),
+            SessionKind::Sse(s) => Ok(Some(s.listen())),
         }
     }
 }

@@ -236,6 +236,7 @@ impl LegacySession {
         SessionState {
             session_id: None,
             protocol_version: lock(&self.conn.protocol_version).clone(),
+            client_capabilities: None,
         }
     }
 

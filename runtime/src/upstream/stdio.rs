@@ -435,6 +435,7 @@ impl StdioSession {
         SessionState {
             session_id: None,
             protocol_version: lock(&self.process.protocol_version).clone(),
+            client_capabilities: None,
         }
     }
 

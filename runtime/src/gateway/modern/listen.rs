@@ -1,0 +1,122 @@
+//! `subscriptions/listen`: a long-lived POST whose SSE stream first acknowledges the
+//! notifications the gateway will deliver (the list changes asked for; resource
+//! subscriptions are not offered), then carries each upstream's list changes as they come
+//! (merged on `/mcp`), every one stamped with the subscription's id. Legacy upstreams are
+//! heard on their server-initiated stream, modern ones through their own listen stream.
+
+use crate::gateway::Gateway;
+use crate::gateway::http::{Body, sse_response};
+use crate::gateway::relay;
+use crate::jsonrpc;
+use crate::session::Session;
+use crate::upstream::era::META_SUBSCRIPTION;
+use http::Response;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// The filter keys the gateway honors, and the notification each one asks for.
+const KINDS: [(&str, &str); 3] = [
+    ("toolsListChanged", "notifications/tools/list_changed"),
+    ("promptsListChanged", "notifications/prompts/list_changed"),
+    (
+        "resourcesListChanged",
+        "notifications/resources/list_changed",
+    ),
+];
+
+/// The honored part of a client's filter.
+pub fn honored(message: &Value) -> Map<String, Value> {
+    let asked = message.pointer("/params/notifications");
+    KINDS
+        .iter()
+        .filter(|(k, _)| asked.and_then(|a| a.get(*k)).and_then(Value::as_bool) == Some(true))
+        .map(|(k, _)| ((*k).to_owned(), Value::Bool(true)))
+        .collect()
+}
+
+/// Opens the subscription stream for `session` (a bridge session).
+pub async fn open(
+    gw: &Arc<Gateway>,
+    session: &Arc<Session>,
+    id: Value,
+    message: &Value,
+) -> Response<Body> {
+    let filter = honored(message);
+    let wanted: Vec<&'static str> = KINDS
+        .iter()
+        .filter(|(k, _)| filter.contains_key(*k))
+        .map(|(_, m)| *m)
+        .collect();
+    let upstream = if wanted.is_empty() {
+        None
+    } else {
+        relay::listen(session.clone(), gw.shutdown.clone()).await
+    };
+    let (tx, rx) = mpsc::channel(64);
+    let shutdown = gw.shutdown.clone();
+    tokio::spawn(async move {
+        let stamp = json!({ META_SUBSCRIPTION: id });
+        let ack = jsonrpc::notification(
+            "notifications/subscriptions/acknowledged",
+            json!({"notifications": filter, "_meta": stamp}),
+        );
+        if tx.send(ack).await.is_err() {
+            return;
+        }
+        let Some(mut upstream) = upstream else {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = tx.closed() => return,
+            }
+            let _ = tx.send(end(&id)).await;
+            return;
+        };
+        loop {
+            let m = tokio::select! {
+                m = upstream.recv() => m,
+                () = shutdown.cancelled() => None,
+                () = tx.closed() => return,
+            };
+            let Some(m) = m else { break };
+            let Some(method) = jsonrpc::method(&m).filter(|x| wanted.contains(x)) else {
+                continue;
+            };
+            let mut params = m.get("params").cloned().unwrap_or_else(|| json!({}));
+            if !params.is_object() {
+                params = json!({});
+            }
+            params["_meta"] = stamp.clone();
+            if tx
+                .send(jsonrpc::notification(method, params))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        let _ = tx.send(end(&id)).await;
+    });
+    sse_response(rx, session.clone())
+}
+
+/// The result that ends a subscription gracefully.
+fn end(id: &Value) -> Value {
+    jsonrpc::result(
+        id.clone(),
+        json!({"resultType": "complete", "_meta": { META_SUBSCRIPTION: id }}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn honors_list_changes_only() {
+        let m = json!({"params": {"notifications": {"toolsListChanged": true,
+            "promptsListChanged": false, "resourceSubscriptions": ["file:///a"]}}});
+        let h = honored(&m);
+        assert_eq!(Value::Object(h), json!({"toolsListChanged": true}));
+    }
+}

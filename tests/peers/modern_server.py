@@ -1,0 +1,103 @@
+"""A dual-era MCP server on the Python SDK (`MCPServer`): it answers `server/discover` and
+per-request `_meta` (2026-07-28) as well as `initialize` (legacy), over stdio or Streamable
+HTTP.
+
+Usage: modern_server.py [--http]   (HTTP: prints `listening on 127.0.0.1:PORT`)
+
+Tools:
+    echo {text}          answers `echo: TEXT`
+    get_secret {}        answers `the secret`
+    delete_all {what}    answers `deleted WHAT` (destructive)
+    change_tools {}      adds a tool `added_N` and announces the change
+    ask_name {}          2026-07-28 multi round trip: asks the client for a name
+                         (elicitation) with `input_required`, then answers `hello NAME`
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+import anyio
+from mcp import types
+from mcp.server.mcpserver import Context, MCPServer
+
+server = MCPServer("mcpgate-modern-fixture")
+added: list[str] = []
+
+
+@server.tool()
+def echo(text: str) -> str:
+    """Echo the text back."""
+    return f"echo: {text}"
+
+
+@server.tool()
+def get_secret() -> str:
+    """A tool the policy hides."""
+    return "the secret"
+
+
+@server.tool(annotations=types.ToolAnnotations(destructive_hint=True))
+def delete_all(what: str) -> str:
+    """A tool the policy denies for `everything`."""
+    return f"deleted {what}"
+
+
+@server.tool()
+async def change_tools(ctx: Context) -> str:
+    """Adds a tool and announces the change."""
+    name = f"added_{len(added) + 1}"
+    added.append(name)
+
+    def extra() -> str:
+        return name
+
+    server.add_tool(extra, name=name, description="added at run time")
+    await ctx.notify_tools_changed()
+    return f"added {name}"
+
+
+@server.tool()
+async def ask_name(ctx: Context) -> str | types.InputRequiredResult:
+    """Asks the client for a name, then greets it."""
+    answers = ctx.input_responses or {}
+    answer = answers.get("name")
+    if answer is not None:
+        content = getattr(answer, "content", None) or {}
+        return f"hello {content.get('name', '?')}"
+    return types.InputRequiredResult(
+        input_requests={
+            "name": types.ElicitRequest(
+                params=types.ElicitRequestFormParams(
+                    message="What is your name?",
+                    requested_schema={
+                        "type": "object",
+                        "properties": {"name": {"type": "string"}},
+                        "required": ["name"],
+                    },
+                )
+            )
+        },
+        request_state="asked-for-name",
+    )
+
+
+async def serve_http() -> None:
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    app = server.streamable_http_app(host="127.0.0.1")
+    config = uvicorn.Config(app, log_level="warning")
+    print(f"listening on 127.0.0.1:{port}", flush=True)
+    await uvicorn.Server(config).serve(sockets=[sock])
+
+
+if __name__ == "__main__":
+    if "--http" in sys.argv[1:]:
+        anyio.run(serve_http)
+    else:
+        server.run("stdio")
