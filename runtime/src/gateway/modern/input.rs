@@ -8,6 +8,7 @@
 //! Parked calls live on the replica that parked them, bound to the principal and the bridge
 //! session; the upstream's own timeout ends a call nobody comes back for.
 
+use crate::audit::decision::{self as audit, Decided, Pending};
 use crate::gateway::decide::{self, Outcome};
 use crate::gateway::relay::Reply;
 use crate::gateway::{Gateway, aggregate};
@@ -136,20 +137,25 @@ pub fn park(
     })
 }
 
-fn refusal(id: &Value, text: &str) -> Reply {
-    Reply::Json(jsonrpc::error(id.clone(), jsonrpc::INVALID_PARAMS, text))
+fn refusal(id: &Value, text: &str) -> (Reply, Option<Pending>) {
+    (
+        Reply::Json(jsonrpc::error(id.clone(), jsonrpc::INVALID_PARAMS, text)),
+        None,
+    )
 }
 
 /// Resumes a parked call when `message` is a retry carrying a `requestState` the gateway
 /// minted; `None` for any other request (a modern upstream's own state passes through).
-pub fn retry(
+/// The retry is decided and audited like a new call; its pending audit outcome comes with
+/// the reply.
+pub async fn retry(
     gw: &Gateway,
     session: &Session,
     principal: &Principal,
     id: &Value,
     method: &str,
     message: &Value,
-) -> Option<Reply> {
+) -> Option<(Reply, Option<Pending>)> {
     let params = jsonrpc::params(message);
     let token = params
         .get("requestState")
@@ -168,26 +174,47 @@ pub fn retry(
     if entry.session != session.sid || entry.method != method || entry.name.as_deref() != name {
         return Some(refusal(id, "requestState belongs to another request"));
     }
-    let outcome = decide_retry(
-        gw,
-        session,
-        method,
-        name.unwrap_or_default(),
-        &entry,
-        params,
-    );
+    let shown = name.unwrap_or_default();
+    let loaded = gw.program.load_full();
+    let started = std::time::Instant::now();
+    let target = retry_target(gw, session, method, shown, &entry);
+    let mut outcome = Outcome::Unknown;
+    let mut pending = None;
+    let mut failed = None;
+    if let Some((server, local)) = &target {
+        let null = Value::Null;
+        let args = params.get("arguments").unwrap_or(&null);
+        let t = target_of(method, server, local);
+        let annotations = if method == "tools/call" {
+            session.annotations(server, local)
+        } else {
+            ToolAnnotations::default()
+        };
+        outcome = decide::decide(&loaded, session, t, args, annotations);
+        let d = Decided {
+            target: t,
+            method,
+            message,
+            client_id: id,
+            outcome: &outcome,
+            latency: started.elapsed(),
+        };
+        match audit::record_decision(gw, &loaded, session, d).await {
+            Ok(p) => pending = p,
+            Err(e) => failed = Some(e),
+        }
+    }
+    let go = outcome == Outcome::Allow && failed.is_none();
     let answers = params.get("inputResponses").and_then(Value::as_object);
     for (key, server, uid) in &entry.pending {
-        let answer = match (&outcome, answers.and_then(|a| a.get(key))) {
-            (Outcome::Allow, Some(result)) => {
-                json!({"jsonrpc": "2.0", "id": uid, "result": result})
-            }
-            (Outcome::Allow, None) => jsonrpc::error(
+        let answer = match (go, answers.and_then(|a| a.get(key))) {
+            (true, Some(result)) => json!({"jsonrpc": "2.0", "id": uid, "result": result}),
+            (true, None) => jsonrpc::error(
                 uid.clone(),
                 jsonrpc::INVALID_PARAMS,
                 "the client gave no answer to this request",
             ),
-            _ => jsonrpc::error(
+            (false, _) => jsonrpc::error(
                 uid.clone(),
                 jsonrpc::INVALID_REQUEST,
                 "the call was refused",
@@ -200,69 +227,50 @@ pub fn retry(
             });
         }
     }
-    let shown = name.unwrap_or_default();
+    if let Some(e) = failed {
+        return Some((Reply::Json(e), None));
+    }
     Some(match outcome {
-        Outcome::Allow => Reply::Stream(entry.rx),
-        other => Reply::Json(match (method, &other) {
-            ("tools/call", Outcome::Deny(t)) => decide::denied_tool_result(id.clone(), t),
-            (_, Outcome::Deny(t)) => decide::denied_error(id.clone(), t),
-            ("tools/call", _) => decide::unknown_tool(id.clone(), shown),
-            ("prompts/get", _) => decide::unknown_prompt(id.clone(), shown),
-            _ => decide::unknown_resource(id.clone(), shown),
-        }),
+        Outcome::Allow => (Reply::Stream(entry.rx), pending),
+        other => (
+            Reply::Json(match (method, &other) {
+                ("tools/call", Outcome::Deny(t)) => decide::denied_tool_result(id.clone(), t),
+                (_, Outcome::Deny(t)) => decide::denied_error(id.clone(), t),
+                ("tools/call", _) => decide::unknown_tool(id.clone(), shown),
+                ("prompts/get", _) => decide::unknown_prompt(id.clone(), shown),
+                _ => decide::unknown_resource(id.clone(), shown),
+            }),
+            None,
+        ),
     })
 }
 
-/// Decides a retry like the original call: same target, the retry's arguments.
-fn decide_retry(
+fn target_of<'a>(method: &str, server: &'a str, name: &'a str) -> Target<'a> {
+    match method {
+        "tools/call" => Target::Tool { server, tool: name },
+        "prompts/get" => Target::Prompt { server, name },
+        _ => Target::Resource { server, uri: name },
+    }
+}
+
+/// The (server, upstream name) a retry addresses, as the original call did.
+fn retry_target(
     gw: &Gateway,
     session: &Session,
     method: &str,
     name: &str,
     entry: &Entry,
-    params: &Map<String, Value>,
-) -> Outcome {
-    let loaded = gw.program.load_full();
+) -> Option<(String, String)> {
     let sep = gw.config.namespace_separator.as_str();
-    let server = match &session.endpoint {
-        Endpoint::Server(s) => Some(s.as_str()),
-        Endpoint::Aggregate => match method {
-            "tools/call" | "prompts/get" => {
-                aggregate::split_name(name, sep, session.upstreams.keys()).map(|(s, _)| s)
-            }
-            _ => entry.pending.first().map(|(_, s, _)| s.as_str()),
-        },
-    };
-    let Some(server) = server else {
-        return Outcome::Unknown;
-    };
-    let local = match (&session.endpoint, method) {
+    match (&session.endpoint, method) {
+        (Endpoint::Server(s), _) => Some((s.clone(), name.to_owned())),
         (Endpoint::Aggregate, "tools/call" | "prompts/get") => {
-            aggregate::split_name(name, sep, session.upstreams.keys()).map_or(name, |(_, n)| n)
+            aggregate::split_name(name, sep, session.upstreams.keys())
+                .map(|(s, n)| (s.to_owned(), n.to_owned()))
         }
-        _ => name,
-    };
-    let null = Value::Null;
-    let args = params.get("arguments").unwrap_or(&null);
-    let (target, annotations) = match method {
-        "tools/call" => (
-            Target::Tool {
-                server,
-                tool: local,
-            },
-            session.annotations(server, local),
-        ),
-        "prompts/get" => (
-            Target::Prompt {
-                server,
-                name: local,
-            },
-            ToolAnnotations::default(),
-        ),
-        _ => (
-            Target::Resource { server, uri: local },
-            ToolAnnotations::default(),
-        ),
-    };
-    decide::decide(&loaded, session, target, args, annotations)
+        (Endpoint::Aggregate, _) => entry
+            .pending
+            .first()
+            .map(|(_, s, _)| (s.clone(), name.to_owned())),
+    }
 }

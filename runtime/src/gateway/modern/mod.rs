@@ -162,6 +162,7 @@ pub async fn post(
             };
         let mut msg = message.clone();
         era::strip_envelope(&mut msg);
+        let mut audit = None;
         let reply = match method.as_str() {
             "server/discover" => {
                 return answer(&jsonrpc::result(
@@ -172,8 +173,11 @@ pub async fn post(
             "subscriptions/listen" => {
                 return listen::open(gw, &session, id, &msg).await;
             }
-            _ => match input::retry(gw, &session, &auth.principal, &id, &method, &msg) {
-                Some(resumed) => resumed,
+            _ => match input::retry(gw, &session, &auth.principal, &id, &method, &msg).await {
+                Some((resumed, pending)) => {
+                    audit = pending;
+                    resumed
+                }
                 None => dispatch::request(gw, &session, id.clone(), &method, msg).await,
             },
         };
@@ -190,7 +194,7 @@ pub async fn post(
                     .and_then(|f| jsonrpc::params(&message).get(f))
                     .and_then(Value::as_str)
                     .map(str::to_owned);
-                let rx = pump(gw.clone(), session.clone(), method, name, id, rx);
+                let rx = pump(gw.clone(), session.clone(), method, name, id, rx, audit);
                 return sse_response(rx, session);
             }
             Reply::Accepted => {
@@ -253,6 +257,7 @@ pub fn pump(
     name: Option<String>,
     client_id: Value,
     mut rx: mpsc::Receiver<Value>,
+    mut audit: Option<crate::audit::decision::Pending>,
 ) -> mpsc::Receiver<Value> {
     let (tx, out) = mpsc::channel(64);
     tokio::spawn(async move {
@@ -263,6 +268,9 @@ pub fn pump(
                 return;
             }
             if jsonrpc::is_response(&m) {
+                if let Some(p) = audit.as_mut() {
+                    p.finish(&m);
+                }
                 let m = jsonrpc::with_id(m, client_id);
                 let _ = tx.send(finish(&gw, &method, m)).await;
                 return;
