@@ -34,10 +34,13 @@ pub struct Bridges {
     creating: tokio::sync::Mutex<()>,
 }
 
-fn key(principal: &Principal, endpoint: &Endpoint, capabilities: &Value) -> String {
+fn key(auth: &Authenticated, endpoint: &Endpoint, capabilities: &Value) -> String {
+    // The credential's server scope is part of the key: tokens of one principal with
+    // different scopes never share a session.
     format!(
-        "{}\u{0}{}\u{0}{}",
-        principal.id,
+        "{}\u{0}{:?}\u{0}{}\u{0}{}",
+        auth.principal.id,
+        auth.servers,
         endpoint.key(),
         capabilities
     )

@@ -185,18 +185,23 @@ pub async fn retry(
         let null = Value::Null;
         let args = params.get("arguments").unwrap_or(&null);
         let t = target_of(method, server, local);
-        let annotations = if method == "tools/call" {
-            session.annotations(server, local)
+        let (annotations, refusal) = if method == "tools/call" {
+            let pinned = loaded.pins.enforced_annotations(server, local);
+            (
+                pinned.unwrap_or_else(|| session.annotations(server, local)),
+                crate::lock::gate::check_call(gw, &loaded, session, server, local, args).await,
+            )
         } else {
-            ToolAnnotations::default()
+            (ToolAnnotations::default(), None)
         };
-        outcome = decide::decide(&loaded, session, t, args, annotations);
+        outcome = decide::decide(&loaded, session, t, args, annotations, refusal.as_ref());
         let d = Decided {
             target: t,
             method,
             message,
             client_id: id,
             outcome: &outcome,
+            lock: refusal.as_ref(),
             latency: started.elapsed(),
         };
         match audit::record_decision(gw, &loaded, session, d).await {
