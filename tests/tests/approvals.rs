@@ -458,3 +458,89 @@ fn each_pending_approval_is_announced_to_the_webhook_signed() {
     assert_eq!(out.code(), 0, "{out}");
     assert_eq!(ok(&call.join().unwrap(), 0)["isError"], false);
 }
+
+/// `mcpgate token issue` against the gateway's state dir; returns the token.
+fn issue(gw: &Gateway, subject: &str) -> String {
+    let state = gw.state().to_str().unwrap().to_owned();
+    let args = [
+        "token",
+        "issue",
+        "--subject",
+        subject,
+        "--kind",
+        "human",
+        "--reason",
+        "OPS-1",
+        "--state",
+        &state,
+    ];
+    let done = cli::mcpgate(gw.state(), args);
+    assert_eq!(done.code(), 0, "token issue failed:\n{done}");
+    done.stdout.trim().to_owned()
+}
+
+fn decide_over_http(gw: &Gateway, id: &str, token: &str) -> mcpgate_tests::http::Response {
+    let auth = format!("Bearer {token}");
+    request(
+        gw.addr(),
+        "POST",
+        &format!("/approvals/{id}/approve"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", auth.as_str()),
+        ],
+        b"{\"note\": \"ok\"}",
+    )
+}
+
+#[test]
+fn approvers_sign_in_with_their_tokens_and_must_be_in_the_group() {
+    let mut config = config(json!({"timeout": "10m"}));
+    config["identity"] = json!({});
+    let repo = PolicyRepo::with(&config, RULES).file(
+        "principals.yaml",
+        "groups:\n  finance: [alice@example.com, fin@example.com]\n",
+    );
+    let gw = Gateway::start(&repo);
+    let (alice, fin, bob) = (
+        issue(&gw, "alice@example.com"),
+        issue(&gw, "fin@example.com"),
+        issue(&gw, "bob@example.com"),
+    );
+    let mut c = McpHttp::new(gw.addr(), "/mcp/demo");
+    c.bearer = Some(format!("Bearer {alice}"));
+    c.initialize();
+    let (addr, session) = (c.addr, c.session.clone());
+    let held = thread::spawn(move || {
+        let mut c = McpHttp::new(addr, "/mcp/demo");
+        c.bearer = Some(format!("Bearer {alice}"));
+        c.session = session;
+        c.post(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "send_payment", "arguments": {"to": "dan", "amount": 5}}}))
+    });
+    let a = next_pending(&gw, &[]);
+    let id = a["id"].as_str().unwrap().to_owned();
+    let alice = issue(&gw, "alice@example.com");
+    // A second token of the caller's: still the caller.
+    let own = decide_over_http(&gw, &id, &alice);
+    assert_eq!(own.status, 403, "self-approval over HTTP: {own}");
+    let outsider = decide_over_http(&gw, &id, &bob);
+    assert_eq!(
+        outsider.status, 403,
+        "approver outside `finance`: {outsider}"
+    );
+    let bad = decide_over_http(&gw, &id, "mcpg_not-a-real-token");
+    assert_eq!(bad.status, 401, "{bad}");
+    assert_eq!(
+        list(&gw, false).len(),
+        1,
+        "a refused approver changed state"
+    );
+    let good = decide_over_http(&gw, &id, &fin);
+    assert_eq!(good.status, 200, "{good}");
+    let answer = format!("{}", held.join().unwrap());
+    assert!(
+        answer.contains("pretended to send 5 to dan"),
+        "the approved call did not run: {answer}"
+    );
+}

@@ -25,6 +25,23 @@ pub fn owns(path: &str) -> bool {
     path == "/approvals" || path.starts_with("/approvals/")
 }
 
+/// Who is acting: the gateway's own identity check (tokens, OIDC), with the groups
+/// `principals.yaml` declares; an anonymous caller cannot prove group membership, so without
+/// an identity section the approvals' own authenticator decides (which refuses).
+async fn approver_principal(
+    gw: &Gateway,
+    approvals: &Approvals,
+    headers: &::http::HeaderMap,
+) -> Result<mcpgate_compiler::request::Principal, String> {
+    match gw.identity.authenticate(headers).await {
+        Ok(a) if a.principal.kind != mcpgate_compiler::request::PrincipalKind::Anonymous => {
+            Ok(gw.program.load().principal(&a.principal).into_owned())
+        }
+        Ok(_) => approvals.authenticate(headers),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Handles one request to the API: the status and a JSON body.
 pub async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> (StatusCode, Value) {
     let Some(approvals) = gw.approvals.get().cloned() else {
@@ -33,7 +50,7 @@ pub async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> (StatusCode, V
             "approvals are not enabled on this gateway",
         );
     };
-    let principal = match approvals.authenticate(req.headers()) {
+    let principal = match approver_principal(gw, &approvals, req.headers()).await {
         Ok(p) => p,
         Err(e) => return error(StatusCode::UNAUTHORIZED, &e),
     };
