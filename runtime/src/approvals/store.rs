@@ -253,43 +253,10 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Approval> {
     })
 }
 
-/// JSON with object keys sorted at every level, so equal arguments hash equally.
-fn canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String((*k).clone()).to_string());
-                out.push(':');
-                if let Some(v) = map.get(*k) {
-                    canonical(v, out);
-                }
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                canonical(v, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
-}
-
 /// SHA-256 (hex) of the canonical JSON of a call's arguments.
 pub fn args_hash(arguments: &Value) -> String {
-    let mut text = String::new();
-    canonical(arguments, &mut text);
+    // The audit log's encoding: keys sorted at every level, so equal arguments hash equally.
+    let text = crate::audit::record::canonical(arguments);
     Sha256::digest(text.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
