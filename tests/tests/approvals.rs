@@ -164,6 +164,38 @@ fn a_held_call_runs_once_approved_from_the_cli() {
     assert_eq!(verify.code(), 0, "{verify}");
 }
 
+#[test]
+fn an_approved_call_still_counts_against_its_limit() {
+    let rules =
+        format!("{RULES}\n@id(\"one-payment-an-hour\")\nlimit demo.send_payment 1 per hour;\n");
+    let repo = PolicyRepo::with(&config(json!({"timeout": "10m"})), &rules);
+    let gw = Gateway::start(&repo);
+    let mut seen = Vec::new();
+    let mut texts = Vec::new();
+    for amount in [10, 20] {
+        let call = pay_in_background(&gw, amount);
+        let a = next_pending(&gw, &seen.iter().map(String::as_str).collect::<Vec<_>>());
+        let id = a["id"].as_str().unwrap().to_owned();
+        let out = approvals(&gw, &["approve", &id, "--as", "alice@example.com"]);
+        assert_eq!(out.code(), 0, "{out}");
+        let report = call.join().unwrap();
+        let result = ok(&report, 0).clone();
+        texts.push((result["isError"].clone(), result_text(&result)));
+        seen.push(id);
+    }
+    // Waiting took nothing from the budget; the first approved call ran and used it up.
+    assert_eq!(texts[0].0, false, "{texts:?}");
+    assert!(
+        texts[0].1.contains("pretended to send 10 to bob"),
+        "{texts:?}"
+    );
+    assert_eq!(texts[1].0, true, "{texts:?}");
+    assert!(
+        texts[1].1.contains("denied by limit one-payment-an-hour"),
+        "{texts:?}"
+    );
+}
+
 /// The approval events of the audit log, once at least `n` are there.
 fn audit_events(gw: &Gateway, n: usize) -> Vec<Value> {
     let deadline = Instant::now() + WAIT;

@@ -5,7 +5,8 @@
 use super::store::{self, Approval, CallKey, NewApproval, Status};
 use super::{Approvals, group_list};
 use crate::audit::decision::Pending;
-use crate::gateway::decide::{Hold, denied_tool_result};
+use crate::gateway::LoadedProgram;
+use crate::gateway::decide::{Hold, Outcome, denied_tool_result, take_quota_for_approved};
 use crate::gateway::relay::{self, Reply, Transform};
 use crate::jsonrpc;
 use crate::session::Session;
@@ -33,6 +34,8 @@ pub struct Call {
     pub audit: Option<Pending>,
     /// The `redact` rules' masks for the result.
     pub masks: Option<Transform>,
+    /// The deciding program, whose `limit` rules the call counts against when it runs.
+    pub quotas: Option<Arc<LoadedProgram>>,
 }
 
 impl Call {
@@ -53,12 +56,19 @@ impl Call {
             upstream_timeout: UPSTREAM_TIMEOUT,
             audit,
             masks: None,
+            quotas: None,
         }
     }
 
     /// With the `redact` rules' masks for the result.
     pub fn masks(mut self, masks: Option<Transform>) -> Call {
         self.masks = masks;
+        self
+    }
+
+    /// Counted against the `limit` rules of `loaded` when it runs.
+    pub fn quotas(mut self, loaded: Arc<LoadedProgram>) -> Call {
+        self.quotas = Some(loaded);
         self
     }
 
@@ -288,8 +298,17 @@ async fn wait(
     let _ = tx.send(refused(&mut call, &answer)).await;
 }
 
-/// Forwards the approved call upstream.
+/// Forwards the approved call upstream, once it has room in every matching `limit`.
 async fn forward(call: &mut Call) -> Reply {
+    if let Some(loaded) = call.quotas.clone() {
+        let args = call.arguments();
+        let outcome =
+            take_quota_for_approved(&loaded, &call.session, &call.server, &call.tool, &args);
+        if let Outcome::Deny(text) = outcome {
+            tracing::info!(call = %format!("{}.{}", call.server, call.tool), "approved call refused by a limit");
+            return Reply::Json(refused(call, &text));
+        }
+    }
     let Some(up) = call.session.upstreams.get(&call.server) else {
         return Reply::SessionGone;
     };

@@ -52,6 +52,34 @@ impl Hold {
     }
 }
 
+/// Takes one call from every `limit` matching an approved tool call when it is about to
+/// run: approval does not bypass a budget, and a call waiting for a person takes nothing
+/// while it waits. `Outcome::Allow` when every bucket had room.
+pub fn take_quota_for_approved(
+    loaded: &LoadedProgram,
+    session: &Session,
+    server: &str,
+    tool: &str,
+    args: &Value,
+) -> Outcome {
+    let principal = loaded.principal(&session.principal);
+    let annotations = loaded
+        .pins
+        .enforced_annotations(server, tool)
+        .unwrap_or_else(|| session.annotations(server, tool));
+    let request = Request {
+        principal: &principal,
+        agent: crate::audit::decision::agent_of(&principal),
+        client_name: session.client_name.as_deref(),
+        client_version: session.client_version.as_deref(),
+        target: Target::Tool { server, tool },
+        args,
+        annotations,
+    };
+    let decision = evaluate(&loaded.program, &request);
+    crate::quota::enforce(loaded.quotas.as_ref(), &loaded.program, &decision, &request)
+}
+
 /// Decides one request and logs the decision (argument keys only, never values). A
 /// `refusal` from the lock (a tool held since review, or arguments that fail the pinned
 /// schema) turns an allow or approve into a denial decided by its rule (`lock`, `schema`).

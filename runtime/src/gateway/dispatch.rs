@@ -475,7 +475,9 @@ async fn single(
             && let Some(approvals) = gw.approvals.get()
         {
             let masks = redact::transform(&loaded, session, kind.target(server, &name), &message);
-            let call = Call::new(session, server, &name, message, client_id, p).masks(masks);
+            let call = Call::new(session, server, &name, message, client_id, p)
+                .masks(masks)
+                .quotas(loaded.clone());
             return hold(
                 approvals.clone(),
                 call.timeout(gw.timeout(server)),
@@ -552,8 +554,9 @@ async fn aggregated(
                 let masks =
                     redact::transform(&loaded, session, kind.target(server, name), &message);
                 message["params"]["name"] = Value::String(name.to_owned());
-                let call =
-                    Call::new(session, server, name, message, client_id, pending).masks(masks);
+                let call = Call::new(session, server, name, message, client_id, pending)
+                    .masks(masks)
+                    .quotas(loaded.clone());
                 return hold(
                     approvals.clone(),
                     call.timeout(gw.timeout(server)),
