@@ -10,6 +10,7 @@ pub mod gitops;
 pub mod identity;
 pub mod jsonrpc;
 pub mod lock;
+pub mod mcp_headers;
 pub mod quota;
 pub mod session;
 pub mod sse;

@@ -11,6 +11,8 @@ Tools:
     change_tools {}      adds a tool `added_N` and announces the change
     ask_name {}          2026-07-28 multi round trip: asks the client for a name
                          (elicitation) with `input_required`, then answers `hello NAME`
+    route {region, count, dry}   arguments marked `x-mcp-header` (Region, Count, Dry-Run):
+                         answers `routed REGION xCOUNT dry=DRY`
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from __future__ import annotations
 import socket
 import sys
 
+from typing import Annotated
+
 import anyio
 from mcp import types
 from mcp.server.mcpserver import Context, MCPServer
+from pydantic import Field
 
 server = MCPServer("mcpgate-modern-fixture")
 added: list[str] = []
@@ -81,6 +86,16 @@ async def ask_name(ctx: Context) -> str | types.InputRequiredResult:
         },
         request_state="asked-for-name",
     )
+
+
+@server.tool()
+def route(
+    region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})],
+    count: Annotated[int, Field(json_schema_extra={"x-mcp-header": "Count"})] = 1,
+    dry: Annotated[bool, Field(json_schema_extra={"x-mcp-header": "Dry-Run"})] = False,
+) -> str:
+    """Arguments mirrored in `Mcp-Param-*` headers (`x-mcp-header`)."""
+    return f"routed {region} x{count} dry={str(dry).lower()}"
 
 
 async def serve_http() -> None:

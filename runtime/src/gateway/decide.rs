@@ -317,7 +317,14 @@ pub fn filter_page(
             return false;
         }
         match kind {
-            ListKind::Tools => session.set_annotations(server, name, annotations_of(item)),
+            ListKind::Tools => {
+                session.set_annotations(server, name, annotations_of(item));
+                let marks = item
+                    .get("inputSchema")
+                    .map(crate::mcp_headers::marks)
+                    .unwrap_or_default();
+                session.set_param_marks(server, name, marks);
+            }
             ListKind::Resources => session.set_resource_route(name, server),
             ListKind::Prompts | ListKind::Templates => {}
         }

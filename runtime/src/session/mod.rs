@@ -4,6 +4,7 @@
 pub mod seal;
 
 pub use crate::identity::Credential;
+use crate::mcp_headers::Mark;
 use crate::upstream::UpstreamSession;
 use mcpgate_compiler::{Principal, ToolAnnotations};
 use serde_json::Value;
@@ -59,6 +60,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The `x-mcp-header` marks of one tool.
+type Marks = Arc<[Mark]>;
+
 #[derive(Default, Debug)]
 struct ServerRequests {
     /// Client-facing id -> (server, the upstream's id).
@@ -90,6 +94,8 @@ pub struct Session {
     last_used: AtomicU64,
     next_id: AtomicU64,
     annotations: Mutex<HashMap<(String, String), ToolAnnotations>>,
+    /// The `x-mcp-header` marks of each tool as listed to this session.
+    param_marks: Mutex<HashMap<(String, String), Marks>>,
     /// SHA-256 of each tool definition as listed to this session (`mcpgate.lock` checks).
     tool_digests: Mutex<HashMap<(String, String), [u8; 32]>>,
     /// Servers whose whole tool list the gateway read for this session.
@@ -130,6 +136,7 @@ impl Session {
             last_used: AtomicU64::new(now_secs()),
             next_id: AtomicU64::new(1),
             annotations: Mutex::default(),
+            param_marks: Mutex::default(),
             tool_digests: Mutex::default(),
             tools_fetched: Mutex::default(),
             resource_routes: Mutex::default(),
@@ -222,6 +229,22 @@ impl Session {
             .get(&(server.to_owned(), tool.to_owned()))
             .copied()
             .unwrap_or_default()
+    }
+
+    /// Remembers the `x-mcp-header` marks of the input schema `server` listed for `tool`.
+    pub fn set_param_marks(&self, server: &str, tool: &str, marks: Vec<Mark>) {
+        let mut map = lock(&self.param_marks);
+        let key = (server.to_owned(), tool.to_owned());
+        if map.len() < 100_000 || map.contains_key(&key) {
+            map.insert(key, marks.into());
+        }
+    }
+
+    /// The marks of `tool` as `server` last listed it in this session (`None`: not listed).
+    pub fn param_marks(&self, server: &str, tool: &str) -> Option<Arc<[Mark]>> {
+        lock(&self.param_marks)
+            .get(&(server.to_owned(), tool.to_owned()))
+            .cloned()
     }
 
     /// Remembers the hash of the definition `server` listed for `tool`.

@@ -497,26 +497,10 @@ fn modern_headers(message: &Message, headers: &mut http::HeaderMap, params_marks
     };
     if let Some(v) = name
         .and_then(Message::as_str)
-        .and_then(|n| HeaderValue::from_str(&encode_header_value(n)).ok())
+        .and_then(|n| HeaderValue::from_str(&crate::mcp_headers::encode_value(n)).ok())
     {
         headers.insert(NAME_HEADER, v);
     }
-}
-
-/// A value as it travels in an `Mcp-*` header: printable ASCII without edge whitespace as
-/// is, anything else as `=?base64?...?=` (UTF-8, standard alphabet with padding).
-pub(crate) fn encode_header_value(value: &str) -> String {
-    use base64::Engine as _;
-    let plain = value.bytes().all(|b| (0x20..=0x7E).contains(&b))
-        && value.trim() == value
-        && !(value.starts_with("=?base64?") && value.ends_with("?="));
-    if plain {
-        return value.to_owned();
-    }
-    format!(
-        "=?base64?{}?=",
-        base64::engine::general_purpose::STANDARD.encode(value.as_bytes())
-    )
 }
 
 fn retry_delay(parser: &SseParser, default: Duration) -> Duration {
@@ -621,13 +605,6 @@ mod tests {
         assert_eq!(headers[VERSION_HEADER], "2026-07-28");
         assert_eq!(headers[METHOD_HEADER], "tools/call");
         assert_eq!(headers[NAME_HEADER], "get_issue");
-
-        assert_eq!(encode_header_value("file:///a b"), "file:///a b");
-        assert_eq!(
-            encode_header_value("file:///é"),
-            "=?base64?ZmlsZTovLy/DqQ==?="
-        );
-        assert_eq!(encode_header_value(" x"), "=?base64?IHg=?=");
 
         let mut legacy = http::HeaderMap::new();
         modern_headers(

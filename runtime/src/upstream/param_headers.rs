@@ -1,29 +1,22 @@
 //! `Mcp-Param-*` headers. A server of the stateless protocol revision may mark tool arguments
 //! with `x-mcp-header` in the tool's input schema; a `tools/call` must then mirror those
 //! arguments as HTTP headers. The marks are learnt from the `tools/list` answers that pass
-//! through the upstream, whichever session asked.
+//! through the upstream, whichever session asked; marks and rendering are shared with the
+//! gateway's check of the headers clients send ([`crate::mcp_headers`]).
 
 use super::Message;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use crate::mcp_headers::{self, Mark};
+use http::header::HeaderMap;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// Deepest schema nesting searched for marks.
-const MAX_DEPTH: usize = 16;
 /// Most tools remembered per upstream.
 const MAX_TOOLS: usize = 10_000;
-
-/// One marked argument: where it sits in `arguments`, and its header.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Param {
-    path: Vec<String>,
-    header: HeaderName,
-}
 
 /// The marked arguments of every tool of one upstream.
 #[derive(Debug, Default)]
 pub(crate) struct ParamHeaders {
-    tools: Mutex<HashMap<String, Vec<Param>>>,
+    tools: Mutex<HashMap<String, Vec<Mark>>>,
 }
 
 impl ParamHeaders {
@@ -43,14 +36,14 @@ impl ParamHeaders {
             let Some(name) = tool.get("name").and_then(Message::as_str) else {
                 continue;
             };
-            let mut params = Vec::new();
-            if let Some(schema) = tool.get("inputSchema") {
-                marked(schema, &mut Vec::new(), &mut params);
-            }
-            if params.is_empty() {
+            let marks = tool
+                .get("inputSchema")
+                .map(mcp_headers::marks)
+                .unwrap_or_default();
+            if marks.is_empty() {
                 map.remove(name);
             } else if map.len() < MAX_TOOLS || map.contains_key(name) {
-                map.insert(name.to_owned(), params);
+                map.insert(name.to_owned(), marks);
             }
         }
     }
@@ -71,54 +64,10 @@ impl ParamHeaders {
             return;
         };
         for mark in marks {
-            let value = mark
-                .path
-                .iter()
-                .try_fold(arguments, |v, key| v.get(key))
-                .and_then(render);
-            if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            if let Some(v) = mark.header_value(arguments) {
                 headers.insert(mark.header.clone(), v);
             }
         }
-    }
-}
-
-/// Collects the marked properties reachable through `properties` from `schema`.
-fn marked(schema: &Message, path: &mut Vec<String>, out: &mut Vec<Param>) {
-    if path.len() >= MAX_DEPTH {
-        return;
-    }
-    let Some(properties) = schema.get("properties").and_then(Message::as_object) else {
-        return;
-    };
-    for (key, sub) in properties {
-        path.push(key.clone());
-        let token = sub.get("x-mcp-header").and_then(Message::as_str);
-        let primitive = matches!(
-            sub.get("type").and_then(Message::as_str),
-            Some("string" | "integer" | "boolean")
-        );
-        let header = token
-            .filter(|_| primitive)
-            .and_then(|t| HeaderName::from_bytes(format!("mcp-param-{t}").as_bytes()).ok());
-        if let Some(header) = header {
-            out.push(Param {
-                path: path.clone(),
-                header,
-            });
-        }
-        marked(sub, path, out);
-        path.pop();
-    }
-}
-
-/// An argument as its header carries it; `None` for values that have no header form.
-fn render(value: &Message) -> Option<String> {
-    match value {
-        Message::String(s) => Some(super::http::encode_header_value(s)),
-        Message::Bool(b) => Some(b.to_string()),
-        Message::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
-        _ => None,
     }
 }
 
@@ -136,14 +85,14 @@ mod tests {
             "properties": {
                 "region": {"type": "string", "x-mcp-header": "Region"},
                 "limit": {"type": "integer", "x-mcp-header": "Limit"},
-                "ratio": {"type": "number", "x-mcp-header": "Ratio"},
+                "ratio": {"type": "number"},
                 "opts": {"type": "object", "properties": {
                     "dry": {"type": "boolean", "x-mcp-header": "Dry"}}}
             }}}]}}),
         );
         let mut headers = HeaderMap::new();
         params.apply(
-            &json!({"name": "query", "arguments": {"region": "eu-wé", "limit": 5, "ratio": 0.5,
+            &json!({"name": "query", "arguments": {"region": "eu-wé", "limit": 5, "ratio": 0.5, "note": null,
                                                    "opts": {"dry": true}}}),
             &mut headers,
         );
@@ -159,5 +108,21 @@ mod tests {
             &mut none,
         );
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn a_tool_with_an_invalid_mark_gets_no_headers() {
+        let params = ParamHeaders::default();
+        params.learn(&json!({"result": {"tools": [{"name": "q", "inputSchema": {
+        "properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"},
+            "ratio": {"type": "number", "x-mcp-header": "Ratio"}
+        }}}]}}));
+        let mut headers = HeaderMap::new();
+        params.apply(
+            &json!({"name": "q", "arguments": {"region": "eu", "ratio": 0.5}}),
+            &mut headers,
+        );
+        assert!(headers.is_empty());
     }
 }

@@ -5,7 +5,6 @@
 use crate::gateway::http::VERSION_HEADER;
 use crate::jsonrpc;
 use crate::upstream::era::{META_CAPABILITIES, META_VERSION};
-use base64::Engine;
 use http::header::HeaderMap;
 use serde_json::{Value, json};
 
@@ -32,21 +31,6 @@ pub fn name_field(method: &str) -> Option<&'static str> {
         "tools/call" | "prompts/get" => Some("name"),
         "resources/read" => Some("uri"),
         _ => None,
-    }
-}
-
-/// Decodes an `Mcp-*` header value: `=?base64?...?=` is UTF-8 in base64, anything else is
-/// taken as it is. `None` for a malformed sentinel.
-pub fn decode_header_value(raw: &str) -> Option<String> {
-    match raw
-        .strip_prefix("=?base64?")
-        .and_then(|r| r.strip_suffix("?="))
-    {
-        Some(payload) => base64::engine::general_purpose::STANDARD
-            .decode(payload)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok()),
-        None => Some(raw.to_owned()),
     }
 }
 
@@ -113,7 +97,10 @@ pub fn check(message: &Value, headers: &HeaderMap, supported: &[&str]) -> Result
     let name_header = single(headers, NAME_HEADER)?;
     if let Some(field) = name_field(method)
         && let Some(body) = jsonrpc::params(message).get(field).and_then(Value::as_str)
-        && name_header.and_then(decode_header_value).as_deref() != Some(body)
+        && name_header
+            .and_then(crate::mcp_headers::decode_value)
+            .as_deref()
+            != Some(body)
     {
         return Err(error(
             HEADER_MISMATCH,

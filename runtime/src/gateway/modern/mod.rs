@@ -10,6 +10,7 @@ pub mod discover;
 pub mod input;
 pub mod ladder;
 pub mod listen;
+pub mod params;
 
 use crate::gateway::Gateway;
 use crate::gateway::http::{Body, json_response, plain, sse_response};
@@ -160,6 +161,9 @@ pub async fn post(
                 Ok(s) => s,
                 Err(e) => return answer(&jsonrpc::with_id(e, id)),
             };
+        if let Err(e) = params::check(gw, &session, &method, &message, headers) {
+            return answer(&jsonrpc::with_id(e, id));
+        }
         let mut msg = message.clone();
         era::strip_envelope(&mut msg);
         let mut audit = None;
