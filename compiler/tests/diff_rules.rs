@@ -4,11 +4,23 @@ use mcpgate_compiler::diff::{self, PolicyDiff, Side};
 use mcpgate_compiler::repo::{SourceFile, check_files};
 
 fn diff_of(before: &str, after: &str) -> PolicyDiff {
-    let side = |text: &str| {
-        let checked = check_files(vec![SourceFile {
+    diff_with_principals((before, None), (after, None))
+}
+
+/// Each side: the policy file and, if any, its `principals.yaml`.
+fn diff_with_principals(before: (&str, Option<&str>), after: (&str, Option<&str>)) -> PolicyDiff {
+    let side = |(text, principals): (&str, Option<&str>)| {
+        let mut files = vec![SourceFile {
             path: "policies/p.mcpg".into(),
             text: text.into(),
-        }]);
+        }];
+        if let Some(p) = principals {
+            files.push(SourceFile {
+                path: "principals.yaml".into(),
+                text: p.into(),
+            });
+        }
+        let checked = check_files(files);
         assert!(!checked.has_errors(), "{}", checked.rendered);
         checked
     };
@@ -17,12 +29,53 @@ fn diff_of(before: &str, after: &str) -> PolicyDiff {
         Side {
             policy: &a.policy,
             tests: &a.tests,
+            memberships: &a.memberships,
         },
         Side {
             policy: &b.policy,
             tests: &b.tests,
+            memberships: &b.memberships,
         },
     )
+}
+
+#[test]
+fn a_membership_change_in_principals_yaml_flips_that_principal() {
+    let policy = r#"@id("refunds") allow stripe.create_refund when "finance" in principal.groups;"#;
+    let d = diff_with_principals(
+        (policy, Some("groups:\n  finance: [alice@example.com]\n")),
+        (
+            policy,
+            Some("groups:\n  finance: [alice@example.com, bob@example.com]\n"),
+        ),
+    );
+    assert_eq!(d.rules.memberships.len(), 1, "{:?}", d.rules);
+    assert_eq!(d.rules.memberships[0].id, "bob@example.com");
+    assert_eq!(d.rules.memberships[0].added, ["finance"]);
+    assert!(d.rules.memberships[0].removed.is_empty());
+    let bob: Vec<_> = d
+        .flips
+        .iter()
+        .filter(|f| f.principal == "id:bob@example.com")
+        .collect();
+    assert!(!bob.is_empty(), "{:?}", d.flips);
+    assert!(
+        bob.iter()
+            .all(|f| f.widens && f.target == "stripe.create_refund")
+    );
+    // Alice kept her groups: nothing flips for her, and the rule did not change.
+    assert!(d.flips.iter().all(|f| !f.principal.contains("alice")));
+    assert!(d.rules.changed.is_empty());
+    assert!(
+        d.summary().contains("1 membership changed"),
+        "{}",
+        d.summary()
+    );
+    let md = diff::markdown(&d, "main");
+    assert!(
+        md.contains("principal `bob@example.com` | groups +finance"),
+        "{md}"
+    );
 }
 
 #[test]

@@ -10,6 +10,7 @@ use crate::Program;
 use crate::ir::{self, Effect, SourceLoc};
 use crate::request::{Principal, Request, ToolAnnotations, Verdict};
 use crate::testing::{self, PolicyTest};
+use crate::vm::Memberships;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -17,11 +18,13 @@ use std::collections::{BTreeMap, HashSet};
 pub use probes::{MAX_ARG_SETS, MAX_PRINCIPALS, MAX_PROBES, Probe};
 pub use render::markdown;
 
-/// One side of a comparison: a checked policy and its tests.
+/// One side of a comparison: a checked policy, its tests and its group memberships
+/// (`principals.yaml`).
 #[derive(Clone, Copy, Debug)]
 pub struct Side<'a> {
     pub policy: &'a ir::Policy,
     pub tests: &'a [PolicyTest],
+    pub memberships: &'a Memberships,
 }
 
 /// The effect of a policy change. Serialized as the `--format json` output of `mcpgate diff`.
@@ -44,6 +47,16 @@ pub struct RuleChanges {
     pub changed: Vec<RuleChange>,
     /// Same id and meaning, written in another file.
     pub moved: Vec<RuleMove>,
+    /// Principals whose declared groups (`principals.yaml`) changed, by id.
+    pub memberships: Vec<MembershipChange>,
+}
+
+/// A principal whose declared groups changed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MembershipChange {
+    pub id: String,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
 }
 
 /// A rule named by id, with its effect and where it is written.
@@ -152,6 +165,12 @@ impl PolicyDiff {
         if !r.moved.is_empty() {
             s.push_str(&format!(", {} moved", r.moved.len()));
         }
+        if !r.memberships.is_empty() {
+            s.push_str(&format!(
+                ", {} changed",
+                plural(r.memberships.len(), "membership")
+            ));
+        }
         let widen = self.flips.iter().filter(|f| f.widens).count();
         if self.flips.is_empty() {
             s.push_str("; no verdict flips");
@@ -183,10 +202,12 @@ fn plural_verb(n: usize, one: &str, many: &str) -> String {
 /// Compares two sides: rules by id, then the verdicts of every test of both sides and of
 /// the generated probes.
 pub fn diff(base: Side<'_>, head: Side<'_>) -> PolicyDiff {
-    let before = Program::compile(base.policy, None);
-    let after = Program::compile(head.policy, None);
+    let before = Program::compile(base.policy, None).with_memberships(base.memberships);
+    let after = Program::compile(head.policy, None).with_memberships(head.memberships);
+    let mut rules = compare_rules(base.policy, head.policy);
+    rules.memberships = compare_memberships(base.memberships, head.memberships);
     let mut out = PolicyDiff {
-        rules: compare_rules(base.policy, head.policy),
+        rules,
         ..PolicyDiff::default()
     };
     let mut seen = HashSet::new();
@@ -210,7 +231,10 @@ pub fn diff(base: Side<'_>, head: Side<'_>) -> PolicyDiff {
             out.flips.push(flip);
         }
     }
-    let (probes, truncated) = probes::generate(&[base.policy, head.policy]);
+    // Whose groups changed is probed by id: the groups alone are probed anyway.
+    let moved: Vec<String> = out.rules.memberships.iter().map(|m| m.id.clone()).collect();
+    let moved: Vec<&str> = moved.iter().map(String::as_str).collect();
+    let (probes, truncated) = probes::generate(&[base.policy, head.policy], &moved);
     out.probes_truncated = truncated;
     for p in &probes {
         out.evaluated += 1;
@@ -253,9 +277,21 @@ fn test_principal(p: &Principal) -> String {
     }
 }
 
+/// Each side decides with the groups its own `principals.yaml` declares, as the gateway
+/// running that side would.
 fn compare(before: &Program, after: &Program, req: &Request<'_>) -> Option<Flip> {
-    let b = crate::evaluate(before, req);
-    let a = crate::evaluate(after, req);
+    let on = |program: &Program| {
+        let principal = program.principal(req.principal);
+        crate::evaluate(
+            program,
+            &Request {
+                principal: &principal,
+                ..*req
+            },
+        )
+    };
+    let b = on(before);
+    let a = on(after);
     (a.verdict != b.verdict).then(|| Flip {
         target: req.target.to_string(),
         principal: String::new(),
@@ -287,6 +323,25 @@ fn rule_ref(r: &ir::Rule) -> RuleRef {
         effect: effect_name(r.effect),
         source: r.source.to_string(),
     }
+}
+
+/// Principals whose declared groups differ, by id.
+pub fn compare_memberships(base: &Memberships, head: &Memberships) -> Vec<MembershipChange> {
+    let ids: std::collections::BTreeSet<&String> = base.keys().chain(head.keys()).collect();
+    let none = Vec::new();
+    ids.into_iter()
+        .filter_map(|id| {
+            let old = base.get(id).unwrap_or(&none);
+            let new = head.get(id).unwrap_or(&none);
+            let added: Vec<String> = new.iter().filter(|g| !old.contains(g)).cloned().collect();
+            let removed: Vec<String> = old.iter().filter(|g| !new.contains(g)).cloned().collect();
+            (!added.is_empty() || !removed.is_empty()).then(|| MembershipChange {
+                id: id.clone(),
+                added,
+                removed,
+            })
+        })
+        .collect()
 }
 
 /// Rules by id: added, removed, changed in meaning, or moved to another file.

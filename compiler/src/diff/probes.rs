@@ -29,11 +29,12 @@ pub struct Probe {
     pub args: Value,
 }
 
-/// Probes for the targets and conditions of every policy given; the flag says the bound
-/// cut the list short.
-pub fn generate(policies: &[&ir::Policy]) -> (Vec<Probe>, bool) {
+/// Probes for the targets and conditions of every policy given, and for the principals
+/// named in `declared` (ids whose `principals.yaml` groups changed: each program adds the
+/// groups it declares); the flag says the bound cut the list short.
+pub fn generate(policies: &[&ir::Policy], declared: &[&str]) -> (Vec<Probe>, bool) {
     let rules: Vec<&ir::Rule> = policies.iter().flat_map(|p| &p.rules).collect();
-    let principals = principals(&rules);
+    let principals = principals(&rules, declared);
     let mut calls: BTreeSet<String> = BTreeSet::new();
     let mut list: Vec<Call> = Vec::new();
     for r in &rules {
@@ -110,11 +111,11 @@ fn sample_call(t: &Target) -> Call {
 }
 
 /// Anonymous, a human in no group, one human per group named, one principal per other kind
-/// and per id named.
-fn principals(rules: &[&ir::Rule]) -> Vec<(Principal, String)> {
+/// and per id named in a condition or in `declared`.
+fn principals(rules: &[&ir::Rule], declared: &[&str]) -> Vec<(Principal, String)> {
     let mut groups = BTreeSet::new();
     let mut kinds = BTreeSet::new();
-    let mut ids = BTreeSet::new();
+    let mut ids: BTreeSet<String> = declared.iter().map(|id| (*id).to_owned()).collect();
     for r in rules {
         if let Some(c) = &r.condition {
             principal_literals(c, &mut groups, &mut kinds, &mut ids);

@@ -25,7 +25,12 @@ pub fn markdown(d: &PolicyDiff, base: &str) -> String {
         short(base)
     ));
     let r = &d.rules;
-    if !(r.added.is_empty() && r.removed.is_empty() && r.changed.is_empty() && r.moved.is_empty()) {
+    if !(r.added.is_empty()
+        && r.removed.is_empty()
+        && r.changed.is_empty()
+        && r.moved.is_empty()
+        && r.memberships.is_empty())
+    {
         out.push_str("| rule | change | where |\n|---|---|---|\n");
         for a in &r.added {
             out.push_str(&format!(
@@ -51,6 +56,15 @@ pub fn markdown(d: &PolicyDiff, base: &str) -> String {
             out.push_str(&format!(
                 "| `{}` | moved, same meaning | {} → {} |\n",
                 m.id, m.from, m.to
+            ));
+        }
+        for m in &r.memberships {
+            let mut change: Vec<String> = m.added.iter().map(|g| format!("+{g}")).collect();
+            change.extend(m.removed.iter().map(|g| format!("-{g}")));
+            out.push_str(&format!(
+                "| principal `{}` | groups {} | principals.yaml |\n",
+                m.id,
+                change.join(" ")
             ));
         }
         out.push('\n');

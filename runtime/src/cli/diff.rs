@@ -102,10 +102,12 @@ pub fn diff_dir(dir: &Path, base: &str) -> Result<PolicyDiff, Failure> {
         Side {
             policy: &old.policy,
             tests: &old.tests,
+            memberships: &old.memberships,
         },
         Side {
             policy: &new.policy,
             tests: &new.tests,
+            memberships: &new.memberships,
         },
     ))
 }
