@@ -221,7 +221,10 @@ fn json_has_the_documented_shape() {
     assert_eq!(keys, ["evaluated", "flips", "probes_truncated", "rules"]);
     let mut rule_keys: Vec<&String> = v["rules"].as_object().unwrap().keys().collect();
     rule_keys.sort();
-    assert_eq!(rule_keys, ["added", "changed", "memberships", "moved", "removed"]);
+    assert_eq!(
+        rule_keys,
+        ["added", "changed", "memberships", "moved", "removed"]
+    );
     assert_eq!(v["flips"], serde_json::json!([]));
 }
 

@@ -49,6 +49,17 @@ pub struct Args {
     /// Where the gateway keeps its state (the session key); default `.mcpgate-state`.
     #[arg(long, env = "MCPGATE_STATE")]
     pub state: Option<PathBuf>,
+    /// Log lines as `text` (colored on a terminal) or `json` (one object per line, for log
+    /// pipelines). The level comes from `RUST_LOG` (default `info`).
+    #[arg(long, env = "MCPGATE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// How `serve` writes its log to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Parses `250ms`, `15s`, `2m`, `1h` (a bare number is seconds).
@@ -92,13 +103,18 @@ fn git_token(flag: Option<&str>) -> Result<Option<String>, String> {
     Ok(Some(flag.to_owned()))
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    // Escape codes only where a person reads them: a log file or collector gets plain text.
+    let _ = match format {
+        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => fmt.json().with_current_span(false).try_init(),
+    };
 }
 
 fn parse_listen(s: &str) -> Option<SocketAddr> {
@@ -125,7 +141,7 @@ pub fn secret_resolver(state: &Path) -> Result<Box<dyn SecretResolver>, String> 
 }
 
 pub fn run(args: Args) -> ExitCode {
-    init_logging();
+    init_logging(args.log_format);
     let state = crate::state::dir_or_default(args.state.as_deref());
     if let Err(e) = crate::state::prepare_dir(&state) {
         eprintln!("error: cannot create state dir `{}`: {e}", state.display());
