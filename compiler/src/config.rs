@@ -154,6 +154,23 @@ pub struct GatewayConfig {
     pub session_idle_secs: u64,
     /// Most stdio server processes running at once, all sessions together.
     pub max_stdio_processes: usize,
+    /// Who may read `/status` and `/metrics`: `open` (anyone who reaches the listener) or
+    /// `authenticated` (a valid gateway token or OIDC JWT). Default: `authenticated` when
+    /// the `identity` section is present, else `open`.
+    pub status_access: Option<StatusAccess>,
+    /// With `authenticated` status access, only members of one of these groups (from the
+    /// credential or `principals.yaml`) may read them; empty: any authenticated caller.
+    pub status_groups: Vec<String>,
+}
+
+/// Who may read the gateway's `/status` and `/metrics`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusAccess {
+    /// Anyone who reaches the listener.
+    Open,
+    /// Callers with a valid gateway token or OIDC JWT.
+    Authenticated,
 }
 
 impl Default for GatewayConfig {
@@ -166,6 +183,8 @@ impl Default for GatewayConfig {
             max_body_bytes: 4 * 1024 * 1024,
             session_idle_secs: 1800,
             max_stdio_processes: 64,
+            status_access: None,
+            status_groups: Vec::new(),
         }
     }
 }

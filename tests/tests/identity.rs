@@ -343,3 +343,74 @@ fn the_clients_token_never_reaches_the_upstream() {
         assert!(!head.contains(&token), "the token went upstream");
     }
 }
+
+/// `/status` and `/metrics` name upstreams, the policy commit and held tools: with identity
+/// on they need a credential (and, with `status_groups`, membership of a group).
+#[test]
+fn status_and_metrics_need_a_credential_when_identity_is_on() {
+    let get = |gw: &Gateway, path: &str, token: Option<&str>| {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Host", "127.0.0.1")];
+        if let Some(b) = &bearer {
+            headers.push(("Authorization", b.as_str()));
+        }
+        http::request(gw.addr(), "GET", path, &headers, b"")
+    };
+    // Identity on, no setting: any valid credential reads them, nobody else.
+    let open_repo = repo();
+    let gw = Gateway::start(&open_repo);
+    let token = issue(&gw, "bob@example.com", &[]);
+    for path in ["/status", "/metrics"] {
+        let anonymous = get(&gw, path, None);
+        assert_eq!(anonymous.status, 401, "{path}: {anonymous:?}");
+        assert!(
+            anonymous
+                .header("www-authenticate")
+                .is_some_and(|h| h.contains("resource_metadata")),
+            "{anonymous:?}"
+        );
+        assert_eq!(get(&gw, path, Some("mcpg_not-a-token")).status, 401);
+        assert_eq!(get(&gw, path, Some(&token)).status, 200, "{path}");
+    }
+    assert_eq!(get(&gw, "/healthz", None).status, 200);
+    drop(gw);
+
+    // Only the `finance` group: carol is in it through principals.yaml, bob is not.
+    let grouped = PolicyRepo::with(
+        &json!({
+            "identity": {},
+            "gateway": {"status_groups": ["finance"]},
+            "servers": {"demo": demo(), "other": demo()},
+        }),
+        POLICY,
+    )
+    .file("principals.yaml", PRINCIPALS)
+    .file("tests/identity.yaml", TESTS);
+    let gw = Gateway::start(&grouped);
+    let bob = issue(&gw, "bob@example.com", &[]);
+    let carol = issue(&gw, "carol@example.com", &[]);
+    assert_eq!(get(&gw, "/status", Some(&bob)).status, 403);
+    let status = get(&gw, "/status", Some(&carol));
+    assert_eq!(status.status, 200);
+    let body: Value = serde_json::from_slice(&status.body).unwrap();
+    assert!(
+        body["upstreams"].as_array().is_some_and(|u| !u.is_empty()),
+        "{body}"
+    );
+    drop(gw);
+
+    // `open` keeps them readable by anyone, identity or not.
+    let open = PolicyRepo::with(
+        &json!({
+            "identity": {},
+            "gateway": {"status_access": "open"},
+            "servers": {"demo": demo(), "other": demo()},
+        }),
+        POLICY,
+    )
+    .file("principals.yaml", PRINCIPALS)
+    .file("tests/identity.yaml", TESTS);
+    let gw = Gateway::start(&open);
+    assert_eq!(get(&gw, "/status", None).status, 200);
+    assert_eq!(get(&gw, "/metrics", None).status, 200);
+}

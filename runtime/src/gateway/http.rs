@@ -229,10 +229,13 @@ pub async fn handle(
             return Ok(plain(StatusCode::FORBIDDEN, "origin not allowed"));
         }
     }
-    if path == "/status" {
-        return Ok(json_response(StatusCode::OK, &gw.status_json()));
-    }
-    if path == "/metrics" {
+    if path == "/status" || path == "/metrics" {
+        if let Err(refused) = super::status_access::check(&gw, req.headers(), &path).await {
+            return Ok(refused);
+        }
+        if path == "/status" {
+            return Ok(json_response(StatusCode::OK, &gw.status_json()));
+        }
         return Ok(crate::gitops::http::metrics(&gw));
     }
     if crate::approvals::api::owns(&path) {

@@ -10,6 +10,7 @@ pub mod modern;
 pub mod redact;
 pub mod relay;
 pub mod server;
+pub mod status_access;
 pub mod version;
 
 use crate::session::seal::Sealer;
