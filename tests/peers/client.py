@@ -20,7 +20,9 @@ The scenario:
         {"op": "listen_call", "name": "change_tools", "arguments": {}, "timeout": 10}
       ]
 
-`mode` is "legacy", "auto" or a modern protocol version ("2026-07-28"). `listen_call` opens a
+`mode` is "legacy", "auto" or a modern protocol version ("2026-07-28"). `"sampling": false`
+or `"elicitation": false` leaves that callback out, so the client does not declare the
+capability. `listen_call` opens a
 `subscriptions/listen` stream for tool list changes (2026-07-28 only), calls the tool, and
 reports the acknowledged filter, the call's result and the first event that arrives.
     }
@@ -198,8 +200,8 @@ async def main(scenario: dict[str, Any]) -> dict[str, Any]:
         mode=scenario.get("mode", "legacy"),
         cache=None,
         read_timeout_seconds=scenario.get("timeout", 30),
-        sampling_callback=recorder.on_sampling,
-        elicitation_callback=recorder.on_elicitation,
+        sampling_callback=recorder.on_sampling if scenario.get("sampling", True) else None,
+        elicitation_callback=recorder.on_elicitation if scenario.get("elicitation", True) else None,
         logging_callback=recorder.on_log,
         message_handler=recorder.on_message,
         client_info=types.Implementation(name="mcpgate-e2e", version="1.0.0"),

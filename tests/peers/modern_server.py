@@ -13,6 +13,8 @@ Tools:
                          (elicitation) with `input_required`, then answers `hello NAME`
     route {region, count, dry}   arguments marked `x-mcp-header` (Region, Count, Dry-Run):
                          answers `routed REGION xCOUNT dry=DRY`
+    ask_twice {}         two rounds: asks for a name (elicitation), then for a sample
+                         (sampling), then answers `NAME got: SAMPLED TEXT`
 """
 
 from __future__ import annotations
@@ -71,6 +73,11 @@ async def ask_name(ctx: Context) -> str | types.InputRequiredResult:
     if answer is not None:
         content = getattr(answer, "content", None) or {}
         return f"hello {content.get('name', '?')}"
+    return ask_for_name()
+
+
+def ask_for_name() -> types.InputRequiredResult:
+    """The elicitation round of `ask_name` and `ask_twice`."""
     return types.InputRequiredResult(
         input_requests={
             "name": types.ElicitRequest(
@@ -96,6 +103,36 @@ def route(
 ) -> str:
     """Arguments mirrored in `Mcp-Param-*` headers (`x-mcp-header`)."""
     return f"routed {region} x{count} dry={str(dry).lower()}"
+
+
+@server.tool()
+async def ask_twice(ctx: Context) -> str | types.InputRequiredResult:
+    """Asks for a name, then for a sample, in two rounds."""
+    answers = ctx.input_responses or {}
+    name = getattr(answers.get("name"), "content", None)
+    sample = answers.get("sample")
+    state = ctx.request_state or ""
+    if state.startswith("asked-for-sample:") and sample is not None:
+        text = getattr(getattr(sample, "content", None), "text", "?")
+        return f"{state.removeprefix('asked-for-sample:')} got: {text}"
+    if name is not None:
+        return types.InputRequiredResult(
+            input_requests={
+                "sample": types.CreateMessageRequest(
+                    params=types.CreateMessageRequestParams(
+                        messages=[
+                            types.SamplingMessage(
+                                role="user",
+                                content=types.TextContent(type="text", text=f"greet {name.get('name')}"),
+                            )
+                        ],
+                        max_tokens=20,
+                    )
+                )
+            },
+            request_state=f"asked-for-sample:{name.get('name')}",
+        )
+    return ask_for_name()
 
 
 async def serve_http() -> None:

@@ -6,6 +6,7 @@ pub mod aggregate;
 pub mod decide;
 pub mod dispatch;
 pub mod http;
+pub mod input_bridge;
 pub mod modern;
 pub mod redact;
 pub mod relay;

@@ -3,6 +3,7 @@
 //! response optionally transformed (list filtering), cancellation sent upstream when the
 //! client goes away or the upstream stalls.
 
+use crate::gateway::input_bridge;
 use crate::jsonrpc;
 use crate::session::Session;
 use crate::upstream::{Exchange, Message, UpstreamError, UpstreamSession};
@@ -142,6 +143,12 @@ pub async fn forward(
     transform: Option<Transform>,
     timeout: Duration,
 ) -> Reply {
+    if input_bridge::applies(&session, upstream, &message) {
+        return input_bridge::forward(
+            session, server, upstream, message, client_id, transform, timeout,
+        )
+        .await;
+    }
     let gid = session.begin_call(&client_id, server);
     let mut guard = InFlight {
         session: session.clone(),
@@ -284,6 +291,9 @@ pub async fn call(
 
 /// Relays a client's answer to a server-to-client request back to its upstream.
 pub async fn answer_server_request(session: &Session, message: Message) {
+    let Some(message) = input_bridge::deliver(session, message) else {
+        return;
+    };
     let Some(gid) = message.get("id").cloned() else {
         return;
     };
@@ -305,6 +315,9 @@ pub async fn client_notification(session: &Session, mut message: Message) {
         let Some(rid) = message.pointer("/params/requestId").cloned() else {
             return;
         };
+        if input_bridge::cancel(session, &rid) {
+            return;
+        }
         let Some((server, gid)) = session.in_flight(&rid) else {
             return;
         };

@@ -103,6 +103,8 @@ pub struct Session {
     resource_routes: Mutex<HashMap<String, String>>,
     in_flight: Mutex<HashMap<String, (String, Value)>>,
     server_requests: Mutex<ServerRequests>,
+    /// Calls of this session waiting on a stateless upstream's `input_required` rounds.
+    pub inputs: crate::gateway::input_bridge::SessionInputs,
 }
 
 /// What a new [`Session`] is made of.
@@ -142,6 +144,7 @@ impl Session {
             resource_routes: Mutex::default(),
             in_flight: Mutex::default(),
             server_requests: Mutex::default(),
+            inputs: Default::default(),
         }
     }
 

@@ -495,6 +495,12 @@ impl UpstreamSession {
         self.modern.is_some()
     }
 
+    /// The client capabilities each request to a stateless upstream carries (the client's
+    /// own, from its `initialize`); `None` for a legacy upstream.
+    pub fn client_capabilities(&self) -> Option<&Value> {
+        self.modern.as_ref().map(|m| &m.capabilities)
+    }
+
     /// Sends a notification or a response to a server-to-client request.
     ///
     /// # Errors

@@ -119,6 +119,8 @@ pub async fn session(
     let Some(session) = init.session else {
         return Err(init.response);
     };
+    // A stateless client takes `input_required` as it is.
+    session.inputs.disable();
     let result = init.response.get("result").cloned().unwrap_or(Value::Null);
     crate::gateway::relay::client_notification(
         &session,
@@ -145,7 +147,10 @@ fn find(
 ) -> Option<(Arc<Session>, Value)> {
     let b = gw.modern.bridges.lookup(k)?;
     match dispatch::find_session(gw, endpoint, auth, &b.token) {
-        Ok(s) => Some((s, b.init)),
+        Ok(s) => {
+            s.inputs.disable();
+            Some((s, b.init))
+        }
         Err(_) => {
             gw.modern.bridges.forget(&b.token);
             None

@@ -1,0 +1,590 @@
+//! Multi round-trip calls for legacy clients in front of stateless upstreams. A stateless
+//! (2026-07-28) server that needs input mid-call answers `resultType: "input_required"` with
+//! `inputRequests` (elicitation, sampling, roots) and a `requestState`. A legacy client knows
+//! nothing of that, but it takes server-to-client requests on the call's response stream: the
+//! gateway sends each input request there (under an id unique in the session), collects the
+//! client's answers, and retries the call upstream with `inputResponses` keyed as the server
+//! asked and its `requestState` echoed, until the server gives a final result.
+//!
+//! The retry is the same client call, already decided and audited: the call's one audit
+//! outcome is recorded from the final answer. Rounds are bounded, and so is each wait (the
+//! upstream's timeout); a client that disconnects or cancels the call ends it.
+
+use crate::gateway::relay::{self, Reply, Transform};
+use crate::jsonrpc;
+use crate::session::Session;
+use crate::upstream::{Exchange, UpstreamError, UpstreamSession};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// Most `input_required` rounds one call may take.
+pub const MAX_ROUNDS: usize = 8;
+/// Methods a stateless server may answer with `input_required`.
+const BRIDGED_METHODS: [&str; 3] = ["tools/call", "prompts/get", "resources/read"];
+
+/// The bridge's state in one client session: the calls running through it, and the input
+/// requests waiting for the client's answer.
+#[derive(Debug, Default)]
+pub struct SessionInputs {
+    /// Set for sessions the gateway holds for stateless clients, which take
+    /// `input_required` as it is.
+    off: AtomicBool,
+    /// Client-facing id of an input request -> where its answer goes.
+    waiting: Mutex<HashMap<String, oneshot::Sender<Value>>>,
+    /// Client id of a running call -> its cancellation.
+    calls: Mutex<HashMap<String, Arc<CancellationToken>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn id_key(id: &Value) -> String {
+    id.to_string()
+}
+
+impl SessionInputs {
+    /// Turns the bridge off: the session's client speaks the stateless era itself.
+    pub fn disable(&self) {
+        self.off.store(true, Ordering::Relaxed);
+    }
+
+    fn enabled(&self) -> bool {
+        !self.off.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether `message`, sent to `upstream` in `session`, runs through the bridge.
+pub fn applies(session: &Session, upstream: &UpstreamSession, message: &Value) -> bool {
+    upstream.is_modern()
+        && session.inputs.enabled()
+        && jsonrpc::method(message).is_some_and(|m| BRIDGED_METHODS.contains(&m))
+}
+
+/// Hands a client's answer to the input request it answers; gives the message back when it
+/// answers none of the bridge's requests.
+pub fn deliver(session: &Session, message: Value) -> Option<Value> {
+    let Some(id) = message.get("id") else {
+        return Some(message);
+    };
+    let waiter = lock(&session.inputs.waiting).remove(&id_key(id));
+    match waiter {
+        Some(tx) => {
+            // The call may have ended meanwhile: the answer is then dropped.
+            let _ = tx.send(message);
+            None
+        }
+        None => Some(message),
+    }
+}
+
+/// Cancels the bridged call the client names in `notifications/cancelled`; `false` when no
+/// such call runs here.
+pub fn cancel(session: &Session, client_id: &Value) -> bool {
+    match lock(&session.inputs.calls).get(&id_key(client_id)) {
+        Some(token) => {
+            token.cancel();
+            true
+        }
+        None => false,
+    }
+}
+
+/// Registers a running call, and forgets it (and its unanswered input requests) on drop.
+struct Running {
+    session: Arc<Session>,
+    client_key: String,
+    token: Arc<CancellationToken>,
+    asked: Vec<String>,
+}
+
+impl Running {
+    fn new(session: Arc<Session>, client_id: &Value) -> Running {
+        let token = Arc::new(CancellationToken::new());
+        let client_key = id_key(client_id);
+        lock(&session.inputs.calls).insert(client_key.clone(), token.clone());
+        Running {
+            session,
+            client_key,
+            token,
+            asked: Vec::new(),
+        }
+    }
+
+    /// A fresh client-facing id for an input request, and where its answer arrives.
+    fn ask(&mut self) -> (Value, oneshot::Receiver<Value>) {
+        let id = self.session.next_id();
+        let (tx, rx) = oneshot::channel();
+        let key = id_key(&id);
+        lock(&self.session.inputs.waiting).insert(key.clone(), tx);
+        self.asked.push(key);
+        (id, rx)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut calls = lock(&self.session.inputs.calls);
+        // A newer call may reuse the client's id: forget only this one.
+        if calls
+            .get(&self.client_key)
+            .is_some_and(|t| Arc::ptr_eq(t, &self.token))
+        {
+            calls.remove(&self.client_key);
+        }
+        drop(calls);
+        let mut waiting = lock(&self.session.inputs.waiting);
+        for key in &self.asked {
+            waiting.remove(key);
+        }
+    }
+}
+
+/// Forwards a call to a stateless upstream and drives its `input_required` rounds with the
+/// legacy client. Answers with plain JSON when the first round is final and nothing came
+/// before it, otherwise with a stream.
+pub async fn forward(
+    session: Arc<Session>,
+    server: &str,
+    upstream: &UpstreamSession,
+    message: Value,
+    client_id: Value,
+    transform: Option<Transform>,
+    timeout: Duration,
+) -> Reply {
+    let (tx, mut rx) = mpsc::channel(64);
+    let call = Call {
+        running: Running::new(session.clone(), &client_id),
+        session,
+        server: server.to_owned(),
+        upstream: upstream.clone(),
+        message,
+        timeout,
+        tx,
+    };
+    let answer_id = client_id.clone();
+    tokio::spawn(async move {
+        let mut call = call;
+        if let Some(last) = call.drive().await {
+            let last = jsonrpc::with_id(last, client_id);
+            let last = match transform {
+                Some(t) => t(last),
+                None => last,
+            };
+            let _ = call.tx.send(last).await;
+        }
+    });
+    let Some(first) = rx.recv().await else {
+        return Reply::Json(jsonrpc::error(
+            answer_id,
+            jsonrpc::INTERNAL_ERROR,
+            "the call was cancelled",
+        ));
+    };
+    if jsonrpc::is_response(&first) {
+        return Reply::Json(first);
+    }
+    let (out, stream) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut next = Some(first);
+        while let Some(m) = next {
+            if out.send(m).await.is_err() {
+                // The client went away: dropping `rx` ends the call.
+                return;
+            }
+            next = rx.recv().await;
+        }
+    });
+    Reply::Stream(stream)
+}
+
+/// One bridged call.
+struct Call {
+    running: Running,
+    session: Arc<Session>,
+    server: String,
+    upstream: UpstreamSession,
+    message: Value,
+    timeout: Duration,
+    tx: mpsc::Sender<Value>,
+}
+
+/// How a wait ended early.
+enum Stop {
+    /// The client went away or cancelled the call: nothing more to send.
+    Gone,
+    /// The answer to send the client (a response without its final id).
+    Answer(Value),
+}
+
+impl Call {
+    /// Runs the rounds: the final response (its id still to be set), or `None` when the
+    /// client is gone.
+    async fn drive(&mut self) -> Option<Value> {
+        let mut retry: Option<(Map<String, Value>, Option<Value>)> = None;
+        for round in 0..=MAX_ROUNDS {
+            let response = match self.round(retry.take()).await {
+                Ok(r) => r,
+                Err(Stop::Gone) => return None,
+                Err(Stop::Answer(a)) => return Some(a),
+            };
+            let Some(result) = response.get("result").filter(|r| is_input_required(r)) else {
+                return Some(response);
+            };
+            if round == MAX_ROUNDS {
+                let text = format!(
+                    "server `{}` asked for input more than {MAX_ROUNDS} times; the call was ended",
+                    self.server
+                );
+                return Some(self.failure(&text));
+            }
+            let asked = match input_requests(result) {
+                Ok(a) => a,
+                Err(e) => {
+                    let text = format!("server `{}` asked for input: {e}", self.server);
+                    return Some(self.failure(&text));
+                }
+            };
+            let state = result.get("requestState").cloned();
+            let answers = match self.ask_client(asked).await {
+                Ok(a) => a,
+                Err(Stop::Gone) => return None,
+                Err(Stop::Answer(a)) => return Some(a),
+            };
+            retry = Some((answers, state));
+        }
+        None
+    }
+
+    /// The refusal the client gets instead of a result: an `isError` result for a tool
+    /// call, a JSON-RPC error otherwise.
+    fn failure(&self, text: &str) -> Value {
+        if jsonrpc::method(&self.message) == Some("tools/call") {
+            json!({"jsonrpc": "2.0", "id": Value::Null, "result": {
+                "content": [{"type": "text", "text": text}],
+                "isError": true,
+            }})
+        } else {
+            jsonrpc::error(Value::Null, jsonrpc::INTERNAL_ERROR, text)
+        }
+    }
+
+    fn upstream_error(&self, e: &UpstreamError) -> Stop {
+        Stop::Answer(jsonrpc::error(
+            Value::Null,
+            jsonrpc::INTERNAL_ERROR,
+            &format!("server `{}`: {e}", self.server),
+        ))
+    }
+
+    /// Sends the call (a retry carries the answers and the echoed state) under a new id and
+    /// relays what comes before its response.
+    async fn round(
+        &mut self,
+        retry: Option<(Map<String, Value>, Option<Value>)>,
+    ) -> Result<Value, Stop> {
+        let gid = self.session.next_id();
+        let mut message = jsonrpc::with_id(self.message.clone(), gid.clone());
+        if let Some((answers, state)) = retry
+            && let Some(params) = message.get_mut("params").and_then(Value::as_object_mut)
+        {
+            params.insert("inputResponses".into(), Value::Object(answers));
+            match state {
+                Some(s) => params.insert("requestState".into(), s),
+                None => params.remove("requestState"),
+            };
+        }
+        let token = self.running.token.clone();
+        let sent = tokio::select! {
+            sent = self.upstream.request(message) => sent,
+            () = token.cancelled() => return Err(Stop::Gone),
+            () = self.tx.closed() => return Err(Stop::Gone),
+        };
+        let mut exchange: Exchange = match sent {
+            Ok(x) => x,
+            Err(e) => return Err(self.upstream_error(&e)),
+        };
+        loop {
+            // Dropping the exchange on the way out closes the upstream's response stream,
+            // which is the stateless era's cancellation.
+            let item = tokio::select! {
+                item = tokio::time::timeout(self.timeout, exchange.recv()) => item,
+                () = token.cancelled() => return Err(Stop::Gone),
+                () = self.tx.closed() => return Err(Stop::Gone),
+            };
+            let m = match item {
+                Err(_) => return Err(self.upstream_error(&UpstreamError::Timeout)),
+                Ok(None) => {
+                    return Err(self.upstream_error(&UpstreamError::Protocol(
+                        "the exchange ended without a response".into(),
+                    )));
+                }
+                Ok(Some(Err(e))) => return Err(self.upstream_error(&e)),
+                Ok(Some(Ok(m))) => m,
+            };
+            if jsonrpc::is_response(&m) && m.get("id") == Some(&gid) {
+                return Ok(m);
+            }
+            // Progress and logging pass; the stateless era has no server-to-client requests.
+            if jsonrpc::is_request(&m) {
+                continue;
+            }
+            if let Some(m) = relay::from_upstream(&self.session, &self.server, m)
+                && self.tx.send(m).await.is_err()
+            {
+                return Err(Stop::Gone);
+            }
+        }
+    }
+
+    /// Sends the input requests to the client and waits for every answer.
+    async fn ask_client(
+        &mut self,
+        asked: Vec<(String, String, Option<Value>)>,
+    ) -> Result<Map<String, Value>, Stop> {
+        let capabilities = self
+            .upstream
+            .client_capabilities()
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        if let Some((_, method, _)) = asked
+            .iter()
+            .find(|(_, method, params)| !declared(&capabilities, method, params.as_ref()))
+        {
+            let text = format!(
+                "server `{}` needs the client to answer `{method}`, but the client did not \
+                 declare that capability in `initialize`; the call was ended",
+                self.server
+            );
+            return Err(Stop::Answer(self.failure(&text)));
+        }
+        let mut pending = Vec::with_capacity(asked.len());
+        for (key, method, params) in asked {
+            let (id, answer) = self.running.ask();
+            let mut request = json!({"jsonrpc": "2.0", "id": id, "method": method});
+            if let Some(p) = params {
+                request["params"] = p;
+            }
+            if self.tx.send(request).await.is_err() {
+                return Err(Stop::Gone);
+            }
+            pending.push((key, method, id, answer));
+        }
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let token = self.running.token.clone();
+        let mut answers = Map::new();
+        let mut unanswered: Vec<Value> = pending.iter().map(|(_, _, id, _)| id.clone()).collect();
+        for (key, method, id, answer) in pending {
+            let got = tokio::select! {
+                got = tokio::time::timeout_at(deadline, answer) => got,
+                () = token.cancelled() => {
+                    self.withdraw(&unanswered, "the call was cancelled").await;
+                    return Err(Stop::Gone);
+                }
+                () = self.tx.closed() => return Err(Stop::Gone),
+            };
+            let reply = match got {
+                Ok(Ok(reply)) => reply,
+                Ok(Err(_)) => {
+                    let text = format!("the answer to `{method}` was lost; the call was ended");
+                    return Err(Stop::Answer(self.failure(&text)));
+                }
+                Err(_) => {
+                    self.withdraw(&unanswered, "timed out").await;
+                    let text = format!(
+                        "the client did not answer `{method}` within {} s; the call was ended",
+                        self.timeout.as_secs()
+                    );
+                    return Err(Stop::Answer(jsonrpc::error(
+                        Value::Null,
+                        jsonrpc::INTERNAL_ERROR,
+                        &text,
+                    )));
+                }
+            };
+            unanswered.retain(|u| *u != id);
+            match reply.get("result") {
+                Some(result) => {
+                    answers.insert(key, result.clone());
+                }
+                None => {
+                    self.withdraw(&unanswered, "another request was refused")
+                        .await;
+                    let why = reply
+                        .pointer("/error/message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("no result");
+                    let text = format!("the client refused `{method}`: {why}");
+                    return Err(Stop::Answer(self.failure(&text)));
+                }
+            }
+        }
+        Ok(answers)
+    }
+
+    /// Tells the client the input requests it has not answered are no longer wanted.
+    async fn withdraw(&self, ids: &[Value], reason: &str) {
+        for id in ids {
+            let note = jsonrpc::notification(
+                "notifications/cancelled",
+                json!({"requestId": id, "reason": reason}),
+            );
+            if self.tx.send(note).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Whether a result asks for input.
+fn is_input_required(result: &Value) -> bool {
+    result.get("resultType").and_then(Value::as_str) == Some("input_required")
+}
+
+/// The input requests of an `input_required` result: (key, method, params), checked.
+///
+/// # Errors
+/// What is wrong with them, for the client's refusal.
+fn input_requests(result: &Value) -> Result<Vec<(String, String, Option<Value>)>, String> {
+    let requests = match result.get("inputRequests") {
+        None | Some(Value::Null) => {
+            // A bare `requestState` asks for a plain retry.
+            return if result.get("requestState").is_some() {
+                Ok(Vec::new())
+            } else {
+                Err("neither `inputRequests` nor `requestState` was given".into())
+            };
+        }
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err("`inputRequests` is not an object".into()),
+    };
+    let mut out = Vec::with_capacity(requests.len());
+    for (key, request) in requests {
+        let method = request
+            .get("method")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("input request `{key}` names no method"))?;
+        if !matches!(
+            method,
+            "elicitation/create" | "sampling/createMessage" | "roots/list"
+        ) {
+            return Err(format!(
+                "input request `{key}` has the unknown method `{method}`"
+            ));
+        }
+        let params = match request.get("params") {
+            None | Some(Value::Null) => None,
+            Some(p @ Value::Object(_)) => Some(p.clone()),
+            Some(_) => {
+                return Err(format!(
+                    "input request `{key}` has params that are not an object"
+                ));
+            }
+        };
+        out.push((key.clone(), method.to_owned(), params));
+    }
+    Ok(out)
+}
+
+/// Whether the client declared, in `initialize`, what answering `method` takes.
+fn declared(capabilities: &Value, method: &str, params: Option<&Value>) -> bool {
+    match method {
+        "elicitation/create" => {
+            let Some(e) = capabilities.get("elicitation").filter(|e| e.is_object()) else {
+                return false;
+            };
+            let mode = params.and_then(|p| p.get("mode")).and_then(Value::as_str);
+            // An empty `elicitation` object means form mode only.
+            match mode {
+                Some("url") => e.get("url").is_some(),
+                _ => e.get("form").is_some() || e.get("url").is_none(),
+            }
+        }
+        "sampling/createMessage" => capabilities.get("sampling").is_some_and(Value::is_object),
+        "roots/list" => capabilities.get("roots").is_some_and(Value::is_object),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_requests_are_checked_not_trusted() {
+        let ok = json!({"resultType": "input_required", "requestState": "s", "inputRequests": {
+            "a": {"method": "elicitation/create", "params": {"message": "?"}},
+            "b": {"method": "roots/list"},
+        }});
+        let got = input_requests(&ok).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1], ("b".into(), "roots/list".into(), None));
+        assert_eq!(
+            input_requests(&json!({"requestState": "s"})).unwrap(),
+            vec![]
+        );
+        assert!(input_requests(&json!({})).unwrap_err().contains("neither"));
+        assert!(
+            input_requests(&json!({"inputRequests": [1]}))
+                .unwrap_err()
+                .contains("not an object")
+        );
+        let unknown = json!({"inputRequests": {"x": {"method": "tools/call"}}});
+        assert!(
+            input_requests(&unknown)
+                .unwrap_err()
+                .contains("`tools/call`")
+        );
+        let no_method = json!({"inputRequests": {"x": 5}});
+        assert!(
+            input_requests(&no_method)
+                .unwrap_err()
+                .contains("no method")
+        );
+        let bad_params = json!({"inputRequests": {"x": {"method": "roots/list", "params": 1}}});
+        assert!(input_requests(&bad_params).is_err());
+    }
+
+    #[test]
+    fn capabilities_decide_what_the_client_is_asked() {
+        let form = json!({"elicitation": {}});
+        assert!(declared(&form, "elicitation/create", None));
+        assert!(!declared(
+            &form,
+            "elicitation/create",
+            Some(&json!({"mode": "url"}))
+        ));
+        let url_only = json!({"elicitation": {"url": {}}});
+        assert!(!declared(&url_only, "elicitation/create", None));
+        assert!(declared(
+            &url_only,
+            "elicitation/create",
+            Some(&json!({"mode": "url"}))
+        ));
+        assert!(!declared(&json!({}), "elicitation/create", None));
+        assert!(declared(
+            &json!({"sampling": {}}),
+            "sampling/createMessage",
+            None
+        ));
+        assert!(!declared(
+            &json!({"sampling": true}),
+            "sampling/createMessage",
+            None
+        ));
+        assert!(!declared(&json!({"sampling": {}}), "roots/list", None));
+        assert!(!declared(&json!({"roots": {}}), "ping", None));
+    }
+
+    #[test]
+    fn only_final_results_end_the_rounds() {
+        assert!(is_input_required(&json!({"resultType": "input_required"})));
+        assert!(!is_input_required(&json!({"resultType": "complete"})));
+        assert!(!is_input_required(&json!("input_required")));
+    }
+}
