@@ -484,3 +484,65 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn rekeying_seals_every_secret_under_a_new_key_that_the_gateway_then_uses() {
+    let mut setup = Setup::init();
+    setup.set_secret("API_KEY", SECRET);
+    setup.set_secret("OTHER", "other-value");
+    let old_key = std::fs::read(setup.path("state/master.key")).unwrap();
+    std::fs::write(setup.path("old.key"), &old_key).unwrap();
+
+    let done = setup.run(&["secret", "rekey", "--state", "state"], b"");
+    assert_eq!(done.code(), 0, "{done}");
+    assert!(done.stdout.contains("sealed 2 secrets"), "{done}");
+    let new_key = std::fs::read(setup.path("state/master.key")).unwrap();
+    assert_eq!(new_key.len(), 32);
+    assert_ne!(new_key, old_key);
+    assert!(!setup.path("state/master.key.new").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(setup.path("state/master.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // The old key opens nothing any more.
+    let old = mcpgate(
+        setup.dir.path(),
+        &["secret", "set", "NEW", "--state", "state"],
+        b"v\n",
+        &[(
+            "MCPGATE_MASTER_KEY_FILE",
+            setup.path("old.key").to_str().unwrap(),
+        )],
+    );
+    assert_eq!(old.code(), 2, "{old}");
+    assert!(old.stderr.contains("does not open this vault"), "{old}");
+
+    // A key from the environment cannot be replaced in place.
+    let hex: String = new_key.iter().map(|b| format!("{b:02x}")).collect();
+    let env = mcpgate(
+        setup.dir.path(),
+        &["secret", "rekey", "--state", "state"],
+        b"",
+        &[("MCPGATE_MASTER_KEY", &hex)],
+    );
+    assert_eq!(env.code(), 2, "{env}");
+    assert!(env.stderr.contains("--out"), "{env}");
+
+    // The gateway decrypts with the new key and hands the same value to the upstream.
+    let record = setup.path("stdio-upstream.jsonl");
+    let mut local = peers::header_recorder_stdio(&record);
+    local["env"] = json!({"UPSTREAM_KEY": "${secret:API_KEY}"});
+    setup.configure(json!({"local": local}), "allow local.env_digest;\n");
+    let gateway = setup.serve(&[]);
+    let client = Client::connect(&gateway, "/mcp/local", CLIENT_TOKEN_FALLBACK);
+    let digest = client.call_tool(2, "env_digest", json!({"name": "UPSTREAM_KEY"}));
+    let digest: Value = serde_json::from_str(&text_of(&digest)).unwrap();
+    assert_eq!(digest["sha256"], sha256_hex(SECRET), "{digest}");
+    assert!(!setup.printed.contains(SECRET), "a value was printed");
+}

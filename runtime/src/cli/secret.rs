@@ -1,6 +1,7 @@
-//! `mcpgate secret set|list|rm`: the credential vault. A value is read from stdin, never
+//! `mcpgate secret set|list|rm|rekey`: the credential vault. A value is read from stdin, never
 //! from the command line (which other users can see and shells keep in history).
 
+use crate::vault::key::KeySource;
 use crate::vault::{MasterKey, SecretInfo, SetOutcome, Vault, VaultError};
 use std::io::{BufRead as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -34,6 +35,13 @@ pub enum Command {
         /// The secret's name.
         name: String,
     },
+    /// Seal every secret under a new, random master key, in one transaction. A key file
+    /// is replaced in place; a key from `MCPGATE_MASTER_KEY` needs `--out`.
+    Rekey {
+        /// Write the new key to this new file (mode 0600) and leave the old key where it is.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -42,6 +50,7 @@ pub fn run(args: Args) -> ExitCode {
         Command::Set { name } => set(&state, name),
         Command::List { format } => list(&state, format == "json"),
         Command::Rm { name } => rm(&state, name),
+        Command::Rekey { out } => rekey(&state, out.as_deref()),
     };
     match result {
         Ok(code) => code,
@@ -58,16 +67,21 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-fn set(state: &Path, name: &str) -> Result<ExitCode, VaultError> {
-    crate::vault::validate_name(name)?;
-    let Some((key, source)) = MasterKey::locate(state)? else {
-        return Err(VaultError::NoKey(
+/// The master key for the vault in `state`, wherever it comes from.
+fn located_key(state: &Path) -> Result<(MasterKey, KeySource), VaultError> {
+    MasterKey::locate(state)?.ok_or_else(|| {
+        VaultError::NoKey(
             state
                 .join(crate::vault::key::KEY_FILE)
                 .display()
                 .to_string(),
-        ));
-    };
+        )
+    })
+}
+
+fn set(state: &Path, name: &str) -> Result<ExitCode, VaultError> {
+    crate::vault::validate_name(name)?;
+    let (key, source) = located_key(state)?;
     crate::state::prepare_dir(state).map_err(|e| {
         VaultError::Key(format!(
             "cannot create the state dir `{}`: {e}",
@@ -206,6 +220,67 @@ fn rm(state: &Path, name: &str) -> Result<ExitCode, VaultError> {
         eprintln!("  help: `mcpgate secret list` shows the stored names");
         Ok(ExitCode::from(1))
     }
+}
+
+fn rekey(state: &Path, out: Option<&Path>) -> Result<ExitCode, VaultError> {
+    let (old, source) = located_key(state)?;
+    // In place for a key file: the new key goes next to it first and replaces it only once
+    // every secret is sealed under it, so an interruption leaves a key that opens the vault.
+    let (written, replace) = match (out, &source) {
+        (Some(out), _) => (out.to_path_buf(), None),
+        (None, KeySource::File(path)) => {
+            let mut tmp = path.clone().into_os_string();
+            tmp.push(".new");
+            (PathBuf::from(tmp), Some(path.clone()))
+        }
+        (None, KeySource::Env) => {
+            return Err(VaultError::Key(
+                "the key comes from `MCPGATE_MASTER_KEY`, which this command cannot change: give `--out FILE` for the new key".into(),
+            ));
+        }
+    };
+    let mut vault = Vault::open(state)?;
+    vault.check_key(&old, &source)?;
+    let new = MasterKey::generate();
+    new.write_new(&written).map_err(|e| {
+        VaultError::Key(format!(
+            "cannot write the new key to `{}`: {e}",
+            written.display()
+        ))
+    })?;
+    let count = match vault.rekey(&old, &source, &new) {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_file(&written);
+            return Err(e);
+        }
+    };
+    let at = match &replace {
+        Some(path) => {
+            std::fs::rename(&written, path).map_err(|e| {
+                VaultError::Key(format!(
+                    "the secrets are sealed under the new key in `{}`, but it could not replace `{}`: {e}; move it there by hand",
+                    written.display(),
+                    path.display()
+                ))
+            })?;
+            path.clone()
+        }
+        None => written,
+    };
+    println!(
+        "sealed {count} secret{} under a new master key, written to `{}`",
+        if count == 1 { "" } else { "s" },
+        at.display()
+    );
+    if replace.is_none() {
+        println!(
+            "the old key no longer opens the vault: point the gateway at the new one (`MCPGATE_MASTER_KEY_FILE`, or `MCPGATE_MASTER_KEY` set to `xxd -p -c 64 {}`)",
+            at.display()
+        );
+    }
+    println!("restart running gateways: they read secrets when they start");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A stored time (seconds since the epoch) as RFC 3339 UTC.

@@ -128,6 +128,14 @@ fn printable(name: &str) -> String {
         .collect()
 }
 
+/// The sealed key check, if the vault ever held a secret.
+fn key_check_of(conn: &Connection) -> rusqlite::Result<Option<Vec<u8>>> {
+    conn.query_row("SELECT sealed FROM vault_key_check WHERE id = 1", [], |r| {
+        r.get(0)
+    })
+    .optional()
+}
+
 /// The vault in one state database.
 pub struct Vault {
     conn: Connection,
@@ -218,11 +226,7 @@ impl Vault {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let check: Option<Vec<u8>> = tx
-            .query_row("SELECT sealed FROM vault_key_check WHERE id = 1", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
+        let check = key_check_of(&tx)?;
         match check {
             Some(check) => {
                 if !sealer.verify_key_check(&check) {
@@ -256,6 +260,56 @@ impl Vault {
         } else {
             SetOutcome::Created
         })
+    }
+
+    /// Seals every secret, and the key check, under `new` instead of `old`, in one write
+    /// transaction: either all move to the new key or none does. Returns how many secrets
+    /// were sealed again.
+    ///
+    /// # Errors
+    /// `old` does not open this vault, a value that was altered, a database error.
+    pub fn rekey(
+        &mut self,
+        old: &MasterKey,
+        source: &KeySource,
+        new: &MasterKey,
+    ) -> Result<usize, VaultError> {
+        let (from, to) = (Sealer::new(old), Sealer::new(new));
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(check) = &key_check_of(&tx)?
+            && !from.verify_key_check(check)
+        {
+            return Err(VaultError::WrongKey(source.clone()));
+        }
+        let rows: Vec<(String, Vec<u8>)> = {
+            let mut stmt = tx.prepare("SELECT name, sealed FROM vault_secrets ORDER BY name")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for (name, sealed) in &rows {
+            let plain = from
+                .open_secret(name, sealed)
+                .ok_or_else(|| VaultError::Corrupt(name.clone()))?;
+            let again = to
+                .seal_secret(name, &plain)
+                .map_err(|()| VaultError::Seal(name.clone()))?;
+            tx.execute(
+                "UPDATE vault_secrets SET sealed = ?2 WHERE name = ?1",
+                rusqlite::params![name, again],
+            )?;
+        }
+        let new_check = to
+            .key_check()
+            .map_err(|()| VaultError::Seal("the key check".to_owned()))?;
+        tx.execute(
+            "INSERT INTO vault_key_check (id, sealed, created_at) VALUES (1, ?1, unixepoch())
+             ON CONFLICT (id) DO UPDATE SET sealed = excluded.sealed, created_at = unixepoch()",
+            [new_check],
+        )?;
+        tx.commit()?;
+        Ok(rows.len())
     }
 
     /// The value of secret `name`, or `None` if the vault has no such secret.
@@ -340,6 +394,36 @@ mod tests {
 
     fn env() -> KeySource {
         KeySource::Env
+    }
+
+    #[test]
+    fn rekeying_moves_every_secret_to_the_new_key() {
+        let mut vault = Vault::open_in_memory().unwrap();
+        let (old, new) = (MasterKey::generate(), MasterKey::generate());
+        vault.set(&old, &env(), "A", b"alpha").unwrap();
+        vault.set(&old, &env(), "B", b"beta").unwrap();
+        // The wrong key moves nothing.
+        assert!(matches!(
+            vault.rekey(&new, &env(), &old),
+            Err(VaultError::WrongKey(_))
+        ));
+        assert_eq!(vault.rekey(&old, &env(), &new).unwrap(), 2);
+        assert_eq!(
+            vault.get(&new, &env(), "A").unwrap().unwrap().as_str(),
+            "alpha"
+        );
+        assert_eq!(
+            vault.get(&new, &env(), "B").unwrap().unwrap().as_str(),
+            "beta"
+        );
+        assert!(matches!(
+            vault.get(&old, &env(), "A"),
+            Err(VaultError::WrongKey(_))
+        ));
+        assert!(matches!(
+            vault.set(&old, &env(), "C", b"x"),
+            Err(VaultError::WrongKey(_))
+        ));
     }
 
     #[test]
