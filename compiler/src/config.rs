@@ -70,6 +70,18 @@ pub struct ServerConfig {
     /// Refuse calls whose arguments do not satisfy the tool's pinned input schema.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub validate_arguments: bool,
+    /// The protocol era spoken to this server: `auto` (default: probe with
+    /// `server/discover`, fall back to `initialize`), `legacy` (`initialize` only, no probe)
+    /// or `2026-07-28` (stateless only: a server that does not answer the probe with it is
+    /// an error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Protocol")]
+    pub protocol: Option<Protocol>,
+    /// Under `protocol: auto`, how long to wait for the answer to the `server/discover`
+    /// probe, in seconds (default 10 for `url` servers, 3 for `command` servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u64")]
+    pub probe_timeout_secs: Option<u64>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -90,6 +102,9 @@ impl std::fmt::Debug for ServerConfig {
             .field("cwd", &self.cwd)
             .field("timeout_secs", &self.timeout_secs)
             .field("lock", &self.lock)
+            .field("validate_arguments", &self.validate_arguments)
+            .field("protocol", &self.protocol)
+            .field("probe_timeout_secs", &self.probe_timeout_secs)
             .finish()
     }
 }
@@ -114,6 +129,32 @@ fn redacted_url(url: &str) -> String {
 pub enum Transport {
     StreamableHttp,
     Sse,
+}
+
+/// The protocol era the gateway speaks to a server: `auto` probes with `server/discover`
+/// and takes a server that does not answer it for legacy; `legacy` is the `initialize`
+/// handshake and sessions (2024-11-05 to 2025-11-25); `2026-07-28` the stateless era.
+// No doc comments on the variants: they would make the schema a `oneOf` whose errors say
+// less than an `enum`'s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Protocol {
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "legacy")]
+    Legacy,
+    #[serde(rename = "2026-07-28")]
+    Stateless20260728,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Auto => "auto",
+            Protocol::Legacy => "legacy",
+            Protocol::Stateless20260728 => "2026-07-28",
+        }
+    }
 }
 
 /// How a server's pinned definitions apply at run time.

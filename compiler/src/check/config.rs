@@ -15,9 +15,10 @@ pub const E0601: Code = Code {
     doc: r#"
 ### What it does
 Reports a server in `mcpgate.yaml` that has both `url` (a remote server) and `command` (a
-local stdio server), or neither; and fields of the other kind of server (`headers` or
+local stdio server), or neither; fields of the other kind of server (`headers` or
 `transport` on a `command` server, `args`, `env` or `cwd` on a `url` server), which would
-be ignored.
+be ignored; and `protocol: 2026-07-28` on a `transport: sse` server, which is of the legacy
+era.
 
 ### Example
 ```yaml
@@ -345,6 +346,21 @@ pub fn check_config(root: &Node, file: FileId, out: &mut Vec<Diagnostic>) {
                     }
                 }
             }
+        }
+        if server.get("transport").and_then(Node::as_str) == Some("sse")
+            && let Some(p) = server
+                .get("protocol")
+                .filter(|p| p.as_str() == Some("2026-07-28"))
+        {
+            out.push(
+                E0601
+                    .at(
+                        format!("server `{name}` uses `transport: sse`, which cannot speak protocol `2026-07-28`"),
+                        file,
+                        p.span,
+                    )
+                    .with_help("the HTTP+SSE transport is of the legacy era; use `protocol: legacy` or the default Streamable HTTP transport"),
+            );
         }
         for field in ["url", "command", "cwd"] {
             if let Some(v) = server.get(field) {

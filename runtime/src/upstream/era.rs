@@ -24,8 +24,15 @@ pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 /// `_meta` key naming the `subscriptions/listen` request a notification belongs to.
 pub const META_SUBSCRIPTION: &str = "io.modelcontextprotocol/subscriptionId";
 
-/// Longest wait for the `server/discover` probe (a legacy stdio server may stay silent).
+/// Longest wait for the `server/discover` probe of an HTTP server under `protocol: auto`
+/// (`probe_timeout_secs` overrides it). HTTP servers answer an unknown method at once, so
+/// the wait only matters for one that is slow to answer anything.
 pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The same for a stdio server. The SDKs answer an unknown method at once; a server that
+/// ignores it costs this wait on the first session, so it is short. It counts from the
+/// spawn: a stateless server slower than this to start is taken for legacy (a dual-era one
+/// then answers `initialize`); `protocol:` avoids the guess entirely.
+pub const PROBE_TIMEOUT_STDIO: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Whether `v` is a modern protocol version the gateway speaks.
 pub fn is_modern_version(v: &str) -> bool {

@@ -87,7 +87,7 @@ impl fmt::Display for UpstreamError {
 
 impl std::error::Error for UpstreamError {}
 
-use mcpgate_compiler::config::{GatewayConfig, ServerConfig, Transport};
+use mcpgate_compiler::config::{GatewayConfig, Protocol, ServerConfig, Transport};
 use serde::{Deserialize, Serialize};
 
 /// Per-request timeout when the config names none.
@@ -130,6 +130,10 @@ pub struct Upstream {
     timeout: Duration,
     transport: UpstreamTransport,
     era: Arc<era::EraCache>,
+    /// The era configured (`protocol:`); `auto` detects it.
+    protocol: Protocol,
+    /// Longest wait for the `server/discover` probe under `auto`.
+    probe_timeout: Duration,
 }
 
 #[derive(Debug)]
@@ -176,6 +180,22 @@ impl Upstream {
             }
             Some(s) => Duration::from_secs(s),
             None => DEFAULT_TIMEOUT,
+        };
+        let protocol = config.protocol.unwrap_or_default();
+        if protocol == Protocol::Stateless20260728 && config.transport == Some(Transport::Sse) {
+            return Err(format!(
+                "server `{name}`: `transport: sse` cannot speak protocol `2026-07-28`"
+            ));
+        }
+        let probe_timeout = match config.probe_timeout_secs {
+            Some(0) => {
+                return Err(format!(
+                    "server `{name}`: `probe_timeout_secs` must be at least 1"
+                ));
+            }
+            Some(s) => Duration::from_secs(s),
+            None if config.command.is_some() => era::PROBE_TIMEOUT_STDIO,
+            None => era::PROBE_TIMEOUT,
         };
         let idle = Duration::from_secs(gateway.session_idle_secs.max(1));
         let transport = match (&config.url, &config.command) {
@@ -227,11 +247,17 @@ impl Upstream {
                 ))
             }
         };
+        let era = Arc::new(era::EraCache::default());
+        if protocol == Protocol::Legacy {
+            era.set(era::Era::Legacy);
+        }
         Ok(Upstream {
             name: name.to_owned(),
             timeout,
             transport,
-            era: Arc::default(),
+            era,
+            protocol,
+            probe_timeout,
         })
     }
 
@@ -285,32 +311,35 @@ impl Upstream {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        let detect = !matches!(self.transport, UpstreamTransport::Sse(_))
-            && self.era.get() != era::Era::Legacy;
+        let detect = match self.protocol {
+            Protocol::Legacy => false,
+            Protocol::Stateless20260728 => true,
+            Protocol::Auto => {
+                !matches!(self.transport, UpstreamTransport::Sse(_))
+                    && self.era.get() != era::Era::Legacy
+            }
+        };
         if detect {
             let probe = era::discover_request(id.clone(), &capabilities);
-            let wait = self.timeout.min(era::PROBE_TIMEOUT);
-            match tokio::time::timeout(wait, self.connect_transport(gateway_session, probe)).await {
+            // A server configured as stateless gets the whole request timeout: its answer
+            // to the probe is the only way in.
+            let wait = match self.protocol {
+                Protocol::Stateless20260728 => self.timeout,
+                _ => self.timeout.min(self.probe_timeout),
+            };
+            let probed =
+                tokio::time::timeout(wait, self.connect_transport(gateway_session, probe)).await;
+            if self.protocol == Protocol::Stateless20260728 {
+                return self
+                    .require_stateless(probed, id, capabilities, &requested)
+                    .await;
+            }
+            match probed {
                 Ok(Ok((session, response))) => {
-                    if let (Some(version), Some(result)) =
-                        (era::modern_version_of(&response), response.get("result"))
+                    if let Some(done) =
+                        self.stateless_session(session, &response, &id, &capabilities, &requested)
                     {
-                        if self.era.get() == era::Era::Unknown {
-                            tracing::info!(target: "upstream", server = %self.name, version, "upstream speaks the stateless era");
-                        }
-                        self.era.set(era::Era::Modern(result.clone()));
-                        let init = era::initialize_result(&self.name, result, &requested);
-                        let session = UpstreamSession {
-                            modern: Some(Arc::new(ModernContext {
-                                version: version.to_owned(),
-                                capabilities,
-                            })),
-                            era: Some(self.era.clone()),
-                            ..session
-                        };
-                        let answer =
-                            serde_json::json!({"jsonrpc": "2.0", "id": id, "result": init});
-                        return Ok((session, answer));
+                        return Ok(done);
                     }
                     tracing::info!(target: "upstream", server = %self.name, "upstream speaks the legacy era");
                     self.era.set(era::Era::Legacy);
@@ -343,6 +372,90 @@ impl Upstream {
                 Err(e)
             }
         }
+    }
+
+    /// The session and `initialize` answer of an upstream whose `server/discover` response
+    /// lists a stateless version the gateway speaks; `None` for any other response.
+    fn stateless_session(
+        &self,
+        session: UpstreamSession,
+        response: &Message,
+        id: &Value,
+        capabilities: &Value,
+        requested: &str,
+    ) -> Option<(UpstreamSession, Message)> {
+        let version = era::modern_version_of(response)?;
+        let result = response.get("result")?;
+        if self.era.get() == era::Era::Unknown {
+            tracing::info!(target: "upstream", server = %self.name, version, "upstream speaks the stateless era");
+        }
+        self.era.set(era::Era::Modern(result.clone()));
+        let init = era::initialize_result(&self.name, result, requested);
+        let session = UpstreamSession {
+            modern: Some(Arc::new(ModernContext {
+                version: version.to_owned(),
+                capabilities: capabilities.clone(),
+            })),
+            era: Some(self.era.clone()),
+            ..session
+        };
+        Some((
+            session,
+            serde_json::json!({"jsonrpc": "2.0", "id": id, "result": init}),
+        ))
+    }
+
+    /// Under `protocol: 2026-07-28` the probe is the only way in: anything but a stateless
+    /// answer is an error (never a fall back to `initialize`).
+    async fn require_stateless(
+        &self,
+        probed: Result<
+            Result<(UpstreamSession, Message), UpstreamError>,
+            tokio::time::error::Elapsed,
+        >,
+        id: Value,
+        capabilities: Value,
+        requested: &str,
+    ) -> Result<(UpstreamSession, Message), UpstreamError> {
+        let why = match probed {
+            Ok(Ok((session, response))) => {
+                let why = match response.get("error") {
+                    Some(e) => format!(
+                        "it answered `server/discover` with error {}",
+                        e.get("message")
+                            .and_then(Value::as_str)
+                            .unwrap_or("(no message)")
+                    ),
+                    None => "its `server/discover` result does not list 2026-07-28".to_owned(),
+                };
+                match self.stateless_session(
+                    session.clone(),
+                    &response,
+                    &id,
+                    &capabilities,
+                    requested,
+                ) {
+                    Some(done) => return Ok(done),
+                    None => {
+                        session.close().await;
+                        why
+                    }
+                }
+            }
+            Ok(Err(e @ (UpstreamError::Unavailable(_) | UpstreamError::Busy))) => return Err(e),
+            Ok(Err(e)) => format!("`server/discover` failed: {e}"),
+            Err(_) => format!(
+                "no answer to `server/discover` within {} s",
+                self.timeout.as_secs()
+            ),
+        };
+        self.era.reset();
+        tracing::warn!(target: "upstream", server = %self.name, reason = %why, "upstream does not speak protocol 2026-07-28");
+        Err(UpstreamError::Protocol(format!(
+            "server `{}` is configured with `protocol: 2026-07-28` but {why}; \
+             set `protocol: legacy` or `auto` for a server of the legacy era",
+            self.name
+        )))
     }
 
     /// The era detected for this upstream.
