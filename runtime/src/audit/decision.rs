@@ -323,13 +323,7 @@ impl Pending {
 
     /// Records the outcome `response` shows.
     pub fn finish(&mut self, response: &Value) {
-        let (status, detail) = if let Some(e) = response.get("error") {
-            ("rpc_error", e.get("message").cloned())
-        } else if response.pointer("/result/isError") == Some(&Value::Bool(true)) {
-            ("tool_error", None)
-        } else {
-            ("ok", None)
-        };
+        let (status, detail) = outcome_status(response);
         self.record(status, detail);
     }
 
@@ -353,6 +347,48 @@ impl Pending {
         }
         self.log.append_nowait(f);
     }
+}
+
+/// The outcome `status` a final response shows, and the error detail.
+fn outcome_status(response: &Value) -> (&'static str, Option<Value>) {
+    if let Some(e) = response.get("error") {
+        ("rpc_error", e.get("message").cloned())
+    } else if response.pointer("/result/isError") == Some(&Value::Bool(true)) {
+        ("tool_error", None)
+    } else {
+        ("ok", None)
+    }
+}
+
+/// Records the outcome of a task-augmented call when `tasks/result` delivers it: an
+/// outcome record under the creating call's `request_id`, with `task` set, without waiting.
+pub fn record_task_outcome(
+    gw: &Gateway,
+    session: &Session,
+    server: &str,
+    request_id: &str,
+    task_id: &str,
+    response: &Value,
+    started: Instant,
+) {
+    let Some(log) = gw.audit.get() else {
+        return;
+    };
+    let (status, detail) = outcome_status(response);
+    let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let mut f = Fields::new();
+    f.insert("type".into(), json!("outcome"));
+    f.insert("time".into(), json!(now_rfc3339()));
+    f.insert("request_id".into(), json!(request_id));
+    f.insert("session".into(), json!(session.sid));
+    f.insert("server".into(), json!(server));
+    f.insert("task".into(), json!(task_id));
+    f.insert("status".into(), json!(status));
+    if let Some(d) = detail {
+        f.insert("error".into(), d);
+    }
+    f.insert("upstream_ns".into(), json!(ns));
+    log.append_nowait(f);
 }
 
 impl Drop for Pending {

@@ -251,6 +251,13 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let tasks = match crate::gateway::tasks::Registry::open(&state) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: task registry: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -272,7 +279,7 @@ pub fn run(args: Args) -> ExitCode {
         let bound = listener.local_addr().unwrap_or(listen);
         let loaded = LoadedProgram::with_lock(program, lock.as_ref(), Some(&config));
         let gw = match Gateway::new(&config, loaded, sealer, bound, &secrets) {
-            Ok(g) => Arc::new(g.with_identity(identity)),
+            Ok(g) => Arc::new(g.with_identity(identity).with_tasks(tasks)),
             Err(e) => {
                 eprintln!("error: {e}");
                 if e.contains("unknown secret `") {

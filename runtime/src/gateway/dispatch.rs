@@ -7,6 +7,7 @@ use crate::gateway::aggregate::{self, Cursor};
 use crate::gateway::decide::{self, ListKind, Outcome};
 use crate::gateway::redact;
 use crate::gateway::relay::{self, Reply, Transform};
+use crate::gateway::tasks;
 use crate::gateway::{Gateway, LoadedProgram, SESSION_MAX_AGE_SECS, version};
 use crate::identity::Authenticated;
 use crate::jsonrpc;
@@ -273,6 +274,9 @@ pub async fn request(
     message: Value,
 ) -> Reply {
     let loaded = gw.program.load_full();
+    if tasks::handles(method) {
+        return tasks::request(gw, &loaded, session, client_id, method, message).await;
+    }
     match &session.endpoint {
         Endpoint::Server(server) => {
             single(gw, loaded, session, server, client_id, method, message).await
@@ -475,6 +479,7 @@ async fn single(
             && let Some(approvals) = gw.approvals.get()
         {
             let masks = redact::transform(&loaded, session, kind.target(server, &name), &message);
+            let masks = tasks::on_call(gw, session, server, &name, &message, p.as_ref(), masks);
             let call = Call::new(session, server, &name, message, client_id, p)
                 .masks(masks)
                 .quotas(loaded.clone());
@@ -489,8 +494,9 @@ async fn single(
         if outcome != Outcome::Allow {
             return Reply::Json(kind.refusal(client_id, &outcome, &name));
         }
-        pending = p;
         masks = redact::transform(&loaded, session, kind.target(server, &name), &message);
+        masks = tasks::on_call(gw, session, server, &name, &message, p.as_ref(), masks);
+        pending = p;
     }
     let t = redact::with_audit(pending, masks);
     forward_to(gw, session, server, message, client_id, t).await
@@ -553,6 +559,8 @@ async fn aggregated(
             {
                 let masks =
                     redact::transform(&loaded, session, kind.target(server, name), &message);
+                let masks =
+                    tasks::on_call(gw, session, server, name, &message, pending.as_ref(), masks);
                 message["params"]["name"] = Value::String(name.to_owned());
                 let call = Call::new(session, server, name, message, client_id, pending)
                     .masks(masks)
@@ -569,6 +577,8 @@ async fn aggregated(
                 return Reply::Json(kind.refusal(client_id, &outcome, &shown));
             }
             let masks = redact::transform(&loaded, session, kind.target(server, name), &message);
+            let masks =
+                tasks::on_call(gw, session, server, name, &message, pending.as_ref(), masks);
             message["params"]["name"] = Value::String(name.to_owned());
             let t = redact::with_audit(pending, masks);
             forward_to(gw, session, server, message, client_id, t).await

@@ -12,6 +12,7 @@ pub mod redact;
 pub mod relay;
 pub mod server;
 pub mod status_access;
+pub mod tasks;
 pub mod version;
 
 use crate::session::seal::Sealer;
@@ -118,6 +119,8 @@ pub struct Gateway {
     pub approvals: std::sync::OnceLock<Arc<crate::approvals::Approvals>>,
     /// The stateless era's state: bridge sessions, parked multi round-trip calls.
     pub modern: modern::State,
+    /// Which principal created which upstream task (in memory unless [`Gateway::with_tasks`]).
+    pub tasks: Arc<tasks::Registry>,
 }
 
 impl Gateway {
@@ -162,6 +165,9 @@ impl Gateway {
             identity: crate::identity::Authenticator::anonymous_only(),
             approvals: std::sync::OnceLock::new(),
             modern: modern::State::default(),
+            tasks: Arc::new(
+                tasks::Registry::in_memory().map_err(|e| format!("task registry: {e}"))?,
+            ),
         })
     }
 
@@ -169,6 +175,13 @@ impl Gateway {
     #[must_use]
     pub fn with_identity(mut self, identity: crate::identity::Authenticator) -> Gateway {
         self.identity = identity;
+        self
+    }
+
+    /// Keeps task ownership in `registry` (the state dir's, shared by replicas).
+    #[must_use]
+    pub fn with_tasks(mut self, registry: tasks::Registry) -> Gateway {
+        self.tasks = Arc::new(registry);
         self
     }
 

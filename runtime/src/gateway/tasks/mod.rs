@@ -1,0 +1,353 @@
+//! Tasks (2025-11-25, experimental): a task-augmented `tools/call` is decided like any call;
+//! the task its upstream creates is recorded for the calling principal, and `tasks/get`,
+//! `tasks/result`, `tasks/cancel` and `tasks/list` reach only the caller's own tasks. Task
+//! ids pass unchanged; on `/mcp` the registry says which upstream created a task.
+
+pub mod registry;
+
+use crate::audit::decision::{Pending, record_task_outcome};
+use crate::gateway::aggregate::Cursor;
+use crate::gateway::relay::{self, Reply, Transform};
+use crate::gateway::{Gateway, LoadedProgram, redact};
+use crate::jsonrpc;
+use crate::session::{Endpoint, Session};
+use mcpgate_compiler::Target;
+pub use registry::{NewTask, Owned, Registry, now_ms};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The refusal for a task the caller does not own: what a server answers for an id it does
+/// not know, so it does not tell whether the id exists.
+pub const UNKNOWN_TASK: &str = "Failed to retrieve task: Task not found";
+
+/// Most upstream pages one aggregated `tasks/list` reads while looking for the caller's
+/// tasks.
+const MAX_PAGES_PER_LIST: usize = 16;
+
+/// Whether the gateway answers `method` here rather than relaying it as it is.
+pub fn handles(method: &str) -> bool {
+    matches!(
+        method,
+        "tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/list"
+    )
+}
+
+fn unknown_task(client_id: Value) -> Reply {
+    Reply::Json(jsonrpc::error(
+        client_id,
+        jsonrpc::INVALID_PARAMS,
+        UNKNOWN_TASK,
+    ))
+}
+
+/// Wraps the transform of an allowed `tools/call` so that, when the call is task-augmented
+/// and the upstream answers with a task, the task is recorded for the caller. Any other
+/// request gets `inner` back unchanged.
+pub fn on_call(
+    gw: &Gateway,
+    session: &Session,
+    server: &str,
+    tool: &str,
+    message: &Value,
+    pending: Option<&Pending>,
+    inner: Option<Transform>,
+) -> Option<Transform> {
+    if jsonrpc::method(message) != Some("tools/call") || message.pointer("/params/task").is_none() {
+        return inner;
+    }
+    let registry = gw.tasks.clone();
+    let server = server.to_owned();
+    let tool = tool.to_owned();
+    let principal = session.principal.id.clone();
+    let sid = session.sid.clone();
+    let arguments = message
+        .pointer("/params/arguments")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let request_id = pending.map(|p| p.request_id().to_owned());
+    Some(Box::new(move |m: Value| {
+        let task = m.pointer("/result/task");
+        if let Some(task_id) = task.and_then(|t| t.get("taskId")).and_then(Value::as_str) {
+            let new = NewTask {
+                server: &server,
+                task_id,
+                principal: &principal,
+                tool: &tool,
+                arguments: &arguments,
+                session: &sid,
+                request_id: request_id.as_deref(),
+                ttl_ms: task.and_then(|t| t.get("ttl")).and_then(Value::as_u64),
+            };
+            if let Err(e) = registry.record(&new, now_ms()) {
+                // Unrecorded, the task would be unreachable: say so instead of handing out
+                // an id that every later request is refused.
+                tracing::error!(server, error = %e, "cannot record a task for its caller");
+                let id = m.get("id").cloned().unwrap_or(Value::Null);
+                return jsonrpc::error(
+                    id,
+                    jsonrpc::INTERNAL_ERROR,
+                    "the gateway cannot record the task; it was created upstream but cannot be reached",
+                );
+            }
+            tracing::debug!(
+                server,
+                task = task_id,
+                principal,
+                "task recorded for its caller"
+            );
+        }
+        match inner {
+            Some(t) => t(m),
+            None => m,
+        }
+    }))
+}
+
+/// Handles `tasks/get`, `tasks/result`, `tasks/cancel` and `tasks/list` in a session.
+pub async fn request(
+    gw: &Arc<Gateway>,
+    loaded: &Arc<LoadedProgram>,
+    session: &Arc<Session>,
+    client_id: Value,
+    method: &str,
+    message: Value,
+) -> Reply {
+    if method == "tasks/list" {
+        return match &session.endpoint {
+            Endpoint::Server(server) => list_one(gw, session, server, client_id, message).await,
+            Endpoint::Aggregate => Reply::Json(list_all(gw, session, client_id, &message).await),
+        };
+    }
+    let Some(task_id) = jsonrpc::params(&message)
+        .get("taskId")
+        .and_then(Value::as_str)
+    else {
+        return unknown_task(client_id);
+    };
+    let principal = session.principal.id.as_str();
+    let now = now_ms();
+    let owned = match &session.endpoint {
+        Endpoint::Server(server) => gw.tasks.owned(principal, server, task_id, now),
+        Endpoint::Aggregate => gw
+            .tasks
+            .find(principal, task_id, session.upstreams.keys(), now),
+    };
+    let Some(task) = owned else {
+        tracing::debug!(session = %session.sid, method, "task request refused: not the caller's task");
+        return unknown_task(client_id);
+    };
+    let Some(up) = session.upstreams.get(&task.server) else {
+        return unknown_task(client_id);
+    };
+    let transform = if method == "tasks/result" {
+        result_transform(gw, loaded, session, &task)
+    } else {
+        None
+    };
+    relay::forward(
+        session.clone(),
+        &task.server,
+        up,
+        message,
+        client_id,
+        transform,
+        gw.timeout(&task.server),
+    )
+    .await
+}
+
+/// What `tasks/result` does to the tool's output: the tool's `redact` masks, as for a
+/// direct call, and its outcome in the audit log under the creating call's request id.
+fn result_transform(
+    gw: &Arc<Gateway>,
+    loaded: &Arc<LoadedProgram>,
+    session: &Arc<Session>,
+    task: &Owned,
+) -> Option<Transform> {
+    // Redaction conditions see the arguments of the call that created the task.
+    let call = json!({"method": "tools/call", "params": {
+        "name": task.tool, "arguments": task.arguments,
+    }});
+    let target = Target::Tool {
+        server: &task.server,
+        tool: &task.tool,
+    };
+    let masks = redact::transform(loaded, session, target, &call);
+    let Some(request_id) = task.request_id.clone() else {
+        return masks;
+    };
+    if gw.audit.get().is_none() {
+        return masks;
+    }
+    let gw = gw.clone();
+    let session = session.clone();
+    let server = task.server.clone();
+    let task_id = task.task_id.clone();
+    let started = std::time::Instant::now();
+    Some(Box::new(move |m: Value| {
+        record_task_outcome(&gw, &session, &server, &request_id, &task_id, &m, started);
+        match masks {
+            Some(t) => t(m),
+            None => m,
+        }
+    }))
+}
+
+/// Keeps only the tasks of `result.tasks` whose ids are in `owned`; returns how many were
+/// left out.
+fn filter_page(result: &mut Value, owned: &std::collections::HashSet<String>) -> usize {
+    let Some(tasks) = result.get_mut("tasks").and_then(Value::as_array_mut) else {
+        return 0;
+    };
+    let before = tasks.len();
+    tasks.retain(|t| {
+        t.get("taskId")
+            .and_then(Value::as_str)
+            .is_some_and(|id| owned.contains(id))
+    });
+    before - tasks.len()
+}
+
+/// `tasks/list` on a server's endpoint: the upstream's page, with only the caller's tasks.
+async fn list_one(
+    gw: &Arc<Gateway>,
+    session: &Arc<Session>,
+    server: &str,
+    client_id: Value,
+    message: Value,
+) -> Reply {
+    let Some(up) = session.upstreams.get(server) else {
+        return Reply::SessionGone;
+    };
+    let registry = gw.tasks.clone();
+    let principal = session.principal.id.clone();
+    let name = server.to_owned();
+    let transform: Transform = Box::new(move |mut m: Value| {
+        if let Some(result) = m.get_mut("result") {
+            let owned = registry.owned_ids(&principal, &name, now_ms());
+            filter_page(result, &owned);
+        }
+        m
+    });
+    relay::forward(
+        session.clone(),
+        server,
+        up,
+        message,
+        client_id,
+        Some(transform),
+        gw.timeout(server),
+    )
+    .await
+}
+
+/// `tasks/list` on `/mcp`: one upstream page at a time, with only the caller's tasks; the
+/// gateway cursor says which upstream and which of its cursors come next.
+async fn list_all(
+    gw: &Arc<Gateway>,
+    session: &Arc<Session>,
+    client_id: Value,
+    message: &Value,
+) -> Value {
+    let servers: Vec<&String> = session.upstreams.keys().collect();
+    let mut position = match jsonrpc::params(message).get("cursor") {
+        None | Some(Value::Null) => servers.first().map(|s| Cursor {
+            server: (*s).clone(),
+            cursor: None,
+        }),
+        Some(c) => match c.as_str().and_then(Cursor::decode) {
+            Some(c) if session.upstreams.contains_key(&c.server) => Some(c),
+            _ => return jsonrpc::error(client_id, jsonrpc::INVALID_PARAMS, "invalid cursor"),
+        },
+    };
+    let principal = session.principal.id.as_str();
+    let mut items = Vec::new();
+    let mut pages = 0;
+    while let Some(pos) = position.take() {
+        pages += 1;
+        let next_server = servers
+            .iter()
+            .skip_while(|s| ***s != pos.server)
+            .nth(1)
+            .map(|s| Cursor {
+                server: (*s).clone(),
+                cursor: None,
+            });
+        let Some(up) = session.upstreams.get(&pos.server) else {
+            break;
+        };
+        let server = pos.server.as_str();
+        let params = match &pos.cursor {
+            Some(c) => json!({ "cursor": c }),
+            None => json!({}),
+        };
+        match relay::call(
+            session,
+            server,
+            up,
+            "tasks/list",
+            params,
+            gw.timeout(server),
+        )
+        .await
+        {
+            Ok(mut result) => {
+                let owned = gw.tasks.owned_ids(principal, server, now_ms());
+                filter_page(&mut result, &owned);
+                if let Some(page) = result.get_mut("tasks").and_then(Value::as_array_mut) {
+                    items.append(page);
+                }
+                position = match result.get("nextCursor").and_then(Value::as_str) {
+                    Some(c) => Some(Cursor {
+                        server: pos.server.clone(),
+                        cursor: Some(c.to_owned()),
+                    }),
+                    None => next_server,
+                };
+            }
+            Err(e) => {
+                // An upstream without tasks (or failing) is left out.
+                tracing::debug!(server, error = %e, "tasks/list left out");
+                position = next_server;
+            }
+        }
+        if !items.is_empty() || pages >= MAX_PAGES_PER_LIST {
+            break;
+        }
+    }
+    let mut result = json!({ "tasks": items });
+    if let Some(next) = position {
+        result["nextCursor"] = Value::String(next.encode());
+    }
+    jsonrpc::result(client_id, result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn pages_keep_only_owned_tasks() {
+        let mut result = json!({"tasks": [
+            {"taskId": "a"}, {"taskId": "b"}, {"status": "working"}, {"taskId": 3}
+        ], "nextCursor": "n"});
+        let owned = HashSet::from(["b".to_owned()]);
+        assert_eq!(filter_page(&mut result, &owned), 3);
+        assert_eq!(
+            result,
+            json!({"tasks": [{"taskId": "b"}], "nextCursor": "n"})
+        );
+        let mut none = json!({"other": 1});
+        assert_eq!(filter_page(&mut none, &owned), 0);
+    }
+
+    #[test]
+    fn only_the_task_methods_are_handled() {
+        for m in ["tasks/get", "tasks/result", "tasks/cancel", "tasks/list"] {
+            assert!(handles(m), "{m}");
+        }
+        assert!(!handles("tools/call"));
+        assert!(!handles("tasks/other"));
+    }
+}
