@@ -109,28 +109,22 @@ pub(crate) fn sse_response(mut rx: mpsc::Receiver<Value>, session: Arc<Session>)
     r
 }
 
-/// The media types an `Accept` header lists, lowercased, parameters dropped.
-fn accepted(headers: &HeaderMap) -> Vec<String> {
+/// Whether the `Accept` header lists `wanted` (lowercase), `*/*` or `family/*`; media types
+/// compare case-insensitively, parameters dropped. Allocates nothing: it runs on every request.
+fn accepts(headers: &HeaderMap, wanted: &str) -> bool {
+    let family = wanted.split('/').next().unwrap_or("");
     headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|t| {
-            t.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
+        .map(|t| t.split(';').next().unwrap_or("").trim())
+        .any(|t| {
+            t.eq_ignore_ascii_case(wanted)
+                || t == "*/*"
+                || t.strip_suffix("/*")
+                    .is_some_and(|f| f.eq_ignore_ascii_case(family))
         })
-        .collect()
-}
-
-fn accepts(types: &[String], wanted: &str) -> bool {
-    let family = wanted.split('/').next().unwrap_or("");
-    types
-        .iter()
-        .any(|t| t == wanted || t == "*/*" || *t == format!("{family}/*"))
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -156,20 +150,26 @@ fn is_loopback_host(host: &str) -> bool {
 impl Gateway {
     /// Whether a `Host` header names this gateway (DNS rebinding protection).
     pub fn host_allowed(&self, host: &str) -> bool {
-        let host = host.to_ascii_lowercase();
-        let name = host_part(&host);
+        // Case-insensitive compares instead of a lowercased copy: this runs on every request.
+        let name = host_part(host);
         if !self.config.allowed_hosts.is_empty() {
             return self
                 .config
                 .allowed_hosts
                 .iter()
-                .any(|a| a.eq_ignore_ascii_case(&host) || a.eq_ignore_ascii_case(name));
+                .any(|a| a.eq_ignore_ascii_case(host) || a.eq_ignore_ascii_case(name));
+        }
+        if ["localhost", "127.0.0.1", "[::1]"]
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h))
+        {
+            return true;
         }
         let listen = match self.listen.ip() {
             IpAddr::V6(ip) => format!("[{ip}]"),
             IpAddr::V4(ip) => ip.to_string(),
         };
-        name == listen || name == "localhost" || name == "127.0.0.1" || name == "[::1]"
+        name.eq_ignore_ascii_case(&listen)
     }
 
     /// Whether a present `Origin` header is allowed.
@@ -342,7 +342,7 @@ async fn get(
     auth: &Authenticated,
     headers: &HeaderMap,
 ) -> Response<Body> {
-    if !accepts(&accepted(headers), "text/event-stream") {
+    if !accepts(headers, "text/event-stream") {
         return plain(
             StatusCode::NOT_ACCEPTABLE,
             "Accept must include text/event-stream",
@@ -416,8 +416,7 @@ async fn post(
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let headers = parts.headers;
-    let types = accepted(&headers);
-    if !accepts(&types, "application/json") || !accepts(&types, "text/event-stream") {
+    if !accepts(&headers, "application/json") || !accepts(&headers, "text/event-stream") {
         return plain(
             StatusCode::NOT_ACCEPTABLE,
             "Accept must include application/json and text/event-stream",
@@ -603,10 +602,17 @@ mod tests {
             header::ACCEPT,
             HeaderValue::from_static("application/json;q=0.9, text/event-stream"),
         );
-        let t = accepted(&h);
-        assert!(accepts(&t, "application/json") && accepts(&t, "text/event-stream"));
-        h.insert(header::ACCEPT, HeaderValue::from_static("text/*"));
-        let t = accepted(&h);
-        assert!(!accepts(&t, "application/json") && accepts(&t, "text/event-stream"));
+        assert!(accepts(&h, "application/json") && accepts(&h, "text/event-stream"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("TEXT/*"));
+        assert!(!accepts(&h, "application/json") && accepts(&h, "text/event-stream"));
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("Application/JSON; q=1"),
+        );
+        assert!(accepts(&h, "application/json") && !accepts(&h, "text/event-stream"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        assert!(accepts(&h, "application/json") && accepts(&h, "text/event-stream"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/*"));
+        assert!(accepts(&h, "application/json") && !accepts(&h, "text/event-stream"));
     }
 }

@@ -38,6 +38,10 @@ pub async fn serve(listener: TcpListener, gw: Arc<Gateway>, shutdown: impl Futur
             },
             () = &mut shutdown => break,
         };
+        // Answers are small and written whole: do not let Nagle hold them for an ACK.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+        }
         let gw = gw.clone();
         let service = service_fn(move |req| http::handle(gw.clone(), req));
         let conn = hyper::server::conn::http1::Builder::new()

@@ -473,8 +473,10 @@ fn modern_headers(message: &Message, headers: &mut http::HeaderMap, params_marks
     let Some(params) = message.get("params") else {
         return;
     };
+    // `get` chains, not `pointer`: a pointer allocates per segment, and this runs per call.
     let Some(version) = params
-        .pointer("/_meta/io.modelcontextprotocol~1protocolVersion")
+        .get("_meta")
+        .and_then(|m| m.get(super::era::META_VERSION))
         .and_then(Message::as_str)
         .and_then(|v| HeaderValue::from_str(v).ok())
     else {

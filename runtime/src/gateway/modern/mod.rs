@@ -57,8 +57,10 @@ pub struct State {
 /// or (to report what is missing) it comes without a session under a version header that is
 /// not a legacy one.
 pub fn is_modern(message: &Value, headers: &HeaderMap) -> bool {
+    // `get` chains, not `pointer`: a pointer allocates per segment, and this runs per call.
     if message
-        .pointer("/params/_meta")
+        .get("params")
+        .and_then(|p| p.get("_meta"))
         .and_then(|m| m.get(META_VERSION))
         .is_some()
     {
