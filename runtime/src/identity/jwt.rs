@@ -275,7 +275,10 @@ impl Oidc {
         }
         let kid = header.kid.as_deref();
         let mut result = self.verify_with_keys(token, header.alg, kid);
-        if matches!(result, Err(JwtError::UnknownKey)) && self.refetch(false).await {
+        if matches!(result, Err(JwtError::UnknownKey)) {
+            // Checked again even when this call fetched nothing: a fetch running
+            // concurrently (the one at start, or another request's) may have brought the key.
+            self.refetch(false).await;
             result = self.verify_with_keys(token, header.alg, kid);
         }
         let claims = result?;
