@@ -17,7 +17,10 @@ The scenario:
         {"op": "wait_notification", "method": "notifications/tools/list_changed",
          "timeout": 10},
         {"op": "sleep", "seconds": 0.5},
-        {"op": "listen_call", "name": "change_tools", "arguments": {}, "timeout": 10}
+        {"op": "listen_call", "name": "change_tools", "arguments": {}, "timeout": 10},
+        {"op": "subscribe_resource", "uri": "..."}, {"op": "unsubscribe_resource", "uri": "..."},
+        {"op": "listen_resources", "uris": [...], "calls": [{"name": ..., "arguments": ...}],
+         "until": "...", "timeout": 10, "ready_file": PATH, "go_file": PATH}
       ]
 
 `mode` is "legacy", "auto" or a modern protocol version ("2026-07-28"). `"sampling": false`
@@ -25,6 +28,8 @@ or `"elicitation": false` leaves that callback out, so the client does not decla
 capability. `listen_call` opens a
 `subscriptions/listen` stream for tool list changes (2026-07-28 only), calls the tool, and
 reports the acknowledged filter, the call's result and the first event that arrives.
+`listen_resources` subscribes to resource updates (2026-07-28 only), makes the calls, and reports
+the acknowledged filter, the calls' results and the events until one for `until`.
     }
 
 The output (one JSON object on stdout):
@@ -43,6 +48,7 @@ the calling test decides what it means.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from typing import Any
@@ -176,6 +182,12 @@ async def run_step(client: Client, recorder: Recorder, step: dict[str, Any]) -> 
                         events.append(type(event).__name__)
                         break
             return {"ok": {"honored": honored, "call": dump(result), "events": events}}
+        if op == "subscribe_resource":
+            return {"ok": dump(await client.subscribe_resource(step["uri"]))}
+        if op == "unsubscribe_resource":
+            return {"ok": dump(await client.unsubscribe_resource(step["uri"]))}
+        if op == "listen_resources":
+            return {"ok": await listen_resources(client, step, timeout)}
         if op == "sleep":
             await anyio.sleep(step["seconds"])
             return {"ok": None}
@@ -184,6 +196,34 @@ async def run_step(client: Client, recorder: Recorder, step: dict[str, Any]) -> 
         return {"error": {"code": e.code, "message": e.message, "data": e.data}}
     except Exception as e:  # noqa: BLE001 - the test reads every failure
         return {"error": {"code": None, "message": f"{type(e).__name__}: {e}"}}
+
+
+async def listen_resources(client: Client, step: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Listens for updates of `uris`, makes `calls`, and collects events until one for `until`.
+
+    With `ready_file`, writes it once the stream is acknowledged; with `go_file`, waits (at
+    most `timeout`) for that file before making the calls: the test changes things between.
+    """
+    async with client.listen(resource_subscriptions=step["uris"]) as sub:
+        honored = dump(sub.honored)
+        if step.get("ready_file"):
+            with open(step["ready_file"], "w") as f:
+                f.write("ready")
+        if step.get("go_file"):
+            with anyio.move_on_after(timeout):
+                while not os.path.exists(step["go_file"]):
+                    await anyio.sleep(0.05)
+        calls = []
+        for call in step.get("calls", []):
+            calls.append(dump(await client.call_tool(call["name"], call.get("arguments") or {})))
+        events: list[dict[str, Any]] = []
+        with anyio.move_on_after(timeout):
+            async for event in sub:
+                uri = getattr(event, "uri", None)
+                events.append({"type": type(event).__name__, "uri": uri})
+                if uri is not None and uri == step.get("until"):
+                    break
+    return {"honored": honored, "calls": calls, "events": events}
 
 
 async def main(scenario: dict[str, Any]) -> dict[str, Any]:

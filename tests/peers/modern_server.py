@@ -15,6 +15,8 @@ Tools:
                          answers `routed REGION xCOUNT dry=DRY`
     ask_twice {}         two rounds: asks for a name (elicitation), then for a sample
                          (sampling), then answers `NAME got: SAMPLED TEXT`
+    touch {uri}          announces an update of the resource `uri` (memo://open,
+                         memo://note, memo://secret) to `subscriptions/listen` streams
 """
 
 from __future__ import annotations
@@ -146,6 +148,31 @@ async def serve_http() -> None:
     config = uvicorn.Config(app, log_level="warning")
     print(f"listening on 127.0.0.1:{port}", flush=True)
     await uvicorn.Server(config).serve(sockets=[sock])
+
+
+@server.resource("memo://open")
+def memo_open() -> str:
+    """A resource the test policy lets everyone read."""
+    return "open memo"
+
+
+@server.resource("memo://note")
+def memo_note() -> str:
+    """A second readable resource."""
+    return "a note"
+
+
+@server.resource("memo://secret")
+def memo_secret() -> str:
+    """A resource the test policy denies."""
+    return "secret memo"
+
+
+@server.tool()
+async def touch(uri: str, ctx: Context) -> str:
+    """Announces an update of the resource `uri` to its subscribers."""
+    await ctx.notify_resource_updated(uri)
+    return f"touched {uri}"
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ use crate::jsonrpc;
 use crate::lock::gate::Refusal;
 use crate::session::Session;
 use mcpgate_compiler::vm::RuleIdx;
-use mcpgate_compiler::{Request, Target, ToolAnnotations, Verdict, evaluate, visible};
+use mcpgate_compiler::{Principal, Request, Target, ToolAnnotations, Verdict, evaluate, visible};
 use serde_json::{Value, json};
 use std::time::Instant;
 
@@ -52,6 +52,25 @@ impl Hold {
     }
 }
 
+/// What the program is asked about a session's request.
+pub fn request<'a>(
+    principal: &'a Principal,
+    session: &'a Session,
+    target: Target<'a>,
+    args: &'a Value,
+    annotations: ToolAnnotations,
+) -> Request<'a> {
+    Request {
+        principal,
+        agent: crate::audit::decision::agent_of(principal),
+        client_name: session.client_name.as_deref(),
+        client_version: session.client_version.as_deref(),
+        target,
+        args,
+        annotations,
+    }
+}
+
 /// Takes one call from every `limit` matching an approved tool call when it is about to
 /// run: approval does not bypass a budget, and a call waiting for a person takes nothing
 /// while it waits. `Outcome::Allow` when every bucket had room.
@@ -67,15 +86,13 @@ pub fn take_quota_for_approved(
         .pins
         .enforced_annotations(server, tool)
         .unwrap_or_else(|| session.annotations(server, tool));
-    let request = Request {
-        principal: &principal,
-        agent: crate::audit::decision::agent_of(&principal),
-        client_name: session.client_name.as_deref(),
-        client_version: session.client_version.as_deref(),
-        target: Target::Tool { server, tool },
+    let request = request(
+        &principal,
+        session,
+        Target::Tool { server, tool },
         args,
         annotations,
-    };
+    );
     let decision = evaluate(&loaded.program, &request);
     crate::quota::enforce(loaded.quotas.as_ref(), &loaded.program, &decision, &request)
 }
@@ -94,15 +111,7 @@ pub fn decide(
     let program = &loaded.program;
     let start = Instant::now();
     let principal = loaded.principal(&session.principal);
-    let request = Request {
-        principal: &principal,
-        agent: crate::audit::decision::agent_of(&principal),
-        client_name: session.client_name.as_deref(),
-        client_version: session.client_version.as_deref(),
-        target,
-        args,
-        annotations,
-    };
+    let request = request(&principal, session, target, args, annotations);
     let decision = evaluate(program, &request);
     // What a caller may not see in a list answers as unknown, whatever the verdict
     // (LANGUAGE.md): an unconditional deny hides like `hide` does.

@@ -352,7 +352,7 @@ async fn get(
         Ok(s) => s,
         Err(r) => return r,
     };
-    match relay::listen(session.clone(), gw.shutdown.clone()).await {
+    match relay::listen(gw.clone(), session.clone()).await {
         Some(rx) => sse_response(rx, session),
         None => {
             let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "no server-initiated stream");

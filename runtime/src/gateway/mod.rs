@@ -10,6 +10,7 @@ pub mod input_bridge;
 pub mod modern;
 pub mod redact;
 pub mod relay;
+pub mod resource_updates;
 pub mod server;
 pub mod status_access;
 pub mod tasks;

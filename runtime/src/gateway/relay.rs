@@ -3,7 +3,9 @@
 //! response optionally transformed (list filtering), cancellation sent upstream when the
 //! client goes away or the upstream stalls.
 
+use crate::gateway::Gateway;
 use crate::gateway::input_bridge;
+use crate::gateway::resource_updates::deliverable;
 use crate::jsonrpc;
 use crate::session::Session;
 use crate::upstream::{Exchange, Message, UpstreamError, UpstreamSession};
@@ -338,12 +340,11 @@ pub async fn client_notification(session: &Session, mut message: Message) {
     futures_util::future::join_all(sends).await;
 }
 
-/// Merges the server-initiated streams of every upstream of a session into one channel.
-/// `None` when no upstream offers one.
-pub async fn listen(
-    session: Arc<Session>,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> Option<mpsc::Receiver<Value>> {
+/// Merges the server-initiated streams of every upstream of a session into one channel;
+/// a resource update passes only while the client may read the resource. `None` when no
+/// upstream offers a stream.
+pub async fn listen(gw: Arc<Gateway>, session: Arc<Session>) -> Option<mpsc::Receiver<Value>> {
+    let shutdown = gw.shutdown.clone();
     let (tx, rx) = mpsc::channel(64);
     let mut any = false;
     for (name, up) in &session.upstreams {
@@ -354,6 +355,7 @@ pub async fn listen(
                 let session = session.clone();
                 let name = name.clone();
                 let shutdown = shutdown.clone();
+                let gw = gw.clone();
                 tokio::spawn(async move {
                     loop {
                         let m = tokio::select! {
@@ -362,6 +364,9 @@ pub async fn listen(
                             () = tx.closed() => None,
                         };
                         let Some(m) = m else { return };
+                        if !deliverable(&gw.program.load(), &session, &name, &m) {
+                            continue;
+                        }
                         if let Some(m) = from_upstream(&session, &name, m)
                             && tx.send(m).await.is_err()
                         {

@@ -395,6 +395,7 @@ impl Upstream {
             modern: Some(Arc::new(ModernContext {
                 version: version.to_owned(),
                 capabilities: capabilities.clone(),
+                subscribed: era_listen::Subscribed::default(),
             })),
             era: Some(self.era.clone()),
             ..session
@@ -509,6 +510,7 @@ impl Upstream {
                     .client_capabilities
                     .clone()
                     .unwrap_or_else(|| serde_json::json!({})),
+                subscribed: era_listen::Subscribed::default(),
             })
         });
         Some(UpstreamSession {
@@ -564,6 +566,8 @@ pub struct UpstreamSession {
 struct ModernContext {
     version: String,
     capabilities: Value,
+    /// Resources a legacy client subscribed to (the upstream has no `resources/subscribe`).
+    subscribed: era_listen::Subscribed,
 }
 
 #[derive(Clone, Debug)]
@@ -582,6 +586,13 @@ impl UpstreamSession {
     /// # Errors
     /// The request could not be sent; later failures arrive in the exchange.
     pub async fn request(&self, message: Message) -> Result<Exchange, UpstreamError> {
+        if let Some(answer) = self
+            .modern
+            .as_ref()
+            .and_then(|m| m.subscribed.answer(&message))
+        {
+            return Ok(answer);
+        }
         let message = match &self.modern {
             Some(m) => era::to_modern(message, &m.version, &m.capabilities),
             None => message,
@@ -645,6 +656,19 @@ impl UpstreamSession {
             SessionKind::Stdio(s) => Ok(Some(s.listen())),
             SessionKind::Sse(s) => Ok(Some(s.listen())),
         }
+    }
+
+    /// A modern upstream's stream of list changes and updates of `uris` (its own
+    /// `subscriptions/listen`), and a signal that resolves once the upstream acknowledged it
+    /// (or gave up); `None` for a legacy upstream, which is asked with `resources/subscribe`
+    /// and heard on [`UpstreamSession::listen`].
+    pub fn listen_resources(
+        &self,
+        uris: Vec<String>,
+    ) -> Option<(mpsc::Receiver<Message>, tokio::sync::oneshot::Receiver<()>)> {
+        self.modern
+            .is_some()
+            .then(|| era_listen::listen_with(self.clone(), uris))
     }
 
     /// Ends the session (HTTP DELETE; stdio: close stdin, wait, SIGTERM, SIGKILL).

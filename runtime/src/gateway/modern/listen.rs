@@ -1,12 +1,15 @@
 //! `subscriptions/listen`: a long-lived POST whose SSE stream first acknowledges the
-//! notifications the gateway will deliver (the list changes asked for; resource
-//! subscriptions are not offered), then carries each upstream's list changes as they come
-//! (merged on `/mcp`), every one stamped with the subscription's id. Legacy upstreams are
-//! heard on their server-initiated stream, modern ones through their own listen stream.
+//! notifications the gateway will deliver (the list changes asked for, and the resources
+//! the caller may read, see [`super::resources`]), then carries each upstream's list
+//! changes and resource updates as they come (merged on `/mcp`), every one stamped with the
+//! subscription's id. Legacy upstreams are heard on their server-initiated stream, modern
+//! ones through their own listen stream. A resource update is decided again on delivery,
+//! under the policy in force.
 
+use super::resources;
 use crate::gateway::Gateway;
 use crate::gateway::http::{Body, sse_response};
-use crate::gateway::relay;
+use crate::gateway::resource_updates::{may_read, updated_uri};
 use crate::jsonrpc;
 use crate::session::Session;
 use crate::upstream::era::META_SUBSCRIPTION;
@@ -25,7 +28,7 @@ const KINDS: [(&str, &str); 3] = [
     ),
 ];
 
-/// The honored part of a client's filter.
+/// The honored list changes of a client's filter.
 pub fn honored(message: &Value) -> Map<String, Value> {
     let asked = message.pointer("/params/notifications");
     KINDS
@@ -42,20 +45,35 @@ pub async fn open(
     id: Value,
     message: &Value,
 ) -> Response<Body> {
-    let filter = honored(message);
+    let mut filter = honored(message);
     let wanted: Vec<&'static str> = KINDS
         .iter()
         .filter(|(k, _)| filter.contains_key(*k))
         .map(|(_, m)| *m)
         .collect();
-    let upstream = if wanted.is_empty() {
-        None
+    let uris = match resources::requested(message) {
+        Ok(u) => u,
+        Err(e) => {
+            return super::answer(&jsonrpc::error(id, jsonrpc::INVALID_PARAMS, &e));
+        }
+    };
+    let subs = resources::decide(gw, session, &id, message, uris).await;
+    if !subs.honored().is_empty() {
+        filter.insert("resourceSubscriptions".into(), json!(subs.honored()));
+    }
+    let (upstream, held) = if wanted.is_empty() && subs.honored().is_empty() {
+        (None, None)
     } else {
-        relay::listen(session.clone(), gw.shutdown.clone()).await
+        let (rx, held) = resources::streams(gw, session, &subs, !wanted.is_empty()).await;
+        (rx, Some(held))
     };
     let (tx, rx) = mpsc::channel(64);
     let shutdown = gw.shutdown.clone();
+    let gw = gw.clone();
+    let subscriber = session.clone();
     tokio::spawn(async move {
+        // Unsubscribes upstream when the stream ends, however it ends.
+        let _held = held;
         let stamp = json!({ META_SUBSCRIPTION: id });
         let ack = jsonrpc::notification(
             "notifications/subscriptions/acknowledged",
@@ -78,10 +96,20 @@ pub async fn open(
                 () = shutdown.cancelled() => None,
                 () = tx.closed() => return,
             };
-            let Some(m) = m else { break };
-            let Some(method) = jsonrpc::method(&m).filter(|x| wanted.contains(x)) else {
+            let Some((server, m)) = m else { break };
+            let Some(method) = jsonrpc::method(&m) else {
                 continue;
             };
+            let pass = match updated_uri(&m) {
+                Some(uri) => {
+                    subs.covers(&server, uri)
+                        && may_read(&gw.program.load(), &subscriber, &server, uri)
+                }
+                None => wanted.iter().any(|w| *w == method),
+            };
+            if !pass {
+                continue;
+            }
             let mut params = m.get("params").cloned().unwrap_or_else(|| json!({}));
             if !params.is_object() {
                 params = json!({});
@@ -113,7 +141,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn honors_list_changes_only() {
+    fn honors_list_changes_asked_for() {
         let m = json!({"params": {"notifications": {"toolsListChanged": true,
             "promptsListChanged": false, "resourceSubscriptions": ["file:///a"]}}});
         let h = honored(&m);

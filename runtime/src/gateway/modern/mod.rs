@@ -11,6 +11,7 @@ pub mod input;
 pub mod ladder;
 pub mod listen;
 pub mod params;
+pub mod resources;
 
 use crate::gateway::Gateway;
 use crate::gateway::http::{Body, json_response, plain, sse_response};
@@ -51,6 +52,7 @@ const METHODS: [&str; 14] = [
 pub struct State {
     pub bridges: bridge::Bridges,
     pub parked: input::Parked,
+    pub holders: resources::Holders,
 }
 
 /// Whether a POSTed message is of the stateless era: its `_meta` names a protocol version,
