@@ -105,7 +105,7 @@ pub async fn open(
                     subs.covers(&server, uri)
                         && may_read(&gw.program.load(), &subscriber, &server, uri)
                 }
-                None => wanted.iter().any(|w| *w == method),
+                None => wanted.contains(&method),
             };
             if !pass {
                 continue;
