@@ -3,8 +3,9 @@
 
 use crate::approvals::hold::{Call, hold};
 use crate::audit::decision as audit;
-use crate::gateway::aggregate::{self, Cursor};
+use crate::gateway::aggregate;
 use crate::gateway::decide::{self, ListKind, Outcome};
+use crate::gateway::pages;
 use crate::gateway::redact;
 use crate::gateway::relay::{self, Reply, Transform};
 use crate::gateway::tasks;
@@ -19,9 +20,6 @@ use mcpgate_compiler::{Target, ToolAnnotations};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// Most upstream pages one aggregated list request reads while looking for visible items.
-const MAX_PAGES_PER_LIST: usize = 16;
 
 /// Why a session could not be found; each maps to an HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -740,8 +738,8 @@ async fn other(
     ))
 }
 
-/// An aggregated list page: one upstream page at a time, filtered and namespaced; the
-/// gateway cursor says which upstream and which of its cursors come next.
+/// An aggregated list page: the upstreams' pages filtered and namespaced for the caller
+/// ([`pages::walk`]), with one audit record for what was shown and hidden.
 async fn list(
     gw: &Arc<Gateway>,
     loaded: &LoadedProgram,
@@ -750,80 +748,23 @@ async fn list(
     client_id: Value,
     message: &Value,
 ) -> Value {
-    let servers: Vec<&String> = session.upstreams.keys().collect();
-    let mut position = match jsonrpc::params(message).get("cursor") {
-        None | Some(Value::Null) => servers.first().map(|s| Cursor {
-            server: (*s).clone(),
-            cursor: None,
-        }),
-        Some(c) => match c.as_str().and_then(Cursor::decode) {
-            Some(c) if session.upstreams.contains_key(&c.server) => Some(c),
-            _ => {
-                return jsonrpc::error(client_id, jsonrpc::INVALID_PARAMS, "invalid cursor");
-            }
-        },
-    };
-    let mut items = Vec::new();
-    let mut pages = 0;
     let (mut shown, mut hidden) = (0, 0);
     let sep = gw.config.namespace_separator.as_str();
-    while let Some(pos) = position.take() {
-        pages += 1;
-        let next_server = servers
-            .iter()
-            .skip_while(|s| ***s != pos.server)
-            .nth(1)
-            .map(|s| Cursor {
-                server: (*s).clone(),
-                cursor: None,
-            });
-        let Some(up) = session.upstreams.get(&pos.server) else {
-            break;
-        };
-        let mut params = jsonrpc::params(message).clone();
-        params.remove("cursor");
-        if let Some(c) = &pos.cursor {
-            params.insert("cursor".into(), Value::String(c.clone()));
-        }
-        let server = pos.server.as_str();
-        let call = relay::call(
-            session,
-            server,
-            up,
-            kind.method(),
-            Value::Object(params),
-            gw.timeout(server),
-        );
-        match call.await {
-            Ok(mut result) => {
-                let (s, h) =
-                    decide::filter_page(loaded, session, server, kind, &mut result, Some(sep));
-                (shown, hidden) = (shown + s, hidden + h);
-                if let Some(page) = result.get_mut(kind.key()).and_then(Value::as_array_mut) {
-                    items.append(page);
-                }
-                position = match result.get("nextCursor").and_then(Value::as_str) {
-                    Some(c) => Some(Cursor {
-                        server: pos.server.clone(),
-                        cursor: Some(c.to_owned()),
-                    }),
-                    None => next_server,
-                };
-            }
-            Err(e) => {
-                // An upstream that does not offer this list (or fails) is left out.
-                tracing::debug!(server, list = kind.method(), error = %e, "list left out");
-                position = next_server;
-            }
-        }
-        if !items.is_empty() || pages >= MAX_PAGES_PER_LIST {
-            break;
-        }
-    }
+    let walked = pages::walk(
+        gw,
+        session,
+        message,
+        kind.method(),
+        kind.key(),
+        |server, result| {
+            let (s, h) = decide::filter_page(loaded, session, server, kind, result, Some(sep));
+            (shown, hidden) = (shown + s, hidden + h);
+        },
+    )
+    .await;
+    let Ok((items, next)) = walked else {
+        return jsonrpc::error(client_id, jsonrpc::INVALID_PARAMS, "invalid cursor");
+    };
     audit::record_list(gw, loaded, session, None, kind.method(), shown, hidden);
-    let mut result = json!({ kind.key(): items });
-    if let Some(next) = position {
-        result["nextCursor"] = Value::String(next.encode());
-    }
-    jsonrpc::result(client_id, result)
+    pages::answer(client_id, kind.key(), items, next)
 }

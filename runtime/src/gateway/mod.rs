@@ -8,6 +8,7 @@ pub mod dispatch;
 pub mod http;
 pub mod input_bridge;
 pub mod modern;
+pub mod pages;
 pub mod redact;
 pub mod relay;
 pub mod resource_updates;

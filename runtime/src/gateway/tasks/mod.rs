@@ -6,7 +6,7 @@
 pub mod registry;
 
 use crate::audit::decision::{Pending, record_task_outcome};
-use crate::gateway::aggregate::Cursor;
+use crate::gateway::pages;
 use crate::gateway::relay::{self, Reply, Transform};
 use crate::gateway::{Gateway, LoadedProgram, redact};
 use crate::jsonrpc;
@@ -19,10 +19,6 @@ use std::sync::Arc;
 /// The refusal for a task the caller does not own: what a server answers for an id it does
 /// not know, so it does not tell whether the id exists.
 pub const UNKNOWN_TASK: &str = "Failed to retrieve task: Task not found";
-
-/// Most upstream pages one aggregated `tasks/list` reads while looking for the caller's
-/// tasks.
-const MAX_PAGES_PER_LIST: usize = 16;
 
 /// Whether the gateway answers `method` here rather than relaying it as it is.
 pub fn handles(method: &str) -> bool {
@@ -241,85 +237,31 @@ async fn list_one(
     .await
 }
 
-/// `tasks/list` on `/mcp`: one upstream page at a time, with only the caller's tasks; the
-/// gateway cursor says which upstream and which of its cursors come next.
+/// `tasks/list` on `/mcp`: the upstreams' pages ([`pages::walk`]) with only the caller's
+/// tasks.
 async fn list_all(
     gw: &Arc<Gateway>,
     session: &Arc<Session>,
     client_id: Value,
     message: &Value,
 ) -> Value {
-    let servers: Vec<&String> = session.upstreams.keys().collect();
-    let mut position = match jsonrpc::params(message).get("cursor") {
-        None | Some(Value::Null) => servers.first().map(|s| Cursor {
-            server: (*s).clone(),
-            cursor: None,
-        }),
-        Some(c) => match c.as_str().and_then(Cursor::decode) {
-            Some(c) if session.upstreams.contains_key(&c.server) => Some(c),
-            _ => return jsonrpc::error(client_id, jsonrpc::INVALID_PARAMS, "invalid cursor"),
-        },
-    };
     let principal = session.principal.id.as_str();
-    let mut items = Vec::new();
-    let mut pages = 0;
-    while let Some(pos) = position.take() {
-        pages += 1;
-        let next_server = servers
-            .iter()
-            .skip_while(|s| ***s != pos.server)
-            .nth(1)
-            .map(|s| Cursor {
-                server: (*s).clone(),
-                cursor: None,
-            });
-        let Some(up) = session.upstreams.get(&pos.server) else {
-            break;
-        };
-        let server = pos.server.as_str();
-        let params = match &pos.cursor {
-            Some(c) => json!({ "cursor": c }),
-            None => json!({}),
-        };
-        match relay::call(
-            session,
-            server,
-            up,
-            "tasks/list",
-            params,
-            gw.timeout(server),
-        )
-        .await
-        {
-            Ok(mut result) => {
-                let owned = gw.tasks.owned_ids(principal, server, now_ms());
-                filter_page(&mut result, &owned);
-                if let Some(page) = result.get_mut("tasks").and_then(Value::as_array_mut) {
-                    items.append(page);
-                }
-                position = match result.get("nextCursor").and_then(Value::as_str) {
-                    Some(c) => Some(Cursor {
-                        server: pos.server.clone(),
-                        cursor: Some(c.to_owned()),
-                    }),
-                    None => next_server,
-                };
-            }
-            Err(e) => {
-                // An upstream without tasks (or failing) is left out.
-                tracing::debug!(server, error = %e, "tasks/list left out");
-                position = next_server;
-            }
-        }
-        if !items.is_empty() || pages >= MAX_PAGES_PER_LIST {
-            break;
-        }
+    let walked = pages::walk(
+        gw,
+        session,
+        message,
+        "tasks/list",
+        "tasks",
+        |server, result| {
+            let owned = gw.tasks.owned_ids(principal, server, now_ms());
+            filter_page(result, &owned);
+        },
+    )
+    .await;
+    match walked {
+        Ok((items, next)) => pages::answer(client_id, "tasks", items, next),
+        Err(_) => jsonrpc::error(client_id, jsonrpc::INVALID_PARAMS, "invalid cursor"),
     }
-    let mut result = json!({ "tasks": items });
-    if let Some(next) = position {
-        result["nextCursor"] = Value::String(next.encode());
-    }
-    jsonrpc::result(client_id, result)
 }
 
 #[cfg(test)]
