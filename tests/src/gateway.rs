@@ -86,6 +86,30 @@ impl Gateway {
         &self.state
     }
 
+    /// `mcpgate token issue` for a human `subject` against this gateway's state dir, with
+    /// `extra` flags (`--groups`, `--servers`...); returns the token.
+    pub fn issue_token(&self, subject: &str, extra: &[&str]) -> String {
+        let state = self.state.to_str().unwrap_or_default().to_owned();
+        let mut args = vec![
+            "token",
+            "issue",
+            "--subject",
+            subject,
+            "--kind",
+            "human",
+            "--reason",
+            "end-to-end test",
+            "--state",
+            &state,
+        ];
+        args.extend_from_slice(extra);
+        let done = crate::cli::mcpgate(&self.state, &args);
+        assert_eq!(done.code(), 0, "token issue failed:\n{done}");
+        let token = done.stdout.trim().to_owned();
+        assert!(token.starts_with("mcpg_"), "not a token: {token}");
+        token
+    }
+
     /// Kills the gateway at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         self.proc.kill();

@@ -7,7 +7,7 @@
 //! - [`peers`] starts MCP servers and drives the Python client, the Inspector and the
 //!   conformance suite.
 //! - [`http`] is a raw HTTP/1.1 client for requests no well-behaved client would send.
-//! - [`cli`] runs other `mcpgate` subcommands.
+//! - [`cli`] runs other `mcpgate` subcommands; [`audit_log`] reads the audit records.
 //!
 //! Everything is bounded: each process has a deadline, and a missing prerequisite fails the
 //! test with a message saying how to install it, never skips it.
@@ -15,6 +15,7 @@
 // A test harness reports failure by panicking, with a message that says what went wrong.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod audit_log;
 pub mod cli;
 pub mod gateway;
 pub mod http;

@@ -491,26 +491,6 @@ fn each_pending_approval_is_announced_to_the_webhook_signed() {
     assert_eq!(ok(&call.join().unwrap(), 0)["isError"], false);
 }
 
-/// `mcpgate token issue` against the gateway's state dir; returns the token.
-fn issue(gw: &Gateway, subject: &str) -> String {
-    let state = gw.state().to_str().unwrap().to_owned();
-    let args = [
-        "token",
-        "issue",
-        "--subject",
-        subject,
-        "--kind",
-        "human",
-        "--reason",
-        "OPS-1",
-        "--state",
-        &state,
-    ];
-    let done = cli::mcpgate(gw.state(), args);
-    assert_eq!(done.code(), 0, "token issue failed:\n{done}");
-    done.stdout.trim().to_owned()
-}
-
 fn decide_over_http(gw: &Gateway, id: &str, token: &str) -> mcpgate_tests::http::Response {
     let auth = format!("Bearer {token}");
     request(
@@ -535,9 +515,9 @@ fn approvers_sign_in_with_their_tokens_and_must_be_in_the_group() {
     );
     let gw = Gateway::start(&repo);
     let (alice, fin, bob) = (
-        issue(&gw, "alice@example.com"),
-        issue(&gw, "fin@example.com"),
-        issue(&gw, "bob@example.com"),
+        gw.issue_token("alice@example.com", &[]),
+        gw.issue_token("fin@example.com", &[]),
+        gw.issue_token("bob@example.com", &[]),
     );
     let mut c = McpHttp::new(gw.addr(), "/mcp/demo");
     c.bearer = Some(format!("Bearer {alice}"));
@@ -552,7 +532,7 @@ fn approvers_sign_in_with_their_tokens_and_must_be_in_the_group() {
     });
     let a = next_pending(&gw, &[]);
     let id = a["id"].as_str().unwrap().to_owned();
-    let alice = issue(&gw, "alice@example.com");
+    let alice = gw.issue_token("alice@example.com", &[]);
     // A second token of the caller's: still the caller.
     let own = decide_over_http(&gw, &id, &alice);
     assert_eq!(own.status, 403, "self-approval over HTTP: {own}");

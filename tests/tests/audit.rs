@@ -6,7 +6,7 @@
 
 use mcpgate_tests::cli::mcpgate;
 use mcpgate_tests::http::McpHttp;
-use mcpgate_tests::{Gateway, PolicyRepo};
+use mcpgate_tests::{Gateway, PolicyRepo, audit_log};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
@@ -32,34 +32,6 @@ fn log_file(dir: &Path) -> PathBuf {
     files.sort();
     assert_eq!(files.len(), 1, "one log file expected: {files:?}");
     files.remove(0)
-}
-
-fn records(dir: &Path) -> Vec<Value> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with("audit-")
-        })
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for f in files {
-        let text = std::fs::read_to_string(f).unwrap();
-        // Only newline-terminated lines are records.
-        let complete = text.rfind('\n').map_or("", |i| &text[..i]);
-        out.extend(
-            complete
-                .lines()
-                .map(|l| serde_json::from_str::<Value>(l).unwrap()),
-        );
-    }
-    out
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -250,7 +222,7 @@ fn decisions_replay_against_their_commit_and_a_forged_verdict_is_caught() {
     gw.kill();
 
     let audit = state.path().join("audit");
-    let all = records(&audit);
+    let all = audit_log::records(&audit);
     let commits: BTreeSet<&str> = all
         .iter()
         .filter(|r| r["type"] == "decision")
@@ -432,7 +404,7 @@ fn a_crash_loses_no_record_of_an_executed_call() {
     assert_eq!(r["result"]["isError"], false, "{r}");
     gw.kill();
 
-    let forwarded: BTreeSet<String> = records(&state.path().join("audit"))
+    let forwarded: BTreeSet<String> = audit_log::records(&state.path().join("audit"))
         .iter()
         .filter(|r| r["type"] == "decision" && r["action"] == "forward")
         .map(|r| r["arguments"]["text"].as_str().unwrap().to_owned())
@@ -506,7 +478,7 @@ fn a_call_whose_record_cannot_be_written_is_refused_and_not_forwarded() {
         !executed.contains(&refused),
         "a call without a record was forwarded"
     );
-    let recorded: BTreeSet<String> = records(&state.path().join("audit"))
+    let recorded: BTreeSet<String> = audit_log::records(&state.path().join("audit"))
         .iter()
         .filter(|r| r["type"] == "decision")
         .map(|r| r["arguments"]["text"].as_str().unwrap().to_owned())
@@ -540,7 +512,7 @@ fn arguments_a_redact_rule_names_are_stored_as_salted_hashes() {
         !text.contains("alice-7731"),
         "the value reached the log:\n{text}"
     );
-    let decisions: Vec<Value> = records(&audit)
+    let decisions: Vec<Value> = audit_log::records(&audit)
         .into_iter()
         .filter(|r| r["type"] == "decision")
         .collect();

@@ -49,29 +49,6 @@ fn repo() -> PolicyRepo {
     .file("tests/identity.yaml", TESTS)
 }
 
-/// `mcpgate token issue` against the gateway's state dir; returns the token.
-fn issue(gw: &Gateway, subject: &str, extra: &[&str]) -> String {
-    let state = gw.state().to_str().unwrap().to_owned();
-    let mut args = vec![
-        "token",
-        "issue",
-        "--subject",
-        subject,
-        "--kind",
-        "human",
-        "--reason",
-        "TICKET-7",
-        "--state",
-        &state,
-    ];
-    args.extend_from_slice(extra);
-    let done = cli::mcpgate(gw.state(), &args);
-    assert_eq!(done.code(), 0, "token issue failed:\n{done}");
-    let token = done.stdout.trim().to_owned();
-    assert!(token.starts_with("mcpg_"), "not a token: {token}");
-    token
-}
-
 fn tool_names(list: &Value) -> Vec<String> {
     list["result"]["tools"]
         .as_array()
@@ -154,11 +131,7 @@ fn tokens_scopes_groups_and_revocation_through_the_gateway() {
     );
 
     // Carol: scoped to `demo`; in `finance` only through principals.yaml.
-    let carol_token = issue(
-        &gw,
-        "carol@example.com",
-        &["--servers", "demo", "--ttl", "1h"],
-    );
+    let carol_token = gw.issue_token("carol@example.com", &["--servers", "demo", "--ttl", "1h"]);
     let mut carol = McpHttp::new(gw.addr(), "/mcp/demo").with_bearer(&carol_token);
     carol.initialize();
     let tools = tool_names(&carol.call(2, "tools/list", json!({})));
@@ -170,7 +143,7 @@ fn tokens_scopes_groups_and_revocation_through_the_gateway() {
     );
 
     // Bob: no group, so `write_note` is neither listed nor callable.
-    let bob_token = issue(&gw, "bob@example.com", &["--groups", "engineering"]);
+    let bob_token = gw.issue_token("bob@example.com", &["--groups", "engineering"]);
     let mut bob = McpHttp::new(gw.addr(), "/mcp/demo").with_bearer(&bob_token);
     bob.initialize();
     let tools = tool_names(&bob.call(2, "tools/list", json!({})));
@@ -256,7 +229,7 @@ fn tokens_scopes_groups_and_revocation_through_the_gateway() {
     assert!(still.get("result").is_some(), "{still}");
 
     // Revoking by subject ends every token of that person.
-    let bob2 = issue(&gw, "bob@example.com", &[]);
+    let bob2 = gw.issue_token("bob@example.com", &[]);
     let all = cli::mcpgate(
         gw.state(),
         [
@@ -331,7 +304,7 @@ fn the_clients_token_never_reaches_the_upstream() {
         "allow rec.*;\n",
     );
     let gw = Gateway::start(&repo);
-    let token = issue(&gw, "dana@example.com", &[]);
+    let token = gw.issue_token("dana@example.com", &[]);
     let mut client = McpHttp::new(gw.addr(), "/mcp/rec").with_bearer(&token);
     client.initialize();
     let heads = up.heads.lock().unwrap().clone();
@@ -359,7 +332,7 @@ fn status_and_metrics_need_a_credential_when_identity_is_on() {
     // Identity on, no setting: any valid credential reads them, nobody else.
     let open_repo = repo();
     let gw = Gateway::start(&open_repo);
-    let token = issue(&gw, "bob@example.com", &[]);
+    let token = gw.issue_token("bob@example.com", &[]);
     for path in ["/status", "/metrics"] {
         let anonymous = get(&gw, path, None);
         assert_eq!(anonymous.status, 401, "{path}: {anonymous:?}");
@@ -387,8 +360,8 @@ fn status_and_metrics_need_a_credential_when_identity_is_on() {
     .file("principals.yaml", PRINCIPALS)
     .file("tests/identity.yaml", TESTS);
     let gw = Gateway::start(&grouped);
-    let bob = issue(&gw, "bob@example.com", &[]);
-    let carol = issue(&gw, "carol@example.com", &[]);
+    let bob = gw.issue_token("bob@example.com", &[]);
+    let carol = gw.issue_token("carol@example.com", &[]);
     assert_eq!(get(&gw, "/status", Some(&bob)).status, 403);
     let status = get(&gw, "/status", Some(&carol));
     assert_eq!(status.status, 200);

@@ -7,9 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use mcpgate_tests::peers::{self, HttpPeer, ok, result_text};
-use mcpgate_tests::{Gateway, PolicyRepo};
+use mcpgate_tests::{Gateway, PolicyRepo, audit_log};
 use serde_json::{Value, json};
-use std::path::Path;
 
 const POLICY: &str = "allow modern.ask_name, modern.ask_twice, modern.echo;\n";
 
@@ -124,24 +123,6 @@ fn a_client_without_the_capability_gets_a_clear_refusal() {
     assert_eq!(report["elicitation"].as_array().unwrap().len(), 1);
 }
 
-fn audit_records(state: &Path) -> Vec<Value> {
-    let dir = state.join("audit");
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-        if !(name.starts_with("audit-") && name.ends_with(".jsonl")) {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).unwrap();
-        out.extend(
-            text.lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok()),
-        );
-    }
-    out
-}
-
 #[test]
 fn the_rounds_are_one_decided_and_audited_call() {
     let server = HttpPeer::modern();
@@ -160,7 +141,7 @@ fn the_rounds_are_one_decided_and_audited_call() {
     // The outcome record is written after the answer: wait for it, boundedly.
     let mut records = Vec::new();
     for _ in 0..100 {
-        records = audit_records(gateway.state());
+        records = audit_log::records(&gateway.state().join("audit"));
         if records.iter().any(|r| r["type"] == "outcome") {
             break;
         }

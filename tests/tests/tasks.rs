@@ -8,9 +8,8 @@
 
 use mcpgate_tests::http::McpHttp;
 use mcpgate_tests::peers::HttpPeer;
-use mcpgate_tests::{Gateway, PolicyRepo, cli};
+use mcpgate_tests::{Gateway, PolicyRepo, audit_log};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const POLICY: &str = r#"allow everything.simulate-research-query, everything.echo;
@@ -27,26 +26,6 @@ fn start(peer: &HttpPeer) -> (PolicyRepo, Gateway) {
     let repo = PolicyRepo::with(&config, POLICY);
     let gateway = Gateway::start(&repo);
     (repo, gateway)
-}
-
-/// `mcpgate token issue` against the gateway's state dir; returns the token.
-fn issue(gw: &Gateway, subject: &str) -> String {
-    let state = gw.state().to_str().unwrap().to_owned();
-    let args = [
-        "token",
-        "issue",
-        "--subject",
-        subject,
-        "--kind",
-        "human",
-        "--reason",
-        "tasks",
-        "--state",
-        &state,
-    ];
-    let done = cli::mcpgate(gw.state(), args);
-    assert_eq!(done.code(), 0, "token issue failed:\n{done}");
-    done.stdout.trim().to_owned()
 }
 
 fn client(gw: &Gateway, path: &str, token: &str) -> McpHttp {
@@ -107,35 +86,12 @@ fn text_of(r: &Value) -> String {
         .collect()
 }
 
-fn audit_records(dir: &Path) -> Vec<Value> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_str().unwrap();
-            name.starts_with("audit-") && name.ends_with(".jsonl")
-        })
-        .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for f in files {
-        let text = std::fs::read_to_string(f).unwrap();
-        let complete = text.rfind('\n').map_or("", |i| &text[..i]);
-        out.extend(
-            complete
-                .lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok()),
-        );
-    }
-    out
-}
-
 #[test]
 fn a_task_reaches_only_the_principal_that_created_it() {
     let peer = HttpPeer::everything();
     let (_repo, gw) = start(&peer);
-    let alice_token = issue(&gw, "alice@example.com");
-    let bob_token = issue(&gw, "bob@example.com");
+    let alice_token = gw.issue_token("alice@example.com", &[]);
+    let bob_token = gw.issue_token("bob@example.com", &[]);
     let alice = client(&gw, "/mcp/everything", &alice_token);
     let bob = client(&gw, "/mcp/everything", &bob_token);
 
@@ -187,7 +143,7 @@ fn a_task_reaches_only_the_principal_that_created_it() {
     let audit = gw.state().join("audit");
     let mut outcome = None;
     for _ in 0..40 {
-        outcome = audit_records(&audit)
+        outcome = audit_log::records(&audit)
             .into_iter()
             .find(|r| r["type"] == "outcome" && r["task"] == id.as_str());
         if outcome.is_some() {
@@ -197,7 +153,7 @@ fn a_task_reaches_only_the_principal_that_created_it() {
     }
     let outcome = outcome.unwrap_or_else(|| panic!("no outcome record for task {id}"));
     assert_eq!(outcome["status"], "ok", "{outcome}");
-    let records = audit_records(&audit);
+    let records = audit_log::records(&audit);
     let decision = records
         .iter()
         .find(|r| r["type"] == "decision" && r["request_id"] == outcome["request_id"])
@@ -210,7 +166,7 @@ fn a_task_reaches_only_the_principal_that_created_it() {
 fn a_denied_call_with_a_task_creates_none() {
     let peer = HttpPeer::everything();
     let (_repo, gw) = start(&peer);
-    let token = issue(&gw, "alice@example.com");
+    let token = gw.issue_token("alice@example.com", &[]);
     let alice = client(&gw, "/mcp/everything", &token);
     let r = alice.call(2, "tools/call", research("forbidden"));
     assert_eq!(r["result"]["isError"], true, "{r}");
@@ -220,7 +176,7 @@ fn a_denied_call_with_a_task_creates_none() {
         "the refusal names the rule: {r}"
     );
     // Nothing was forwarded: the decision has no outcome.
-    let records = audit_records(&gw.state().join("audit"));
+    let records = audit_log::records(&gw.state().join("audit"));
     let decision = records
         .iter()
         .find(|r| r["type"] == "decision" && r["target"]["name"] == "simulate-research-query")
@@ -239,8 +195,8 @@ fn a_denied_call_with_a_task_creates_none() {
 fn the_aggregated_endpoint_routes_tasks_to_their_server() {
     let peer = HttpPeer::everything();
     let (_repo, gw) = start(&peer);
-    let alice_token = issue(&gw, "alice@example.com");
-    let bob_token = issue(&gw, "bob@example.com");
+    let alice_token = gw.issue_token("alice@example.com", &[]);
+    let bob_token = gw.issue_token("bob@example.com", &[]);
     let alice = client(&gw, "/mcp", &alice_token);
     let bob = client(&gw, "/mcp", &bob_token);
     let id = create(
@@ -288,8 +244,8 @@ fn stateless(gw: &Gateway, token: &str, method: &str, params: Value) -> Value {
 fn stateless_clients_reach_only_their_own_tasks() {
     let peer = HttpPeer::everything();
     let (_repo, gw) = start(&peer);
-    let alice = issue(&gw, "alice@example.com");
-    let bob = issue(&gw, "bob@example.com");
+    let alice = gw.issue_token("alice@example.com", &[]);
+    let bob = gw.issue_token("bob@example.com", &[]);
     let created = stateless(&gw, &alice, "tools/call", research("oceans"));
     let id = created
         .pointer("/result/task/taskId")

@@ -1,0 +1,30 @@
+//! Reading the gateway's audit log (`STATE/audit/audit-*.jsonl`) as the tests check it.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// Every complete record of the audit files in `dir`, oldest file first. Only
+/// newline-terminated lines are records (a line being written is left out); a complete line
+/// that is not JSON fails the test.
+pub fn records(dir: &Path) -> Vec<Value> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot read the audit dir `{}`: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("audit-") && n.ends_with(".jsonl"))
+        })
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let complete = text.rfind('\n').map_or("", |i| &text[..i]);
+        out.extend(complete.lines().map(|l| {
+            serde_json::from_str::<Value>(l)
+                .unwrap_or_else(|e| panic!("not a record in `{}`: {e}: {l}", f.display()))
+        }));
+    }
+    out
+}
