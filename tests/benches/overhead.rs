@@ -11,7 +11,9 @@
 //! `BENCH_CONNS` keep-alive connections (default 8), `BENCH_SECS` measured seconds (default 5),
 //! `BENCH_AUDIT` the audit modes to run the gateway with, comma-separated (default
 //! `off,batched,strict`). For each mode it also measures the most calls per second the
-//! gateway completes with `BENCH_CONNS` connections calling back to back.
+//! gateway completes with `BENCH_CONNS` connections calling back to back, and compares the
+//! latency of those calls with the same back-to-back run against the server directly
+//! (`BENCH_CONNS=1`: one call at a time, the per-call overhead without queueing).
 //! Latency is measured from each request's scheduled send time, so a slow server cannot
 //! hide its queueing delay by slowing the generator down.
 
@@ -305,6 +307,10 @@ fn main() {
     );
     let direct = runtime.block_on(load(upstream, "/mcp", rate, conns, secs));
     report("direct", &direct);
+    // Back to back, each call waits for the previous one: no timer in the measurement, so
+    // the difference with the gateway's back-to-back run is its cost per call.
+    let direct_most = runtime.block_on(saturate(upstream, "/mcp", conns, secs));
+    report("max direct", &direct_most);
     for mode in modes.split(',').map(str::trim) {
         let audit = match mode {
             "off" => json!({"enabled": false}),
@@ -325,6 +331,11 @@ fn main() {
         );
         let most = runtime.block_on(saturate(gateway.addr(), "/mcp/stub", conns, secs));
         report(&format!("max {mode}"), &most);
+        println!(
+            "overhead back to back: p50 {} us, p99 {} us",
+            most.percentile(0.50) as i64 - direct_most.percentile(0.50) as i64,
+            most.percentile(0.99) as i64 - direct_most.percentile(0.99) as i64,
+        );
         for s in [&via, &most] {
             assert_eq!(
                 s.errors,
