@@ -159,7 +159,7 @@ impl Oidc {
                 (Source::File, keys, None)
             }
             (None, Some(u)) => {
-                parse_url(u).map_err(|e| format!("`jwks_url`: {e}"))?;
+                jwks_url(u)?;
                 let client = build_client()?;
                 (Source::Url(u.clone()), Keys::default(), Some(client))
             }
@@ -376,6 +376,27 @@ pub fn looks_like_jwt(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'='))
 }
 
+/// Checks a `jwks_url`: the keys decide who gets in, so they come over TLS, except from this
+/// machine (a provider or test double on loopback).
+fn jwks_url(u: &str) -> Result<(), String> {
+    let uri = parse_url(u).map_err(|e| format!("`jwks_url`: {e}"))?;
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if uri.scheme_str() != Some("https") && !loopback {
+        return Err(format!(
+            "`jwks_url` `{u}` must use https:// (plain http only for a loopback address)"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     //! Tokens are signed here with a freshly generated Ed25519 key (ed25519-dalek) and
@@ -387,6 +408,17 @@ mod tests {
     use ed25519_dalek::{Signer, SigningKey};
     use hmac::{KeyInit, Mac};
     use serde_json::json;
+
+    #[test]
+    fn a_jwks_url_needs_tls_unless_on_loopback() {
+        assert!(jwks_url("https://idp.example.com/jwks").is_ok());
+        assert!(jwks_url("http://127.0.0.1:8080/jwks").is_ok());
+        assert!(jwks_url("http://[::1]:8080/jwks").is_ok());
+        assert!(jwks_url("http://localhost/jwks").is_ok());
+        let plain = jwks_url("http://idp.example.com/jwks").unwrap_err();
+        assert!(plain.contains("https://"), "{plain}");
+        assert!(jwks_url("ftp://idp.example.com/jwks").is_err());
+    }
 
     const ISS: &str = "https://idp.example.com";
     const AUD: &str = "mcpgate";
