@@ -352,6 +352,11 @@ pub struct OidcConfig {
     /// How often a `jwks_url` is fetched again, in seconds (default 3600).
     #[serde(default = "default_refresh")]
     pub jwks_refresh_secs: u64,
+    /// The shortest time between two fetches of a `jwks_url` caused by tokens naming an
+    /// unknown `kid`, in seconds (default 60): bounds what a flood of made-up tokens costs
+    /// the provider, and how long a newly published key may wait.
+    #[serde(default = "default_min_refetch")]
+    pub jwks_min_refetch_secs: u64,
     /// Which claims make the principal.
     #[serde(default)]
     pub claims: ClaimMapping,
@@ -385,6 +390,10 @@ fn default_leeway() -> u64 {
 
 fn default_refresh() -> u64 {
     3600
+}
+
+fn default_min_refetch() -> u64 {
+    60
 }
 
 /// A JWS algorithm with a public key.

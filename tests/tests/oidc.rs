@@ -73,6 +73,10 @@ impl JwksServer {
 }
 
 fn repo(jwks_url: &str) -> PolicyRepo {
+    repo_with(jwks_url, 60)
+}
+
+fn repo_with(jwks_url: &str, min_refetch_secs: u64) -> PolicyRepo {
     PolicyRepo::with(
         &json!({
             "identity": {"oidc": {
@@ -80,6 +84,7 @@ fn repo(jwks_url: &str) -> PolicyRepo {
                 "audience": AUDIENCE,
                 "jwks_url": jwks_url,
                 "algorithms": ["RS256"],
+                "jwks_min_refetch_secs": min_refetch_secs,
             }},
             "servers": {"demo": {"command": "mcpgate", "args": ["demo-server"]}},
         }),
@@ -175,4 +180,52 @@ fn a_jwks_url_serving_garbage_lets_no_token_in() {
     let (init, _) = connect(&gw, tokens["finance"].as_str().unwrap());
     assert_eq!(init.status, 401, "{init}\n{}", gw.log());
     assert!(server.fetches.load(Ordering::SeqCst) >= 1);
+}
+
+/// A key the provider publishes after the gateway fetched its JWKS: a token signed with it
+/// makes the gateway fetch again, at most once per `jwks_min_refetch_secs`.
+#[test]
+fn a_rotated_key_is_fetched_once_its_kid_shows_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = mint(dir.path());
+    let rotated = tokens["rotated"].as_str().unwrap();
+    let first = std::fs::read(dir.path().join("jwks.json")).unwrap();
+    let both = std::fs::read(dir.path().join("jwks_rotated.json")).unwrap();
+
+    // No pause between fetches: the first token with the new kid brings the new key.
+    let body = Arc::new(Mutex::new(first.clone()));
+    let server = JwksServer::start(body.clone());
+    let eager = repo_with(&server.url, 0);
+    let gw = Gateway::start(&eager);
+    let (init, _) = connect(&gw, tokens["finance"].as_str().unwrap());
+    assert_eq!(init.status, 200, "{init}");
+    let before = server.fetches.load(Ordering::SeqCst);
+    *body.lock().unwrap() = both.clone();
+    for _ in 0..3 {
+        let (init, _) = connect(&gw, rotated);
+        assert_eq!(init.status, 200, "{init}\n{}", gw.log());
+    }
+    let after = server.fetches.load(Ordering::SeqCst);
+    assert_eq!(
+        after,
+        before + 1,
+        "one fetch for the new kid, then it is known"
+    );
+    drop(gw);
+
+    // The default pause: a flood of unknown kids right after a fetch fetches nothing more,
+    // so the new key waits for the pause to end.
+    let body = Arc::new(Mutex::new(first));
+    let server = JwksServer::start(body.clone());
+    let patient = repo(&server.url);
+    let gw = Gateway::start(&patient);
+    let (init, _) = connect(&gw, tokens["finance"].as_str().unwrap());
+    assert_eq!(init.status, 200, "{init}");
+    let before = server.fetches.load(Ordering::SeqCst);
+    *body.lock().unwrap() = both;
+    for _ in 0..5 {
+        let (init, _) = connect(&gw, rotated);
+        assert_eq!(init.status, 401, "{init}");
+    }
+    assert_eq!(server.fetches.load(Ordering::SeqCst), before);
 }

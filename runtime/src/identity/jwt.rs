@@ -16,8 +16,6 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// An unknown `kid` triggers at most one JWKS fetch per this interval.
-const MIN_REFETCH: Duration = Duration::from_secs(60);
 /// Largest JWKS document read.
 const MAX_JWKS_BYTES: usize = 1024 * 1024;
 /// How long a JWKS fetch may take.
@@ -83,6 +81,8 @@ pub struct Oidc {
     claims: ClaimMapping,
     source: Source,
     refresh: Duration,
+    /// Fewest seconds between two fetches an unknown `kid` causes.
+    min_refetch: Duration,
     keys: ArcSwap<Keys>,
     /// When the keys were last fetched (or a fetch was tried).
     fetched: Mutex<Option<Instant>>,
@@ -181,6 +181,7 @@ impl Oidc {
             claims: cfg.claims.clone(),
             source,
             refresh: Duration::from_secs(cfg.jwks_refresh_secs.max(60)),
+            min_refetch: Duration::from_secs(cfg.jwks_min_refetch_secs),
             keys: ArcSwap::from_pointee(keys),
             fetched: Mutex::new(None),
             fetching: tokio::sync::Mutex::new(()),
@@ -211,7 +212,7 @@ impl Oidc {
         });
     }
 
-    /// Fetches the JWKS again (a URL), unless one was fetched within [`MIN_REFETCH`] and
+    /// Fetches the JWKS again (a URL), unless one was fetched within `jwks_min_refetch_secs` and
     /// `force` is false. Returns whether the keys changed.
     async fn refetch(&self, force: bool) -> bool {
         let Source::Url(url) = &self.source else {
@@ -223,7 +224,7 @@ impl Oidc {
                 .fetched
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if !force && last.is_some_and(|t| t.elapsed() < MIN_REFETCH) {
+            if !force && last.is_some_and(|t| t.elapsed() < self.min_refetch) {
                 return false;
             }
             *last = Some(Instant::now());
