@@ -478,16 +478,8 @@ async fn single(
         {
             let masks = redact::transform(&loaded, session, kind.target(server, &name), &message);
             let masks = tasks::on_call(gw, session, server, &name, &message, p.as_ref(), masks);
-            let call = Call::new(session, server, &name, message, client_id, p)
-                .masks(masks)
-                .quotas(loaded.clone());
-            return hold(
-                approvals.clone(),
-                call.timeout(gw.timeout(server)),
-                h,
-                &loaded.hash,
-            )
-            .await;
+            let call = Call::new(session, server, &name, message, client_id, p);
+            return hold_call(gw, approvals, &loaded, call, masks, h).await;
         }
         if outcome != Outcome::Allow {
             return Reply::Json(kind.refusal(client_id, &outcome, &name));
@@ -498,6 +490,21 @@ async fn single(
     }
     let t = redact::with_audit(pending, masks);
     forward_to(gw, session, server, message, client_id, t).await
+}
+
+/// Holds a tool call for approval, with its result masks; counted against the deciding
+/// program's limits when it runs, forwarded under the server's timeout.
+async fn hold_call(
+    gw: &Gateway,
+    approvals: &Arc<crate::approvals::Approvals>,
+    loaded: &Arc<LoadedProgram>,
+    call: Call,
+    masks: Option<Transform>,
+    h: &decide::Hold,
+) -> Reply {
+    let timeout = gw.timeout(&call.server);
+    let call = call.masks(masks).quotas(loaded.clone()).timeout(timeout);
+    hold(approvals.clone(), call, h, &loaded.hash).await
 }
 
 /// Forwards `message` to the session's upstream `server` under that server's timeout.
@@ -560,16 +567,8 @@ async fn aggregated(
                 let masks =
                     tasks::on_call(gw, session, server, name, &message, pending.as_ref(), masks);
                 message["params"]["name"] = Value::String(name.to_owned());
-                let call = Call::new(session, server, name, message, client_id, pending)
-                    .masks(masks)
-                    .quotas(loaded.clone());
-                return hold(
-                    approvals.clone(),
-                    call.timeout(gw.timeout(server)),
-                    h,
-                    &loaded.hash,
-                )
-                .await;
+                let call = Call::new(session, server, name, message, client_id, pending);
+                return hold_call(gw, approvals, &loaded, call, masks, h).await;
             }
             if outcome != Outcome::Allow {
                 return Reply::Json(kind.refusal(client_id, &outcome, &shown));
