@@ -215,6 +215,13 @@ impl Program {
         self.code.rules.iter().any(|r| r.redact.is_some())
     }
 
+    /// The rules `target` dispatches to (after their target guards), per effect in
+    /// precedence order: hide, deny, approve, allow, then limit; each list in rule order.
+    /// What the analyses (`who-can`, the exact diff) read instead of matching patterns again.
+    pub fn applicable(&self, target: Target<'_>) -> [Vec<RuleIdx>; 5] {
+        eval::applicable(self, target).map(|l| l.into_iter().map(RuleIdx).collect())
+    }
+
     /// Number of leaves (distinct dispatch outcomes); for statistics and docs.
     pub fn leaf_count(&self) -> usize {
         self.code.leaves.len()

@@ -1,0 +1,149 @@
+//! `who-can` and `can` reports as text for a terminal and as Markdown for review.
+
+use super::reach::{Access, Condition, Reach};
+
+fn conds(list: &[Condition], none: &str) -> String {
+    if list.is_empty() {
+        return none.to_owned();
+    }
+    list.iter()
+        .map(|c| format!("{}: {}", c.on, c.is))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn verdict(a: &Access) -> String {
+    if a.approvers.is_empty() {
+        a.verdict.to_string()
+    } else {
+        format!("{} by {}", a.verdict, a.approvers.join(", "))
+    }
+}
+
+fn caveats(r: &Reach) -> Vec<String> {
+    let mut out = Vec::new();
+    if !r.opaque.is_empty() {
+        out.push(format!(
+            "opaque to the analysis (split on true/false; some regions may hold no request): {}",
+            r.opaque.join("; ")
+        ));
+    }
+    if !r.overlapping.is_empty() {
+        out.push(format!(
+            "paths inside other tested paths (some regions may hold no request): {}",
+            r.overlapping.join(", ")
+        ));
+    }
+    if !r.incomplete.is_empty() {
+        out.push(format!(
+            "classes may miss some values of: {}",
+            r.incomplete.join(", ")
+        ));
+    }
+    out
+}
+
+fn status(r: &Reach) -> &'static str {
+    if r.exact {
+        "exact"
+    } else if r.complete {
+        "complete, with opaque parts"
+    } else {
+        "approximate"
+    }
+}
+
+fn refusals(r: &Reach) -> String {
+    r.refused_by
+        .iter()
+        .map(|x| format!("{} ({})", x.rule, x.verdict))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Plain text, one block per target.
+pub fn plain(reports: &[Reach]) -> String {
+    let mut out = String::new();
+    for r in reports {
+        let what = if r.pattern {
+            format!("{} (any name only this pattern matches)", r.target)
+        } else {
+            r.target.clone()
+        };
+        out.push_str(&format!("{what} [{}]\n", status(r)));
+        if r.access.is_empty() {
+            out.push_str("  no one\n");
+        }
+        for a in &r.access {
+            out.push_str(&format!(
+                "  {:<8} who: {}\n           when: {}\n           rule: {} ({})",
+                verdict(a),
+                conds(&a.who, "anyone"),
+                conds(&a.when, "any call"),
+                a.rule,
+                a.source
+            ));
+            if let Some(c) = &a.condition {
+                out.push_str(&format!(": when {c}"));
+            }
+            out.push('\n');
+            for l in &a.limits {
+                let when = l.when.as_ref().map_or(String::new(), |w| format!(" when {w}"));
+                out.push_str(&format!("           limit: {} ({}){when}\n", l.quota, l.rule));
+            }
+        }
+        if !r.refused_by.is_empty() {
+            out.push_str(&format!("  refused otherwise by: {}\n", refusals(r)));
+        }
+        for c in caveats(r) {
+            out.push_str(&format!("  note: {c}\n"));
+        }
+    }
+    out
+}
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+/// Markdown: a heading per target and a table of who gets through, when, and why.
+pub fn markdown(title: &str, reports: &[Reach]) -> String {
+    let mut out = format!("# {title}\n");
+    for r in reports {
+        out.push_str(&format!("\n## `{}`\n\n", r.target));
+        if r.pattern {
+            out.push_str("Any name only this pattern matches.\n\n");
+        }
+        out.push_str(&format!("Analysis: {}.\n\n", status(r)));
+        if r.access.is_empty() {
+            out.push_str("No one.\n");
+        } else {
+            out.push_str("| verdict | who | when | rule | limits |\n|---|---|---|---|---|\n");
+            for a in &r.access {
+                let limits: Vec<String> = a
+                    .limits
+                    .iter()
+                    .map(|l| {
+                        let when = l.when.as_ref().map_or(String::new(), |w| format!(" when `{w}`"));
+                        format!("{} (`{}`){when}", l.quota, l.rule)
+                    })
+                    .collect();
+                out.push_str(&format!(
+                    "| {} | {} | {} | `{}` | {} |\n",
+                    cell(&verdict(a)),
+                    cell(&conds(&a.who, "anyone")),
+                    cell(&conds(&a.when, "any call")),
+                    cell(&a.rule),
+                    cell(&limits.join("; "))
+                ));
+            }
+        }
+        if !r.refused_by.is_empty() {
+            out.push_str(&format!("\nRefused otherwise by: {}.\n", cell(&refusals(r))));
+        }
+        for c in caveats(r) {
+            out.push_str(&format!("\nNote: {}.\n", cell(&c)));
+        }
+    }
+    out
+}
