@@ -21,6 +21,7 @@ mod targets;
 pub mod text;
 
 pub use compare::{ExactDiff, RegionFlip, compare};
+pub use env::Env;
 pub use reach::{Access, Condition, LimitRef, Reach, Refusal, can, who_can};
 pub use render::{markdown, plain};
 pub use space::{MAX_REGIONS, Outcome};
@@ -163,6 +164,48 @@ impl TargetAnalysis {
             .filter(|r| r.contains(&located))
             .map(|r| r.outcomes.clone())
             .collect()
+    }
+}
+
+/// A request of one region, and what each model decides for it there.
+#[derive(Clone, Debug)]
+pub struct Witness {
+    /// The request; its principal carries the credential's groups only (each program adds
+    /// the groups its `principals.yaml` declares).
+    pub env: Env,
+    pub outcomes: Vec<Outcome>,
+}
+
+impl TargetAnalysis {
+    /// One request per region, built from the classes' sample values; `None` when the
+    /// analysis is not exact (a region may then hold no request). Regions that constrain
+    /// only what they leave open get its default (missing, anonymous).
+    pub fn witnesses(&self) -> Option<Vec<Witness>> {
+        if !self.exact() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(self.regions.len());
+        for r in &self.regions {
+            let mut env = self.space.env.clone();
+            for (v, set) in &r.cells {
+                let d = self.space.vars.get(*v)?;
+                let c = set.first().and_then(|&c| d.classes.get(c as usize))?;
+                match &d.key {
+                    space::VarKey::Value(var) => env.set(var, c.rep.as_ref()),
+                    space::VarKey::Group(g) => {
+                        if c.rep == Some(serde_json::Value::Bool(true)) {
+                            env.principal.groups.push(g.clone());
+                        }
+                    }
+                    space::VarKey::Opaque(_) => return None,
+                }
+            }
+            out.push(Witness {
+                env,
+                outcomes: r.outcomes.clone(),
+            });
+        }
+        Some(out)
     }
 }
 
