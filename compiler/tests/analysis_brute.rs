@@ -9,7 +9,7 @@
 use mcpgate_compiler::analysis::{Env, Model, TargetAnalysis, targets};
 use mcpgate_compiler::ir::Policy;
 use mcpgate_compiler::repo::{SourceFile, check_files};
-use mcpgate_compiler::request::{Principal, PrincipalKind, ToolAnnotations};
+use mcpgate_compiler::request::{Principal, PrincipalKind, ToolAnnotations, Verdict};
 use mcpgate_compiler::testing::Call;
 use mcpgate_compiler::vm::{Memberships, Program, evaluate};
 use proptest::prelude::*;
@@ -426,4 +426,141 @@ fn crafted_policies_agree_with_the_vm() {
             }
         }
     }
+}
+
+fn side<'a>(
+    policy: &'a Policy,
+    memberships: &'a Memberships,
+) -> mcpgate_compiler::diff::Side<'a> {
+    mcpgate_compiler::diff::Side {
+        policy,
+        tests: &[],
+        memberships,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// On every request the probes try, the exact comparison gives both programs' VM
+    /// verdicts; so every probe flip lies in a flipping region, and every region-free
+    /// target has no probe flip.
+    #[test]
+    fn exact_comparison_agrees_with_the_probes(
+        base in policy_text(),
+        extra in policy_text(),
+        drop in any::<prop::sample::Index>(),
+        mb in memberships(),
+        mh in memberships(),
+    ) {
+        let mut head = base.clone();
+        head.remove(drop.index(head.len()));
+        head.extend(extra);
+        let (pb, ph) = (compile(&base), compile(&head));
+        let (b, h) = (Model::new(&pb, &mb, None), Model::new(&ph, &mh, None));
+        let d = mcpgate_compiler::diff::diff(side(&pb, &mb), side(&ph, &mh));
+        let moved: Vec<&str> = d.rules.memberships.iter().map(|m| m.id.as_str()).collect();
+        let (probes, _) = mcpgate_compiler::diff::probes(&[&pb, &ph], &moved);
+        let mut analyses: std::collections::HashMap<String, TargetAnalysis> = Default::default();
+        for p in &probes {
+            let a = analyses
+                .entry(format!("{:?}", p.call))
+                .or_insert_with(|| TargetAnalysis::new(&[&b, &h], &p.call, None, None));
+            let mut env = Env::new(p.call.clone());
+            env.args = p.args.clone();
+            let first = b.program.principal(&p.principal).into_owned();
+            let req = mcpgate_compiler::Request { principal: &first, ..env.request() };
+            let found = a.outcomes_at(&req, &p.principal);
+            if !a.covers() && found.is_empty() {
+                continue;
+            }
+            prop_assert_eq!(found.len(), 1);
+            let mut verdicts = Vec::new();
+            for (m, o) in [&b, &h].iter().zip(&found[0]) {
+                let pr = m.program.principal(&p.principal);
+                let dec = evaluate(&m.program, &mcpgate_compiler::Request { principal: &pr, ..env.request() });
+                prop_assert_eq!((dec.verdict, dec.rule), (o.verdict, o.rule));
+                verdicts.push(dec.verdict);
+            }
+            if verdicts[0] != verdicts[1] {
+                // A probe flip on a target both name is a region flip of the comparison.
+                let label = p.call.target().to_string();
+                let named = d.exact.flips.iter().any(|f| f.target == label);
+                let by_pattern = d.exact.flips.iter().any(|f| f.target.contains('*'));
+                prop_assert!(named || by_pattern, "probe flip on {} not in the exact comparison", label);
+            }
+        }
+        if d.exact.exact && d.exact.flips.is_empty() {
+            prop_assert!(d.flips.is_empty(), "a proof of no change, yet probes flip");
+        }
+    }
+}
+
+/// A change the probes cannot see: two arguments must both leave their literal for the
+/// verdict to change, and with many argument paths the probes vary one at a time.
+#[test]
+fn the_exact_comparison_finds_a_flip_the_probes_miss() {
+    let base = compile(&[
+        "allow s.t0 when args.c == \"1\" || args.d == \"2\" || args.a == \"x\" || args.b == \"y\";"
+            .to_owned(),
+    ]);
+    let head = compile(&[
+        "allow s.t0 when args.c == \"1\" || args.d == \"2\" || args.a == \"x\" || args.b == \"y\";"
+            .to_owned(),
+        "deny s.t0 when args.a != \"x\" && args.b != \"y\" && args.c == \"1\";".to_owned(),
+    ]);
+    let none = Memberships::new();
+    let d = mcpgate_compiler::diff::diff(side(&base, &none), side(&head, &none));
+    assert!(d.flips.is_empty(), "the probes were expected to miss it: {:?}", d.flips);
+    assert!(d.exact.exact);
+    assert!(!d.exact.flips.is_empty(), "{:?}", d.exact);
+    let f = &d.exact.flips[0];
+    assert_eq!((f.before, f.after), (Verdict::Allow, Verdict::Deny));
+    // The region names the three arguments that must hold together.
+    let on: Vec<&str> = f.when.iter().map(|c| c.on.as_str()).collect();
+    assert!(on.contains(&"args.a") && on.contains(&"args.b") && on.contains(&"args.c"), "{f:?}");
+    // And a request of that region does flip in the VM.
+    let b = Model::new(&base, &none, None);
+    let h = Model::new(&head, &none, None);
+    let a = TargetAnalysis::new(&[&b, &h], &Call::Tool { server: "s".into(), tool: "t0".into() }, None, None);
+    let flipping = a
+        .witnesses()
+        .unwrap()
+        .into_iter()
+        .filter(|w| w.outcomes[0].verdict != w.outcomes[1].verdict)
+        .collect::<Vec<_>>();
+    assert!(!flipping.is_empty());
+    for w in flipping {
+        let r = w.env.request();
+        assert_eq!(evaluate(&b.program, &r).verdict, Verdict::Allow, "{:?}", w.env.args);
+        assert_eq!(evaluate(&h.program, &r).verdict, Verdict::Deny, "{:?}", w.env.args);
+    }
+}
+
+#[test]
+fn equal_programs_are_proved_equal() {
+    let p = compile(&[
+        "allow s.t0 when args.n > 10 && \"g1\" in principal.groups;".to_owned(),
+        "deny s.t0 when args.s starts_with \"ab\";".to_owned(),
+    ]);
+    // The same meaning, written differently.
+    let q = compile(&[
+        "allow s.t0 when args.n >= 10 && args.n != 10 && principal.groups contains \"g1\";"
+            .to_owned(),
+        "deny s.t0 when args.s starts_with \"ab\";".to_owned(),
+    ]);
+    let none = Memberships::new();
+    let d = mcpgate_compiler::diff::diff(side(&p, &none), side(&q, &none));
+    assert!(d.exact.exact && d.exact.flips.is_empty(), "{:?}", d.exact);
+    assert!(d.summary().ends_with("exact comparison: no verdict changes"), "{}", d.summary());
+
+    // Not the same: a missing amount makes `args.n <= 10` false, so its negation true.
+    let r = compile(&[
+        "allow s.t0 when !(args.n <= 10) && \"g1\" in principal.groups;".to_owned(),
+        "deny s.t0 when args.s starts_with \"ab\";".to_owned(),
+    ]);
+    let d = mcpgate_compiler::diff::diff(side(&p, &none), side(&r, &none));
+    assert_eq!(d.exact.flips.len(), 1, "{:?}", d.exact);
+    let n = d.exact.flips[0].when.iter().find(|c| c.on == "args.n").unwrap();
+    assert_eq!(n.is, "missing");
 }
