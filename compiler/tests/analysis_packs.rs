@@ -17,6 +17,7 @@ fn report(pack: &Path) -> String {
     analysis::markdown(
         &format!("Who can do what: the `{name}` pack"),
         &analysis::who_can_all(&model),
+        true,
     )
 }
 

@@ -61,8 +61,9 @@ fn refusals(r: &Reach) -> String {
         .join(", ")
 }
 
-/// Plain text, one block per target.
-pub fn plain(reports: &[Reach]) -> String {
+/// Plain text, one block per target; `who` shows the conditions on the caller (off for a
+/// report about one principal).
+pub fn plain(reports: &[Reach], who: bool) -> String {
     let mut out = String::new();
     for r in reports {
         let what = if r.pattern {
@@ -75,21 +76,18 @@ pub fn plain(reports: &[Reach]) -> String {
             out.push_str("  no one\n");
         }
         for a in &r.access {
-            out.push_str(&format!(
-                "  {:<8} who: {}\n           when: {}\n           rule: {} ({})",
-                verdict(a),
-                conds(&a.who, "anyone"),
-                conds(&a.when, "any call"),
-                a.rule,
-                a.source
-            ));
+            out.push_str(&format!("  {} by rule {} ({})", verdict(a), a.rule, a.source));
             if let Some(c) = &a.condition {
                 out.push_str(&format!(": when {c}"));
             }
             out.push('\n');
+            if who {
+                out.push_str(&format!("    who:  {}\n", conds(&a.who, "anyone")));
+            }
+            out.push_str(&format!("    when: {}\n", conds(&a.when, "any call")));
             for l in &a.limits {
                 let when = l.when.as_ref().map_or(String::new(), |w| format!(" when {w}"));
-                out.push_str(&format!("           limit: {} ({}){when}\n", l.quota, l.rule));
+                out.push_str(&format!("    limit: {} ({}){when}\n", l.quota, l.rule));
             }
         }
         if !r.refused_by.is_empty() {
@@ -106,8 +104,9 @@ fn cell(s: &str) -> String {
     s.replace('|', "\\|")
 }
 
-/// Markdown: a heading per target and a table of who gets through, when, and why.
-pub fn markdown(title: &str, reports: &[Reach]) -> String {
+/// Markdown: a heading per target and a table of who gets through, when, and why; `who`
+/// as for [`plain`].
+pub fn markdown(title: &str, reports: &[Reach], who: bool) -> String {
     let mut out = format!("# {title}\n");
     for r in reports {
         out.push_str(&format!("\n## `{}`\n\n", r.target));
@@ -118,7 +117,11 @@ pub fn markdown(title: &str, reports: &[Reach]) -> String {
         if r.access.is_empty() {
             out.push_str("No one.\n");
         } else {
-            out.push_str("| verdict | who | when | rule | limits |\n|---|---|---|---|---|\n");
+            out.push_str(if who {
+                "| verdict | who | when | rule | limits |\n|---|---|---|---|---|\n"
+            } else {
+                "| verdict | when | rule | limits |\n|---|---|---|---|\n"
+            });
             for a in &r.access {
                 let limits: Vec<String> = a
                     .limits
@@ -128,10 +131,14 @@ pub fn markdown(title: &str, reports: &[Reach]) -> String {
                         format!("{} (`{}`){when}", l.quota, l.rule)
                     })
                     .collect();
+                let who_cell = if who {
+                    format!(" {} |", cell(&conds(&a.who, "anyone")))
+                } else {
+                    String::new()
+                };
                 out.push_str(&format!(
-                    "| {} | {} | {} | `{}` | {} |\n",
+                    "| {} |{who_cell} {} | `{}` | {} |\n",
                     cell(&verdict(a)),
-                    cell(&conds(&a.who, "anyone")),
                     cell(&conds(&a.when, "any call")),
                     cell(&a.rule),
                     cell(&limits.join("; "))
