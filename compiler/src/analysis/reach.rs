@@ -47,6 +47,9 @@ pub struct Access {
     /// Who approves, for `approve`.
     pub approvers: Vec<String>,
     pub limits: Vec<LimitRef>,
+    /// The deciding rule's condition cannot be decided for these requests (a value of the
+    /// wrong type): an `approve` rule then applies, failing closed.
+    pub undecided: bool,
 }
 
 /// A rule that refuses some requests of the target (or `default`, nothing matched).
@@ -127,6 +130,7 @@ fn access(model: &Model<'_>, space: &Space, region: &Region, o: Outcome) -> Acce
             .map(super::text::expr),
         approvers: info.map_or_else(Vec::new, |r| r.approvers.clone()),
         limits,
+        undecided: o.undecided,
     }
 }
 

@@ -13,11 +13,14 @@ fn conds(list: &[Condition], none: &str) -> String {
 }
 
 fn verdict(a: &Access) -> String {
-    if a.approvers.is_empty() {
-        a.verdict.to_string()
-    } else {
-        format!("{} by {}", a.verdict, a.approvers.join(", "))
+    let mut s = a.verdict.to_string();
+    if !a.approvers.is_empty() {
+        s.push_str(&format!(" [{}]", a.approvers.join(", ")));
     }
+    if a.undecided {
+        s.push_str(" (condition undecidable: applies, failing closed)");
+    }
+    s
 }
 
 fn caveats(r: &Reach) -> Vec<String> {
