@@ -121,6 +121,20 @@ fn values(space: &Space, d: &VarDom, v: &crate::ir::Var, set: &[u16]) -> String 
                 return kinds.join(" or ");
             }
             let mut parts = Vec::new();
+            let full = |b: Bucket| {
+                let all = d.classes.iter().filter(|c| c.bucket == b).count();
+                all > 0 && picked.iter().filter(|c| c.bucket == b).count() == all
+            };
+            // The type-confused values together: everything but strings.
+            let non_strings = [
+                Bucket::Null,
+                Bucket::False,
+                Bucket::True,
+                Bucket::Number,
+                Bucket::Array,
+                Bucket::Object,
+            ];
+            let others = non_strings.iter().all(|&b| full(b));
             for bucket in [
                 Bucket::Missing,
                 Bucket::Null,
@@ -136,7 +150,7 @@ fn values(space: &Space, d: &VarDom, v: &crate::ir::Var, set: &[u16]) -> String 
                     .copied()
                     .filter(|c| c.bucket == bucket)
                     .collect();
-                if mine.is_empty() {
+                if mine.is_empty() || (others && non_strings.contains(&bucket)) {
                     continue;
                 }
                 let all = d.classes.iter().filter(|c| c.bucket == bucket).count();
@@ -149,6 +163,9 @@ fn values(space: &Space, d: &VarDom, v: &crate::ir::Var, set: &[u16]) -> String 
                     _ if mine.len() == all => parts.push(format!("any {}", noun(bucket))),
                     _ => parts.extend(mine.iter().map(|c| content(space, d, c))),
                 }
+            }
+            if others {
+                parts.push("any value but a string".into());
             }
             parts.join(" or ")
         }
