@@ -67,7 +67,11 @@ fn condition() -> impl Strategy<Value = String> {
 
 fn rule() -> impl Strategy<Value = String> {
     (
-        prop::sample::select(&["allow", "allow", "allow", "deny", "hide", "approve", "limit"][..]),
+        prop::sample::select(
+            &[
+                "allow", "allow", "allow", "deny", "hide", "approve", "limit",
+            ][..],
+        ),
         prop::sample::subsequence(TARGETS, 1..3),
         prop::option::weighted(0.8, condition()),
     )
@@ -107,7 +111,12 @@ fn compile(rules: &[String]) -> Policy {
         path: "policies/gen.mcpg".into(),
         text: rules.join("\n"),
     }]);
-    assert!(!checked.has_errors(), "{}\n{}", rules.join("\n"), checked.rendered);
+    assert!(
+        !checked.has_errors(),
+        "{}\n{}",
+        rules.join("\n"),
+        checked.rendered
+    );
     checked.policy
 }
 
@@ -136,7 +145,12 @@ fn principals() -> Vec<Principal> {
     ];
     let groups: [&[&str]; 5] = [&[], &["g1"], &["g2"], &["g1", "g2"], &["g9"]];
     let ids = ["alice", "bob", "bot-7", "carol", "anonymous"];
-    let attrs = [json!({}), json!({"level": 3}), json!({"level": 2}), json!({"level": "3"})];
+    let attrs = [
+        json!({}),
+        json!({"level": 3}),
+        json!({"level": 2}),
+        json!({"level": "3"}),
+    ];
     let mut out = Vec::new();
     for k in kinds {
         for g in groups {
@@ -182,7 +196,10 @@ fn args(rng: &mut Rng) -> Value {
                 Some(json!([10])),
             ],
         ),
-        ("m", vec![None, Some(json!(10)), Some(json!(11)), Some(json!("x"))]),
+        (
+            "m",
+            vec![None, Some(json!(10)), Some(json!(11)), Some(json!("x"))],
+        ),
         (
             "s",
             vec![
@@ -207,7 +224,12 @@ fn args(rng: &mut Rng) -> Value {
         ),
         (
             "flag",
-            vec![None, Some(json!(true)), Some(json!(false)), Some(json!("true"))],
+            vec![
+                None,
+                Some(json!(true)),
+                Some(json!(false)),
+                Some(json!("true")),
+            ],
         ),
         (
             "tags",
@@ -262,7 +284,10 @@ fn request_env(call: &Call, principal: &Principal, rng: &mut Rng) -> Env {
 }
 
 fn calls(policies: &[&Policy]) -> Vec<Call> {
-    let mut out: Vec<Call> = targets(policies, None).into_iter().map(|t| t.call).collect();
+    let mut out: Vec<Call> = targets(policies, None)
+        .into_iter()
+        .map(|t| t.call)
+        .collect();
     out.push(Call::Tool {
         server: "s".into(),
         tool: "never_named".into(),
@@ -296,7 +321,13 @@ fn check_grid(models: &[&Model<'_>], call: &Call, fixed: Option<&Principal>, see
         );
         for (m, o) in models.iter().zip(&found[0]) {
             let p = m.program.principal(&token);
-            let d = evaluate(&m.program, &mcpgate_compiler::Request { principal: &p, ..env.request() });
+            let d = evaluate(
+                &m.program,
+                &mcpgate_compiler::Request {
+                    principal: &p,
+                    ..env.request()
+                },
+            );
             assert_eq!(
                 (d.verdict, d.rule, d.undecided),
                 (o.verdict, o.rule, o.undecided),
@@ -409,7 +440,10 @@ fn crafted_policies_agree_with_the_vm() {
         ],
         &["deny s.t0 when args.n > 10;", "allow s.t0;"],
         &["allow s.t0 when principal.attrs.level >= 3 || !exists(principal.attrs.level);"],
-        &["allow s.t0 when args.s < \"m\";", "deny s.t0 when args.s == \"ab\";"],
+        &[
+            "allow s.t0 when args.s < \"m\";",
+            "deny s.t0 when args.s == \"ab\";",
+        ],
     ];
     let mut m = Memberships::new();
     m.insert("alice".into(), vec!["g2".into()]);
@@ -428,10 +462,7 @@ fn crafted_policies_agree_with_the_vm() {
     }
 }
 
-fn side<'a>(
-    policy: &'a Policy,
-    memberships: &'a Memberships,
-) -> mcpgate_compiler::diff::Side<'a> {
+fn side<'a>(policy: &'a Policy, memberships: &'a Memberships) -> mcpgate_compiler::diff::Side<'a> {
     mcpgate_compiler::diff::Side {
         policy,
         tests: &[],
@@ -511,18 +542,33 @@ fn the_exact_comparison_finds_a_flip_the_probes_miss() {
     ]);
     let none = Memberships::new();
     let d = mcpgate_compiler::diff::diff(side(&base, &none), side(&head, &none));
-    assert!(d.flips.is_empty(), "the probes were expected to miss it: {:?}", d.flips);
+    assert!(
+        d.flips.is_empty(),
+        "the probes were expected to miss it: {:?}",
+        d.flips
+    );
     assert!(d.exact.exact);
     assert!(!d.exact.flips.is_empty(), "{:?}", d.exact);
     let f = &d.exact.flips[0];
     assert_eq!((f.before, f.after), (Verdict::Allow, Verdict::Deny));
     // The region names the three arguments that must hold together.
     let on: Vec<&str> = f.when.iter().map(|c| c.on.as_str()).collect();
-    assert!(on.contains(&"args.a") && on.contains(&"args.b") && on.contains(&"args.c"), "{f:?}");
+    assert!(
+        on.contains(&"args.a") && on.contains(&"args.b") && on.contains(&"args.c"),
+        "{f:?}"
+    );
     // And a request of that region does flip in the VM.
     let b = Model::new(&base, &none, None);
     let h = Model::new(&head, &none, None);
-    let a = TargetAnalysis::new(&[&b, &h], &Call::Tool { server: "s".into(), tool: "t0".into() }, None, None);
+    let a = TargetAnalysis::new(
+        &[&b, &h],
+        &Call::Tool {
+            server: "s".into(),
+            tool: "t0".into(),
+        },
+        None,
+        None,
+    );
     let flipping = a
         .witnesses()
         .unwrap()
@@ -532,8 +578,18 @@ fn the_exact_comparison_finds_a_flip_the_probes_miss() {
     assert!(!flipping.is_empty());
     for w in flipping {
         let r = w.env.request();
-        assert_eq!(evaluate(&b.program, &r).verdict, Verdict::Allow, "{:?}", w.env.args);
-        assert_eq!(evaluate(&h.program, &r).verdict, Verdict::Deny, "{:?}", w.env.args);
+        assert_eq!(
+            evaluate(&b.program, &r).verdict,
+            Verdict::Allow,
+            "{:?}",
+            w.env.args
+        );
+        assert_eq!(
+            evaluate(&h.program, &r).verdict,
+            Verdict::Deny,
+            "{:?}",
+            w.env.args
+        );
     }
 }
 
@@ -552,7 +608,12 @@ fn equal_programs_are_proved_equal() {
     let none = Memberships::new();
     let d = mcpgate_compiler::diff::diff(side(&p, &none), side(&q, &none));
     assert!(d.exact.exact && d.exact.flips.is_empty(), "{:?}", d.exact);
-    assert!(d.summary().ends_with("exact comparison: no verdict changes"), "{}", d.summary());
+    assert!(
+        d.summary()
+            .ends_with("exact comparison: no verdict changes"),
+        "{}",
+        d.summary()
+    );
 
     // Not the same: a missing amount makes `args.n <= 10` false, so its negation true.
     let r = compile(&[
@@ -561,6 +622,10 @@ fn equal_programs_are_proved_equal() {
     ]);
     let d = mcpgate_compiler::diff::diff(side(&p, &none), side(&r, &none));
     assert_eq!(d.exact.flips.len(), 1, "{:?}", d.exact);
-    let n = d.exact.flips[0].when.iter().find(|c| c.on == "args.n").unwrap();
+    let n = d.exact.flips[0]
+        .when
+        .iter()
+        .find(|c| c.on == "args.n")
+        .unwrap();
     assert_eq!(n.is, "missing");
 }

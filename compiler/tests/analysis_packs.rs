@@ -43,7 +43,11 @@ fn committed_who_can_reports_are_current() {
             stale.push(path.display().to_string());
         }
     }
-    assert!(seen >= 5, "the packs were not found under {}", packs.display());
+    assert!(
+        seen >= 5,
+        "the packs were not found under {}",
+        packs.display()
+    );
     assert!(
         stale.is_empty(),
         "stale who-can reports (regenerate with MCPGATE_BLESS=1 and review): {stale:?}"

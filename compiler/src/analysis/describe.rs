@@ -221,7 +221,11 @@ fn content(space: &Space, d: &VarDom, c: &Class) -> String {
             (_, Tv::U) => tests.push(format!("{} undecidable", text::expr(&atom.expr))),
         }
     }
-    let mut s = format!("a{} {}", if c.bucket == Bucket::Array { "n" } else { "" }, noun(c.bucket));
+    let mut s = format!(
+        "a{} {}",
+        if c.bucket == Bucket::Array { "n" } else { "" },
+        noun(c.bucket)
+    );
     if c.bucket == Bucket::Object {
         s = "an object".into();
     }

@@ -174,7 +174,11 @@ fn reach(model: &Model<'_>, named: &Named, a: &TargetAnalysis) -> Reach {
     }
     // Allow before approve; then by rule, so one rule's regions stay together.
     access_list.sort_by(|x, y| {
-        (x.verdict != Verdict::Allow, &x.rule, &x.who).cmp(&(y.verdict != Verdict::Allow, &y.rule, &y.who))
+        (x.verdict != Verdict::Allow, &x.rule, &x.who).cmp(&(
+            y.verdict != Verdict::Allow,
+            &y.rule,
+            &y.who,
+        ))
     });
     Reach {
         target: named.label.clone(),
@@ -183,7 +187,11 @@ fn reach(model: &Model<'_>, named: &Named, a: &TargetAnalysis) -> Reach {
         refused_by: refused
             .into_iter()
             .map(|(rank, rule)| Refusal {
-                verdict: if rank == 0 { Verdict::Hide } else { Verdict::Deny },
+                verdict: if rank == 0 {
+                    Verdict::Hide
+                } else {
+                    Verdict::Deny
+                },
                 rule,
             })
             .collect(),

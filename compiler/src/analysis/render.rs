@@ -79,7 +79,12 @@ pub fn plain(reports: &[Reach], who: bool) -> String {
             out.push_str("  no one\n");
         }
         for a in &r.access {
-            out.push_str(&format!("  {} by rule {} ({})", verdict(a), a.rule, a.source));
+            out.push_str(&format!(
+                "  {} by rule {} ({})",
+                verdict(a),
+                a.rule,
+                a.source
+            ));
             if let Some(c) = &a.condition {
                 out.push_str(&format!(": when {c}"));
             }
@@ -89,7 +94,10 @@ pub fn plain(reports: &[Reach], who: bool) -> String {
             }
             out.push_str(&format!("    when: {}\n", conds(&a.when, "any call")));
             for l in &a.limits {
-                let when = l.when.as_ref().map_or(String::new(), |w| format!(" when {w}"));
+                let when = l
+                    .when
+                    .as_ref()
+                    .map_or(String::new(), |w| format!(" when {w}"));
                 out.push_str(&format!("    limit: {} ({}){when}\n", l.quota, l.rule));
             }
         }
@@ -130,7 +138,10 @@ pub fn markdown(title: &str, reports: &[Reach], who: bool) -> String {
                     .limits
                     .iter()
                     .map(|l| {
-                        let when = l.when.as_ref().map_or(String::new(), |w| format!(" when `{w}`"));
+                        let when = l
+                            .when
+                            .as_ref()
+                            .map_or(String::new(), |w| format!(" when `{w}`"));
                         format!("{} (`{}`){when}", l.quota, l.rule)
                     })
                     .collect();
@@ -149,7 +160,10 @@ pub fn markdown(title: &str, reports: &[Reach], who: bool) -> String {
             }
         }
         if !r.refused_by.is_empty() {
-            out.push_str(&format!("\nRefused otherwise by: {}.\n", cell(&refusals(r))));
+            out.push_str(&format!(
+                "\nRefused otherwise by: {}.\n",
+                cell(&refusals(r))
+            ));
         }
         for c in caveats(r) {
             out.push_str(&format!("\nNote: {}.\n", cell(&c)));

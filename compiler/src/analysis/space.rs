@@ -231,7 +231,10 @@ impl Space {
             }
             for (id, groups) in program.memberships() {
                 for g in groups {
-                    side.declared.entry(g.clone()).or_default().insert(id.clone());
+                    side.declared
+                        .entry(g.clone())
+                        .or_default()
+                        .insert(id.clone());
                 }
             }
             s.sides.push(side);
@@ -246,9 +249,10 @@ impl Space {
     fn free(&self, v: &Var) -> bool {
         match v {
             Var::Server | Var::Tool => false,
-            Var::PrincipalId | Var::PrincipalKind | Var::PrincipalGroups | Var::PrincipalAttr(_) => {
-                !self.fixed.principal
-            }
+            Var::PrincipalId
+            | Var::PrincipalKind
+            | Var::PrincipalGroups
+            | Var::PrincipalAttr(_) => !self.fixed.principal,
             Var::ToolAnnotation(_) => !self.fixed.annotations,
             _ => true,
         }
@@ -287,11 +291,7 @@ impl Space {
         let i = self.atoms.len();
         let mut vars = Vec::new();
         vars_of(e, &mut vars);
-        let free: Vec<Var> = vars
-            .into_iter()
-            .filter(|v| self.free(v))
-            .cloned()
-            .collect();
+        let free: Vec<Var> = vars.into_iter().filter(|v| self.free(v)).cloned().collect();
         let kind = match (group_test(e), free.as_slice()) {
             (Some(g), [Var::PrincipalGroups]) => AtomKind::Group {
                 group: g.to_owned(),
@@ -300,8 +300,7 @@ impl Space {
             (_, []) => AtomKind::Const(Tv::of(reference::truth_of(e, &self.env.request()))),
             (_, [v]) if *v != Var::PrincipalGroups => {
                 let var = self.var(VarKey::Value(v.clone()));
-                let opaque =
-                    looks_inside(e, Bucket::String).then(|| self.var(VarKey::Opaque(i)));
+                let opaque = looks_inside(e, Bucket::String).then(|| self.var(VarKey::Opaque(i)));
                 if let Some(d) = self.vars.get_mut(var) {
                     if opaque.is_some() {
                         d.opaque_atoms.push(i);
@@ -501,8 +500,7 @@ impl Space {
                 None => Eval::Split(*token),
                 Some(0) => Eval::V(Tv::T),
                 Some(_) => {
-                    let Some(members) = side.declared.get(group).filter(|m| !m.is_empty())
-                    else {
+                    let Some(members) = side.declared.get(group).filter(|m| !m.is_empty()) else {
                         return Eval::V(Tv::F);
                     };
                     let Some(idv) = self.id_var else {

@@ -152,7 +152,11 @@ mod tests {
         ] {
             let e = condition(&format!("allow a.b when {cond};"));
             let printed = expr(&e);
-            assert_eq!(condition(&format!("allow a.b when {printed};")), e, "{printed}");
+            assert_eq!(
+                condition(&format!("allow a.b when {printed};")),
+                e,
+                "{printed}"
+            );
         }
     }
 }

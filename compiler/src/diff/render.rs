@@ -134,7 +134,9 @@ fn exact(out: &mut String, e: &crate::analysis::ExactDiff) {
             }
         ));
     } else {
-        out.push_str("| target | who | when | before | after | exact |\n|---|---|---|---|---|---|\n");
+        out.push_str(
+            "| target | who | when | before | after | exact |\n|---|---|---|---|---|---|\n",
+        );
         let (shown, rest) = e.flips.split_at(e.flips.len().min(ROWS_SHOWN * 3));
         for f in shown {
             let after = if f.widens {
@@ -153,7 +155,10 @@ fn exact(out: &mut String, e: &crate::analysis::ExactDiff) {
             ));
         }
         if !rest.is_empty() {
-            out.push_str(&format!("\n{} more regions in `--format json`.\n", rest.len()));
+            out.push_str(&format!(
+                "\n{} more regions in `--format json`.\n",
+                rest.len()
+            ));
         }
         out.push('\n');
     }
@@ -166,8 +171,16 @@ fn exact(out: &mut String, e: &crate::analysis::ExactDiff) {
     if !e.incomplete_targets.is_empty() || e.truncated {
         out.push_str(&format!(
             "Not exhaustive on: {}{}; the probes above still apply there.\n\n",
-            e.incomplete_targets.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", "),
-            if e.truncated { " (region bound reached)" } else { "" }
+            e.incomplete_targets
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if e.truncated {
+                " (region bound reached)"
+            } else {
+                ""
+            }
         ));
     }
 }

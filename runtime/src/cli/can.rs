@@ -78,7 +78,12 @@ pub fn run(args: Args) -> ExitCode {
     let model = Model::of(&checked);
     let targets = analysis::targets(&[model.policy], model.lock);
     let reports = analysis::can(&model, &p, &targets);
-    print(&format!("What `{}` can use", p.id), &reports, false, args.format)
+    print(
+        &format!("What `{}` can use", p.id),
+        &reports,
+        false,
+        args.format,
+    )
 }
 
 #[cfg(test)]
