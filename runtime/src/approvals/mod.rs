@@ -6,11 +6,10 @@
 
 pub mod api;
 pub mod events;
-pub mod hold;
 pub mod store;
 pub mod webhook;
 
-use crate::upstream::SecretResolver;
+use crate::vault::references::SecretResolver;
 use http::HeaderMap;
 use mcpgate_compiler::Principal;
 use mcpgate_compiler::config::ApprovalsConfig;

@@ -189,12 +189,15 @@ pub fn event_fields(event: &str, request_id: Option<&str>, data: Value) -> Field
 ///
 /// # Errors
 /// When the record cannot be written.
-pub async fn record_start(log: &AuditLog, gw: &crate::gateway::Gateway) -> Result<u64, AuditError> {
-    let loaded = gw.program.load_full();
+pub async fn record_start(
+    log: &AuditLog,
+    listen: std::net::SocketAddr,
+    loaded: &crate::decision::LoadedProgram,
+) -> Result<u64, AuditError> {
     let data = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "pid": std::process::id(),
-        "listen": gw.listen.to_string(),
+        "listen": listen.to_string(),
         "policy": {"hash": loaded.hash, "commit": loaded.program.commit()},
     });
     log.record_event("gateway.start", None, data).await

@@ -236,14 +236,14 @@ pub async fn handle(
         if path == "/status" {
             return Ok(json_response(StatusCode::OK, &gw.status_json()));
         }
-        return Ok(crate::gitops::http::metrics(&gw));
+        return Ok(crate::gateway::status::metrics(&gw));
     }
     if crate::approvals::api::owns(&path) {
-        let (status, value) = crate::approvals::api::handle(&gw, req).await;
+        let (status, value) = crate::gateway::approvers::handle(&gw, req).await;
         return Ok(json_response(status, &value));
     }
     if path == "/admin/sync" {
-        let (status, value) = crate::gitops::http::admin_sync(&gw, req).await;
+        let (status, value) = crate::gateway::status::admin_sync(&gw, req).await;
         return Ok(json_response(status, &value));
     }
     if path.starts_with(metadata::WELL_KNOWN) {

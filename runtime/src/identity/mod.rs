@@ -9,7 +9,7 @@ pub mod metadata;
 pub mod time;
 pub mod tokens;
 
-use crate::session::now_secs;
+use crate::clock::now_secs;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use mcpgate_compiler::Principal;

@@ -130,7 +130,7 @@ impl LegacyUpstream {
             let body = client::read_body(resp.into_body(), timeout.min(client::SIDE_BODY_WAIT))
                 .await
                 .unwrap_or_default();
-            return Err(client::status_error(status, &body, &self.shared.headers));
+            return Err(client::status_error(status, &body, &self.shared.headers).into());
         }
         let media = client::media_type(resp.headers());
         if media != "text/event-stream" {
@@ -267,7 +267,7 @@ impl LegacySession {
         if status == StatusCode::NOT_FOUND {
             return Err(UpstreamError::SessionExpired);
         }
-        Err(client::status_error(status, &bytes, &self.shared.headers))
+        Err(client::status_error(status, &bytes, &self.shared.headers).into())
     }
 
     pub(crate) async fn request(&self, message: Message) -> Result<Exchange, UpstreamError> {

@@ -5,6 +5,7 @@
 //! upstream requests ([`VaultSecrets`]).
 
 pub mod key;
+pub mod references;
 mod resolver;
 mod seal;
 
