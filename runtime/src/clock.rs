@@ -1,4 +1,6 @@
 //! Wall-clock time as the gateway stores it: whole seconds since the Unix epoch.
+//!
+//! Bottom layer: uses nothing of the crate.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -1,6 +1,8 @@
 //! The pooled HTTP(S) client shared by the Streamable HTTP and legacy SSE transports, and
 //! small helpers for their requests and responses. Also used by the services that call out
 //! over HTTP (OIDC key sets, approval webhooks).
+//!
+//! Bottom layer: uses nothing of the crate.
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};

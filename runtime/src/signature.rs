@@ -1,5 +1,7 @@
 //! Webhook signatures: `sha256=HEX`, the HMAC-SHA256 of a body under a shared secret (what
 //! GitHub sends and what the gateway's own webhooks carry).
+//!
+//! Bottom layer: uses nothing of the crate.
 
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;

@@ -3,6 +3,9 @@
 //! in `state.db`, so `mcpgate approvals` (another process) can decide them and they survive
 //! a restart; the gateway notices decisions by polling the database's `data_version`.
 //! See `docs/approvals.md`.
+//!
+//! Owns the approvals store, decisions, events and webhooks. May use: `decision`, `audit`,
+//! `vault` and the bottom layer; holding and relaying a call is `gateway::hold`'s job.
 
 pub mod api;
 pub mod events;

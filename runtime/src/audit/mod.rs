@@ -7,6 +7,9 @@
 //! - [`keys`]: the checkpoint signing key and the HMAC salt in the state dir.
 //! - [`decision`]: the records the gateway writes for decisions, outcomes and lists.
 //! - [`read`], [`verify`], [`query`]: reading the log back, for `mcpgate audit`.
+//!
+//! Owns the log on disk. May use: `decision` (records are written from a decision) and the
+//! bottom layer.
 
 pub mod decision;
 pub mod keys;

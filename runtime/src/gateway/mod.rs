@@ -20,6 +20,7 @@ pub mod redact;
 pub mod relay;
 pub mod resource_updates;
 pub mod server;
+pub mod sessions;
 pub mod status;
 pub mod status_access;
 pub mod tasks;

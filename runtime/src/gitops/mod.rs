@@ -2,6 +2,9 @@
 //! folder). Each new head is read through git, checked, compiled and tested; only a good
 //! program is swapped in (arc-swap), saved in the state dir, and served after a restart
 //! when the repository is out of reach. Without any good program every request is denied.
+//!
+//! Owns the policy source, builds and the live-program status. May use: `decision` and the
+//! bottom layer; programs go to a [`ProgramSink`] (the gateway implements it).
 
 pub mod admin;
 pub mod build;

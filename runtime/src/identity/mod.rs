@@ -3,6 +3,8 @@
 //! the headers of one request into an [`Authenticated`] caller or an [`AuthError`] (a 401).
 //!
 //! Without an `identity` section every caller is `anonymous`, as before.
+//!
+//! Owns tokens and JWT checks. May use: the bottom layer (`state`, `http_client`, `clock`).
 
 pub mod jwt;
 pub mod metadata;

@@ -1,5 +1,8 @@
 //! Client sessions: what the gateway remembers about one `Mcp-Session-Id`, the table of
 //! live sessions, and the request-id maps that keep ids from colliding across upstreams.
+//!
+//! Below the gateway, above the services: may use `identity` (credentials), `upstream`
+//! (connections) and the bottom layer.
 
 pub mod inputs;
 pub mod seal;

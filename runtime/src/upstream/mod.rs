@@ -23,6 +23,9 @@
 //! then `notifications/initialized` through [`UpstreamSession::notify`], then requests.
 //! Dropping an [`Exchange`] abandons the request without telling the server: the core sends
 //! `notifications/cancelled` itself if it wants the work stopped.
+//!
+//! Below the gateway, above the services: may use `vault` (secret references) and the
+//! bottom layer (`http_client`, `mcp_headers`, `protocol_version`).
 
 pub mod era;
 mod era_listen;
