@@ -325,7 +325,7 @@ impl Session {
         if let Some(d) = block.get("upstream") {
             self.start_upstream(block, &d.value);
         }
-        let replaced = self.replace(block, &block.text());
+        let replaced = self.replace(block, &block.text(), true);
         if let Some(d) = block.get("in") {
             let path = paths::workspace_root().join(&d.value);
             let text = fs::read_to_string(&path)
@@ -443,14 +443,15 @@ impl Session {
     }
 
     /// Applies the block's `replace:` directives and the walkthrough's replacements.
-    fn replace(&self, block: &Block, text: &str) -> String {
+    /// With `strict`, each `replace:` must find its text (checked once, on the whole block).
+    fn replace(&self, block: &Block, text: &str, strict: bool) -> String {
         let mut text = text.to_owned();
         for d in block.all("replace") {
             let Some((old, new)) = d.value.split_once("=>") else {
                 block.fail(format!("line {}: expected `replace: OLD => NEW`", d.line));
             };
             let old = old.trim();
-            if !text.contains(old) {
+            if strict && !text.contains(old) {
                 block.fail(format!(
                     "line {}: `replace: {old}` but the block does not say `{old}`",
                     d.line
@@ -528,7 +529,7 @@ impl Session {
             .command
             .replace("cargo run --release -p mcpgate --", "mcpgate")
             .replace("cargo run -p mcpgate --", "mcpgate");
-        command = self.replace(block, &command);
+        command = self.replace(block, &command, false);
         for (sample, actual) in &self.bound {
             command = command.replace(sample, actual);
         }
