@@ -716,6 +716,12 @@ impl Session {
     /// `mcpgate check .` in the current folder: clean, or (`check: CODE`) failing with it.
     fn check(&mut self, block: &Block) -> String {
         let d = block.get("check").expect("a check directive");
+        if !d.value.is_empty() && !block.text().contains(&d.value) {
+            block.fail(format!(
+                "line {}: the block is marked as error {} but does not say so",
+                d.line, d.value
+            ));
+        }
         let (code, output) = self.shell(block, d.line, "mcpgate check .");
         if d.value.is_empty() {
             if code != 0 {

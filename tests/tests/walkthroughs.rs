@@ -22,6 +22,7 @@ const COVERED: &[(&str, &str)] = &[
     ("README.md", "first-screen"),
     ("README.md", "from-zero"),
     ("README.md", "approvals"),
+    ("README.md", "policy-in-brief"),
     ("docs/gitops.md", "gitops-quick-start"),
     ("docs/lock.md", "lock-review"),
     ("docs/audit.md", "audit-verify"),
@@ -79,6 +80,11 @@ fn readme_from_zero() {
 #[test]
 fn readme_approvals() {
     walkthrough::run("README.md", "approvals");
+}
+
+#[test]
+fn readme_policy_in_brief() {
+    walkthrough::run("README.md", "policy-in-brief");
 }
 
 #[test]
