@@ -365,6 +365,9 @@ impl Session {
                 }
             }
         }
+        for d in block.all("expect-gateway") {
+            self.expect_gateway(block, d);
+        }
         if !clients_done {
             for d in block.all("client") {
                 output.push_str(&self.client(block, d));
@@ -378,9 +381,6 @@ impl Session {
                     d.line
                 ));
             }
-        }
-        for d in block.all("expect-gateway") {
-            self.expect_gateway(block, d);
         }
         self.check_upstream(block);
     }
