@@ -64,6 +64,7 @@ const KEYS: &[&str] = &[
     "expect-gateway",
     "exit",
     "retry",
+    "setup",
     "upstream",
     "upstream-has",
     "upstream-lacks",
@@ -284,9 +285,15 @@ impl Session {
             .expect("link the mcpgate binary");
         let mut env: BTreeMap<String, String> = std::env::vars().collect();
         let path = env.get("PATH").cloned().unwrap_or_default();
+        // Then the peers' Python (it has the MCP SDK), for stand-in servers in Python.
+        let venv = paths::peers_dir().join("venv").join("bin");
         env.insert(
             "PATH".into(),
-            format!("{}:{path}", bin.path().to_string_lossy()),
+            format!(
+                "{}:{}:{path}",
+                bin.path().to_string_lossy(),
+                venv.to_string_lossy()
+            ),
         );
         env.insert("NO_COLOR".into(), "1".into());
         env.remove("MCPGATE_STATE");
@@ -324,6 +331,15 @@ impl Session {
         }
         if let Some(d) = block.get("upstream") {
             self.start_upstream(block, &d.value);
+        }
+        for d in block.all("setup") {
+            let (code, output) = self.shell(block, d.line, &d.value);
+            if code != 0 {
+                block.fail(format!(
+                    "line {}: setup `{}` exited {code}:\n{output}",
+                    d.line, d.value
+                ));
+            }
         }
         let replaced = self.replace(block, &block.text(), true);
         if let Some(d) = block.get("in") {
@@ -387,13 +403,17 @@ impl Session {
 
     /// Copies a workspace path into the scratch folder at the same relative path, so the
     /// commands of the text work as written.
-    fn copy_from(&self, block: &Block, rel: &str) {
+    /// `from: SRC => DEST` copies it to DEST in the current folder instead.
+    fn copy_from(&self, block: &Block, value: &str) {
+        let (rel, dst) = match value.split_once("=>") {
+            Some((src, dst)) => (src.trim(), self.cwd.join(dst.trim())),
+            None => (value, self.root.path().join(value)),
+        };
         let src = paths::workspace_root().join(rel);
         if !src.exists() {
             block.fail(format!("`from: {rel}`: no such path in the workspace"));
         }
-        copy_tree(&src, &self.root.path().join(rel))
-            .unwrap_or_else(|e| block.fail(format!("copy {rel}: {e}")));
+        copy_tree(&src, &dst).unwrap_or_else(|e| block.fail(format!("copy {rel}: {e}")));
     }
 
     /// `upstream: recorder URL`: a stand-in MCP server that records what reaches it, used
