@@ -114,6 +114,18 @@ pub fn parse(doc: &str, text: &str) -> Result<Vec<Block>, String> {
     let mut i = 0;
     while i < lines.len() {
         let trimmed = lines[i].trim_start();
+        // A marker shown inside a fenced block (an example of the syntax) is not one.
+        if let Some(fence) = ["```", "~~~"].into_iter().find(|f| trimmed.starts_with(f)) {
+            i += 1;
+            while lines
+                .get(i)
+                .is_some_and(|l| !l.trim_start().starts_with(fence))
+            {
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
         let Some(rest) = trimmed.strip_prefix("<!-- walkthrough:") else {
             i += 1;
             continue;
@@ -124,7 +136,9 @@ pub fn parse(doc: &str, text: &str) -> Result<Vec<Block>, String> {
         while !body.last().is_some_and(|(_, l)| l.contains("-->")) {
             i += 1;
             let Some(line) = lines.get(i) else {
-                return Err(format!("{doc}:{marker_line}: walkthrough marker is not closed"));
+                return Err(format!(
+                    "{doc}:{marker_line}: walkthrough marker is not closed"
+                ));
             };
             body.push((i + 1, (*line).to_owned()));
         }
@@ -509,10 +523,10 @@ impl Session {
                         command: cmd.to_owned(),
                         expected: Vec::new(),
                     });
-                } else if let Some(step) = pending.as_mut() {
-                    if !text.trim().is_empty() {
-                        step.expected.push(text.clone());
-                    }
+                } else if let Some(step) = pending.as_mut()
+                    && !text.trim().is_empty()
+                {
+                    step.expected.push(text.clone());
                 }
                 continue;
             }
@@ -551,7 +565,9 @@ impl Session {
             .replace("cargo run -p mcpgate --", "mcpgate");
         command = self.replace(block, &command, false);
         for (sample, actual) in &self.bound {
-            command = command.replace(sample, actual);
+            let word = Regex::new(&format!(r"\b{}\b", regex::escape(sample)))
+                .expect("an escaped sample is a valid regex");
+            command = word.replace_all(&command, actual.as_str()).into_owned();
         }
         if let Some(addr) = self.gateways.last().map(|(_, a)| a.to_string()) {
             command = command.replace(DOC_ADDR, &addr);
@@ -660,9 +676,16 @@ impl Session {
             let mut pattern = String::new();
             let mut names = Vec::new();
             let mut rest = want.as_str();
+            // A sample stands for a value only as a whole word: `5` in `seq 0 to 5`, not
+            // in `1795`.
+            let mut after_word = false;
             'text: while !rest.is_empty() {
                 for sample in &samples {
-                    if let Some(tail) = rest.strip_prefix(sample.as_str()) {
+                    if let Some(tail) = rest.strip_prefix(sample.as_str())
+                        && !after_word
+                        && !tail.starts_with(|c: char| c.is_ascii_alphanumeric())
+                    {
+                        after_word = true;
                         if let Some(value) = bound.get(*sample) {
                             pattern.push_str(&regex::escape(value));
                         } else {
@@ -674,6 +697,7 @@ impl Session {
                     }
                 }
                 let c = rest.chars().next().expect("rest is not empty");
+                after_word = c.is_ascii_alphanumeric();
                 pattern.push_str(&regex::escape(&c.to_string()));
                 rest = &rest[c.len_utf8()..];
             }
@@ -811,7 +835,9 @@ impl Session {
         let path = words.next().unwrap_or_default();
         let mut rest = words.next().unwrap_or_default().trim().to_owned();
         if !path.starts_with('/') {
-            return Err(format!("client `{spec}`: expected a path such as /mcp/demo"));
+            return Err(format!(
+                "client `{spec}`: expected a path such as /mcp/demo"
+            ));
         }
         let mut target = json!({"url": format!("http://{addr}{path}")});
         if let Some(after) = rest.strip_prefix("bearer ") {
@@ -827,7 +853,9 @@ impl Session {
                 .map_err(|e| format!("client `{spec}`: arguments are not JSON: {e}"))?;
             json!({"op": "call_tool", "name": name, "arguments": args})
         } else {
-            return Err(format!("client `{spec}`: expected `list` or `call TOOL JSON`"));
+            return Err(format!(
+                "client `{spec}`: expected `list` or `call TOOL JSON`"
+            ));
         };
         Ok(json!({"target": target, "mode": "legacy", "steps": [step]}))
     }
@@ -855,9 +883,10 @@ impl Session {
     /// Joins the calls still running and stops the gateways.
     fn finish(mut self) {
         for bg in self.background.drain(..) {
-            let printed = bg.thread.join().unwrap_or_else(|_| {
-                Err("the client thread panicked".to_owned())
-            });
+            let printed = bg
+                .thread
+                .join()
+                .unwrap_or_else(|_| Err("the client thread panicked".to_owned()));
             match (printed, bg.expected) {
                 (Err(e), _) => bg.block.fail(format!("client `{}`: {e}", bg.spec)),
                 (Ok(text), Some(want)) if !satisfies(&text, &want) => bg.block.fail(format!(
@@ -887,8 +916,8 @@ fn satisfies(text: &str, want: &str) -> bool {
 fn run_client(scenario: &Value) -> Result<String, String> {
     // The harness panics on a client that cannot run at all; the caller names the block.
     let scenario = scenario.clone();
-    let report = std::panic::catch_unwind(move || peers::py_client_scenario(scenario))
-        .map_err(|e| {
+    let report =
+        std::panic::catch_unwind(move || peers::py_client_scenario(scenario)).map_err(|e| {
             e.downcast_ref::<String>()
                 .cloned()
                 .unwrap_or_else(|| "the python client failed".to_owned())
@@ -918,7 +947,8 @@ fn healthy(addr: SocketAddr, timeout: Duration) -> bool {
     while Instant::now() < deadline {
         if let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            let request =
+                format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
             let mut answer = String::new();
             if stream.write_all(request.as_bytes()).is_ok()
                 && stream.read_to_string(&mut answer).is_ok()
@@ -971,22 +1001,48 @@ mod tests {
         let blocks = parse("X.md", doc).expect("parses");
         assert_eq!(blocks.len(), 1);
         let b = &blocks[0];
-        assert_eq!((b.walkthrough.as_str(), b.line, b.lang.as_str()), ("demo", 7, "sh"));
-        assert_eq!(b.lines, vec![(8, "mcpgate check examples/quickstart".to_owned())]);
-        let keys: Vec<_> = b.directives.iter().map(|d| (d.key.as_str(), d.line)).collect();
+        assert_eq!(
+            (b.walkthrough.as_str(), b.line, b.lang.as_str()),
+            ("demo", 7, "sh")
+        );
+        assert_eq!(
+            b.lines,
+            vec![(8, "mcpgate check examples/quickstart".to_owned())]
+        );
+        let keys: Vec<_> = b
+            .directives
+            .iter()
+            .map(|d| (d.key.as_str(), d.line))
+            .collect();
         assert_eq!(keys, [("from", 3), ("expect", 4)]);
     }
 
     #[test]
     fn a_bad_marker_names_its_line() {
-        let unknown = parse("X.md", "a\n<!-- walkthrough: w\nfrmo: x -->\n```sh\nls\n```\n");
+        let unknown = parse(
+            "X.md",
+            "a\n<!-- walkthrough: w\nfrmo: x -->\n```sh\nls\n```\n",
+        );
         assert_eq!(
-            unknown.err().map(|e| e.starts_with("X.md:3: unknown walkthrough directive `frmo`")),
+            unknown
+                .err()
+                .map(|e| e.starts_with("X.md:3: unknown walkthrough directive `frmo`")),
             Some(true)
+        );
+        let shown = parse(
+            "X.md",
+            "~~~md\n<!-- walkthrough: w -->\n```sh\nls\n```\n~~~\n",
+        );
+        assert_eq!(
+            shown.map(|b| b.len()),
+            Ok(0),
+            "a marker inside a fence is an example"
         );
         let no_block = parse("X.md", "<!-- walkthrough: w -->\ntext\n");
         assert_eq!(
-            no_block.err().map(|e| e.starts_with("X.md:1: walkthrough marker is not followed")),
+            no_block
+                .err()
+                .map(|e| e.starts_with("X.md:1: walkthrough marker is not followed")),
             Some(true)
         );
     }
