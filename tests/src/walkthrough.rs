@@ -377,9 +377,6 @@ impl Session {
                 .unwrap_or_else(|e| block.fail(format!("write {}: {e}", path.display())));
         }
         let mut output = String::new();
-        if block.get("check").is_some() {
-            output.push_str(&self.check(block));
-        }
         // Clients talk to the gateway as soon as the block has started it, so that the
         // commands after `mcpgate serve` see what the calls did.
         let mut clients_done = false;
@@ -394,6 +391,9 @@ impl Session {
                     clients_done = true;
                 }
             }
+        }
+        if block.get("check").is_some() {
+            output.push_str(&self.check(block));
         }
         for d in block.all("expect-gateway") {
             self.expect_gateway(block, d);
