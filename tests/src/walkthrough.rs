@@ -310,6 +310,8 @@ impl Session {
             ),
         );
         env.insert("NO_COLOR".into(), "1".into());
+        // A reader's shell: the gateway logs at its default level, in its default state dir.
+        env.remove("RUST_LOG");
         env.remove("MCPGATE_STATE");
         // Commits in a scratch repository need an author, which a CI machine may not have.
         for (k, v) in [
