@@ -243,11 +243,11 @@ pub fn run(doc: &str, name: &str) {
         !blocks.is_empty(),
         "{doc}: no block is marked `<!-- walkthrough: {name} -->`"
     );
-    let mut session = Session::new();
+    let mut walk = Walk::new();
     for block in &blocks {
-        session.run_block(block);
+        walk.run_block(block);
     }
-    session.finish();
+    walk.finish();
 }
 
 /// A command of a block, with its document line and the output the text shows after it.
@@ -266,7 +266,7 @@ struct Background {
 }
 
 /// The state a reader's shell would keep between the commands of a walkthrough.
-struct Session {
+struct Walk {
     root: tempfile::TempDir,
     /// Holds the `mcpgate` link put first on `PATH`.
     _bin: tempfile::TempDir,
@@ -283,8 +283,8 @@ struct Session {
     background: Vec<Background>,
 }
 
-impl Session {
-    fn new() -> Session {
+impl Walk {
+    fn new() -> Walk {
         let root = tempfile::Builder::new()
             .prefix("mcpgate-walkthrough-")
             .tempdir()
@@ -323,7 +323,7 @@ impl Session {
             env.insert(k.into(), v.into());
         }
         let cwd = root.path().to_owned();
-        Session {
+        Walk {
             root,
             _bin: bin,
             cwd,
@@ -622,7 +622,7 @@ impl Session {
         }
     }
 
-    /// Runs one command line with bash in the session's folder and environment, and keeps
+    /// Runs one command line with bash in the walkthrough's folder and environment, and keeps
     /// the folder and the exported variables it leaves for the next command.
     fn shell(&mut self, block: &Block, line: usize, command: &str) -> (i32, String) {
         let state = self.root.path().join(".walkthrough-shell");
