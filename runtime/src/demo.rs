@@ -2,6 +2,8 @@
 //! protocol) used by the quickstart and the tests. Notes are kept in memory and are also
 //! resources (`note:///NAME`); one prompt (`summarize`). With a page size, lists are
 //! paginated (the cursor is the index of the next item).
+//!
+//! Bottom layer: a standalone server; uses only `jsonrpc`.
 
 use crate::jsonrpc::{self, Kind};
 use serde_json::{Value, json};

@@ -1,5 +1,7 @@
 //! JSON-RPC 2.0 framing for MCP: parse one HTTP body into messages, classify them, and
 //! build error responses. Bad input always yields a valid JSON-RPC error, never a panic.
+//!
+//! Bottom layer: uses nothing of the crate.
 
 use serde_json::{Map, Value, json};
 

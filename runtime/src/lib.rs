@@ -1,19 +1,44 @@
 //! The mcpgate gateway: MCP transports, sessions, decisions, and the `mcpgate` command line.
+//!
+//! The modules form layers; every dependency points down (checked by
+//! `tests/tests/layering.rs`, drawn in `docs/architecture.md`):
+//!
+//! ```text
+//! cli                                   the `mcpgate` command
+//! gateway                               client endpoints, dispatch, relay, era bridging
+//! session upstream                      client sessions; connections to MCP servers
+//! audit approvals quota identity vault lock gitops     services
+//! decision                              the loaded program, the request, the verdict
+//! jsonrpc sse mcp_headers protocol_version http_client state git clock metrics
+//! signature demo                        wire formats, storage, small values
+//! ```
 
+// The command line.
+pub mod cli;
+// The client-facing gateway.
+pub mod gateway;
+// Client sessions and upstream connections.
+pub mod session;
+pub mod upstream;
+// Services: each owns one concern; none imports `gateway` or `cli`.
 pub mod approvals;
 pub mod audit;
-pub mod cli;
-pub mod demo;
-pub mod gateway;
-pub mod git;
 pub mod gitops;
 pub mod identity;
-pub mod jsonrpc;
 pub mod lock;
-pub mod mcp_headers;
 pub mod quota;
-pub mod session;
+pub mod vault;
+// The decision core.
+pub mod decision;
+// Wire formats, storage and small values.
+pub mod clock;
+pub mod demo;
+pub mod git;
+pub mod http_client;
+pub mod jsonrpc;
+pub mod mcp_headers;
+pub mod metrics;
+pub mod protocol_version;
+pub mod signature;
 pub mod sse;
 pub mod state;
-pub mod upstream;
-pub mod vault;

@@ -4,6 +4,8 @@
 //! `tools/call` then mirrors each such argument as `Mcp-Param-TOKEN`. The same code writes
 //! these headers for upstreams and checks those a client sent, so both sides agree on which
 //! marks count and how values are rendered.
+//!
+//! Bottom layer: uses nothing of the crate.
 
 use base64::Engine as _;
 use http::header::{HeaderMap, HeaderName, HeaderValue};

@@ -1,5 +1,7 @@
 //! Server-Sent Events: the encoder for streams the gateway sends to clients, and a small
 //! decoder (used by tests and tools that read the gateway's streams).
+//!
+//! Bottom layer: uses nothing of the crate.
 
 use bytes::Bytes;
 

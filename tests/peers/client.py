@@ -5,7 +5,7 @@ Usage: client.py SCENARIO_JSON (or the scenario on stdin when the argument is `-
 The scenario:
 
     {
-      "target": {"url": "http://127.0.0.1:PORT/mcp/demo"}
+      "target": {"url": "http://127.0.0.1:PORT/mcp/demo", "headers": {...}}
              | {"command": "/path/node", "args": [...], "env": {...}},
       "mode": "legacy",                      # or "auto"
       "steps": [
@@ -56,6 +56,8 @@ from typing import Any
 import anyio
 
 from mcp import Client, MCPError, StdioServerParameters, types
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 SAMPLED_TEXT = "sampled by the test client"
 
@@ -228,8 +230,13 @@ async def listen_resources(client: Client, step: dict[str, Any], timeout: float)
 
 async def main(scenario: dict[str, Any]) -> dict[str, Any]:
     target = scenario["target"]
-    if "url" in target:
-        server: Any = target["url"]
+    if "url" in target and "headers" in target:
+        # Headers such as `Authorization` ride on every request of the session.
+        server: Any = streamable_http_client(
+            target["url"], http_client=create_mcp_http_client(headers=target["headers"])
+        )
+    elif "url" in target:
+        server = target["url"]
     else:
         server = StdioServerParameters(
             command=target["command"], args=target.get("args", []), env=target.get("env")

@@ -12,6 +12,7 @@ Every tool call is appended as {"tool": NAME, "arguments": {...}} (both transpor
 
 Tools:
     whoami           answers `ok`
+    get_me           answers `ok` (named as GitHub's server names it, for the README's walkthrough)
     danger           {"force": bool}: answers `ran` (tests deny it when forced)
     env_digest       {"name": NAME}: whether the variable is set, and the SHA-256 of its value
                      (never the value)
@@ -45,6 +46,13 @@ server = MCPServer("header-recorder")
 def whoami() -> str:
     """Answers ok."""
     record({"tool": "whoami", "arguments": {}})
+    return "ok"
+
+
+@server.tool()
+def get_me() -> str:
+    """Answers ok."""
+    record({"tool": "get_me", "arguments": {}})
     return "ok"
 
 

@@ -23,6 +23,7 @@ pub mod paths;
 pub mod peers;
 pub mod process;
 pub mod repo;
+pub mod walkthrough;
 
 pub use gateway::Gateway;
 pub use repo::PolicyRepo;

@@ -4,10 +4,10 @@
 
 use super::store::{self, Approval, DecideError, Verdict};
 use super::{Approvals, Approver, authorize};
-use crate::gateway::Gateway;
 use ::http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use mcpgate_compiler::request::Principal;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -25,32 +25,21 @@ pub fn owns(path: &str) -> bool {
     path == "/approvals" || path.starts_with("/approvals/")
 }
 
-/// Who is acting: the gateway's own identity check (tokens, OIDC), with the groups
-/// `principals.yaml` declares; an anonymous caller cannot prove group membership, so without
-/// an identity section the approvals' own authenticator decides (which refuses).
-async fn approver_principal(
-    gw: &Gateway,
-    approvals: &Approvals,
-    headers: &::http::HeaderMap,
-) -> Result<mcpgate_compiler::request::Principal, String> {
-    match gw.identity.authenticate(headers).await {
-        Ok(a) if a.principal.kind != mcpgate_compiler::request::PrincipalKind::Anonymous => {
-            Ok(gw.program.load().principal(&a.principal).into_owned())
-        }
-        Ok(_) => approvals.authenticate(headers),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// Handles one request to the API: the status and a JSON body.
-pub async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> (StatusCode, Value) {
-    let Some(approvals) = gw.approvals.get().cloned() else {
+/// Handles one request to the API: the status and a JSON body. `approvals` is unset when
+/// approvals are off; `who` is the caller as the gateway authenticated it (with its policy
+/// groups), or why it could not.
+pub async fn handle(
+    approvals: Option<Arc<Approvals>>,
+    who: Result<Principal, String>,
+    req: Request<Incoming>,
+) -> (StatusCode, Value) {
+    let Some(approvals) = approvals else {
         return error(
             StatusCode::NOT_FOUND,
             "approvals are not enabled on this gateway",
         );
     };
-    let principal = match approver_principal(gw, &approvals, req.headers()).await {
+    let principal = match who {
         Ok(p) => p,
         Err(e) => return error(StatusCode::UNAUTHORIZED, &e),
     };

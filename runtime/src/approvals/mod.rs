@@ -3,14 +3,16 @@
 //! in `state.db`, so `mcpgate approvals` (another process) can decide them and they survive
 //! a restart; the gateway notices decisions by polling the database's `data_version`.
 //! See `docs/approvals.md`.
+//!
+//! Owns the approvals store, decisions, events and webhooks. May use: `decision`, `audit`,
+//! `vault` and the bottom layer; holding and relaying a call is `gateway::hold`'s job.
 
 pub mod api;
 pub mod events;
-pub mod hold;
 pub mod store;
 pub mod webhook;
 
-use crate::upstream::SecretResolver;
+use crate::vault::references::SecretResolver;
 use http::HeaderMap;
 use mcpgate_compiler::Principal;
 use mcpgate_compiler::config::ApprovalsConfig;

@@ -3,9 +3,9 @@
 //! background and is retried a few times; a failure is logged and never holds up a decision.
 
 use super::store::Approval;
-use crate::upstream::SecretResolver;
-use crate::upstream::client::{self, HttpClient};
-use crate::upstream::secrets::resolve_references;
+use crate::http_client::{self as client, HttpClient};
+use crate::vault::references::SecretResolver;
+use crate::vault::references::resolve_references;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Uri};
@@ -91,10 +91,7 @@ impl Webhook {
             .header("x-mcpgate-delivery", id)
             .header("user-agent", concat!("mcpgate/", env!("CARGO_PKG_VERSION")));
         if let Some(secret) = &self.secret {
-            req = req.header(
-                "x-mcpgate-signature",
-                crate::gitops::admin::sign(secret, body),
-            );
+            req = req.header("x-mcpgate-signature", crate::signature::sign(secret, body));
         }
         req.body(Full::new(body.clone())).ok()
     }

@@ -1,24 +1,18 @@
-//! The records the gateway writes: one per decision (before anything is forwarded), one
+//! The records the gateway writes, from the decision core's values (never from a session or
+//! a second evaluation): one per decision (before anything is forwarded), one
 //! per forwarded call's upstream outcome (linked by `request_id`), one per filtered list.
 //! Each decision also opens a tracing span named and attributed after the OpenTelemetry
 //! conventions for MCP (`mcp.method.name`, `gen_ai.tool.name`, ...), closed at the outcome.
 
 use crate::audit::record::{Fields, now_rfc3339};
 use crate::audit::{AUDIT_UNAVAILABLE, AuditLog};
-use crate::gateway::decide::Outcome;
-use crate::gateway::relay::Transform;
-use crate::gateway::{Gateway, LoadedProgram};
+pub use crate::decision::agent_of;
+use crate::decision::{Caller, Decision, LoadedProgram, Outcome};
 use crate::jsonrpc;
-use crate::session::Session;
-use mcpgate_compiler::{Principal, Request, Target, ToolAnnotations, evaluate, visible};
+use mcpgate_compiler::{Request, Target, ToolAnnotations};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// The agent a principal acts as: its `agent` attribute, when it has one.
-pub fn agent_of(principal: &Principal) -> Option<&str> {
-    principal.attrs.get("agent").and_then(Value::as_str)
-}
+use std::time::Instant;
 
 /// A fresh request id (random, 16 bytes hex).
 pub fn new_request_id() -> String {
@@ -53,23 +47,23 @@ pub fn annotations_json(a: ToolAnnotations) -> Map<String, Value> {
     m
 }
 
-fn common(kind: &str, session: &Session, loaded: &LoadedProgram) -> Fields {
+fn common(kind: &str, caller: &Caller<'_>, loaded: &LoadedProgram) -> Fields {
     let mut f = Fields::new();
     f.insert("type".into(), json!(kind));
     f.insert("time".into(), json!(now_rfc3339()));
-    f.insert("session".into(), json!(session.sid));
+    f.insert("session".into(), json!(caller.session));
     f.insert(
         "principal".into(),
-        serde_json::to_value(&session.principal).unwrap_or(Value::Null),
+        serde_json::to_value(caller.declared).unwrap_or(Value::Null),
     );
-    if let Some(agent) = agent_of(&session.principal) {
+    if let Some(agent) = agent_of(caller.declared) {
         f.insert("agent".into(), json!(agent));
     }
     let mut client = Map::new();
-    if let Some(n) = &session.client_name {
+    if let Some(n) = caller.client_name {
         client.insert("name".into(), json!(n));
     }
-    if let Some(v) = &session.client_version {
+    if let Some(v) = caller.client_version {
         client.insert("version".into(), json!(v));
     }
     f.insert("client".into(), Value::Object(client));
@@ -82,19 +76,6 @@ fn common(kind: &str, session: &Session, loaded: &LoadedProgram) -> Fields {
     f
 }
 
-/// What the gateway decided about one request.
-pub struct Decided<'a> {
-    pub target: Target<'a>,
-    pub method: &'a str,
-    pub message: &'a Value,
-    pub client_id: &'a Value,
-    pub outcome: &'a Outcome,
-    /// The lock's refusal, when it turned an allow into a denial (rule `lock` or `schema`).
-    pub lock: Option<&'a crate::lock::gate::Refusal>,
-    /// How long the decision took.
-    pub latency: Duration,
-}
-
 /// Writes the decision record and waits until it is on disk. `Ok(Some(_))` for a call
 /// that goes ahead: pass [`Pending::transform`] to the relay so its outcome is recorded.
 /// `Ok(None)` when the gateway keeps no audit log or the call is refused anyway.
@@ -103,20 +84,21 @@ pub struct Decided<'a> {
 /// The JSON-RPC error to answer with, when the record cannot be written: the call must
 /// not be forwarded.
 pub async fn record_decision(
-    gw: &Gateway,
+    log: Option<&Arc<AuditLog>>,
     loaded: &LoadedProgram,
-    session: &Session,
-    d: Decided<'_>,
+    d: &Decision<'_>,
+    method: &str,
+    client_id: &Value,
 ) -> Result<Option<Pending>, Value> {
-    let Some(log) = gw.audit.get() else {
+    let Some(log) = log else {
         return Ok(None);
     };
     let request_id = new_request_id();
-    let (fields, span) = decision_fields(log, loaded, session, &d, &request_id);
+    let (fields, span) = decision_fields(log, loaded, d, method, client_id, &request_id);
     if let Err(e) = log.append(fields).await {
         tracing::error!(parent: &span, error = %e, "call refused: its audit record cannot be written");
         return Err(jsonrpc::error(
-            d.client_id.clone(),
+            client_id.clone(),
             AUDIT_UNAVAILABLE,
             &format!("{e}; the call was not forwarded"),
         ));
@@ -128,7 +110,7 @@ pub async fn record_decision(
     Ok(Some(Pending {
         log: log.clone(),
         request_id,
-        session: session.sid.clone(),
+        session: d.caller.session.to_owned(),
         server: d.target.server().to_owned(),
         started: Instant::now(),
         span,
@@ -136,49 +118,35 @@ pub async fn record_decision(
     }))
 }
 
+/// The decision record of `d`: written from the decision itself (the request it was
+/// asked about, the VM's answer), never from a second evaluation.
 fn decision_fields(
     log: &AuditLog,
     loaded: &LoadedProgram,
-    session: &Session,
-    d: &Decided<'_>,
+    d: &Decision<'_>,
+    method: &str,
+    client_id: &Value,
     request_id: &str,
 ) -> (Fields, tracing::Span) {
     let program = &loaded.program;
-    let params = jsonrpc::params(d.message);
-    let null = Value::Null;
-    let args = params.get("arguments").unwrap_or(&null);
-    let annotations = match d.target {
-        Target::Tool { server, tool } => loaded
-            .pins
-            .enforced_annotations(server, tool)
-            .unwrap_or_else(|| session.annotations(server, tool)),
-        _ => ToolAnnotations::default(),
-    };
-    // The principal the decision saw: with the groups `principals.yaml` declares.
-    let principal = loaded.principal(&session.principal);
-    let request = Request {
-        principal: &principal,
-        agent: agent_of(&principal),
-        client_name: session.client_name.as_deref(),
-        client_version: session.client_version.as_deref(),
-        target: d.target,
-        args,
-        annotations,
-    };
-    let decision = evaluate(program, &request);
-    let listed = visible(program, &principal, d.target);
+    let args = d.args;
+    let annotations = d.annotations;
+    let request = d.request();
+    let decision = d.vm;
+    let listed = d.listed;
     let rule = program.rule(decision.rule);
-    let mut f = common("decision", session, loaded);
-    if let std::borrow::Cow::Owned(merged) = &principal {
+    let mut f = common("decision", d.caller, loaded);
+    // The principal the decision saw: with the groups `principals.yaml` declares.
+    if let std::borrow::Cow::Owned(merged) = &d.caller.principal {
         f.insert(
             "principal".into(),
             serde_json::to_value(merged).unwrap_or(Value::Null),
         );
     }
     f.insert("request_id".into(), json!(request_id));
-    f.insert("jsonrpc_id".into(), d.client_id.clone());
+    f.insert("jsonrpc_id".into(), client_id.clone());
     f.insert("server".into(), json!(d.target.server()));
-    f.insert("method".into(), json!(d.method));
+    f.insert("method".into(), json!(method));
     f.insert("target".into(), target_json(d.target));
     if !args.is_null() {
         let (recorded, redacted) = redact_args(log, program, &request, args);
@@ -201,7 +169,7 @@ fn decision_fields(
     }
     f.insert("undecided".into(), json!(decision.undecided));
     f.insert("listed".into(), json!(listed));
-    let action = match d.outcome {
+    let action = match &d.outcome {
         Outcome::Allow => "forward",
         Outcome::Deny(_) => "deny",
         Outcome::Unknown => "unknown",
@@ -210,10 +178,14 @@ fn decision_fields(
     f.insert("action".into(), json!(action));
     // The policy's verdict stays as evaluated; a held tool or invalid arguments are the
     // lock's doing, recorded apart so a replay of the program still agrees.
-    if let Some(r) = d.lock.filter(|_| matches!(d.outcome, Outcome::Deny(_))) {
+    if let Some(r) = d
+        .lock
+        .as_ref()
+        .filter(|_| matches!(d.outcome, Outcome::Deny(_)))
+    {
         f.insert("gate".into(), json!(r.rule));
     }
-    if let Outcome::Deny(text) = d.outcome {
+    if let Outcome::Deny(text) = &d.outcome {
         f.insert("message".into(), json!(text));
     }
     let ns = u64::try_from(d.latency.as_nanos()).unwrap_or(u64::MAX);
@@ -222,17 +194,17 @@ fn decision_fields(
     let span = tracing::info_span!(
         target: "mcpgate::audit",
         "mcp.request",
-        otel.name = %format!("{} {}", d.method, if matches!(d.target, Target::Resource { .. }) { d.target.server() } else { name }),
-        "mcp.method.name" = d.method,
-        "mcp.session.id" = %session.sid,
-        "mcp.protocol.version" = %session.protocol_version,
-        "jsonrpc.request.id" = %d.client_id,
-        "gen_ai.operation.name" = if matches!(d.target, Target::Tool { .. }) { "execute_tool" } else { d.method },
+        otel.name = %format!("{} {}", method, if matches!(d.target, Target::Resource { .. }) { d.target.server() } else { name }),
+        "mcp.method.name" = method,
+        "mcp.session.id" = %d.caller.session,
+        "mcp.protocol.version" = %d.caller.protocol_version,
+        "jsonrpc.request.id" = %client_id,
+        "gen_ai.operation.name" = if matches!(d.target, Target::Tool { .. }) { "execute_tool" } else { method },
         "gen_ai.tool.name" = if matches!(d.target, Target::Tool { .. }) { Some(name) } else { None },
         "gen_ai.prompt.name" = if matches!(d.target, Target::Prompt { .. }) { Some(name) } else { None },
         "mcp.resource.uri" = if matches!(d.target, Target::Resource { .. }) { Some(name) } else { None },
         "server.name" = d.target.server(),
-        "enduser.id" = %session.principal.id,
+        "enduser.id" = %d.caller.declared.id,
         "mcpgate.request_id" = request_id,
         "mcpgate.verdict" = decision.verdict.as_str(),
         "mcpgate.action" = action,
@@ -308,19 +280,6 @@ impl Pending {
         &self.request_id
     }
 
-    /// A relay transform that records the outcome from the final response, then applies
-    /// `inner`.
-    pub fn transform(self, inner: Option<Transform>) -> Transform {
-        Box::new(move |m: Value| {
-            let mut me = self;
-            me.finish(&m);
-            match inner {
-                Some(t) => t(m),
-                None => m,
-            }
-        })
-    }
-
     /// Records the outcome `response` shows.
     pub fn finish(&mut self, response: &Value) {
         let (status, detail) = outcome_status(response);
@@ -363,15 +322,15 @@ fn outcome_status(response: &Value) -> (&'static str, Option<Value>) {
 /// Records the outcome of a task-augmented call when `tasks/result` delivers it: an
 /// outcome record under the creating call's `request_id`, with `task` set, without waiting.
 pub fn record_task_outcome(
-    gw: &Gateway,
-    session: &Session,
+    log: Option<&Arc<AuditLog>>,
+    session: &str,
     server: &str,
     request_id: &str,
     task_id: &str,
     response: &Value,
     started: Instant,
 ) {
-    let Some(log) = gw.audit.get() else {
+    let Some(log) = log else {
         return;
     };
     let (status, detail) = outcome_status(response);
@@ -380,7 +339,7 @@ pub fn record_task_outcome(
     f.insert("type".into(), json!("outcome"));
     f.insert("time".into(), json!(now_rfc3339()));
     f.insert("request_id".into(), json!(request_id));
-    f.insert("session".into(), json!(session.sid));
+    f.insert("session".into(), json!(session));
     f.insert("server".into(), json!(server));
     f.insert("task".into(), json!(task_id));
     f.insert("status".into(), json!(status));
@@ -404,18 +363,18 @@ impl Drop for Pending {
 
 /// Records a filtered list (one record per list request, with counts), without waiting.
 pub fn record_list(
-    gw: &Gateway,
+    log: Option<&Arc<AuditLog>>,
     loaded: &LoadedProgram,
-    session: &Session,
+    caller: &Caller<'_>,
     server: Option<&str>,
     method: &str,
     shown: usize,
     hidden: usize,
 ) {
-    let Some(log) = gw.audit.get() else {
+    let Some(log) = log else {
         return;
     };
-    let mut f = common("list", session, loaded);
+    let mut f = common("list", caller, loaded);
     f.insert("request_id".into(), json!(new_request_id()));
     if let Some(s) = server {
         f.insert("server".into(), json!(s));

@@ -7,6 +7,9 @@
 //! - [`keys`]: the checkpoint signing key and the HMAC salt in the state dir.
 //! - [`decision`]: the records the gateway writes for decisions, outcomes and lists.
 //! - [`read`], [`verify`], [`query`]: reading the log back, for `mcpgate audit`.
+//!
+//! Owns the log on disk. May use: `decision` (records are written from a decision) and the
+//! bottom layer.
 
 pub mod decision;
 pub mod keys;
@@ -189,12 +192,15 @@ pub fn event_fields(event: &str, request_id: Option<&str>, data: Value) -> Field
 ///
 /// # Errors
 /// When the record cannot be written.
-pub async fn record_start(log: &AuditLog, gw: &crate::gateway::Gateway) -> Result<u64, AuditError> {
-    let loaded = gw.program.load_full();
+pub async fn record_start(
+    log: &AuditLog,
+    listen: std::net::SocketAddr,
+    loaded: &crate::decision::LoadedProgram,
+) -> Result<u64, AuditError> {
     let data = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "pid": std::process::id(),
-        "listen": gw.listen.to_string(),
+        "listen": listen.to_string(),
         "policy": {"hash": loaded.hash, "commit": loaded.program.commit()},
     });
     log.record_event("gateway.start", None, data).await

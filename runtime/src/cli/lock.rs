@@ -2,7 +2,7 @@
 //! `mcpgate.lock`, or (`--check`) report how the upstreams drifted from the pins.
 
 use crate::gateway::DEFAULT_UPSTREAM_TIMEOUT_SECS;
-use crate::lock::fetch;
+use crate::upstream::inventory as fetch;
 use crate::upstream::{SecretResolver, Upstream};
 use mcpgate_compiler::config::Config;
 use mcpgate_compiler::lock::{Drift, LOCK_FILE, Lockfile, ServerLock, server_drift};

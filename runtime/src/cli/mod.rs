@@ -1,5 +1,7 @@
 //! Subcommands, one module each. Exit codes follow LANGUAGE.md: 0 clean, 1 policy errors or
 //! failed tests, 2 usage or I/O errors.
+//!
+//! The top layer: may use everything; nothing uses it but `main.rs`.
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

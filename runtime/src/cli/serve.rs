@@ -291,7 +291,7 @@ pub fn run(args: Args) -> ExitCode {
             }
         };
         if let Some(log) = &audit {
-            if let Err(e) = crate::audit::record_start(log, &gw).await {
+            if let Err(e) = crate::audit::record_start(log, gw.listen, &gw.program.load_full()).await {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }

@@ -1,7 +1,7 @@
 //! The aggregated `/mcp` endpoint: a merged `initialize` result, namespaced names, and
 //! lists paginated across upstreams with a gateway cursor.
 
-use crate::gateway::version;
+use crate::protocol_version as version;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};

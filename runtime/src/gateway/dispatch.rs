@@ -1,267 +1,25 @@
-//! What the gateway does with each MCP message of a session: `initialize` opens upstream
-//! sessions; decision points are decided; everything else is relayed.
+//! What the gateway does with each request of a session: decision points (`tools/call`,
+//! `prompts/get`, `resources/read` and subscriptions) are decided once and recorded, lists
+//! are filtered, everything else is relayed. Opening and finding sessions is
+//! `gateway::sessions`.
 
-use crate::approvals::hold::{Call, hold};
 use crate::audit::decision as audit;
+use crate::decision::quota::Claim;
 use crate::gateway::aggregate;
 use crate::gateway::decide::{self, ListKind, Outcome};
+use crate::gateway::hold::{Call, Quotas, hold};
+use crate::gateway::lock_gate;
 use crate::gateway::pages;
 use crate::gateway::redact;
 use crate::gateway::relay::{self, Reply, Transform};
 use crate::gateway::tasks;
-use crate::gateway::{Gateway, LoadedProgram, SESSION_MAX_AGE_SECS, version};
-use crate::identity::Authenticated;
+use crate::gateway::{Gateway, LoadedProgram};
 use crate::jsonrpc;
-use crate::lock::gate::{self, Refusal};
-use crate::session::seal::Claims;
-use crate::session::{Endpoint, Session, SessionParts, now_secs};
-use crate::upstream::UpstreamSession;
-use mcpgate_compiler::{Target, ToolAnnotations};
+use crate::session::{Endpoint, Session};
+use mcpgate_compiler::Target;
+use mcpgate_compiler::vm::RuleIdx;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// Why a session could not be found; each maps to an HTTP status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionError {
-    /// Forged, garbled, expired, ended, or for another endpoint: 404.
-    NotFound,
-}
-
-/// A new session and the answer to its `initialize`.
-pub struct Initialized {
-    pub session: Option<Arc<Session>>,
-    pub response: Value,
-}
-
-fn random_hex() -> String {
-    let mut b = [0u8; 16];
-    rand::fill(&mut b[..]);
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Handles `initialize`: connects the endpoint's upstream(s) and creates the session.
-pub async fn initialize(
-    gw: &Gateway,
-    endpoint: &Endpoint,
-    auth: Authenticated,
-    message: Value,
-    client_id: Value,
-) -> Initialized {
-    let params = jsonrpc::params(&message);
-    let requested = params
-        .get("protocolVersion")
-        .and_then(Value::as_str)
-        .unwrap_or(version::DEFAULT)
-        .to_owned();
-    let client_name = params
-        .get("clientInfo")
-        .and_then(|c| c.get("name"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let client_version = params
-        .get("clientInfo")
-        .and_then(|c| c.get("version"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let sid = random_hex();
-    // A scoped credential never reaches a server outside its scope, whatever the policy.
-    let servers: Vec<String> = match endpoint {
-        Endpoint::Aggregate => gw
-            .upstreams
-            .keys()
-            .filter(|s| auth.allows_server(s))
-            .cloned()
-            .collect(),
-        Endpoint::Server(s) => vec![s.clone()],
-    };
-    let connects = servers.iter().filter_map(|name| {
-        let up = gw.upstreams.get(name)?.clone();
-        // Each upstream gets the client's initialize under an id of the gateway's own.
-        let msg = jsonrpc::with_id(message.clone(), json!(0));
-        let sid = sid.clone();
-        let timeout = gw.timeout(name);
-        Some(async move {
-            let r = tokio::time::timeout(timeout, up.connect(&sid, msg)).await;
-            (name.clone(), r)
-        })
-    });
-    let outcomes = futures_util::future::join_all(connects).await;
-    let mut upstreams: BTreeMap<String, UpstreamSession> = BTreeMap::new();
-    let mut results: BTreeMap<String, Value> = BTreeMap::new();
-    let mut failure: Option<Value> = None;
-    for (name, outcome) in outcomes {
-        match outcome {
-            Ok(Ok((session, response))) => {
-                if let Some(result) = response.get("result") {
-                    results.insert(name.clone(), result.clone());
-                    upstreams.insert(name, session);
-                } else {
-                    let error = response.get("error").cloned().unwrap_or(Value::Null);
-                    tracing::warn!(server = %name, %error, "upstream refused initialize");
-                    session.close().await;
-                    failure = Some(jsonrpc::with_id(response, client_id.clone()));
-                }
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(server = %name, error = %e, "upstream unavailable");
-                failure = Some(jsonrpc::error(
-                    client_id.clone(),
-                    jsonrpc::INTERNAL_ERROR,
-                    &format!("server `{name}`: {e}"),
-                ));
-            }
-            Err(_) => {
-                tracing::warn!(server = %name, "upstream initialize timed out");
-                failure = Some(jsonrpc::error(
-                    client_id.clone(),
-                    jsonrpc::INTERNAL_ERROR,
-                    &format!("server `{name}`: upstream timed out"),
-                ));
-            }
-        }
-    }
-    let result = match endpoint {
-        Endpoint::Server(name) => match results.get(name) {
-            Some(r) => r.clone(),
-            None => {
-                return Initialized {
-                    session: None,
-                    response: failure.unwrap_or_else(|| {
-                        jsonrpc::error(client_id, jsonrpc::INTERNAL_ERROR, "no upstream")
-                    }),
-                };
-            }
-        },
-        Endpoint::Aggregate => aggregate::merge_initialize(&results, &requested),
-    };
-    let protocol_version = result
-        .get("protocolVersion")
-        .and_then(Value::as_str)
-        .unwrap_or(&requested)
-        .to_owned();
-    let created = now_secs();
-    let claims = Claims {
-        sid: sid.clone(),
-        endpoint: endpoint.key().to_owned(),
-        client_name: client_name.clone(),
-        client_version: client_version.clone(),
-        protocol_version: protocol_version.clone(),
-        principal: auth.principal.id.clone(),
-        credential: auth.credential.binding(),
-        created,
-        upstreams: upstreams
-            .iter()
-            .map(|(k, v)| (k.clone(), v.state()))
-            .collect(),
-    };
-    let token = gw.sealer.seal(&claims);
-    let session = Arc::new(Session::new(SessionParts {
-        sid,
-        token,
-        endpoint: endpoint.clone(),
-        client_name,
-        client_version,
-        protocol_version,
-        principal: auth.principal,
-        credential: auth.credential,
-        created,
-        upstreams,
-    }));
-    gw.sessions.insert(session.clone());
-    tracing::info!(
-        session = %session.sid,
-        endpoint = %endpoint.path(),
-        principal = %session.principal.id,
-        token = session.credential.token_id().unwrap_or("-"),
-        client = session.client_name.as_deref().unwrap_or("-"),
-        upstreams = ?session.upstreams.keys().collect::<Vec<_>>(),
-        "session opened"
-    );
-    Initialized {
-        session: Some(session),
-        response: jsonrpc::result(client_id, result),
-    }
-}
-
-/// Finds the session a client's `Mcp-Session-Id` names, rebuilding it from the sealed
-/// state when this replica does not hold it.
-///
-/// # Errors
-/// [`SessionError::NotFound`] for a token that does not open, has expired, was ended, or
-/// belongs to another endpoint, principal or upstream set.
-pub fn find_session(
-    gw: &Gateway,
-    endpoint: &Endpoint,
-    auth: &Authenticated,
-    token: &str,
-) -> Result<Arc<Session>, SessionError> {
-    let principal = &auth.principal;
-    if let Some(s) = gw.sessions.by_token(token) {
-        let fresh = now_secs().saturating_sub(s.created) <= SESSION_MAX_AGE_SECS;
-        if fresh
-            && s.endpoint == *endpoint
-            && s.principal.id == principal.id
-            && s.credential == auth.credential
-        {
-            s.touch();
-            return Ok(s);
-        }
-        return Err(SessionError::NotFound);
-    }
-    let claims = gw
-        .sealer
-        .unseal(token, now_secs(), SESSION_MAX_AGE_SECS)
-        .ok_or(SessionError::NotFound)?;
-    if claims.endpoint != endpoint.key()
-        || claims.principal != principal.id
-        || claims.credential != auth.credential.binding()
-        || gw.sessions.is_ended(&claims.sid)
-    {
-        return Err(SessionError::NotFound);
-    }
-    if let Some(s) = gw.sessions.get(&claims.sid) {
-        s.touch();
-        return Ok(s);
-    }
-    let mut upstreams = BTreeMap::new();
-    for (name, state) in &claims.upstreams {
-        let up = gw.upstreams.get(name).ok_or(SessionError::NotFound)?;
-        // A stdio upstream lives only on the replica that spawned it.
-        let session = up
-            .resume(&claims.sid, state)
-            .ok_or(SessionError::NotFound)?;
-        upstreams.insert(name.clone(), session);
-    }
-    let session = Arc::new(Session::new(SessionParts {
-        sid: claims.sid,
-        token: token.to_owned(),
-        endpoint: endpoint.clone(),
-        client_name: claims.client_name,
-        client_version: claims.client_version,
-        protocol_version: claims.protocol_version,
-        principal: principal.clone(),
-        credential: auth.credential.clone(),
-        created: claims.created,
-        upstreams,
-    }));
-    tracing::info!(session = %session.sid, "session resumed from its sealed state");
-    gw.sessions.insert(session.clone());
-    Ok(session)
-}
-
-/// Ends a session: closes its upstream sessions.
-pub async fn end_session(gw: &Gateway, session: &Session) {
-    if let Some(s) = gw.sessions.end(
-        &session.sid,
-        session.created.saturating_add(SESSION_MAX_AGE_SECS),
-    ) {
-        s.close().await;
-    } else {
-        session.close().await;
-    }
-    tracing::info!(session = %session.sid, "session ended");
-}
 
 /// Handles one client request in a session.
 pub async fn request(
@@ -332,57 +90,20 @@ impl ListOrItem {
     }
 }
 
-fn decide_item(
-    loaded: &LoadedProgram,
-    session: &Session,
-    kind: ListOrItem,
-    server: &str,
-    name: &str,
-    message: &Value,
-    refusal: Option<&Refusal>,
-) -> Outcome {
-    let params = jsonrpc::params(message);
-    let null = Value::Null;
-    let args = params.get("arguments").unwrap_or(&null);
-    // Under `lock: enforce` the pinned annotations count, not what the server claims now.
-    let annotations = if kind == ListOrItem::Tool {
-        loaded
-            .pins
-            .enforced_annotations(server, name)
-            .unwrap_or_else(|| session.annotations(server, name))
-    } else {
-        ToolAnnotations::default()
-    };
-    decide::decide(
-        loaded,
-        session,
-        kind.target(server, name),
-        args,
-        annotations,
-        refusal,
-    )
+/// A decided request, owned: what the rest of the call needs once the decision is made
+/// and recorded.
+struct Decided {
+    outcome: Outcome,
+    pending: Option<audit::Pending>,
+    /// The `redact` rules that mask the result (the decision's redaction plan).
+    masks: Vec<RuleIdx>,
+    /// For a held call: the `limit` buckets it takes from when it runs.
+    claims: Vec<Claim>,
 }
 
-/// What the lock says about a tool call (`None` for other requests).
-async fn lock_check(
-    gw: &Gateway,
-    loaded: &LoadedProgram,
-    session: &Session,
-    kind: ListOrItem,
-    server: &str,
-    name: &str,
-    message: &Value,
-) -> Option<Refusal> {
-    if kind != ListOrItem::Tool {
-        return None;
-    }
-    let null = Value::Null;
-    let args = jsonrpc::params(message).get("arguments").unwrap_or(&null);
-    gate::check_call(gw, loaded, session, server, name, args).await
-}
-
-/// Decides a request and writes its audit record before anything is forwarded; `Err` is
-/// the reply when the record cannot be written (the call is refused).
+/// Decides a request once and writes its audit record before anything is forwarded; the
+/// record, the redaction plan and the quota claims all come from that one decision. `Err`
+/// is the reply when the record cannot be written (the call is refused).
 #[allow(clippy::too_many_arguments)]
 async fn decide_recorded(
     gw: &Gateway,
@@ -394,31 +115,38 @@ async fn decide_recorded(
     method: &str,
     message: &Value,
     client_id: &Value,
-) -> Result<(Outcome, Option<audit::Pending>), Reply> {
+) -> Result<Decided, Reply> {
     let started = std::time::Instant::now();
-    let refusal = lock_check(gw, loaded, session, kind, server, name, message).await;
-    let outcome = decide_item(
-        loaded,
-        session,
-        kind,
-        server,
-        name,
-        message,
-        refusal.as_ref(),
-    );
-    let d = audit::Decided {
-        target: kind.target(server, name),
-        method,
-        message,
-        client_id,
-        outcome: &outcome,
-        lock: refusal.as_ref(),
-        latency: started.elapsed(),
+    let null = Value::Null;
+    let args = jsonrpc::params(message).get("arguments").unwrap_or(&null);
+    let refusal = match kind {
+        ListOrItem::Tool => lock_gate::check_call(gw, loaded, session, server, name, args).await,
+        _ => None,
     };
-    match audit::record_decision(gw, loaded, session, d).await {
-        Ok(p) => Ok((outcome, p)),
-        Err(e) => Err(Reply::Json(e)),
-    }
+    let caller = decide::caller(loaded, session);
+    let target = kind.target(server, name);
+    let mut d = decide::decide(gw, loaded, &caller, session, target, args, refusal);
+    d.latency = started.elapsed();
+    let pending = audit::record_decision(gw.audit.get(), loaded, &d, method, client_id)
+        .await
+        .map_err(Reply::Json)?;
+    let goes_on = matches!(d.outcome, Outcome::Allow | Outcome::Approve(_));
+    let masks = if goes_on {
+        d.result_masks(loaded)
+    } else {
+        Vec::new()
+    };
+    let claims = if matches!(d.outcome, Outcome::Approve(_)) {
+        d.quota_claims(loaded)
+    } else {
+        Vec::new()
+    };
+    Ok(Decided {
+        outcome: d.outcome,
+        pending,
+        masks,
+        claims,
+    })
 }
 
 fn filter_transform(
@@ -433,9 +161,9 @@ fn filter_transform(
             let (shown, hidden) =
                 decide::filter_page(&loaded, &session, &server, kind, result, None);
             audit::record_list(
-                &gw,
+                gw.audit.get(),
                 &loaded,
-                &session,
+                &decide::caller(&loaded, &session),
                 Some(&server),
                 kind.method(),
                 shown,
@@ -465,7 +193,7 @@ async fn single(
     let mut pending = None;
     let mut masks = None;
     if let Some((kind, name)) = decision_point(method, &message) {
-        let (outcome, p) = match decide_recorded(
+        let d = match decide_recorded(
             gw, &loaded, session, kind, server, &name, method, &message, &client_id,
         )
         .await
@@ -473,20 +201,28 @@ async fn single(
             Ok(x) => x,
             Err(reply) => return reply,
         };
-        if let (ListOrItem::Tool, Outcome::Approve(h)) = (kind, &outcome)
+        let plan = redact::transform(&loaded, d.masks);
+        if let (ListOrItem::Tool, Outcome::Approve(h)) = (kind, &d.outcome)
             && let Some(approvals) = gw.approvals.get()
         {
-            let masks = redact::transform(&loaded, session, kind.target(server, &name), &message);
-            let masks = tasks::on_call(gw, session, server, &name, &message, p.as_ref(), masks);
+            let p = d.pending;
+            let masks = tasks::on_call(gw, session, server, &name, &message, p.as_ref(), plan);
             let call = Call::new(session, server, &name, message, client_id, p);
-            return hold_call(gw, approvals, &loaded, call, masks, h).await;
+            return hold_call(gw, approvals, &loaded, call, masks, d.claims, h).await;
         }
-        if outcome != Outcome::Allow {
-            return Reply::Json(kind.refusal(client_id, &outcome, &name));
+        if d.outcome != Outcome::Allow {
+            return Reply::Json(kind.refusal(client_id, &d.outcome, &name));
         }
-        masks = redact::transform(&loaded, session, kind.target(server, &name), &message);
-        masks = tasks::on_call(gw, session, server, &name, &message, p.as_ref(), masks);
-        pending = p;
+        masks = tasks::on_call(
+            gw,
+            session,
+            server,
+            &name,
+            &message,
+            d.pending.as_ref(),
+            plan,
+        );
+        pending = d.pending;
     }
     let t = redact::with_audit(pending, masks);
     forward_to(gw, session, server, message, client_id, t).await
@@ -494,16 +230,23 @@ async fn single(
 
 /// Holds a tool call for approval, with its result masks; counted against the deciding
 /// program's limits when it runs, forwarded under the server's timeout.
+#[allow(clippy::too_many_arguments)]
 async fn hold_call(
     gw: &Gateway,
     approvals: &Arc<crate::approvals::Approvals>,
     loaded: &Arc<LoadedProgram>,
     call: Call,
     masks: Option<Transform>,
+    claims: Vec<Claim>,
     h: &decide::Hold,
 ) -> Reply {
     let timeout = gw.timeout(&call.server);
-    let call = call.masks(masks).quotas(loaded.clone()).timeout(timeout);
+    let quotas = Quotas {
+        loaded: loaded.clone(),
+        store: gw.quotas.clone(),
+        claims,
+    };
+    let call = call.masks(masks).quotas(quotas).timeout(timeout);
     hold(approvals.clone(), call, h, &loaded.hash).await
 }
 
@@ -550,7 +293,7 @@ async fn aggregated(
             else {
                 return Reply::Json(kind.refusal(client_id, &Outcome::Unknown, &shown));
             };
-            let (outcome, pending) = match decide_recorded(
+            let d = match decide_recorded(
                 gw, &loaded, session, kind, server, name, method, &message, &client_id,
             )
             .await
@@ -559,23 +302,21 @@ async fn aggregated(
                 Err(reply) => return reply,
             };
             let mut message = message;
-            if let (ListOrItem::Tool, Outcome::Approve(h)) = (kind, &outcome)
+            let plan = redact::transform(&loaded, d.masks);
+            let pending = d.pending;
+            if let (ListOrItem::Tool, Outcome::Approve(h)) = (kind, &d.outcome)
                 && let Some(approvals) = gw.approvals.get()
             {
                 let masks =
-                    redact::transform(&loaded, session, kind.target(server, name), &message);
-                let masks =
-                    tasks::on_call(gw, session, server, name, &message, pending.as_ref(), masks);
+                    tasks::on_call(gw, session, server, name, &message, pending.as_ref(), plan);
                 message["params"]["name"] = Value::String(name.to_owned());
                 let call = Call::new(session, server, name, message, client_id, pending);
-                return hold_call(gw, approvals, &loaded, call, masks, h).await;
+                return hold_call(gw, approvals, &loaded, call, masks, d.claims, h).await;
             }
-            if outcome != Outcome::Allow {
-                return Reply::Json(kind.refusal(client_id, &outcome, &shown));
+            if d.outcome != Outcome::Allow {
+                return Reply::Json(kind.refusal(client_id, &d.outcome, &shown));
             }
-            let masks = redact::transform(&loaded, session, kind.target(server, name), &message);
-            let masks =
-                tasks::on_call(gw, session, server, name, &message, pending.as_ref(), masks);
+            let masks = tasks::on_call(gw, session, server, name, &message, pending.as_ref(), plan);
             message["params"]["name"] = Value::String(name.to_owned());
             let t = redact::with_audit(pending, masks);
             forward_to(gw, session, server, message, client_id, t).await
@@ -602,7 +343,7 @@ async fn resource(
         .unwrap_or("resources/read")
         .to_owned();
     if let Some(server) = session.resource_route(uri) {
-        let (outcome, pending) = match decide_recorded(
+        let d = match decide_recorded(
             gw, loaded, session, kind, &server, uri, &method, &message, &client_id,
         )
         .await
@@ -610,17 +351,22 @@ async fn resource(
             Ok(x) => x,
             Err(reply) => return reply,
         };
-        if outcome != Outcome::Allow {
-            return Reply::Json(kind.refusal(client_id, &outcome, uri));
+        if d.outcome != Outcome::Allow {
+            return Reply::Json(kind.refusal(client_id, &d.outcome, uri));
         }
-        let masks = redact::transform(loaded, session, kind.target(&server, uri), &message);
-        let t = redact::with_audit(pending, masks);
+        let masks = redact::transform(loaded, d.masks);
+        let t = redact::with_audit(d.pending, masks);
         return forward_to(gw, session, &server, message, client_id, t).await;
     }
     let mut last = Outcome::Unknown;
     let params = message.get("params").cloned().unwrap_or(json!({}));
     for (server, up) in &session.upstreams {
-        let (outcome, mut pending) = match decide_recorded(
+        let Decided {
+            outcome,
+            mut pending,
+            masks,
+            ..
+        } = match decide_recorded(
             gw, loaded, session, kind, server, uri, &method, &message, &client_id,
         )
         .await
@@ -650,7 +396,7 @@ async fn resource(
                 }
                 session.set_resource_route(uri, server);
                 let reply = jsonrpc::result(client_id, result);
-                let masks = redact::transform(loaded, session, kind.target(server, uri), &message);
+                let masks = redact::transform(loaded, masks);
                 return Reply::Json(match masks {
                     Some(t) => t(reply),
                     None => reply,
@@ -764,6 +510,15 @@ async fn list(
     let Ok((items, next)) = walked else {
         return jsonrpc::error(client_id, jsonrpc::INVALID_PARAMS, "invalid cursor");
     };
-    audit::record_list(gw, loaded, session, None, kind.method(), shown, hidden);
+    let caller = decide::caller(loaded, session);
+    audit::record_list(
+        gw.audit.get(),
+        loaded,
+        &caller,
+        None,
+        kind.method(),
+        shown,
+        hidden,
+    );
     pages::answer(client_id, kind.key(), items, next)
 }

@@ -2,8 +2,9 @@
 //! Accept, Content-Type, body size, protocol version, session id), and turning replies
 //! into JSON or SSE responses.
 
-use crate::gateway::dispatch::{self, SessionError};
+use crate::gateway::dispatch;
 use crate::gateway::relay::{self, Reply};
+use crate::gateway::sessions::{self, SessionError};
 use crate::gateway::{Gateway, version};
 use crate::identity::{Authenticated, metadata};
 use crate::jsonrpc::{self, Kind};
@@ -236,14 +237,14 @@ pub async fn handle(
         if path == "/status" {
             return Ok(json_response(StatusCode::OK, &gw.status_json()));
         }
-        return Ok(crate::gitops::http::metrics(&gw));
+        return Ok(crate::gateway::status::metrics(&gw));
     }
     if crate::approvals::api::owns(&path) {
-        let (status, value) = crate::approvals::api::handle(&gw, req).await;
+        let (status, value) = crate::gateway::approvers::handle(&gw, req).await;
         return Ok(json_response(status, &value));
     }
     if path == "/admin/sync" {
-        let (status, value) = crate::gitops::http::admin_sync(&gw, req).await;
+        let (status, value) = crate::gateway::status::admin_sync(&gw, req).await;
         return Ok(json_response(status, &value));
     }
     if path.starts_with(metadata::WELL_KNOWN) {
@@ -327,7 +328,7 @@ fn session_of(
         ));
     };
     let token = token.to_str().unwrap_or("");
-    dispatch::find_session(gw, endpoint, auth, token).map_err(|SessionError::NotFound| {
+    sessions::find_session(gw, endpoint, auth, token).map_err(|SessionError::NotFound| {
         rpc_error(
             StatusCode::NOT_FOUND,
             jsonrpc::INVALID_REQUEST,
@@ -371,7 +372,7 @@ async fn delete(
 ) -> Response<Body> {
     match session_of(gw, endpoint, auth, headers) {
         Ok(session) => {
-            dispatch::end_session(gw, &session).await;
+            sessions::end_session(gw, &session).await;
             plain(StatusCode::OK, "session ended")
         }
         Err(r) => r,
@@ -468,7 +469,7 @@ async fn single(
         if gw.sessions.len() >= crate::gateway::MAX_SESSIONS {
             return plain(StatusCode::SERVICE_UNAVAILABLE, "too many sessions");
         }
-        let init = dispatch::initialize(gw, endpoint, auth, message, id.clone()).await;
+        let init = sessions::initialize(gw, endpoint, auth, message, id.clone()).await;
         let mut r = json_response(StatusCode::OK, &init.response);
         if let Some(s) = init.session
             && let Ok(v) = HeaderValue::from_str(&s.token)
@@ -505,7 +506,7 @@ async fn respond(gw: &Gateway, session: &Arc<Session>, reply: Reply) -> Response
             r
         }
         Reply::SessionGone => {
-            dispatch::end_session(gw, session).await;
+            sessions::end_session(gw, session).await;
             rpc_error(
                 StatusCode::NOT_FOUND,
                 jsonrpc::INVALID_REQUEST,

@@ -13,11 +13,10 @@
 use crate::gateway::relay::{self, Reply, Transform};
 use crate::jsonrpc;
 use crate::session::Session;
+use crate::session::inputs::id_key;
 use crate::upstream::{Exchange, UpstreamError, UpstreamSession};
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -26,38 +25,6 @@ use tokio_util::sync::CancellationToken;
 pub const MAX_ROUNDS: usize = 8;
 /// Methods a stateless server may answer with `input_required`.
 const BRIDGED_METHODS: [&str; 3] = ["tools/call", "prompts/get", "resources/read"];
-
-/// The bridge's state in one client session: the calls running through it, and the input
-/// requests waiting for the client's answer.
-#[derive(Debug, Default)]
-pub struct SessionInputs {
-    /// Set for sessions the gateway holds for stateless clients, which take
-    /// `input_required` as it is.
-    off: AtomicBool,
-    /// Client-facing id of an input request -> where its answer goes.
-    waiting: Mutex<HashMap<String, oneshot::Sender<Value>>>,
-    /// Client id of a running call -> its cancellation.
-    calls: Mutex<HashMap<String, Arc<CancellationToken>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn id_key(id: &Value) -> String {
-    id.to_string()
-}
-
-impl SessionInputs {
-    /// Turns the bridge off: the session's client speaks the stateless era itself.
-    pub fn disable(&self) {
-        self.off.store(true, Ordering::Relaxed);
-    }
-
-    fn enabled(&self) -> bool {
-        !self.off.load(Ordering::Relaxed)
-    }
-}
 
 /// Whether `message`, sent to `upstream` in `session`, runs through the bridge.
 pub fn applies(session: &Session, upstream: &UpstreamSession, message: &Value) -> bool {
@@ -72,8 +39,7 @@ pub fn deliver(session: &Session, message: Value) -> Option<Value> {
     let Some(id) = message.get("id") else {
         return Some(message);
     };
-    let waiter = lock(&session.inputs.waiting).remove(&id_key(id));
-    match waiter {
+    match session.inputs.take_waiter(id) {
         Some(tx) => {
             // The call may have ended meanwhile: the answer is then dropped.
             let _ = tx.send(message);
@@ -86,13 +52,7 @@ pub fn deliver(session: &Session, message: Value) -> Option<Value> {
 /// Cancels the bridged call the client names in `notifications/cancelled`; `false` when no
 /// such call runs here.
 pub fn cancel(session: &Session, client_id: &Value) -> bool {
-    match lock(&session.inputs.calls).get(&id_key(client_id)) {
-        Some(token) => {
-            token.cancel();
-            true
-        }
-        None => false,
-    }
+    session.inputs.cancel(client_id)
 }
 
 /// Registers a running call, and forgets it (and its unanswered input requests) on drop.
@@ -107,7 +67,7 @@ impl Running {
     fn new(session: Arc<Session>, client_id: &Value) -> Running {
         let token = Arc::new(CancellationToken::new());
         let client_key = id_key(client_id);
-        lock(&session.inputs.calls).insert(client_key.clone(), token.clone());
+        session.inputs.start_call(client_key.clone(), token.clone());
         Running {
             session,
             client_key,
@@ -121,7 +81,7 @@ impl Running {
         let id = self.session.next_id();
         let (tx, rx) = oneshot::channel();
         let key = id_key(&id);
-        lock(&self.session.inputs.waiting).insert(key.clone(), tx);
+        self.session.inputs.wait_for(key.clone(), tx);
         self.asked.push(key);
         (id, rx)
     }
@@ -129,19 +89,9 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let mut calls = lock(&self.session.inputs.calls);
         // A newer call may reuse the client's id: forget only this one.
-        if calls
-            .get(&self.client_key)
-            .is_some_and(|t| Arc::ptr_eq(t, &self.token))
-        {
-            calls.remove(&self.client_key);
-        }
-        drop(calls);
-        let mut waiting = lock(&self.session.inputs.waiting);
-        for key in &self.asked {
-            waiting.remove(key);
-        }
+        self.session.inputs.end_call(&self.client_key, &self.token);
+        self.session.inputs.forget_waits(&self.asked);
     }
 }
 

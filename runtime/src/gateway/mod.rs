@@ -1,30 +1,39 @@
 //! The client-facing gateway: Streamable HTTP endpoints (`/mcp/{server}` and the aggregated
 //! `/mcp`), sessions, a decision on every request that names a tool, prompt or resource,
-//! and a transparent relay for everything else.
+//! and a transparent relay for everything else. The operator's HTTP faces (`/status`,
+//! `/metrics`, `/admin/sync`, `/approvals`) are served here too.
+//!
+//! May use: everything below it (`session`, `upstream`, the services, `decision`, the
+//! bottom layer); only `cli` uses it.
 
 pub mod aggregate;
+pub mod approvers;
 pub mod decide;
 pub mod dispatch;
+pub mod hold;
 pub mod http;
 pub mod input_bridge;
+pub mod lock_gate;
 pub mod modern;
 pub mod pages;
 pub mod redact;
 pub mod relay;
 pub mod resource_updates;
 pub mod server;
+pub mod sessions;
+pub mod status;
 pub mod status_access;
 pub mod tasks;
-pub mod version;
 
+pub use crate::decision::LoadedProgram;
+pub use crate::protocol_version as version;
 use crate::session::seal::Sealer;
 use crate::session::{Endpoint, Store};
 pub use crate::upstream::EnvSecrets;
 use crate::upstream::{SecretResolver, Upstream};
 use arc_swap::ArcSwap;
+use mcpgate_compiler::Program;
 use mcpgate_compiler::config::{Config, GatewayConfig};
-use mcpgate_compiler::lock::{Lockfile, Pins};
-use mcpgate_compiler::{Principal, Program};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,70 +47,14 @@ pub const MAX_SESSIONS: usize = 10_000;
 /// Upstream request timeout when the server config sets none.
 pub const DEFAULT_UPSTREAM_TIMEOUT_SECS: u64 = 60;
 
-/// A compiled program with what is derived from it once per swap.
-#[derive(Debug)]
-pub struct LoadedProgram {
-    pub program: Program,
-    /// `Program::hash_hex`, computed once.
-    pub hash: String,
-    /// Quota counts: handed from each program to the next, so they survive a swap.
-    pub quotas: Arc<dyn crate::quota::QuotaStore>,
-    /// The pins of `mcpgate.lock` from the same commit, with lock modes and argument
-    /// validators: swapped together with the program.
-    pub pins: Pins,
-}
-
-impl LoadedProgram {
-    /// A program with fresh, in-process quota counts and no lock.
-    pub fn new(program: Program) -> LoadedProgram {
-        LoadedProgram::with_quotas(program, Arc::new(crate::quota::MemoryStore::new()))
-    }
-
-    /// A program with fresh quota counts and the lock and config of the same commit.
-    pub fn with_lock(
-        program: Program,
-        lock: Option<&Lockfile>,
-        config: Option<&Config>,
-    ) -> LoadedProgram {
-        let mut loaded = LoadedProgram::new(program);
-        loaded.pins = Pins::new(lock, config);
-        loaded
-    }
-
-    /// A program that keeps counting in `quotas`.
-    pub fn with_quotas(
-        program: Program,
-        quotas: Arc<dyn crate::quota::QuotaStore>,
-    ) -> LoadedProgram {
-        let hash = program.hash_hex();
-        LoadedProgram {
-            program,
-            hash,
-            quotas,
-            pins: Pins::default(),
-        }
-    }
-
-    /// The principal as this program sees it: the credential's groups and those the
-    /// policy repository declares for its id (`principals.yaml`). Borrowed when the policy
-    /// adds nothing, so most decisions copy nothing.
-    pub fn principal<'a>(&self, p: &'a Principal) -> std::borrow::Cow<'a, Principal> {
-        self.program.principal(p)
-    }
-}
-
-impl From<Program> for LoadedProgram {
-    fn from(program: Program) -> LoadedProgram {
-        LoadedProgram::new(program)
-    }
-}
-
 /// Everything one gateway process shares across connections.
 #[derive(Debug)]
 pub struct Gateway {
     /// The live program: load it once per request (`load_full`), never hold a guard across
     /// an `.await`.
     pub program: ArcSwap<LoadedProgram>,
+    /// Quota counts, kept by rule id across program swaps.
+    pub quotas: Arc<dyn crate::quota::QuotaStore>,
     pub config: GatewayConfig,
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     timeouts: BTreeMap<String, Duration>,
@@ -155,6 +108,7 @@ impl Gateway {
         }
         Ok(Gateway {
             program: ArcSwap::from_pointee(program.into()),
+            quotas: Arc::new(crate::quota::MemoryStore::new()),
             config: config.gateway.clone(),
             upstreams,
             timeouts,
@@ -215,9 +169,14 @@ impl Gateway {
     }
 
     /// Replaces the live program and its pins together (policy reload). Limits keep their
-    /// counts by rule id across the swap.
-    pub fn swap(&self, mut loaded: LoadedProgram) {
-        loaded.quotas = self.program.load().quotas.clone();
+    /// counts by rule id across the swap (the counts live in [`Gateway::quotas`]).
+    pub fn swap(&self, loaded: LoadedProgram) {
         self.program.store(Arc::new(loaded));
+    }
+}
+
+impl crate::gitops::ProgramSink for Gateway {
+    fn swap(&self, loaded: LoadedProgram) {
+        Gateway::swap(self, loaded);
     }
 }

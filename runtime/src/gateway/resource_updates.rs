@@ -16,18 +16,12 @@ pub const UPDATED: &str = "notifications/resources/updated";
 /// Whether the session's principal may read `uri` at `server` (a verdict of allow on a
 /// resource it may see).
 pub fn may_read(loaded: &LoadedProgram, session: &Session, server: &str, uri: &str) -> bool {
-    let principal = loaded.principal(&session.principal);
+    let caller = decide::caller(loaded, session);
     let target = Target::Resource { server, uri };
-    if !visible(&loaded.program, &principal, target) {
+    if !visible(&loaded.program, &caller.principal, target) {
         return false;
     }
-    let request = decide::request(
-        &principal,
-        session,
-        target,
-        &Value::Null,
-        ToolAnnotations::default(),
-    );
+    let request = caller.request(target, &Value::Null, ToolAnnotations::default());
     evaluate(&loaded.program, &request).verdict == Verdict::Allow
 }
 

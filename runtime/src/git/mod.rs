@@ -1,4 +1,6 @@
 //! Reading policy repositories through git (libgit2): a commit's files without a checkout.
+//!
+//! Bottom layer: uses nothing of the crate.
 
 use mcpgate_compiler::repo::{FileKind, SourceFile};
 use std::path::Path;

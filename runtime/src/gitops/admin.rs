@@ -1,7 +1,6 @@
 //! `POST /admin/sync`: an admin bearer token or a GitHub push webhook signed with
 //! `X-Hub-Signature-256` triggers a sync now. Both are compared in constant time.
 
-use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use subtle::ConstantTimeEq;
@@ -104,44 +103,7 @@ impl AdminAuth {
     }
 }
 
-/// Verifies `sha256=HEX` as the HMAC-SHA256 of `body` under `secret` (constant time).
-pub fn verify_signature(secret: &[u8], header: &str, body: &[u8]) -> bool {
-    let Some(hex) = header.trim().strip_prefix("sha256=") else {
-        return false;
-    };
-    let Some(expected) = decode_hex(hex) else {
-        return false;
-    };
-    let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(secret) else {
-        return false;
-    };
-    mac.update(body);
-    mac.verify_slice(&expected).is_ok()
-}
-
-/// `sha256=HEX` for `body` under `secret` (what GitHub sends).
-pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(secret) else {
-        return String::new();
-    };
-    mac.update(body);
-    let bytes = mac.finalize().into_bytes();
-    let mut out = String::from("sha256=");
-    for b in bytes.iter() {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
+pub use crate::signature::{sign, verify_signature};
 
 #[cfg(test)]
 mod tests {

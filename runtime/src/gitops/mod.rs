@@ -2,24 +2,25 @@
 //! folder). Each new head is read through git, checked, compiled and tested; only a good
 //! program is swapped in (arc-swap), saved in the state dir, and served after a restart
 //! when the repository is out of reach. Without any good program every request is denied.
+//!
+//! Owns the policy source, builds and the live-program status. May use: `decision` and the
+//! bottom layer; programs go to a [`ProgramSink`] (the gateway implements it).
 
 pub mod admin;
 pub mod build;
 pub mod fetch;
-pub mod http;
-pub mod metrics;
 pub mod store;
 pub mod watch;
 
-use crate::gateway::{Gateway, LoadedProgram};
-use crate::session::now_secs;
+use crate::clock::now_secs;
+use crate::decision::LoadedProgram;
+use crate::metrics::{self, Metrics};
 use build::{Built, Rejected};
 use fetch::{GitSource, Head};
 use mcpgate_compiler::Program;
 use mcpgate_compiler::config::Config;
 use mcpgate_compiler::ir::Policy;
 use mcpgate_compiler::lock::Lockfile;
-use metrics::Metrics;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -99,6 +100,13 @@ struct Status {
     save_error: Option<String>,
 }
 
+/// What takes the programs the syncer builds: the gateway implements it, so the policy
+/// follower never depends on the gateway.
+pub trait ProgramSink: Send + Sync {
+    /// Makes `loaded` the live program (with the lock of the same commit).
+    fn swap(&self, loaded: LoadedProgram);
+}
+
 /// Follows the policy source and swaps good programs into the gateway.
 #[derive(Debug)]
 pub struct Syncer {
@@ -107,7 +115,8 @@ pub struct Syncer {
     status: Mutex<Status>,
     /// One sync at a time.
     running: tokio::sync::Mutex<()>,
-    gateway: OnceLock<Weak<Gateway>>,
+    /// Where good programs go (the gateway).
+    sink: OnceLock<Weak<dyn ProgramSink>>,
     /// The config the gateway started with (servers and gateway settings are read once).
     config: Config,
     pub metrics: Metrics,
@@ -248,7 +257,7 @@ impl Syncer {
             state: state.to_owned(),
             status: Mutex::new(status),
             running: tokio::sync::Mutex::new(()),
-            gateway: OnceLock::new(),
+            sink: OnceLock::new(),
             config: config.clone(),
             metrics,
             admin,
@@ -301,7 +310,7 @@ impl Syncer {
             state: state.to_owned(),
             status: Mutex::new(status),
             running: tokio::sync::Mutex::new(()),
-            gateway: OnceLock::new(),
+            sink: OnceLock::new(),
             config: config.clone(),
             metrics: Metrics::default(),
             admin,
@@ -316,8 +325,9 @@ impl Syncer {
     }
 
     /// Connects the syncer to the gateway whose program it replaces.
-    pub fn attach(&self, gw: &Arc<Gateway>) {
-        let _ = self.gateway.set(Arc::downgrade(gw));
+    pub fn attach<S: ProgramSink + 'static>(&self, sink: &Arc<S>) {
+        let weak: Weak<dyn ProgramSink> = Arc::downgrade(sink) as Weak<dyn ProgramSink>;
+        let _ = self.sink.set(weak);
     }
 
     /// The policy source.
@@ -452,7 +462,7 @@ impl Syncer {
             }
             return;
         }
-        let Some(gw) = self.gateway.get().and_then(Weak::upgrade) else {
+        let Some(gw) = self.sink.get().and_then(Weak::upgrade) else {
             return;
         };
         let live = Live {

@@ -3,7 +3,7 @@
 //! The algorithm must be one the config pins and must fit the key's type, so neither `none`
 //! nor an HMAC token "signed" with a public key can pass.
 
-use crate::upstream::client::{HttpClient, build_client, parse_url};
+use crate::http_client::{HttpClient, build_client, parse_url};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};

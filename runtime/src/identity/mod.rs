@@ -3,13 +3,15 @@
 //! the headers of one request into an [`Authenticated`] caller or an [`AuthError`] (a 401).
 //!
 //! Without an `identity` section every caller is `anonymous`, as before.
+//!
+//! Owns tokens and JWT checks. May use: the bottom layer (`state`, `http_client`, `clock`).
 
 pub mod jwt;
 pub mod metadata;
 pub mod time;
 pub mod tokens;
 
-use crate::session::now_secs;
+use crate::clock::now_secs;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use mcpgate_compiler::Principal;

@@ -4,8 +4,7 @@
 //! `validate_arguments`, a call whose arguments do not satisfy the pinned input schema is
 //! refused (rule `schema`).
 
-use crate::gateway::{Gateway, LoadedProgram, relay};
-use crate::session::Session;
+pub use crate::decision::lock::{RULE_LOCK, RULE_SCHEMA, Refusal};
 use mcpgate_compiler::config::LockMode;
 use mcpgate_compiler::lock::{self, Hold, Kind, Pins, ToolCheck};
 use serde_json::{Map, Value, json};
@@ -13,22 +12,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::{Mutex, MutexGuard};
 
-/// Rule id of a call refused because its tool is held by the lock.
-pub const RULE_LOCK: &str = "lock";
-/// Rule id of a call refused because its arguments fail the pinned input schema.
-pub const RULE_SCHEMA: &str = "schema";
-
 /// Most tools remembered per server for `/status`.
 const MAX_OBSERVED: usize = 10_000;
-/// Most pages read when the gateway lists a server's tools itself.
-const MAX_PAGES: usize = 100;
-
-/// A call the lock refuses: the rule id (`lock` or `schema`) and the text the caller gets.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
-    pub rule: &'static str,
-    pub message: String,
-}
 
 /// The last definition each server listed, by tool (gateway-wide, for `/status` and for
 /// naming the changed fields).
@@ -59,7 +44,8 @@ fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
     f(guard.get_or_insert_with(State::default))
 }
 
-fn observe(server: &str, name: &str, digest: [u8; 32], item: &Value) {
+/// Remembers the definition `server` listed for `name`.
+pub fn observe(server: &str, name: &str, digest: [u8; 32], item: &Value) {
     with_state(|st| {
         let tools = st.observed.entry(server.to_owned()).or_default();
         if tools.get(name).is_some_and(|o| o.digest == digest) {
@@ -88,15 +74,24 @@ fn observed_definition(server: &str, name: &str, digest: &[u8; 32]) -> Option<Va
     })
 }
 
-/// Records one tool of a `tools/list` page. Returns false when the list must drop it
-/// (held under `enforce`).
-pub fn list_item(pins: &Pins, session: &Session, server: &str, name: &str, item: &Value) -> bool {
+/// Records one tool of a `tools/list` page: its digest (`None` when the server is not
+/// pinned) and whether the list keeps it (false: held under `enforce`).
+pub fn list_item(pins: &Pins, server: &str, name: &str, item: &Value) -> (Option<[u8; 32]>, bool) {
     let Some(sp) = pins.server(server) else {
-        return true;
+        return (None, true);
     };
     let digest = lock::digest(Kind::Tool, item);
-    session.set_tool_digest(server, name, digest);
     observe(server, name, digest, item);
+    (Some(digest), list_keeps(sp, name, digest, item, server))
+}
+
+fn list_keeps(
+    sp: &lock::ServerPins,
+    name: &str,
+    digest: [u8; 32],
+    item: &Value,
+    server: &str,
+) -> bool {
     if sp.mode == LockMode::Off {
         return true;
     }
@@ -115,83 +110,35 @@ pub fn list_item(pins: &Pins, session: &Session, server: &str, name: &str, item:
     sp.mode != LockMode::Enforce
 }
 
-/// Lists `server`'s tools for `session` (every page), recording their hashes.
-async fn fetch_tools(gw: &Gateway, session: &Session, server: &str) {
-    let Some(up) = session.upstreams.get(server) else {
-        return;
-    };
-    let mut cursor: Option<String> = None;
-    for _ in 0..MAX_PAGES {
-        let params = cursor
-            .as_ref()
-            .map_or_else(|| json!({}), |c| json!({"cursor": c}));
-        let result = match relay::call(
-            session,
-            server,
-            up,
-            "tools/list",
-            params,
-            gw.timeout(server),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(target: "mcpgate::lock", server, error = %e, "cannot list tools to check them against mcpgate.lock");
-                return;
-            }
-        };
-        for item in result
-            .get("tools")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(name) = item.get("name").and_then(Value::as_str) {
-                let digest = lock::digest(Kind::Tool, item);
-                session.set_tool_digest(server, name, digest);
-                observe(server, name, digest, item);
-            }
-        }
-        match result.get("nextCursor").and_then(Value::as_str) {
-            Some(c) if cursor.as_deref() != Some(c) => cursor = Some(c.to_owned()),
-            _ => {
-                session.set_tools_fetched(server);
-                return;
-            }
-        }
-    }
+/// Whether deciding a call to `server.name` needs the digest of the tool's current
+/// definition (the server is pinned, not `off`, and pins the tool).
+pub fn needs_digest(pins: &Pins, server: &str, name: &str) -> bool {
+    pins.server(server)
+        .is_some_and(|sp| sp.mode != LockMode::Off && sp.tool(name).is_some())
 }
 
-/// What the lock says about a call to `server.name`: `None` to go on, or the refusal. When
-/// the session has not seen the tool listed, the gateway lists the server's tools first.
-pub async fn check_call(
-    gw: &Gateway,
-    loaded: &LoadedProgram,
-    session: &Session,
+/// What the lock says about a call to `server.name` whose current definition hashes to
+/// `digest` (`None`: the caller has not seen it listed): `None` to go on, or the refusal.
+pub fn check_call(
+    pins: &Pins,
     server: &str,
     name: &str,
     args: &Value,
+    digest: Option<[u8; 32]>,
+    principal: &str,
 ) -> Option<Refusal> {
-    let sp = loaded.pins.server(server)?;
+    let sp = pins.server(server)?;
     if sp.mode != LockMode::Off {
         let check = match sp.tool(name) {
             None => ToolCheck::New,
-            Some(pinned) => {
-                let mut digest = session.tool_digest(server, name);
-                if digest.is_none() && !session.tools_fetched(server) {
-                    fetch_tools(gw, session, server).await;
-                    digest = session.tool_digest(server, name);
-                }
-                match digest {
-                    None => ToolCheck::NotListed,
-                    Some(d) if d == pinned.digest => ToolCheck::Pinned,
-                    Some(d) => match observed_definition(server, name, &d) {
-                        Some(def) => sp.check(name, Some((&d, &def))),
-                        None => ToolCheck::Changed(vec!["definition"]),
-                    },
-                }
-            }
+            Some(pinned) => match digest {
+                None => ToolCheck::NotListed,
+                Some(d) if d == pinned.digest => ToolCheck::Pinned,
+                Some(d) => match observed_definition(server, name, &d) {
+                    Some(def) => sp.check(name, Some((&d, &def))),
+                    None => ToolCheck::Changed(vec!["definition"]),
+                },
+            },
         };
         if check != ToolCheck::Pinned {
             let mode = sp.mode.as_str();
@@ -214,7 +161,7 @@ pub async fn check_call(
                 tool = name,
                 reason = hold.check.reason().unwrap_or_default(),
                 mode,
-                principal = %session.principal.id,
+                principal,
                 "call to a tool that differs from mcpgate.lock"
             );
             if sp.mode == LockMode::Enforce {

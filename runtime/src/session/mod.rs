@@ -1,8 +1,13 @@
 //! Client sessions: what the gateway remembers about one `Mcp-Session-Id`, the table of
 //! live sessions, and the request-id maps that keep ids from colliding across upstreams.
+//!
+//! Below the gateway, above the services: may use `identity` (credentials), `upstream`
+//! (connections) and the bottom layer.
 
+pub mod inputs;
 pub mod seal;
 
+pub use crate::clock::now_secs;
 pub use crate::identity::Credential;
 use crate::mcp_headers::Mark;
 use crate::upstream::UpstreamSession;
@@ -11,17 +16,9 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Server-to-client requests awaiting the client's answer, per session, at most.
 const MAX_PENDING_SERVER_REQUESTS: usize = 1024;
-
-/// Seconds since the Unix epoch.
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// Which client-facing endpoint a session belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -104,7 +101,7 @@ pub struct Session {
     in_flight: Mutex<HashMap<String, (String, Value)>>,
     server_requests: Mutex<ServerRequests>,
     /// Calls of this session waiting on a stateless upstream's `input_required` rounds.
-    pub inputs: crate::gateway::input_bridge::SessionInputs,
+    pub inputs: inputs::SessionInputs,
 }
 
 /// What a new [`Session`] is made of.

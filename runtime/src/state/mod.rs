@@ -1,6 +1,8 @@
 //! The gateway's state directory and its SQLite database (`state.db`): tokens, the
 //! credential vault, pending approvals. One file, opened by `serve` and by the operator
 //! commands (`token`, `secret`, `approvals`), which may run while the gateway does.
+//!
+//! Bottom layer: uses nothing of the crate.
 
 pub mod db;
 

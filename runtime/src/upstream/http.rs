@@ -176,7 +176,7 @@ impl HttpSession {
         let req = b
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| UpstreamError::Protocol(format!("cannot build request: {e}")))?;
-        client::send(&self.up.client, req, self.up.timeout).await
+        Ok(client::send(&self.up.client, req, self.up.timeout).await?)
     }
 
     async fn get_stream(
@@ -205,7 +205,7 @@ impl HttpSession {
             )
             .await
             .unwrap_or_default();
-            return Err(client::status_error(status, &body, &self.up.headers));
+            return Err(client::status_error(status, &body, &self.up.headers).into());
         }
         let media = client::media_type(resp.headers());
         if media != "text/event-stream" {
@@ -287,7 +287,7 @@ impl HttpSession {
             let _ = tx.try_send(Ok(message));
             return Ok(rx);
         }
-        Err(client::status_error(status, &bytes, &self.up.headers))
+        Err(client::status_error(status, &bytes, &self.up.headers).into())
     }
 
     async fn relay_response_stream(
@@ -378,7 +378,7 @@ impl HttpSession {
         if status == StatusCode::NOT_FOUND && self.session_id.is_some() {
             return Err(UpstreamError::SessionExpired);
         }
-        Err(client::status_error(status, &bytes, &self.up.headers))
+        Err(client::status_error(status, &bytes, &self.up.headers).into())
     }
 
     /// Opens the server-initiated stream (GET); `None` on 405.

@@ -23,19 +23,25 @@
 //! then `notifications/initialized` through [`UpstreamSession::notify`], then requests.
 //! Dropping an [`Exchange`] abandons the request without telling the server: the core sends
 //! `notifications/cancelled` itself if it wants the work stopped.
+//!
+//! Below the gateway, above the services: may use `vault` (secret references) and the
+//! bottom layer (`http_client`, `mcp_headers`, `protocol_version`).
 
-pub(crate) mod client;
 pub mod era;
 mod era_listen;
 mod http;
+pub mod inventory;
 mod param_headers;
 mod router;
-pub mod secrets;
 pub mod sse;
 mod sse_legacy;
 mod stdio;
 
-pub use secrets::EnvSecrets;
+pub use crate::vault::references::{EnvSecrets, SecretResolver};
+// The HTTP client and secret references live below the connections; the transports
+// name them as before.
+use crate::http_client as client;
+use crate::vault::references as secrets;
 pub use stdio::StdioProcesses;
 
 use serde_json::Value;
@@ -44,7 +50,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use zeroize::Zeroizing;
 
 /// One JSON-RPC message, parsed.
 pub type Message = Value;
@@ -87,6 +92,16 @@ impl fmt::Display for UpstreamError {
 
 impl std::error::Error for UpstreamError {}
 
+impl From<client::HttpError> for UpstreamError {
+    fn from(e: client::HttpError) -> UpstreamError {
+        match e {
+            client::HttpError::Unavailable(m) => UpstreamError::Unavailable(m),
+            client::HttpError::Timeout => UpstreamError::Timeout,
+            client::HttpError::Protocol(m) => UpstreamError::Protocol(m),
+        }
+    }
+}
+
 use mcpgate_compiler::config::{GatewayConfig, Protocol, ServerConfig, Transport};
 use serde::{Deserialize, Serialize};
 
@@ -106,21 +121,6 @@ pub struct SessionState {
     /// A modern (stateless) upstream: the client capabilities each request carries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_capabilities: Option<Value>,
-}
-
-/// Resolves `${secret:NAME}` and `${env:NAME}` references in upstream config.
-pub trait SecretResolver: Send + Sync {
-    /// The value of the reference, or `None` if unknown.
-    fn resolve(&self, kind: &str, name: &str) -> Option<String>;
-
-    /// As [`SecretResolver::resolve`], for resolvers that can fail (a vault that cannot be
-    /// opened): `Err` says why, never with a value. The value is wiped when dropped.
-    ///
-    /// # Errors
-    /// When the reference exists but cannot be read.
-    fn lookup(&self, kind: &str, name: &str) -> Result<Option<Zeroizing<String>>, String> {
-        Ok(self.resolve(kind, name).map(Zeroizing::new))
-    }
 }
 
 /// One configured upstream server, shared by every client session. Built once per config.
@@ -701,6 +701,43 @@ impl UpstreamSession {
             SessionKind::Http(_) => Ok(None),
             SessionKind::Stdio(s) => Ok(Some(s.listen())),
             SessionKind::Sse(s) => Ok(Some(s.listen())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::SecretResolver;
+
+    #[test]
+    fn debug_output_never_shows_resolved_credentials() {
+        use mcpgate_compiler::config::{GatewayConfig, ServerConfig};
+        struct Secret;
+        impl SecretResolver for Secret {
+            fn resolve(&self, _kind: &str, _name: &str) -> Option<String> {
+                Some("hunter2-credential".into())
+            }
+        }
+        let http = ServerConfig {
+            url: Some("https://user:pw@example.com/mcp?token=abc".into()),
+            headers: [("Authorization".into(), "Bearer ${secret:gh}".into())].into(),
+            ..ServerConfig::default()
+        };
+        let stdio = ServerConfig {
+            command: Some("server".into()),
+            env: [("API_KEY".into(), "${secret:gh}".into())].into(),
+            ..ServerConfig::default()
+        };
+        let gateway = GatewayConfig::default();
+        let processes = super::StdioProcesses::new(1);
+        for config in [http, stdio] {
+            let up = super::Upstream::from_config_with("s", &config, &gateway, &Secret, &processes)
+                .unwrap();
+            let shown = format!("{up:?} {config:?}");
+            for leak in ["hunter2", "Bearer", "pw@", "token=abc"] {
+                assert!(!shown.contains(leak), "`{leak}` in {shown}");
+            }
+            assert!(shown.contains("<redacted>"), "{shown}");
         }
     }
 }

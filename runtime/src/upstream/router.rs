@@ -118,6 +118,35 @@ impl Router {
         Ok((key, rx))
     }
 
+    /// Sends a request over the connection's one channel: registered first, so an answer
+    /// that arrives before `write` returns is routed; forgotten again if the write fails.
+    pub(crate) async fn send<F>(
+        self: &Arc<Self>,
+        message: &Message,
+        write: F,
+    ) -> Result<Exchange, UpstreamError>
+    where
+        F: Future<Output = Result<(), UpstreamError>>,
+    {
+        let (key, feed) = self.register(message)?;
+        if let Err(e) = write.await {
+            self.forget(&key);
+            return Err(e);
+        }
+        Ok(self.exchange(key, feed))
+    }
+
+    /// Sends a notification (or an answer to the server), unless the connection ended.
+    pub(crate) async fn notify<F>(&self, write: F) -> Result<(), UpstreamError>
+    where
+        F: Future<Output = Result<(), UpstreamError>>,
+    {
+        if let Some(e) = self.ended() {
+            return Err(e);
+        }
+        write.await
+    }
+
     /// Drops a request that will not be answered (write failed, timed out, abandoned).
     pub(crate) fn forget(&self, key: &str) {
         self.lock().pending.remove(key);
@@ -317,5 +346,20 @@ mod tests {
                 .unwrap_err(),
             UpstreamError::SessionExpired
         );
+    }
+}
+
+/// Removes `key` from a transport's table of live connections, unless a newer connection
+/// took its place meanwhile.
+pub(crate) fn forget_connection<T>(
+    table: &std::sync::Mutex<std::collections::HashMap<String, Arc<T>>>,
+    key: &str,
+    conn: &Arc<T>,
+) {
+    let mut table = table
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if table.get(key).is_some_and(|c| Arc::ptr_eq(c, conn)) {
+        table.remove(key);
     }
 }

@@ -3,7 +3,7 @@
 //! from the server, responses included, arrives on that stream.
 
 use super::client::{self, ConfiguredHeaders, HttpClient, MAX_MESSAGE_BYTES};
-use super::router::Router;
+use super::router::{Router, forget_connection};
 use super::sse::{SseEvent, SseParser};
 use super::{Exchange, Message, SessionState, UpstreamError};
 use bytes::Bytes;
@@ -130,7 +130,7 @@ impl LegacyUpstream {
             let body = client::read_body(resp.into_body(), timeout.min(client::SIDE_BODY_WAIT))
                 .await
                 .unwrap_or_default();
-            return Err(client::status_error(status, &body, &self.shared.headers));
+            return Err(client::status_error(status, &body, &self.shared.headers).into());
         }
         let media = client::media_type(resp.headers());
         if media != "text/event-stream" {
@@ -267,24 +267,15 @@ impl LegacySession {
         if status == StatusCode::NOT_FOUND {
             return Err(UpstreamError::SessionExpired);
         }
-        Err(client::status_error(status, &bytes, &self.shared.headers))
+        Err(client::status_error(status, &bytes, &self.shared.headers).into())
     }
 
     pub(crate) async fn request(&self, message: Message) -> Result<Exchange, UpstreamError> {
-        let router = &self.conn.router;
-        let (key, feed) = router.register(&message)?;
-        if let Err(e) = self.post(&message).await {
-            router.forget(&key);
-            return Err(e);
-        }
-        Ok(router.exchange(key, feed))
+        self.conn.router.send(&message, self.post(&message)).await
     }
 
     pub(crate) async fn notify(&self, message: Message) -> Result<(), UpstreamError> {
-        if let Some(e) = self.conn.router.ended() {
-            return Err(e);
-        }
-        self.post(&message).await
+        self.conn.router.notify(self.post(&message)).await
     }
 
     pub(crate) fn listen(&self) -> mpsc::Receiver<Message> {
@@ -292,15 +283,7 @@ impl LegacySession {
     }
 
     pub(crate) async fn close(&self) {
-        {
-            let mut sessions = lock(&self.shared.sessions);
-            if sessions
-                .get(&self.conn.key)
-                .is_some_and(|c| Arc::ptr_eq(c, &self.conn))
-            {
-                sessions.remove(&self.conn.key);
-            }
-        }
+        forget_connection(&self.shared.sessions, &self.conn.key, &self.conn);
         self.conn.router.end(
             UpstreamError::Unavailable("the session was closed".into()),
             UpstreamError::SessionExpired,

@@ -3,8 +3,12 @@
 //! associated data. Names and dates are stored in clear so that `mcpgate secret list` and
 //! `rm` work without the key; values never leave the vault except to be injected into
 //! upstream requests ([`VaultSecrets`]).
+//!
+//! Owns secrets at rest and the [`references::SecretResolver`] trait every `${secret:…}`
+//! goes through. May use: the bottom layer.
 
 pub mod key;
+pub mod references;
 mod resolver;
 mod seal;
 

@@ -4,7 +4,7 @@
 
 use super::key::{KEY_FILE, KeySource, MasterKey};
 use super::{Vault, VaultError};
-use crate::upstream::{EnvSecrets, SecretResolver};
+use crate::vault::references::{EnvSecrets, SecretResolver};
 use std::path::Path;
 use std::sync::Mutex;
 use zeroize::Zeroizing;

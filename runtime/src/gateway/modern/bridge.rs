@@ -5,7 +5,7 @@
 //! request of that principal. The session is an ordinary one (idle reaping, upstream
 //! failures, replicas), found again by its sealed token.
 
-use crate::gateway::{Gateway, dispatch, version};
+use crate::gateway::{Gateway, sessions, version};
 use crate::identity::Authenticated;
 use crate::jsonrpc;
 use crate::session::{Endpoint, Session};
@@ -115,7 +115,7 @@ pub async fn session(
         params["clientInfo"] = json!({"name": "unknown", "version": "0"});
     }
     let message = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": params});
-    let init = dispatch::initialize(gw, endpoint, auth.clone(), message, json!(0)).await;
+    let init = sessions::initialize(gw, endpoint, auth.clone(), message, json!(0)).await;
     let Some(session) = init.session else {
         return Err(init.response);
     };
@@ -146,7 +146,7 @@ fn find(
     k: &str,
 ) -> Option<(Arc<Session>, Value)> {
     let b = gw.modern.bridges.lookup(k)?;
-    match dispatch::find_session(gw, endpoint, auth, &b.token) {
+    match sessions::find_session(gw, endpoint, auth, &b.token) {
         Ok(s) => {
             s.inputs.disable();
             Some((s, b.init))

@@ -8,13 +8,13 @@
 //! Parked calls live on the replica that parked them, bound to the principal and the bridge
 //! session; the upstream's own timeout ends a call nobody comes back for.
 
-use crate::audit::decision::{self as audit, Decided, Pending};
+use crate::audit::decision::{self as audit, Pending};
 use crate::gateway::decide::{self, Outcome};
 use crate::gateway::relay::Reply;
 use crate::gateway::{Gateway, aggregate};
 use crate::jsonrpc;
 use crate::session::{Endpoint, Session, now_secs};
-use mcpgate_compiler::{Principal, Target, ToolAnnotations};
+use mcpgate_compiler::{Principal, Target};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -185,29 +185,19 @@ pub async fn retry(
         let null = Value::Null;
         let args = params.get("arguments").unwrap_or(&null);
         let t = target_of(method, server, local);
-        let (annotations, refusal) = if method == "tools/call" {
-            let pinned = loaded.pins.enforced_annotations(server, local);
-            (
-                pinned.unwrap_or_else(|| session.annotations(server, local)),
-                crate::lock::gate::check_call(gw, &loaded, session, server, local, args).await,
-            )
+        let refusal = if method == "tools/call" {
+            crate::gateway::lock_gate::check_call(gw, &loaded, session, server, local, args).await
         } else {
-            (ToolAnnotations::default(), None)
+            None
         };
-        outcome = decide::decide(&loaded, session, t, args, annotations, refusal.as_ref());
-        let d = Decided {
-            target: t,
-            method,
-            message,
-            client_id: id,
-            outcome: &outcome,
-            lock: refusal.as_ref(),
-            latency: started.elapsed(),
-        };
-        match audit::record_decision(gw, &loaded, session, d).await {
+        let caller = decide::caller(&loaded, session);
+        let mut d = decide::decide(gw, &loaded, &caller, session, t, args, refusal);
+        d.latency = started.elapsed();
+        match audit::record_decision(gw.audit.get(), &loaded, &d, method, id).await {
             Ok(p) => pending = p,
             Err(e) => failed = Some(e),
         }
+        outcome = d.outcome;
     }
     let go = outcome == Outcome::Allow && failed.is_none();
     let answers = params.get("inputResponses").and_then(Value::as_object);

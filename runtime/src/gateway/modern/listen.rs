@@ -57,7 +57,7 @@ pub async fn open(
             return super::answer(&jsonrpc::error(id, jsonrpc::INVALID_PARAMS, &e));
         }
     };
-    let subs = resources::decide(gw, session, &id, message, uris).await;
+    let subs = resources::decide(gw, session, &id, uris).await;
     if !subs.honored().is_empty() {
         filter.insert("resourceSubscriptions".into(), json!(subs.honored()));
     }

@@ -16,7 +16,7 @@ pub mod resources;
 use crate::gateway::Gateway;
 use crate::gateway::http::{Body, json_response, plain, sse_response};
 use crate::gateway::relay::Reply;
-use crate::gateway::{dispatch, version};
+use crate::gateway::{dispatch, sessions, version};
 use crate::identity::Authenticated;
 use crate::jsonrpc::{self, Kind};
 use crate::session::{Endpoint, Session};
@@ -209,7 +209,7 @@ pub async fn post(
                 return json_response(StatusCode::OK, &jsonrpc::result(id, json!({})));
             }
             Reply::SessionGone => {
-                dispatch::end_session(gw, &session).await;
+                sessions::end_session(gw, &session).await;
                 gw.modern.bridges.forget(&session.token);
                 if attempts >= 2 {
                     return answer(&jsonrpc::error(

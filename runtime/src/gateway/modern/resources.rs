@@ -11,7 +11,7 @@ use crate::gateway::Gateway;
 use crate::gateway::decide::{self, Outcome};
 use crate::gateway::relay;
 use crate::session::{Endpoint, Session};
-use mcpgate_compiler::{Target, ToolAnnotations};
+use mcpgate_compiler::Target;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -86,14 +86,9 @@ pub fn requested(message: &Value) -> Result<Vec<String>, String> {
 }
 
 /// Decides every requested URI for the session's principal and records each decision.
-pub async fn decide(
-    gw: &Gateway,
-    session: &Session,
-    id: &Value,
-    message: &Value,
-    uris: Vec<String>,
-) -> Wanted {
+pub async fn decide(gw: &Gateway, session: &Session, id: &Value, uris: Vec<String>) -> Wanted {
     let loaded = gw.program.load_full();
+    let caller = decide::caller(&loaded, session);
     let mut wanted = Wanted::default();
     for uri in uris {
         let servers: Vec<String> = match &session.endpoint {
@@ -109,32 +104,18 @@ pub async fn decide(
             .filter(|s| session.upstreams.contains_key(*s))
         {
             let target = Target::Resource { server, uri: &uri };
-            let started = std::time::Instant::now();
-            let outcome = decide::decide(
-                &loaded,
-                session,
-                target,
-                &Value::Null,
-                ToolAnnotations::default(),
-                None,
-            );
-            let d = audit::Decided {
-                target,
-                method: "subscriptions/listen",
-                message,
-                client_id: id,
-                outcome: &outcome,
-                lock: None,
-                latency: started.elapsed(),
-            };
+            let d = decide::decide(gw, &loaded, &caller, session, target, &Value::Null, None);
             // A decision that cannot be recorded is a refusal.
-            let Ok(pending) = audit::record_decision(gw, &loaded, session, d).await else {
+            let recorded =
+                audit::record_decision(gw.audit.get(), &loaded, &d, "subscriptions/listen", id)
+                    .await;
+            let Ok(pending) = recorded else {
                 continue;
             };
             if let Some(mut p) = pending {
                 p.finish(&json!({"result": {}}));
             }
-            if outcome == Outcome::Allow {
+            if d.outcome == Outcome::Allow {
                 allowed = true;
                 wanted
                     .by_server

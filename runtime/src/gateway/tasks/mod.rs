@@ -8,12 +8,12 @@ pub mod registry;
 use crate::audit::decision::{Pending, record_task_outcome};
 use crate::gateway::pages;
 use crate::gateway::relay::{self, Reply, Transform};
-use crate::gateway::{Gateway, LoadedProgram, redact};
+use crate::gateway::{Gateway, LoadedProgram, decide, redact};
 use crate::jsonrpc;
 use crate::session::{Endpoint, Session};
 use mcpgate_compiler::Target;
 pub use registry::{NewTask, Owned, Registry, now_ms};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::Arc;
 
 /// The refusal for a task the caller does not own: what a server answers for an id it does
@@ -160,15 +160,17 @@ fn result_transform(
     session: &Arc<Session>,
     task: &Owned,
 ) -> Option<Transform> {
-    // Redaction conditions see the arguments of the call that created the task.
-    let call = json!({"method": "tools/call", "params": {
-        "name": task.tool, "arguments": task.arguments,
-    }});
+    // Redaction conditions see the call that created the task, asked as a decision
+    // asks: the principal with its policy groups, the decided annotations.
     let target = Target::Tool {
         server: &task.server,
         tool: &task.tool,
     };
-    let masks = redact::transform(loaded, session, target, &call);
+    let caller = decide::caller(loaded, session);
+    let annotations = decide::annotations(loaded, session, target);
+    let request = caller.request(target, &task.arguments, annotations);
+    let plan = crate::decision::redaction::result_masks(&loaded.program, &request);
+    let masks = redact::transform(loaded, plan);
     let Some(request_id) = task.request_id.clone() else {
         return masks;
     };
@@ -181,7 +183,15 @@ fn result_transform(
     let task_id = task.task_id.clone();
     let started = std::time::Instant::now();
     Some(Box::new(move |m: Value| {
-        record_task_outcome(&gw, &session, &server, &request_id, &task_id, &m, started);
+        record_task_outcome(
+            gw.audit.get(),
+            &session.sid,
+            &server,
+            &request_id,
+            &task_id,
+            &m,
+            started,
+        );
         match masks {
             Some(t) => t(m),
             None => m,
@@ -267,6 +277,7 @@ async fn list_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use std::collections::HashSet;
 
     #[test]

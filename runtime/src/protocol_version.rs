@@ -1,4 +1,6 @@
 //! MCP protocol versions the gateway knows, and how it treats the ones it does not.
+//!
+//! Bottom layer: uses nothing of the crate.
 
 /// Legacy-era versions, oldest first.
 pub const KNOWN: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];

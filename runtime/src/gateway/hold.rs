@@ -1,12 +1,13 @@
-//! Holding one tool call: use an approval its caller left undelivered, or wait on a pending
+//! Holding one tool call for the approvals service: use an approval its caller left undelivered, or wait on a pending
 //! one (new or the same call's), streaming progress notifications if the client asked for
 //! them, then forward the call or answer the denial.
 
-use super::store::{self, Approval, CallKey, NewApproval, Status};
-use super::{Approvals, group_list};
+use crate::approvals::store::{self, Approval, CallKey, NewApproval, Status};
+use crate::approvals::{Approvals, group_list};
 use crate::audit::decision::Pending;
-use crate::gateway::LoadedProgram;
-use crate::gateway::decide::{Hold, Outcome, denied_tool_result, take_quota_for_approved};
+use crate::decision::LoadedProgram;
+use crate::decision::outcome::{Hold, Outcome, denied_tool_result};
+use crate::decision::quota::{self, Claim, QuotaStore};
 use crate::gateway::relay::{self, Reply, Transform};
 use crate::jsonrpc;
 use crate::session::Session;
@@ -34,8 +35,16 @@ pub struct Call {
     pub audit: Option<Pending>,
     /// The `redact` rules' masks for the result.
     pub masks: Option<Transform>,
-    /// The deciding program, whose `limit` rules the call counts against when it runs.
-    pub quotas: Option<Arc<LoadedProgram>>,
+    /// The deciding program's `limit` buckets the call counts against when it runs.
+    pub quotas: Option<Quotas>,
+}
+
+/// Where a held call takes its calls from when it runs: the deciding program, the store
+/// and the buckets its decision named.
+pub struct Quotas {
+    pub loaded: Arc<LoadedProgram>,
+    pub store: Arc<dyn QuotaStore>,
+    pub claims: Vec<Claim>,
 }
 
 impl Call {
@@ -66,9 +75,9 @@ impl Call {
         self
     }
 
-    /// Counted against the `limit` rules of `loaded` when it runs.
-    pub fn quotas(mut self, loaded: Arc<LoadedProgram>) -> Call {
-        self.quotas = Some(loaded);
+    /// Counted against the `limit` buckets of its decision when it runs.
+    pub fn quotas(mut self, quotas: Quotas) -> Call {
+        self.quotas = Some(quotas);
         self
     }
 
@@ -300,10 +309,8 @@ async fn wait(
 
 /// Forwards the approved call upstream, once it has room in every matching `limit`.
 async fn forward(call: &mut Call) -> Reply {
-    if let Some(loaded) = call.quotas.clone() {
-        let args = call.arguments();
-        let outcome =
-            take_quota_for_approved(&loaded, &call.session, &call.server, &call.tool, &args);
+    if let Some(q) = call.quotas.take() {
+        let outcome = quota::take(q.store.as_ref(), &q.loaded.program, &q.claims);
         if let Outcome::Deny(text) = outcome {
             tracing::info!(call = %format!("{}.{}", call.server, call.tool), "approved call refused by a limit");
             return Reply::Json(refused(call, &text));

@@ -1,7 +1,9 @@
 //! The pooled HTTP(S) client shared by the Streamable HTTP and legacy SSE transports, and
-//! small helpers for their requests and responses.
+//! small helpers for their requests and responses. Also used by the services that call out
+//! over HTTP (OIDC key sets, approval webhooks).
+//!
+//! Bottom layer: uses nothing of the crate.
 
-use super::UpstreamError;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri};
@@ -11,7 +13,31 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use std::fmt;
 use std::time::Duration;
+
+/// Why an HTTP exchange failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpError {
+    /// Connection refused, DNS failure, TLS failure.
+    Unavailable(String),
+    /// No answer in time.
+    Timeout,
+    /// An answer that cannot be used (bad status, unreadable or too large body).
+    Protocol(String),
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpError::Unavailable(m) => write!(f, "upstream unavailable: {m}"),
+            HttpError::Timeout => f.write_str("upstream timed out"),
+            HttpError::Protocol(m) => write!(f, "upstream protocol error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for HttpError {}
 
 /// Time allowed to open a TCP (and TLS) connection.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -137,10 +163,10 @@ pub(crate) async fn send(
     client: &HttpClient,
     req: Request<Full<Bytes>>,
     timeout: Duration,
-) -> Result<Response<Incoming>, UpstreamError> {
+) -> Result<Response<Incoming>, HttpError> {
     match tokio::time::timeout(timeout, client.request(req)).await {
-        Err(_) => Err(UpstreamError::Timeout),
-        Ok(Err(e)) => Err(UpstreamError::Unavailable(describe_client_error(&e))),
+        Err(_) => Err(HttpError::Timeout),
+        Ok(Err(e)) => Err(HttpError::Unavailable(describe_client_error(&e))),
         Ok(Ok(resp)) => Ok(resp),
     }
 }
@@ -158,10 +184,10 @@ fn describe_client_error(e: &hyper_util::client::legacy::Error) -> String {
 }
 
 /// Reads a whole body of at most [`MAX_MESSAGE_BYTES`] within `timeout`.
-pub(crate) async fn read_body(body: Incoming, timeout: Duration) -> Result<Bytes, UpstreamError> {
+pub(crate) async fn read_body(body: Incoming, timeout: Duration) -> Result<Bytes, HttpError> {
     match tokio::time::timeout(timeout, Limited::new(body, MAX_MESSAGE_BYTES).collect()).await {
-        Err(_) => Err(UpstreamError::Timeout),
-        Ok(Err(_)) => Err(UpstreamError::Protocol(
+        Err(_) => Err(HttpError::Timeout),
+        Ok(Err(_)) => Err(HttpError::Protocol(
             "response body unreadable or too large".into(),
         )),
         Ok(Ok(c)) => Ok(c.to_bytes()),
@@ -196,13 +222,13 @@ pub(crate) fn status_error(
     status: http::StatusCode,
     body: &[u8],
     headers: &ConfiguredHeaders,
-) -> UpstreamError {
+) -> HttpError {
     let detail = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v.get("error")?.get("message")?.as_str().map(str::to_owned))
         .map(|m| format!(": {}", truncate(&headers.scrub(&m), 200)))
         .unwrap_or_default();
-    UpstreamError::Protocol(format!(
+    HttpError::Protocol(format!(
         "unexpected HTTP status {}{detail}",
         status.as_u16()
     ))

@@ -3,7 +3,7 @@
 use crate::gateway::Gateway;
 use crate::gateway::http::Body;
 use crate::gitops::admin::Refusal;
-use crate::gitops::metrics;
+use crate::metrics;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};

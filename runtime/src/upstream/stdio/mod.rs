@@ -2,19 +2,24 @@
 //! JSON-RPC on stdin and stdout. Processes are capped across the whole gateway, stopped when
 //! idle, and shut down gently (close stdin, SIGTERM, SIGKILL).
 
-use super::router::Router;
+mod cap;
+mod child;
+mod lines;
+
+use super::router::{Router, forget_connection};
 use super::secrets::GATEWAY_ENV_PREFIX;
 use super::{Message, SessionState, UpstreamError};
-use rustix::process::{Pid, Signal, kill_process_group};
+pub use cap::StdioProcesses;
+use child::supervise;
+use lines::{log_stderr, read_stdout};
 use std::collections::HashMap;
-use std::io;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::process::{ChildStdin, Command};
 use tokio::sync::{mpsc, watch};
 
 /// Time a process gets after stdin closes, and again after SIGTERM.
@@ -30,68 +35,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const STABLE_RUN: Duration = Duration::from_secs(30);
 /// The command that names the gateway's own executable.
 const SELF_COMMAND: &str = "mcpgate";
-
-/// The cap on stdio processes running at once, shared by every upstream that holds a clone.
-#[derive(Clone, Debug)]
-pub struct StdioProcesses {
-    counter: Arc<Counter>,
-}
-
-#[derive(Debug)]
-struct Counter {
-    running: AtomicUsize,
-    max: AtomicUsize,
-}
-
-/// One slot of the cap, released when the process has exited.
-struct Permit(Arc<Counter>);
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        self.0.running.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl StdioProcesses {
-    /// A cap of `max` processes.
-    pub fn new(max: usize) -> StdioProcesses {
-        StdioProcesses {
-            counter: Arc::new(Counter {
-                running: AtomicUsize::new(0),
-                max: AtomicUsize::new(max),
-            }),
-        }
-    }
-
-    /// The gateway-wide cap used by [`super::Upstream::from_config`], set to `max`.
-    pub fn global(max: usize) -> StdioProcesses {
-        static GLOBAL: OnceLock<StdioProcesses> = OnceLock::new();
-        let global = GLOBAL.get_or_init(|| StdioProcesses::new(max));
-        global.set_max(max);
-        global.clone()
-    }
-
-    /// Changes the cap; running processes above a lowered cap keep running.
-    pub fn set_max(&self, max: usize) {
-        self.counter.max.store(max, Ordering::Release);
-    }
-
-    /// Processes running now (including those shutting down).
-    pub fn running(&self) -> usize {
-        self.counter.running.load(Ordering::Acquire)
-    }
-
-    fn try_acquire(&self) -> Option<Permit> {
-        let max = self.counter.max.load(Ordering::Acquire);
-        self.counter
-            .running
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Permit(Arc::clone(&self.counter)))
-    }
-}
 
 /// A configured stdio server.
 pub(crate) struct StdioUpstream {
@@ -440,20 +383,15 @@ impl StdioSession {
     }
 
     pub(crate) async fn request(&self, message: Message) -> Result<super::Exchange, UpstreamError> {
-        let router = &self.process.router;
-        let (key, feed) = router.register(&message)?;
-        if let Err(e) = self.process.write(&message).await {
-            router.forget(&key);
-            return Err(e);
-        }
-        Ok(router.exchange(key, feed))
+        let write = self.process.write(&message);
+        self.process.router.send(&message, write).await
     }
 
     pub(crate) async fn notify(&self, message: Message) -> Result<(), UpstreamError> {
-        if let Some(e) = self.process.router.ended() {
-            return Err(e);
-        }
-        self.process.write(&message).await
+        self.process
+            .router
+            .notify(self.process.write(&message))
+            .await
     }
 
     pub(crate) fn listen(&self) -> mpsc::Receiver<Message> {
@@ -461,252 +399,14 @@ impl StdioSession {
     }
 
     pub(crate) async fn close(&self) {
-        {
-            let mut sessions = lock(&self.shared.sessions);
-            if sessions
-                .get(&self.process.key)
-                .is_some_and(|p| Arc::ptr_eq(p, &self.process))
-            {
-                sessions.remove(&self.process.key);
-            }
-        }
+        forget_connection(&self.shared.sessions, &self.process.key, &self.process);
         self.process.stop().await;
-    }
-}
-
-/// Owns the child: waits for it to exit, or stops it when asked; then frees its slot.
-async fn supervise(
-    mut child: Child,
-    permit: Permit,
-    mut stop: watch::Receiver<bool>,
-    exited: watch::Sender<Option<String>>,
-    stdin: Arc<tokio::sync::Mutex<Option<ChildStdin>>>,
-    shared: Weak<Shared>,
-    server: String,
-) {
-    let started = Instant::now();
-    let pid = child
-        .id()
-        .and_then(|p| i32::try_from(p).ok())
-        .and_then(Pid::from_raw);
-    let description = tokio::select! {
-        status = child.wait() => {
-            let description = describe(status);
-            tracing::warn!(target: "upstream", server = %server, "process exited: {description}");
-            if let Some(shared) = shared.upgrade() {
-                shared.record_exit(true, started.elapsed());
-            }
-            // Children it left behind in its process group go with it.
-            if let Some(pid) = pid {
-                let _ = kill_process_group(pid, Signal::TERM);
-            }
-            description
-        }
-        () = async { let _ = stop.wait_for(|s| *s).await; } => {
-            shut_down(&mut child, pid, &stdin).await;
-            if let Some(shared) = shared.upgrade() {
-                shared.record_exit(false, started.elapsed());
-            }
-            "stopped by the gateway".to_owned()
-        }
-    };
-    exited.send_replace(Some(description));
-    drop(permit);
-}
-
-/// Close stdin, wait; SIGTERM the process group, wait; SIGKILL.
-async fn shut_down(
-    child: &mut Child,
-    pid: Option<Pid>,
-    stdin: &tokio::sync::Mutex<Option<ChildStdin>>,
-) {
-    if let Ok(mut pipe) = tokio::time::timeout(GRACE, stdin.lock()).await {
-        pipe.take();
-    }
-    if tokio::time::timeout(GRACE, child.wait()).await.is_ok() {
-        return;
-    }
-    if let Some(pid) = pid {
-        let _ = kill_process_group(pid, Signal::TERM);
-    }
-    if tokio::time::timeout(GRACE, child.wait()).await.is_ok() {
-        return;
-    }
-    if let Some(pid) = pid {
-        let _ = kill_process_group(pid, Signal::KILL);
-    }
-    let _ = child.start_kill();
-    let _ = child.wait().await;
-}
-
-fn describe(status: io::Result<std::process::ExitStatus>) -> String {
-    match status {
-        Ok(s) => s.to_string(),
-        Err(e) => format!("cannot wait for the process: {e}"),
-    }
-}
-
-/// How reading one line ended.
-#[derive(Debug, PartialEq, Eq)]
-enum Line {
-    /// A line is in the buffer (without its newline).
-    Read,
-    /// The line was longer than the limit and was skipped.
-    TooLong,
-    Eof,
-}
-
-/// Reads one `\n`-terminated line of at most `limit` bytes into `buf`.
-async fn read_line<R: AsyncBufRead + Unpin>(
-    reader: &mut R,
-    buf: &mut Vec<u8>,
-    limit: usize,
-) -> io::Result<Line> {
-    buf.clear();
-    let mut too_long = false;
-    loop {
-        let available = reader.fill_buf().await?;
-        if available.is_empty() {
-            return Ok(match (too_long, buf.is_empty()) {
-                (true, _) => Line::TooLong,
-                (false, true) => Line::Eof,
-                (false, false) => Line::Read,
-            });
-        }
-        let (take, done) = match available.iter().position(|&b| b == b'\n') {
-            Some(i) => (i, true),
-            None => (available.len(), false),
-        };
-        if !too_long {
-            if buf.len().saturating_add(take) > limit {
-                too_long = true;
-                buf.clear();
-            } else {
-                buf.extend_from_slice(available.get(..take).unwrap_or_default());
-            }
-        }
-        reader.consume(if done { take + 1 } else { take });
-        if done {
-            if buf.last() == Some(&b'\r') {
-                buf.pop();
-            }
-            return Ok(if too_long { Line::TooLong } else { Line::Read });
-        }
-    }
-}
-
-/// Routes every message the process prints; ends the router when stdout closes.
-async fn read_stdout(
-    stdout: tokio::process::ChildStdout,
-    router: Arc<Router>,
-    mut exited: watch::Receiver<Option<String>>,
-    stop: watch::Receiver<bool>,
-    server: String,
-) {
-    let mut reader = BufReader::new(stdout);
-    let mut buf = Vec::new();
-    loop {
-        match read_line(&mut reader, &mut buf, MAX_LINE_BYTES).await {
-            Ok(Line::Read) => {
-                if buf.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                match serde_json::from_slice::<Message>(&buf) {
-                    Ok(message @ Message::Object(_)) => router.route(message),
-                    _ => tracing::warn!(
-                        target: "upstream",
-                        server = %server,
-                        "skipping a line that is not a JSON-RPC message ({} bytes)",
-                        buf.len()
-                    ),
-                }
-            }
-            Ok(Line::TooLong) => tracing::warn!(
-                target: "upstream",
-                server = %server,
-                "skipping a message larger than {MAX_LINE_BYTES} bytes"
-            ),
-            Ok(Line::Eof) | Err(_) => break,
-        }
-    }
-    if *stop.borrow() {
-        router.end(
-            UpstreamError::Exited("stopped by the gateway".into()),
-            UpstreamError::SessionExpired,
-        );
-        return;
-    }
-    // Wait (bounded) for the exit status so the error says how the process ended.
-    let waited = tokio::time::timeout(GRACE, exited.wait_for(Option::is_some)).await;
-    let description = match waited {
-        Ok(Ok(d)) => d.clone().unwrap_or_default(),
-        _ => "closed its output".to_owned(),
-    };
-    if description == "stopped by the gateway" {
-        router.end(
-            UpstreamError::Exited(description),
-            UpstreamError::SessionExpired,
-        );
-    } else {
-        router.end(
-            UpstreamError::Exited(description.clone()),
-            UpstreamError::Exited(description),
-        );
-    }
-}
-
-/// Forwards the process's stderr lines to the log.
-async fn log_stderr(stderr: tokio::process::ChildStderr, server: String) {
-    let mut reader = BufReader::new(stderr);
-    let mut buf = Vec::new();
-    loop {
-        match read_line(&mut reader, &mut buf, MAX_STDERR_LINE).await {
-            Ok(Line::Read) => tracing::info!(
-                target: "upstream",
-                server = %server,
-                "stderr: {}",
-                String::from_utf8_lossy(&buf)
-            ),
-            Ok(Line::TooLong) => tracing::info!(
-                target: "upstream",
-                server = %server,
-                "stderr: a line longer than {MAX_STDERR_LINE} bytes was skipped"
-            ),
-            Ok(Line::Eof) | Err(_) => return,
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn read_line_limits_and_trims() {
-        let input: &[u8] = b"{\"a\":1}\r\n0123456789abcdef\nlast";
-        let mut r = BufReader::with_capacity(4, input);
-        let mut buf = Vec::new();
-        assert_eq!(read_line(&mut r, &mut buf, 10).await.unwrap(), Line::Read);
-        assert_eq!(buf, b"{\"a\":1}");
-        assert_eq!(
-            read_line(&mut r, &mut buf, 10).await.unwrap(),
-            Line::TooLong
-        );
-        assert_eq!(read_line(&mut r, &mut buf, 10).await.unwrap(), Line::Read);
-        assert_eq!(buf, b"last");
-        assert_eq!(read_line(&mut r, &mut buf, 10).await.unwrap(), Line::Eof);
-    }
-
-    #[test]
-    fn cap_counts_permits() {
-        let cap = StdioProcesses::new(1);
-        let first = cap.try_acquire();
-        assert!(first.is_some());
-        assert!(cap.try_acquire().is_none());
-        drop(first);
-        assert_eq!(cap.running(), 0);
-        assert!(cap.try_acquire().is_some());
-    }
 
     #[test]
     fn backoff_doubles_to_a_ceiling() {

@@ -2,7 +2,7 @@
 //! `prompts/list` and `resources/templates/list` (the last two when the server declares
 //! the capability), through the gateway's own upstream clients.
 
-use crate::gateway::version;
+use crate::protocol_version as version;
 use crate::upstream::{self, Upstream, UpstreamSession};
 use mcpgate_compiler::lock::{Kind, ServerLock};
 use serde_json::{Value, json};
