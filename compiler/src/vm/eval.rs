@@ -471,6 +471,23 @@ pub(crate) fn visible(p: &Program, principal: &Principal, target: Target<'_>) ->
     false
 }
 
+/// The `deny` rule that keeps `target` off `principal`'s lists whatever the arguments,
+/// when no `hide` rule surely applies; see [`super::withheld_by`].
+pub(crate) fn withheld_by(p: &Program, principal: &Principal, target: Target<'_>) -> Option<u32> {
+    let leaf = p.code.leaves.get(dispatch(p, target) as usize)?;
+    let mut cx = Cx::new(p, principal, target, None);
+    let effect = |e: usize| leaf.effects.get(e).map_or(&[][..], Vec::as_slice);
+    for entry in effect(HIDE) {
+        if matches!(cx.rule(leaf, entry), Some(Tri::T | Tri::U)) {
+            return None;
+        }
+    }
+    effect(DENY)
+        .iter()
+        .find(|entry| matches!(cx.rule(leaf, entry), Some(Tri::T | Tri::U)))
+        .map(|entry| entry.rule)
+}
+
 /// The `limit` rules that match a request, in rule order; see [`Program::limits`].
 pub struct LimitMatches<'a> {
     cx: Cx<'a>,

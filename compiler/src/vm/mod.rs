@@ -272,6 +272,20 @@ pub fn visible(program: &Program, principal: &Principal, target: Target<'_>) -> 
     eval::visible(program, principal, target)
 }
 
+/// The unconditional `deny` that keeps a target off `principal`'s lists: the first `deny`
+/// rule that applies to this principal whatever the arguments (its condition reads only
+/// principal fields, or cannot be decided and fails closed), unless a `hide` rule does
+/// too. `None` when the target is listed, hidden, or unlisted only because no `allow` or
+/// `approve` rule could apply. The gateway answers a call withheld this way with the
+/// denial and its reason rather than as an unknown tool. Allocates nothing.
+pub fn withheld_by(
+    program: &Program,
+    principal: &Principal,
+    target: Target<'_>,
+) -> Option<RuleIdx> {
+    eval::withheld_by(program, principal, target).map(RuleIdx)
+}
+
 impl Decision {
     /// The decision of the built-in `default` rule.
     pub const fn default_deny(leaf: u32) -> Decision {
