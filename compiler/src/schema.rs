@@ -1,32 +1,28 @@
-//! JSON Schemas of the three YAML formats, generated from their serde models. They are
-//! what `mcpgate schema` prints and what every YAML file is validated against.
+//! The JSON Schemas of the YAML formats by name, for `mcpgate schema`. Each format's module
+//! under `yaml/` generates its own from its serde model and validates against it; this module
+//! only gathers them (it depends on `yaml`, never the other way).
 
+use crate::yaml;
 use serde_json::{Value, json};
-
-fn to_value(schema: schemars::Schema) -> Value {
-    schema.to_value()
-}
 
 /// `policies/**/*.yaml`.
 pub fn policy_schema() -> Value {
-    to_value(schemars::schema_for!(crate::yaml::policy::PolicyDoc))
+    yaml::policy::json_schema()
 }
 
 /// `tests/**/*.yaml`.
 pub fn tests_schema() -> Value {
-    to_value(schemars::schema_for!(crate::yaml::tests::TestsDoc))
+    yaml::tests::json_schema()
 }
 
 /// `mcpgate.yaml`.
 pub fn config_schema() -> Value {
-    to_value(schemars::schema_for!(crate::config::Config))
+    yaml::config::json_schema()
 }
 
 /// `principals.yaml`.
 pub fn principals_schema() -> Value {
-    to_value(schemars::schema_for!(
-        crate::yaml::principals::PrincipalsDoc
-    ))
+    yaml::principals::json_schema()
 }
 
 /// All of them, keyed by format name (`policy`, `tests`, `config`, `principals`).

@@ -5,7 +5,7 @@
 use mcpgate::upstream::{
     Exchange, Message, SecretResolver, StdioProcesses, Upstream, UpstreamError, UpstreamSession,
 };
-use mcpgate_compiler::config::{GatewayConfig, ServerConfig};
+use mcpgate_compiler::config::{GatewayConfig, Protocol, ServerConfig};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -303,11 +303,17 @@ async fn idle_processes_are_reaped() {
 #[tokio::test]
 async fn a_request_that_takes_too_long_times_out() {
     let cap = StdioProcesses::new(4);
-    let up = upstream(&server(&[], Some(1)), 60, &cap);
+    // Long enough for the fixture to start on a loaded machine (the timeout also bounds
+    // `initialize`), far shorter than the call; legacy, so no era probe shares the wait.
+    let config = ServerConfig {
+        protocol: Some(Protocol::Legacy),
+        ..server(&[], Some(3))
+    };
+    let up = upstream(&config, 60, &cap);
     let session = connect(&up, "g").await;
     let items = drain(
         session
-            .request(call(2, "slow", json!({"secs": 5})))
+            .request(call(2, "slow", json!({"secs": 20})))
             .await
             .unwrap(),
     )

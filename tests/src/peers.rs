@@ -65,10 +65,13 @@ pub fn pinned_stdio(config: &Path) -> Value {
 }
 
 /// `mcpgate.yaml` entry for the dual-era Python SDK server (`tests/peers/modern_server.py`)
-/// over stdio.
+/// over stdio, under `protocol: auto`. The era probe counts from the spawn; the wait is
+/// longer than the default so that a loaded machine's slow Python start is not taken for a
+/// legacy server (which the dual-era server would then be, correctly but not as tested).
 pub fn modern_stdio() -> Value {
     let script = paths::peer_sources().join("modern_server.py");
-    json!({"command": path_str(&paths::python()), "args": [path_str(&script)]})
+    json!({"command": path_str(&paths::python()), "args": [path_str(&script)],
+           "probe_timeout_secs": 30})
 }
 
 /// A stdio server entry (`command`, `args`, `env`) as a Python client target, to call the

@@ -25,7 +25,7 @@ redact demo.* result matching "sk_live_[A-Za-z0-9]{8,}" when "contractors" in pr
 limit demo.add 2 per minute when "contractors" in principal.groups;
 "#;
 
-const PRINCIPALS: &str = "groups:\n  contractors: [carol@example.com, anonymous]\n";
+const PRINCIPALS: &str = "groups:\n  contractors: [carol@example.com]\n";
 
 fn demo() -> Value {
     json!({"command": "mcpgate", "args": ["demo-server"]})
@@ -186,20 +186,23 @@ allow resource modern "memo://note" when "auditors" in principal.groups;
 #[test]
 fn a_resource_update_is_decided_with_the_subscribers_groups() {
     let repo = PolicyRepo::with(
-        &json!({"servers": {"modern": peers::modern_stdio()}}),
+        &json!({"identity": {}, "servers": {"modern": peers::modern_stdio()}}),
         UPDATES_POLICY,
     )
     .file("principals.yaml", PRINCIPALS);
     let mut gw = Gateway::start(&repo);
+    let carol = gw.issue_token("carol@example.com", &[]);
     let touch = |uri: &str| json!({"name": "touch", "arguments": {"uri": uri}});
     let report = peers::py_client_scenario(json!({
-        "target": {"url": gw.url("/mcp/modern")}, "mode": "2026-07-28",
+        "target": {"url": gw.url("/mcp/modern"),
+                   "headers": {"Authorization": format!("Bearer {carol}")}},
+        "mode": "2026-07-28",
         "steps": [{"op": "listen_resources", "uris": ["memo://open", "memo://note"],
             "calls": [touch("memo://note"), touch("memo://open")],
             "until": "memo://open", "timeout": 15}],
     }));
     let step = ok(&report, 0);
-    // The anonymous caller is a contractor by principals.yaml, not an auditor.
+    // Carol is a contractor by principals.yaml, not an auditor.
     assert_eq!(
         step["honored"]["resourceSubscriptions"],
         json!(["memo://open"]),
@@ -214,5 +217,16 @@ fn a_resource_update_is_decided_with_the_subscribers_groups() {
         .collect();
     assert_eq!(heard, ["memo://open"], "{report}\n{}", gw.log());
     gw.kill();
-    verify(&gw, repo.path());
+    let out = verify(&gw, repo.path());
+    // "N of N decisions re-evaluated", N > 0: principals.yaml is part of the program.
+    let counts: Vec<&str> = out
+        .split(" decisions re-evaluated")
+        .next()
+        .and_then(|head| head.rsplit(", ").next())
+        .map(|c| c.split(" of ").collect())
+        .unwrap_or_default();
+    assert!(
+        counts.len() == 2 && counts[0] == counts[1] && counts[0] != "0",
+        "every decision re-derived: {out}"
+    );
 }

@@ -9,9 +9,15 @@ use crate::source::FileId;
 use mcpgate_grammar::Span;
 use std::sync::OnceLock;
 
+/// The JSON Schema of `mcpgate.yaml`, generated from its serde model: what `mcpgate schema`
+/// prints and what the file is validated against.
+pub fn json_schema() -> serde_json::Value {
+    schemars::schema_for!(crate::config::Config).to_value()
+}
+
 fn schema() -> &'static Schema {
     static SCHEMA: OnceLock<Schema> = OnceLock::new();
-    SCHEMA.get_or_init(|| Schema::new(&crate::schema::config_schema()))
+    SCHEMA.get_or_init(|| Schema::new(&json_schema()))
 }
 
 /// Loads and checks `mcpgate.yaml`; `None` when it has errors.

@@ -117,9 +117,15 @@ pub enum OneOrMany<T> {
     Many(Vec<T>),
 }
 
+/// The JSON Schema of `policies/**/*.yaml`, generated from its serde model: what `mcpgate schema`
+/// prints and what the file is validated against.
+pub fn json_schema() -> serde_json::Value {
+    schemars::schema_for!(PolicyDoc).to_value()
+}
+
 fn schema() -> &'static Schema {
     static SCHEMA: OnceLock<Schema> = OnceLock::new();
-    SCHEMA.get_or_init(|| Schema::new(&crate::schema::policy_schema()))
+    SCHEMA.get_or_init(|| Schema::new(&json_schema()))
 }
 
 /// Loads the rules of one YAML policy file; problems go to `out`.

@@ -23,9 +23,15 @@ pub struct PrincipalsDoc {
     pub groups: BTreeMap<String, Vec<String>>,
 }
 
+/// The JSON Schema of `principals.yaml`, generated from its serde model: what `mcpgate schema`
+/// prints and what the file is validated against.
+pub fn json_schema() -> serde_json::Value {
+    schemars::schema_for!(PrincipalsDoc).to_value()
+}
+
 fn schema() -> &'static Schema {
     static SCHEMA: OnceLock<Schema> = OnceLock::new();
-    SCHEMA.get_or_init(|| Schema::new(&crate::schema::principals_schema()))
+    SCHEMA.get_or_init(|| Schema::new(&json_schema()))
 }
 
 /// Whether a group name can be written in a policy without surprise: no blanks, not empty.

@@ -101,9 +101,15 @@ pub struct TestCase {
     pub rule_span: Option<Span>,
 }
 
+/// The JSON Schema of `tests/**/*.yaml`, generated from its serde model: what `mcpgate schema`
+/// prints and what the file is validated against.
+pub fn json_schema() -> serde_json::Value {
+    schemars::schema_for!(TestsDoc).to_value()
+}
+
 fn schema() -> &'static Schema {
     static SCHEMA: OnceLock<Schema> = OnceLock::new();
-    SCHEMA.get_or_init(|| Schema::new(&crate::schema::tests_schema()))
+    SCHEMA.get_or_init(|| Schema::new(&json_schema()))
 }
 
 const KINDS: [&str; 4] = ["human", "agent", "service", "anonymous"];

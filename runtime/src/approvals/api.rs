@@ -2,7 +2,7 @@
 //! `POST /approvals/{id}/approve` and `POST /approvals/{id}/deny`, each authenticated with
 //! the approver's own token.
 
-use super::store::{self, Approval, DecideError, Verdict};
+use super::approval::{self, Approval, DecideError, Verdict};
 use super::{Approvals, Approver, authorize};
 use ::http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -101,7 +101,7 @@ fn visible_to(a: &Approval, approver: &Approver) -> bool {
 async fn list(approvals: &Approvals, approver: &Approver) -> (StatusCode, Value) {
     let listed = approvals
         .db(|s| {
-            s.expire_overdue(store::now_ms())?;
+            s.expire_overdue(approval::now_ms())?;
             s.list(false, MAX_LISTED)
         })
         .await;
@@ -175,7 +175,7 @@ async fn decide(
     };
     let id2 = id.to_owned();
     let done = approvals
-        .db(move |s| s.decide(&id2, &verdict, store::now_ms()))
+        .db(move |s| s.decide(&id2, &verdict, approval::now_ms()))
         .await;
     match done {
         Some(Ok(a)) => {

@@ -4,7 +4,7 @@
 //! `mcpgate approvals` in another process), so no step is missed across processes and
 //! restarts.
 
-use super::store::{Approval, Status};
+use super::approval::{Approval, Status};
 use serde_json::{Value, json};
 
 /// One step in an approval's life.

@@ -4,22 +4,27 @@
 //! a restart; the gateway notices decisions by polling the database's `data_version`.
 //! See `docs/approvals.md`.
 //!
+//! Files: `approval.rs` (an approval and its status), `store.rs` (the table), `api.rs` (the
+//! approvers' HTTP API), `events.rs`, `webhook.rs`.
+//!
 //! Owns the approvals store, decisions, events and webhooks. May use: `decision`, `audit`,
 //! `vault` and the bottom layer; holding and relaying a call is `gateway::hold`'s job.
 
 pub mod api;
+pub mod approval;
 pub mod events;
 pub mod store;
 pub mod webhook;
 
 use crate::vault::references::SecretResolver;
+use approval::Approval;
 use http::HeaderMap;
 use mcpgate_compiler::Principal;
 use mcpgate_compiler::config::ApprovalsConfig;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use store::{Approval, Store};
+use store::Store;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -212,7 +217,7 @@ impl Approvals {
                     .watch(move |s| -> rusqlite::Result<i64> {
                         let version = s.data_version()?;
                         if sweep {
-                            s.expire_overdue(store::now_ms())?;
+                            s.expire_overdue(approval::now_ms())?;
                         }
                         Ok(version)
                     })
@@ -281,8 +286,8 @@ impl Approvals {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approval::NewApproval;
     use serde_json::json;
-    use store::NewApproval;
 
     fn approval() -> Approval {
         let s = Store::in_memory().unwrap();

@@ -2,7 +2,7 @@
 //! signed with HMAC-SHA256 (`X-Mcpgate-Signature: sha256=HEX`). Delivery runs in the
 //! background and is retried a few times; a failure is logged and never holds up a decision.
 
-use super::store::Approval;
+use super::approval::Approval;
 use crate::http_client::{self as client, HttpClient};
 use crate::vault::references::SecretResolver;
 use crate::vault::references::resolve_references;

@@ -553,7 +553,8 @@ fn load_program(opts: &Options, commit: Option<&str>, hash: &str) -> Result<Prog
     if checked.has_errors() {
         return Err(Unusable::note(format!("{what} does not compile")));
     }
-    let program = Program::compile(&checked.policy, commit);
+    // With the folder's `principals.yaml` groups, as the gateway compiled it.
+    let program = checked.program(commit);
     if program.hash_hex() != hash {
         let message = format!(
             "the program of {what} hashes to `{}`, not the recorded `{hash}`",

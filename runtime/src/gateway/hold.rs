@@ -2,7 +2,7 @@
 //! one (new or the same call's), streaming progress notifications if the client asked for
 //! them, then forward the call or answer the denial.
 
-use crate::approvals::store::{self, Approval, CallKey, NewApproval, Status};
+use crate::approvals::approval::{self, Approval, CallKey, NewApproval, Status};
 use crate::approvals::{Approvals, group_list};
 use crate::audit::decision::Pending;
 use crate::decision::LoadedProgram;
@@ -99,7 +99,7 @@ impl Call {
             principal: self.session.principal.id.clone(),
             server: self.server.clone(),
             tool: self.tool.clone(),
-            args_hash: store::args_hash(&self.arguments()),
+            args_hash: approval::args_hash(&self.arguments()),
         }
     }
 }
@@ -116,7 +116,7 @@ fn refused(call: &mut Call, text: &str) -> Value {
 /// Holds `call` under the `approve` rule `hold`; `program` is the deciding program's hash.
 pub async fn hold(approvals: Arc<Approvals>, mut call: Call, hold: &Hold, program: &str) -> Reply {
     let key = call.key();
-    let now = store::now_ms();
+    let now = approval::now_ms();
     let new = NewApproval {
         server: call.server.clone(),
         tool: call.tool.clone(),
@@ -203,7 +203,7 @@ async fn wait(
         group_list(&approval.approvers),
         approval.rule
     );
-    if let Some(p) = progress(token.as_ref(), &approval, store::now_ms(), &waiting)
+    if let Some(p) = progress(token.as_ref(), &approval, approval::now_ms(), &waiting)
         && tx.send(p).await.is_err()
     {
         return;
@@ -211,12 +211,12 @@ async fn wait(
     let mut changes = approvals.subscribe();
     let mut tick = tokio::time::interval(PROGRESS_EVERY);
     tick.tick().await;
-    let remaining = u64::try_from(approval.expires_ms - store::now_ms()).unwrap_or(0);
+    let remaining = u64::try_from(approval.expires_ms - approval::now_ms()).unwrap_or(0);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(remaining);
     let mut timed_out = false;
     let id = approval.id.clone();
     let current = loop {
-        let now = store::now_ms();
+        let now = approval::now_ms();
         let expire = timed_out;
         let id2 = id.clone();
         let read = approvals
@@ -242,7 +242,7 @@ async fn wait(
             // Past the deadline and still pending: another process holds the write lock.
             () = tokio::time::sleep(Duration::from_millis(500)), if timed_out => {}
             _ = tick.tick() => {
-                if let Some(p) = progress(token.as_ref(), &approval, store::now_ms(), &waiting)
+                if let Some(p) = progress(token.as_ref(), &approval, approval::now_ms(), &waiting)
                     && tx.send(p).await.is_err()
                 {
                     return;
@@ -257,12 +257,14 @@ async fn wait(
     let answer = match current.status {
         Status::Approved => {
             let id2 = id.clone();
-            let claimed = approvals.db(move |s| s.claim(&id2, store::now_ms())).await;
+            let claimed = approvals
+                .db(move |s| s.claim(&id2, approval::now_ms()))
+                .await;
             if let Some(Ok(true)) = claimed {
                 if let Some(p) = progress(
                     token.as_ref(),
                     &current,
-                    store::now_ms(),
+                    approval::now_ms(),
                     &format!(
                         "approved by {}",
                         current.decided_by.as_deref().unwrap_or("an approver")
