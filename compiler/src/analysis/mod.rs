@@ -14,6 +14,7 @@ mod compare;
 mod describe;
 mod domain;
 mod env;
+pub mod lint;
 mod reach;
 mod render;
 mod space;
