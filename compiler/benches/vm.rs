@@ -152,5 +152,25 @@ fn compile(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decide, compile);
+/// The glob worst case: a URI of 8 KiB (the gateway's limit) that almost matches a pattern
+/// of `k` globstars. Time grows with `k` linearly, not as `n^k`.
+fn globs(c: &mut Criterion) {
+    let mut g = c.benchmark_group("glob-worst-case");
+    let text = format!("note:///{}", "a".repeat(8 * 1024 - 8));
+    for k in [1usize, 2, 4, 8] {
+        let pattern = format!("note:///{}z", "**a".repeat(k));
+        g.bench_with_input(BenchmarkId::from_parameter(k), &k, |b, _| {
+            b.iter(|| {
+                mcpgate_compiler::ir::glob_match(
+                    std::hint::black_box(pattern.as_bytes()),
+                    std::hint::black_box(text.as_bytes()),
+                    true,
+                )
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, decide, compile, globs);
 criterion_main!(benches);

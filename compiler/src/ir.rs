@@ -119,32 +119,45 @@ impl UriPattern {
     }
 }
 
-/// The reference glob matcher (iterative, no allocation, linear backtracking on the last
-/// star). With `segments`, a single `*` stops at `/` and `**` crosses it.
+/// The glob matcher: iterative, no allocation, O(pattern × text) in the worst case whatever
+/// the number of stars. With `segments`, a single `*` stops at `/` and `**` crosses it.
+///
+/// Two backtrack points suffice. A `**` matches any run, so once one is reached, the
+/// earliest place the text before it matched is as good as any later one: what came before
+/// is never revisited, and on a mismatch the latest `**` takes one more byte. Between
+/// `**`s, a single `*` is backtracked as in a plain wildcard match, one byte at a time and
+/// never across `/` (an earlier `*` of the same stretch could not cross it either).
 pub fn glob_match(pat: &[u8], text: &[u8], segments: bool) -> bool {
-    // Recursive only on `**` in segment mode, whose depth is bounded by the pattern.
     let (mut p, mut t) = (0usize, 0usize);
+    // Where to resume after the latest `*` / `**`: (pattern after it, text it starts at).
     let mut star: Option<(usize, usize)> = None;
+    let mut globstar: Option<(usize, usize)> = None;
     while t < text.len() {
         match pat.get(p) {
             Some(b'*') if segments && pat.get(p + 1) == Some(&b'*') => {
-                let rest = pat.get(p + 2..).unwrap_or_default();
-                return (t..=text.len())
-                    .any(|i| glob_match(rest, text.get(i..).unwrap_or_default(), true));
+                p += 2;
+                globstar = Some((p, t));
+                star = None;
             }
             Some(b'*') => {
-                star = Some((p, t));
                 p += 1;
+                star = Some((p, t));
             }
             Some(&c) if Some(&c) == text.get(t) => {
                 p += 1;
                 t += 1;
             }
-            _ => match star {
-                Some((sp, st)) if !(segments && text.get(st) == Some(&b'/')) => {
-                    p = sp + 1;
+            _ => match (star, globstar) {
+                (Some((sp, st)), _) if !(segments && text.get(st) == Some(&b'/')) => {
+                    p = sp;
                     t = st + 1;
                     star = Some((sp, st + 1));
+                }
+                (_, Some((gp, gt))) => {
+                    p = gp;
+                    t = gt + 1;
+                    globstar = Some((gp, gt + 1));
+                    star = None;
                 }
                 _ => return false,
             },

@@ -29,6 +29,9 @@ pub async fn request(
     method: &str,
     message: Value,
 ) -> Reply {
+    if let Some(refusal) = oversized_uri(&client_id, method, &message) {
+        return Reply::Json(refusal);
+    }
     let loaded = gw.program.load_full();
     if tasks::handles(method) {
         return tasks::request(gw, &loaded, session, client_id, method, message).await;
@@ -39,6 +42,30 @@ pub async fn request(
         }
         Endpoint::Aggregate => aggregated(gw, loaded, session, client_id, method, message).await,
     }
+}
+
+/// The longest resource URI a request may name. Far above any URI a server lists, and it
+/// bounds the work of matching one against the policy's globs.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// The refusal of a resource request whose URI is longer than [`MAX_URI_BYTES`].
+fn oversized_uri(id: &Value, method: &str, message: &Value) -> Option<Value> {
+    if !method.starts_with("resources/") {
+        return None;
+    }
+    let uri = jsonrpc::params(message)
+        .get("uri")
+        .and_then(Value::as_str)?;
+    (uri.len() > MAX_URI_BYTES).then(|| {
+        jsonrpc::error(
+            id.clone(),
+            jsonrpc::INVALID_PARAMS,
+            &format!(
+                "the resource URI is {} bytes long; the gateway takes at most {MAX_URI_BYTES}",
+                uri.len()
+            ),
+        )
+    })
 }
 
 /// What a decision point asks about, read from the message.

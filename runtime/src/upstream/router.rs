@@ -363,3 +363,53 @@ pub(crate) fn forget_connection<T>(
         table.remove(key);
     }
 }
+
+/// Reads the answer to `initialize` sent on a new one-channel connection (stdio, legacy
+/// SSE), and keeps the protocol version it names in `version`, for the sealed state.
+pub(crate) async fn initialized<F>(
+    server: &str,
+    sent: F,
+    version: &std::sync::Mutex<String>,
+) -> Result<Message, UpstreamError>
+where
+    F: Future<Output = Result<Exchange, UpstreamError>>,
+{
+    let mut exchange = sent.await?;
+    let response = super::final_response(server, &mut exchange).await?;
+    if let Some(v) = response
+        .pointer("/result/protocolVersion")
+        .and_then(|v| v.as_str())
+    {
+        *version
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = v.to_owned();
+    }
+    Ok(response)
+}
+
+/// Sweeps a transport's table of live connections every quarter of `idle` (50 ms to 30 s)
+/// while the transport exists; `sweep` ends what went idle. Started once per transport.
+pub(crate) fn spawn_reaper<S, F>(
+    started: &std::sync::atomic::AtomicBool,
+    shared: &Arc<S>,
+    idle: Duration,
+    sweep: F,
+) where
+    S: Send + Sync + 'static,
+    F: Fn(&S) + Send + 'static,
+{
+    if started.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return;
+    }
+    let weak = Arc::downgrade(shared);
+    let tick = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(tick).await;
+            let Some(shared) = weak.upgrade() else {
+                return;
+            };
+            sweep(&shared);
+        }
+    });
+}

@@ -3,7 +3,7 @@
 //! from the server, responses included, arrives on that stream.
 
 use super::client::{self, ConfiguredHeaders, HttpClient, MAX_MESSAGE_BYTES};
-use super::router::{Router, forget_connection};
+use super::router::{Router, forget_connection, initialized, spawn_reaper};
 use super::sse::{SseEvent, SseParser};
 use super::{Exchange, Message, SessionState, UpstreamError};
 use bytes::Bytes;
@@ -13,7 +13,7 @@ use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -170,18 +170,12 @@ impl LegacyUpstream {
             shared: Arc::clone(&self.shared),
             conn: Arc::clone(&conn),
         };
-        let answer = async {
-            let mut exchange = session.request(initialize).await?;
-            super::final_response(&self.name, &mut exchange).await
-        }
-        .await;
-        let response = answer?;
-        if let Some(v) = response
-            .pointer("/result/protocolVersion")
-            .and_then(|v| v.as_str())
-        {
-            *lock(&conn.protocol_version) = v.to_owned();
-        }
+        let response = initialized(
+            &self.name,
+            session.request(initialize),
+            &conn.protocol_version,
+        )
+        .await?;
         lock(&self.shared.sessions).insert(gateway_session.to_owned(), conn);
         self.start_reaper();
         Ok((session, response))
@@ -200,20 +194,13 @@ impl LegacyUpstream {
     }
 
     fn start_reaper(&self) {
-        if self.shared.reaper_started.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let weak = Arc::downgrade(&self.shared);
         let idle = self.idle;
-        let tick = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(tick).await;
-                let Some(shared) = weak.upgrade() else {
-                    return;
-                };
-                let mut sessions = lock(&shared.sessions);
-                sessions.retain(|_, c| {
+        spawn_reaper(
+            &self.shared.reaper_started,
+            &self.shared,
+            idle,
+            move |shared: &Shared| {
+                lock(&shared.sessions).retain(|_, c| {
                     let stale = c.router.ended().is_some()
                         || (c.router.in_flight() == 0 && c.router.idle_for() >= idle);
                     if stale {
@@ -225,8 +212,8 @@ impl LegacyUpstream {
                     }
                     !stale
                 });
-            }
-        });
+            },
+        );
     }
 }
 

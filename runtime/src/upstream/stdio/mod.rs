@@ -6,7 +6,7 @@ mod cap;
 mod child;
 mod lines;
 
-use super::router::{Router, forget_connection};
+use super::router::{Router, forget_connection, initialized, spawn_reaper};
 use super::secrets::GATEWAY_ENV_PREFIX;
 use super::{Message, SessionState, UpstreamError};
 pub use cap::StdioProcesses;
@@ -15,7 +15,7 @@ use lines::{log_stderr, read_stdout};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -222,19 +222,14 @@ impl StdioUpstream {
             shared: Arc::clone(&self.shared),
             process: Arc::clone(&process),
         };
-        let answer = async {
-            let mut exchange = session.request(initialize).await?;
-            super::final_response(&self.name, &mut exchange).await
-        }
+        let answer = initialized(
+            &self.name,
+            session.request(initialize),
+            &process.protocol_version,
+        )
         .await;
         match answer {
             Ok(response) => {
-                if let Some(v) = response
-                    .pointer("/result/protocolVersion")
-                    .and_then(|v| v.as_str())
-                {
-                    *lock(&process.protocol_version) = v.to_owned();
-                }
                 let replaced = lock(&self.shared.sessions)
                     .insert(gateway_session.to_owned(), Arc::clone(&process));
                 if let Some(replaced) = replaced {
@@ -336,19 +331,13 @@ impl StdioUpstream {
     }
 
     fn start_reaper(&self) {
-        if self.shared.reaper_started.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let weak = Arc::downgrade(&self.shared);
         let idle = self.idle;
-        let tick = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
         let name = self.name.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(tick).await;
-                let Some(shared) = weak.upgrade() else {
-                    return;
-                };
+        spawn_reaper(
+            &self.shared.reaper_started,
+            &self.shared,
+            idle,
+            move |shared: &Shared| {
                 let stale: Vec<Arc<Process>> = {
                     let mut sessions = lock(&shared.sessions);
                     let keys: Vec<String> = sessions
@@ -360,15 +349,14 @@ impl StdioUpstream {
                         .collect();
                     keys.iter().filter_map(|k| sessions.remove(k)).collect()
                 };
-                drop(shared);
                 for process in stale {
                     if process.alive() {
                         tracing::info!(target: "upstream", server = %name, "stopping an idle process");
                         tokio::spawn(async move { process.stop().await });
                     }
                 }
-            }
-        });
+            },
+        );
     }
 }
 

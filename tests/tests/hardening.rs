@@ -1,0 +1,48 @@
+//! Bounds a client cannot push the gateway past, end to end with `mcpgate serve` in front of
+//! the real `mcpgate demo-server`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use mcpgate_tests::http::McpHttp;
+use mcpgate_tests::{Gateway, PolicyRepo};
+use serde_json::{Value, json};
+
+/// Globs with many `**`: each is matched in time linear in the URI times the pattern.
+const RULES: &str = r#"allow demo.write_note;
+allow resource demo "note:///**a**b**c**d**e**f**g**h**z";
+allow resource demo "note:///**";
+"#;
+
+fn read(c: &McpHttp, id: u64, uri: &str) -> Value {
+    c.call(id, "resources/read", json!({"uri": uri}))
+}
+
+#[test]
+fn a_resource_uri_is_bounded_and_globs_stay_fast() {
+    let config = json!({"servers": {"demo": {"command": "mcpgate", "args": ["demo-server"]}}});
+    let repo = PolicyRepo::with(&config, RULES);
+    let gw = Gateway::start(&repo);
+    let mut c = McpHttp::new(gw.addr(), "/mcp/demo");
+    c.initialize();
+    let w = c.call(
+        2,
+        "tools/call",
+        json!({"name": "write_note", "arguments": {"name": "k", "text": "hello"}}),
+    );
+    assert_eq!(w["result"]["isError"], false, "{w}");
+
+    // A URI over the limit is refused as invalid params, naming the limit.
+    let long = format!("note:///{}", "a".repeat(9000));
+    let r = read(&c, 3, &long);
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    let message = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("at most 8192"), "{r}");
+
+    // Just under the limit, a URI that almost matches the many-`**` glob is decided (the
+    // second rule allows it; the server does not know it), and the session goes on.
+    let near = format!("note:///{}", "abcdefgh".repeat(1000));
+    let r = read(&c, 4, &near);
+    assert_eq!(r["error"]["code"], -32002, "{r}");
+    let r = read(&c, 5, "note:///k");
+    assert_eq!(r["result"]["contents"][0]["text"], "hello", "{r}");
+}
