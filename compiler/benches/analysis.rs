@@ -1,7 +1,8 @@
 //! Time of the analyses on the generated 1 000- and 10 000-rule programs (the generator
 //! of the VM bench): `who-can` for one tool, `can` for one principal over every target,
-//! and the exact comparison of a program with a one-rule change of it. Thread CPU time,
-//! as in the VM bench. Run: `cargo bench -p mcpgate-compiler --bench analysis`.
+//! the exact comparison of a program with a one-rule change of it, and the lint of
+//! `mcpgate check` (1 000 rules). Thread CPU time, as in the VM bench. Run:
+//! `cargo bench -p mcpgate-compiler --bench analysis -- --measurement-time 2`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../tests/vm_common/mod.rs"]
@@ -79,6 +80,20 @@ fn analyses(c: &mut Criterion) {
                 })
             })
         });
+        if n <= 1_000 {
+            // The lint of `mcpgate check` (every target, no tests, no lock).
+            let checked = mcpgate_compiler::repo::Checked {
+                policy: policy.clone(),
+                ..Default::default()
+            };
+            g.bench_with_input(BenchmarkId::new("lint", n), &n, |b, _| {
+                b.iter_custom(|iters| {
+                    cpu_timed(iters, || {
+                        black_box(analysis::lint::lint(&checked));
+                    })
+                })
+            });
+        }
         g.bench_with_input(BenchmarkId::new("who-can-every-target", n), &n, |b, _| {
             b.iter_custom(|iters| {
                 cpu_timed(iters, || {

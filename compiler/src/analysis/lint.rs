@@ -316,7 +316,15 @@ fn never_holds(checked: &Checked, model: &Model<'_>, i: usize, analysed: &[Analy
         rules: vec![rule.clone()],
     };
     let single = Model::new(&alone, &checked.memberships, model.lock);
-    analysed.iter().all(|a| {
+    let idx = crate::vm::RuleIdx(i as u32);
+    let applies = |a: &&Analysed| {
+        model
+            .program
+            .applicable(a.call.target())
+            .iter()
+            .any(|l| l.contains(&idx))
+    };
+    analysed.iter().filter(applies).all(|a| {
         let t = TargetAnalysis::new(&[&single], &a.call, None, None);
         t.regions
             .iter()
