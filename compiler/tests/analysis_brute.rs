@@ -629,3 +629,34 @@ fn equal_programs_are_proved_equal() {
         .unwrap();
     assert_eq!(n.is, "missing");
 }
+
+#[test]
+fn targets_whose_rules_keep_their_conditions_are_alike_without_a_search() {
+    let p = compile(&[
+        "allow s.t0 when args.s matches \"^a\";".to_owned(),
+        "allow s.t1 when args.n < 10;".to_owned(),
+    ]);
+    let q = compile(&[
+        "allow s.t0 when args.s matches \"^a\";".to_owned(),
+        "allow s.t1 when args.n < 20;".to_owned(),
+    ]);
+    let none = Memberships::new();
+    let d = mcpgate_compiler::diff::diff(side(&p, &none), side(&q, &none));
+    // The regex of the untouched target makes nothing opaque: its rules are the same.
+    assert!(d.exact.exact, "{:?}", d.exact);
+    assert!(d.exact.opaque_targets.is_empty(), "{:?}", d.exact);
+    assert_eq!(d.exact.flips.len(), 1, "{:?}", d.exact);
+    assert_eq!(d.exact.flips[0].target, "s.t1");
+
+    // The same rules under other group membership are searched: a flip by membership.
+    let p = compile(&["allow s.t0 when \"g1\" in principal.groups;".to_owned()]);
+    let mut m = Memberships::new();
+    m.insert("alice".into(), vec!["g1".into()]);
+    let d = mcpgate_compiler::diff::diff(side(&p, &none), side(&p, &m));
+    assert!(!d.exact.flips.is_empty(), "{:?}", d.exact);
+    assert!(
+        d.exact.flips.iter().all(|f| f.target == "s.t0"),
+        "{:?}",
+        d.exact
+    );
+}

@@ -5,7 +5,10 @@
 use super::reach::{Condition, conditions};
 use super::{Model, TargetAnalysis, targets};
 use crate::diff::widens;
+use crate::ir::Expr;
 use crate::request::Verdict;
+use crate::testing::Call;
+use crate::vm::RuleIdx;
 use serde::Serialize;
 use std::collections::BTreeSet;
 
@@ -38,8 +41,9 @@ pub struct ExactDiff {
     /// Every target was analysed exactly: the regions are precisely the requests they
     /// describe, so "no flips" is a proof for the targets compared.
     pub exact: bool,
-    /// Targets analysed with opaque atoms (regexes, lengths, relations between values):
-    /// their flips may describe regions no request falls in.
+    /// Targets searched with opaque atoms (regexes, lengths, relations between values):
+    /// their flips may describe regions no request falls in. A target whose rules keep
+    /// their conditions on both sides is not searched, so never listed here.
     pub opaque_targets: Vec<String>,
     /// Targets whose value classes may miss values: a flip there may go unseen.
     pub incomplete_targets: Vec<String>,
@@ -59,6 +63,9 @@ pub fn compare(base: &Model<'_>, head: &Model<'_>) -> ExactDiff {
     let mut opaque = BTreeSet::new();
     let mut incomplete = BTreeSet::new();
     for t in &named {
+        if same_conditions(base, head, &t.call) {
+            continue;
+        }
         let a = TargetAnalysis::new(&[base, head], &t.call, None, None);
         if !a.space.exact() {
             out.exact = false;
@@ -95,4 +102,36 @@ pub fn compare(base: &Model<'_>, head: &Model<'_>) -> ExactDiff {
     out.opaque_targets = opaque.into_iter().collect();
     out.incomplete_targets = incomplete.into_iter().collect();
     out
+}
+
+/// Whether the two programs dispatch `call` to rules with the same conditions, effect by
+/// effect and in the same order, under the same group membership: then they decide every
+/// request to it alike (the deciding rule's id may differ, its verdict cannot), whatever
+/// the conditions are, opaque ones included. Limits do not change a verdict.
+fn same_conditions(base: &Model<'_>, head: &Model<'_>, call: &Call) -> bool {
+    if base.program.memberships() != head.program.memberships() {
+        return false;
+    }
+    let (b, h) = (
+        base.program.applicable(call.target()),
+        head.program.applicable(call.target()),
+    );
+    // Hide, deny, approve, allow: the effects that decide.
+    b.iter().zip(&h).take(4).all(|(x, y)| {
+        let cx = rule_conditions(base, x);
+        cx.is_some() && cx == rule_conditions(head, y)
+    })
+}
+
+/// The conditions of `rules` (`None` for a rule the policy does not have).
+fn rule_conditions<'m>(m: &'m Model<'_>, rules: &[RuleIdx]) -> Option<Vec<Option<&'m Expr>>> {
+    rules
+        .iter()
+        .map(|r| {
+            m.policy
+                .rules
+                .get(r.0 as usize)
+                .map(|rule| rule.condition.as_ref())
+        })
+        .collect()
 }
