@@ -171,3 +171,16 @@ fn a_destructive_tool_open_to_everyone_is_reported() {
     let (found, _) = lints("allow bank.*;\n", "", false);
     assert!(found.is_empty(), "{found:?}");
 }
+
+#[test]
+fn a_policy_of_more_targets_than_the_bound_is_not_linted() {
+    let dead = "allow demo.add when args.n > 5 && args.n < 3;\n";
+    let small: String = (0..10).map(|i| format!("allow demo.t{i};\n")).collect();
+    let (found, _) = lints(&format!("{small}{dead}"), "", false);
+    assert_eq!(codes(&found), [("W0801", 11)], "{found:?}");
+    let big: String = (0..lint::MAX_TARGETS)
+        .map(|i| format!("allow demo.t{i};\n"))
+        .collect();
+    let (found, _) = lints(&format!("{big}{dead}"), "", false);
+    assert!(found.is_empty(), "{found:?}");
+}
