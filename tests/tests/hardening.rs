@@ -46,3 +46,69 @@ fn a_resource_uri_is_bounded_and_globs_stay_fast() {
     let r = read(&c, 5, "note:///k");
     assert_eq!(r["result"]["contents"][0]["text"], "hello", "{r}");
 }
+
+/// `mcpgate sessions rotate-key` between two runs of the gateway on one state dir: a
+/// session opened before the rotation goes on after it (the previous key still opens its
+/// id), new sessions are sealed under the new key, and a second rotation retires the first.
+#[test]
+fn a_session_survives_a_key_rotation_and_a_second_rotation_retires_it() {
+    let peer = mcpgate_tests::peers::HttpPeer::modern();
+    let config = json!({"servers": {"m": {"url": peer.url, "protocol": "legacy"}}});
+    let repo = PolicyRepo::with(&config, "allow m.echo;\n");
+    let state = tempfile::tempdir().unwrap();
+    let args = vec![
+        "--policy".to_owned(),
+        repo.path().to_str().unwrap().to_owned(),
+    ];
+    let echo = |c: &McpHttp, id: u64| {
+        c.call(
+            id,
+            "tools/call",
+            json!({"name": "echo", "arguments": {"text": "hi"}}),
+        )
+    };
+    let rotate = || {
+        let done = mcpgate_tests::cli::mcpgate(
+            std::path::Path::new("."),
+            [
+                "sessions",
+                "rotate-key",
+                "--state",
+                state.path().to_str().unwrap(),
+            ],
+        );
+        assert_eq!(done.code(), 0, "{done}");
+    };
+
+    let mut gw = Gateway::start_in(state.path(), &args, &[]);
+    let mut before = McpHttp::new(gw.addr(), "/mcp/m");
+    before.initialize();
+    assert_eq!(echo(&before, 2)["result"]["isError"], false);
+    gw.kill();
+
+    rotate();
+    let mut gw = Gateway::start_in(state.path(), &args, &[]);
+    before.addr = gw.addr();
+    let r = echo(&before, 3);
+    assert_eq!(
+        r["result"]["isError"], false,
+        "the old session goes on: {r}"
+    );
+    let mut after = McpHttp::new(gw.addr(), "/mcp/m");
+    after.initialize();
+    assert_eq!(echo(&after, 2)["result"]["isError"], false);
+    gw.kill();
+
+    rotate();
+    let gw = Gateway::start_in(state.path(), &args, &[]);
+    before.addr = gw.addr();
+    after.addr = gw.addr();
+    let r = before.post(&json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "hi"}}}));
+    assert_eq!(
+        r.status, 404,
+        "two rotations later the first key is gone: {r}"
+    );
+    let r = echo(&after, 3);
+    assert_eq!(r["result"]["isError"], false, "{r}");
+}
