@@ -112,3 +112,53 @@ fn a_session_survives_a_key_rotation_and_a_second_rotation_retires_it() {
     let r = echo(&after, 3);
     assert_eq!(r["result"]["isError"], false, "{r}");
 }
+
+/// `/metrics` has latency histograms for decisions and for each upstream's calls, and
+/// counts each upstream's failures by kind.
+#[test]
+fn metrics_have_latency_histograms_and_upstream_errors() {
+    let peer = mcpgate_tests::peers::HttpPeer::modern();
+    let config = json!({"servers": {"m": {"url": peer.url, "protocol": "legacy"}}});
+    let repo = PolicyRepo::with(&config, "allow m.echo;\n");
+    let gw = Gateway::start(&repo);
+    let mut c = McpHttp::new(gw.addr(), "/mcp/m");
+    c.initialize();
+    let echo = |id: u64| {
+        c.call(
+            id,
+            "tools/call",
+            json!({"name": "echo", "arguments": {"text": "hi"}}),
+        )
+    };
+    for id in 2..4 {
+        assert_eq!(echo(id)["result"]["isError"], false);
+    }
+    drop(peer);
+    let failed = echo(4);
+    assert!(failed.get("error").is_some(), "{failed}");
+
+    let page = mcpgate_tests::http::request(gw.addr(), "GET", "/metrics", &[], b"").text();
+    let line = |prefix: &str| {
+        page.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` in\n{page}"))
+            .to_owned()
+    };
+    assert_eq!(
+        line("mcpgate_upstream_request_duration_seconds_count{server=\"m\"}"),
+        "mcpgate_upstream_request_duration_seconds_count{server=\"m\"} 2"
+    );
+    assert!(
+        line("mcpgate_upstream_request_duration_seconds_bucket{server=\"m\",le=\"+Inf\"}")
+            .ends_with(" 2")
+    );
+    assert_eq!(
+        line("mcpgate_upstream_errors_total{server=\"m\",kind=\"unavailable\"}"),
+        "mcpgate_upstream_errors_total{server=\"m\",kind=\"unavailable\"} 1"
+    );
+    let decided = line("mcpgate_decision_duration_seconds_count ");
+    assert_eq!(
+        decided, "mcpgate_decision_duration_seconds_count 3",
+        "{page}"
+    );
+}
