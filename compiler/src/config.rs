@@ -82,6 +82,11 @@ pub struct ServerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "u64")]
     pub probe_timeout_secs: Option<u64>,
+    /// A PEM file of CA certificates trusted for this `https` server besides the platform's
+    /// roots (a company CA): a path on the gateway's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub ca_file: Option<String>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -105,6 +110,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("validate_arguments", &self.validate_arguments)
             .field("protocol", &self.protocol)
             .field("probe_timeout_secs", &self.probe_timeout_secs)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }

@@ -162,3 +162,67 @@ fn metrics_have_latency_histograms_and_upstream_errors() {
         "{page}"
     );
 }
+
+/// A CA made here, and a certificate it signs for `localhost`: (CA PEM, cert PEM, key PEM).
+fn private_ca() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "mcpgate test company CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca_cert.pem(), leaf.pem(), key.serialize_pem())
+}
+
+/// An https upstream whose certificate a company CA signed: refused without `ca_file`
+/// (the error names the certificate), reached with it.
+#[test]
+fn an_upstream_behind_a_private_ca_is_reached_with_its_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = private_ca();
+    let path = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let (ca_file, cert_file, key_file) = (
+        path("ca.pem", &ca),
+        path("cert.pem", &cert),
+        path("key.pem", &key),
+    );
+    let peer = mcpgate_tests::peers::HttpPeer::modern_tls(&cert_file, &key_file);
+    assert!(peer.url.starts_with("https://localhost:"), "{}", peer.url);
+    let servers = json!({
+        "trusting": {"url": peer.url, "protocol": "legacy", "ca_file": ca_file},
+        "plain": {"url": peer.url, "protocol": "legacy"},
+    });
+    let repo = PolicyRepo::with(
+        &json!({"servers": servers}),
+        "allow trusting.echo, plain.echo;\n",
+    );
+    let gw = Gateway::start(&repo);
+
+    let plain = McpHttp::new(gw.addr(), "/mcp/plain");
+    let r = plain.post(&mcpgate_tests::http::initialize_request(1));
+    assert!(
+        r.text().contains("certificate") || r.text().contains("UnknownIssuer"),
+        "without the CA the upstream is refused: {r}"
+    );
+
+    let mut trusting = McpHttp::new(gw.addr(), "/mcp/trusting");
+    trusting.initialize();
+    let r = trusting.call(
+        2,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "over tls"}}),
+    );
+    assert_eq!(r["result"]["isError"], false, "{r}");
+    assert!(r.to_string().contains("over tls"), "{r}");
+}
