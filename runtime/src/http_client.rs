@@ -4,6 +4,7 @@
 //!
 //! Bottom layer: uses nothing of the crate.
 
+use crate::http_proxy::ProxyConnector;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri};
@@ -52,7 +53,7 @@ pub(crate) const SIDE_BODY_WAIT: Duration = Duration::from_secs(2);
 pub(crate) const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// The pooled client type.
-pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(crate) type HttpClient = Client<HttpsConnector<ProxyConnector>, Full<Bytes>>;
 
 /// Builds a pooled client for http and https (rustls with ring), trusting the platform's
 /// root certificates and the bundled webpki roots.
@@ -80,7 +81,7 @@ pub(crate) fn build_client_trusting(ca_file: Option<&Path>) -> Result<HttpClient
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
+        .wrap_connector(ProxyConnector::from_env(http));
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .build(https))

@@ -163,7 +163,8 @@ fn metrics_have_latency_histograms_and_upstream_errors() {
     );
 }
 
-/// A CA made here, and a certificate it signs for `localhost`: (CA PEM, cert PEM, key PEM).
+/// A CA made here, and a certificate it signs for `localhost` and `127.0.0.1`: (CA PEM,
+/// cert PEM, key PEM).
 fn private_ca() -> (String, String, String) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
@@ -174,7 +175,7 @@ fn private_ca() -> (String, String, String) {
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca, ca_key);
     let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+    let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
         .unwrap()
         .signed_by(&key, &issuer)
         .unwrap();
@@ -225,4 +226,119 @@ fn an_upstream_behind_a_private_ca_is_reached_with_its_ca_file() {
     );
     assert_eq!(r["result"]["isError"], false, "{r}");
     assert!(r.to_string().contains("over tls"), "{r}");
+}
+
+/// A minimal HTTP `CONNECT` proxy on loopback that records the destinations it tunnels to.
+struct ConnectProxy {
+    addr: std::net::SocketAddr,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ConnectProxy {
+    fn start() -> ConnectProxy {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(client.try_clone().unwrap());
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    let target = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                            break;
+                        }
+                    }
+                    log.lock().unwrap().push(target.clone());
+                    let upstream = std::net::TcpStream::connect(&target).unwrap();
+                    let mut client = client;
+                    client
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .unwrap();
+                    let (mut up_r, mut up_w) = (upstream.try_clone().unwrap(), upstream);
+                    let mut down_w = client.try_clone().unwrap();
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut up_r, &mut down_w);
+                    });
+                    let _ = std::io::copy(&mut reader, &mut up_w);
+                });
+            }
+        });
+        ConnectProxy { addr, seen }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// `HTTPS_PROXY` sends an https upstream through a `CONNECT` tunnel (TLS still ends at the
+/// upstream, checked against `ca_file`); `NO_PROXY` exempts a host.
+#[test]
+fn https_upstreams_go_through_the_proxy_the_environment_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = private_ca();
+    let path = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let ca_file = path("ca.pem", &ca);
+    let peer = mcpgate_tests::peers::HttpPeer::modern_tls(
+        &path("cert.pem", &cert),
+        &path("key.pem", &key),
+    );
+    let port = peer
+        .url
+        .split(':')
+        .nth(2)
+        .and_then(|p| p.split('/').next())
+        .unwrap()
+        .to_owned();
+    let proxy = ConnectProxy::start();
+    let servers = json!({
+        "proxied": {"url": peer.url, "protocol": "legacy", "ca_file": ca_file},
+        "direct": {"url": format!("https://127.0.0.1:{port}/mcp"), "protocol": "legacy",
+                   "ca_file": ca_file},
+    });
+    let repo = PolicyRepo::with(
+        &json!({"servers": servers}),
+        "allow proxied.echo, direct.echo;\n",
+    );
+    let proxy_url = format!("http://{}", proxy.addr);
+    let gw = Gateway::start_with_env(
+        &repo,
+        &[],
+        &[
+            ("HTTPS_PROXY", proxy_url.as_str()),
+            ("NO_PROXY", "127.0.0.1"),
+        ],
+    );
+    for (server, via_proxy) in [("proxied", true), ("direct", false)] {
+        let before = proxy.seen().len();
+        let mut c = McpHttp::new(gw.addr(), &format!("/mcp/{server}"));
+        c.initialize();
+        let r = c.call(
+            2,
+            "tools/call",
+            json!({"name": "echo", "arguments": {"text": "tunnelled"}}),
+        );
+        assert_eq!(r["result"]["isError"], false, "{server}: {r}");
+        let tunnels = proxy.seen()[before..].to_vec();
+        if via_proxy {
+            assert!(!tunnels.is_empty(), "{server} went around the proxy");
+            assert!(
+                tunnels.iter().all(|t| *t == format!("localhost:{port}")),
+                "{tunnels:?}"
+            );
+        } else {
+            assert!(tunnels.is_empty(), "NO_PROXY: {tunnels:?}");
+        }
+    }
 }
