@@ -82,6 +82,11 @@ pub struct ServerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "u64")]
     pub probe_timeout_secs: Option<u64>,
+    /// A PEM file of CA certificates trusted for this `https` server besides the platform's
+    /// roots (a company CA): a path on the gateway's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub ca_file: Option<String>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -105,6 +110,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("validate_arguments", &self.validate_arguments)
             .field("protocol", &self.protocol)
             .field("probe_timeout_secs", &self.probe_timeout_secs)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -455,25 +461,12 @@ impl From<TokenKind> for crate::PrincipalKind {
     }
 }
 
-/// A duration as written in `mcpgate.yaml`: a whole number and a unit (`500ms`, `90s`,
-/// `15m`, `2h`, `1d`).
-pub const DURATION_PATTERN: &str = "^[0-9]+(ms|s|m|h|d)$";
+/// The duration syntax of config values (see [`crate::duration`]).
+pub const DURATION_PATTERN: &str = crate::duration::PATTERN;
 
-/// Reads a duration written as [`DURATION_PATTERN`] says; `None` for anything else.
+/// Reads a duration in the syntax of [`crate::duration`]; `None` for anything else.
 pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = text.split_at(split);
-    let n: u64 = n.parse().ok()?;
-    let ms = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return None,
-    };
-    Some(std::time::Duration::from_millis(n.checked_mul(ms)?))
+    crate::duration::parse(text).ok()
 }
 
 /// Calls held by `approve` rules (see `docs/approvals.md`).
@@ -538,7 +531,9 @@ mod tests {
         assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
         assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
         assert_eq!(parse_duration("1d"), Some(Duration::from_secs(86_400)));
-        assert_eq!(parse_duration("15"), None);
+        // One syntax with the command line and the `*_secs` keys: a bare number is seconds.
+        assert_eq!(parse_duration("15"), Some(Duration::from_secs(15)));
+        assert_eq!(parse_duration("1h 30m"), Some(Duration::from_secs(5400)));
         assert_eq!(parse_duration("15 minutes"), None);
         assert_eq!(parse_duration("m"), None);
         assert_eq!(parse_duration("99999999999999999999d"), None);

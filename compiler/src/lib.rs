@@ -9,6 +9,7 @@ pub mod check;
 pub mod config;
 pub mod diag;
 pub mod diff;
+pub mod duration;
 pub mod format;
 pub mod ir;
 pub mod lock;

@@ -4,6 +4,7 @@
 //!
 //! Bottom layer: uses nothing of the crate.
 
+use crate::http_proxy::ProxyConnector;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri};
@@ -13,7 +14,11 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Why an HTTP exchange failed.
@@ -48,23 +53,73 @@ pub(crate) const SIDE_BODY_WAIT: Duration = Duration::from_secs(2);
 pub(crate) const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// The pooled client type.
-pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(crate) type HttpClient = Client<HttpsConnector<ProxyConnector>, Full<Bytes>>;
 
-/// Builds a pooled client for http and https (rustls with ring, webpki roots).
+/// Builds a pooled client for http and https (rustls with ring), trusting the platform's
+/// root certificates and the bundled webpki roots.
 pub(crate) fn build_client() -> Result<HttpClient, String> {
+    build_client_trusting(None)
+}
+
+/// Like [`build_client`], also trusting the CA certificates of the PEM file `ca_file`.
+///
+/// # Errors
+/// The file cannot be read or holds no certificate, or TLS cannot be set up.
+pub(crate) fn build_client_trusting(ca_file: Option<&Path>) -> Result<HttpClient, String> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(CONNECT_TIMEOUT));
     http.set_nodelay(true);
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("cannot set up TLS: {e}"))?
+    .with_root_certificates(roots(ca_file)?)
+    .with_no_client_auth();
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-        .map_err(|e| format!("cannot set up TLS: {e}"))?
+        .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
+        .wrap_connector(ProxyConnector::from_env(http));
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .build(https))
+}
+
+/// The roots an https upstream is checked against: the bundled webpki roots, the
+/// platform's store (a company CA installed on the host counts), and `ca_file`.
+fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, String> {
+    static PLATFORM: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let platform = PLATFORM.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            tracing::debug!(target: "upstream", error = %e, "a platform root certificate was not read");
+        }
+        found.certs
+    });
+    // A platform certificate rustls cannot use is skipped, as browsers do.
+    let _ = roots.add_parsable_certificates(platform.iter().cloned());
+    if let Some(path) = ca_file {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("`ca_file` {}: {e}", path.display()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("`ca_file` {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "`ca_file` {} holds no PEM certificate",
+                path.display()
+            ));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("`ca_file` {}: {e}", path.display()))?;
+        }
+    }
+    Ok(roots)
 }
 
 /// Headers configured for an upstream, resolved, with credentials marked sensitive.

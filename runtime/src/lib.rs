@@ -9,7 +9,7 @@
 //! session upstream                      client sessions; connections to MCP servers
 //! audit approvals quota identity vault lock gitops     services
 //! decision                              the loaded program, the request, the verdict
-//! jsonrpc sse mcp_headers protocol_version http_client state git clock metrics
+//! jsonrpc sse mcp_headers protocol_version http_client http_proxy state git clock metrics
 //! signature demo                        wire formats, storage, small values
 //! ```
 
@@ -35,6 +35,7 @@ pub mod clock;
 pub mod demo;
 pub mod git;
 pub mod http_client;
+pub mod http_proxy;
 pub mod jsonrpc;
 pub mod mcp_headers;
 pub mod metrics;

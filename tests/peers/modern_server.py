@@ -21,6 +21,7 @@ Tools:
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 
@@ -145,7 +146,11 @@ async def serve_http() -> None:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     app = server.streamable_http_app(host="127.0.0.1")
-    config = uvicorn.Config(app, log_level="warning")
+    # TLS_CERT / TLS_KEY (PEM files) serve https, for tests of private CAs.
+    tls = {}
+    if os.environ.get("TLS_CERT"):
+        tls = {"ssl_certfile": os.environ["TLS_CERT"], "ssl_keyfile": os.environ["TLS_KEY"]}
+    config = uvicorn.Config(app, log_level="warning", **tls)
     print(f"listening on 127.0.0.1:{port}", flush=True)
     await uvicorn.Server(config).serve(sockets=[sock])
 

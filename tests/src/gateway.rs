@@ -60,6 +60,17 @@ impl Gateway {
             .args(args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1");
+        // Tests reach their peers on loopback directly; a test that wants a proxy sets one.
+        for k in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+        ] {
+            cmd.env_remove(k);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -171,9 +171,22 @@ impl HttpPeer {
     /// The dual-era Python SDK server (`tests/peers/modern_server.py`) over Streamable HTTP
     /// on a free loopback port.
     pub fn modern() -> HttpPeer {
+        HttpPeer::modern_with(&[], "http")
+    }
+
+    /// The same server over https with the certificate and key of the PEM files `cert` and
+    /// `key` (its URL names `localhost`).
+    pub fn modern_tls(cert: &std::path::Path, key: &std::path::Path) -> HttpPeer {
+        HttpPeer::modern_with(&[("TLS_CERT", cert), ("TLS_KEY", key)], "https")
+    }
+
+    fn modern_with(env: &[(&str, &std::path::Path)], scheme: &str) -> HttpPeer {
         let mut cmd = Command::new(paths::python());
         cmd.arg(paths::peer_sources().join("modern_server.py"))
             .arg("--http");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let mut proc = Proc::spawn("modern_server.py (HTTP)", &mut cmd);
         let port = proc.output.wait_for(Duration::from_secs(30), |line| {
             line.strip_prefix("listening on 127.0.0.1:")
@@ -186,9 +199,14 @@ impl HttpPeer {
                 proc.output.text()
             );
         };
+        let host = if scheme == "https" {
+            "localhost"
+        } else {
+            "127.0.0.1"
+        };
         HttpPeer {
             proc,
-            url: format!("http://127.0.0.1:{port}/mcp"),
+            url: format!("{scheme}://{host}:{port}/mcp"),
         }
     }
 }

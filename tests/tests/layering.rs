@@ -15,6 +15,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "demo",
             "git",
             "http_client",
+            "http_proxy",
             "jsonrpc",
             "mcp_headers",
             "metrics",

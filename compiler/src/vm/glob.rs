@@ -1,6 +1,5 @@
 //! Precompiled globs: the common shapes (literal, `*`, `pre*`, `*suf`, `pre*suf`) become
-//! string tests, in the manner of globset's buckets; anything else runs the reference
-//! matcher, which allocates nothing.
+//! string tests; anything else runs the reference matcher, which allocates nothing.
 
 use crate::ir::glob_match;
 

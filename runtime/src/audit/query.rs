@@ -14,8 +14,8 @@ pub struct Filter {
     pub verdict: Option<String>,
     /// `decision`, `outcome`, `list`, `event`.
     pub kind: Option<String>,
-    /// RFC 3339 time; records at or after it.
-    pub since: Option<String>,
+    /// Records at or after this time.
+    pub since: Option<jiff::Timestamp>,
 }
 
 impl Filter {
@@ -37,8 +37,10 @@ impl Filter {
         {
             return false;
         }
-        if let Some(since) = &self.since
-            && s("/time").is_none_or(|t| t < since.as_str())
+        if let Some(since) = self.since
+            && s("/time")
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .is_none_or(|t| t < since)
         {
             return false;
         }
@@ -73,31 +75,31 @@ pub fn glob(pattern: &str, text: &str) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
-/// `--since`: an RFC 3339 time, or a duration back from now (`90s`, `15m`, `2h`, `7d`).
+/// `--since`: an RFC 3339 time with any offset (`2026-12-06T10:00:00+02:00`, `...Z`), a
+/// date (midnight UTC), or a duration back from now (`90s`, `15m`, `2h`, `7d`, `1h 30m`).
 ///
 /// # Errors
-/// When it is neither.
-pub fn parse_since(text: &str, now_secs: u64) -> Result<String, String> {
+/// When it is none of them.
+pub fn parse_since(text: &str, now_secs: u64) -> Result<jiff::Timestamp, String> {
     let t = text.trim();
-    if t.len() >= 10 && t.as_bytes().get(4) == Some(&b'-') {
-        return Ok(t.to_owned());
+    if let Ok(time) = t.parse::<jiff::Timestamp>() {
+        return Ok(time);
     }
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (n, unit) = t.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("cannot read `{t}` as a time or a duration (e.g. `15m`)"))?;
-    let secs = match unit {
-        "s" | "" => n,
-        "m" => n.saturating_mul(60),
-        "h" => n.saturating_mul(3600),
-        "d" => n.saturating_mul(86_400),
-        _ => return Err(format!("unknown unit in `{t}`; use s, m, h or d")),
-    };
-    Ok(crate::audit::record::rfc3339(
-        now_secs.saturating_sub(secs),
-        0,
-    ))
+    if let Ok(date) = t.parse::<jiff::civil::Date>() {
+        return date
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .map(|z| z.timestamp())
+            .map_err(|e| format!("`{t}`: {e}"));
+    }
+    let back = mcpgate_compiler::duration::parse(t).map_err(|_| {
+        format!(
+            "cannot read `{t}` as a time (`2026-12-06T10:00:00+02:00`, `2026-12-06`) or a \
+             duration back from now (`15m`, `1h 30m`)"
+        )
+    })?;
+    let secs = now_secs.saturating_sub(back.as_secs());
+    jiff::Timestamp::from_second(i64::try_from(secs).unwrap_or(i64::MAX))
+        .map_err(|e| format!("`{t}`: {e}"))
 }
 
 /// One line for people: time, seq, type and what the record says.
@@ -183,26 +185,36 @@ mod tests {
             verdict: Some("allow".into()),
             ..Filter::default()
         }));
+        let since = |t: &str| Some(parse_since(t, 0).unwrap());
         assert!(f(Filter {
-            since: Some("2026-01-01".into()),
+            since: since("2026-01-01"),
             ..Filter::default()
         }));
         assert!(!f(Filter {
-            since: Some("2026-01-03".into()),
+            since: since("2026-01-03"),
+            ..Filter::default()
+        }));
+        // 01:00 at +02:00 is 23:00 UTC the day before: the record is after it (as text,
+        // "2026-01-02T00..." sorts before "2026-01-02T01...").
+        assert!(f(Filter {
+            since: since("2026-01-02T01:00:00+02:00"),
+            ..Filter::default()
+        }));
+        assert!(!f(Filter {
+            since: since("2026-01-02T03:00:00+02:00"),
             ..Filter::default()
         }));
     }
 
     #[test]
     fn since_takes_times_and_durations() {
-        assert_eq!(
-            parse_since("2026-01-01T00:00:00Z", 0).unwrap(),
-            "2026-01-01T00:00:00Z"
-        );
-        assert_eq!(
-            parse_since("1h", 7200).unwrap(),
-            "1970-01-01T01:00:00.000000Z"
-        );
+        let at = |t: &str, now: u64| parse_since(t, now).unwrap().as_second();
+        assert_eq!(at("2026-01-01T00:00:00Z", 0), 1_767_225_600);
+        assert_eq!(at("2026-01-01", 0), 1_767_225_600);
+        // An offset is a time, not text: 02:00 at +02:00 is midnight UTC.
+        assert_eq!(at("2026-01-01T02:00:00+02:00", 0), 1_767_225_600);
+        assert_eq!(at("1h", 7200), 3600);
+        assert_eq!(at("1h 30m", 7200), 1800);
         assert!(parse_since("soon", 0).is_err());
         assert!(glob("a*c", "abbc") && !glob("a*c", "abbd") && glob("*", "") && glob("x", "x"));
     }

@@ -19,6 +19,7 @@ pub mod lock;
 pub mod schema;
 pub mod secret;
 pub mod serve;
+pub mod sessions;
 pub mod test;
 pub mod token;
 pub mod who_can;
@@ -63,6 +64,8 @@ pub enum Command {
     Secret(secret::Args),
     /// Decide calls held by `approve` rules.
     Approvals(approvals::Args),
+    /// Rotate the key that seals session ids.
+    Sessions(sessions::Args),
     /// A small MCP server over stdio, for the quickstart and tests.
     #[command(hide = true)]
     DemoServer(demo_server::Args),
@@ -86,6 +89,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Init(a) => init::run(a),
         Command::Secret(a) => secret::run(a),
         Command::Approvals(a) => approvals::run(a),
+        Command::Sessions(a) => sessions::run(a),
         Command::DemoServer(a) => demo_server::run(a),
     }
 }

@@ -64,19 +64,7 @@ pub enum LogFormat {
 
 /// Parses `250ms`, `15s`, `2m`, `1h` (a bare number is seconds).
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("cannot read `{s}` as a duration (e.g. `15s`)"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(format!("unknown unit in `{s}`; use ms, s, m or h")),
-    };
+    let d = mcpgate_compiler::duration::parse(s)?;
     if d < Duration::from_millis(10) {
         return Err(format!("`{s}` is too short; poll at most every 10ms"));
     }

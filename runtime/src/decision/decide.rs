@@ -159,6 +159,7 @@ fn log(loaded: &LoadedProgram, d: &Decision<'_>) {
         .unwrap_or_default();
     let (verdict, rule) = d.verdict(program);
     crate::metrics::count_decision(verdict.as_str());
+    crate::metrics::observe_decision(d.latency);
     tracing::info!(
         target: "mcpgate::decision",
         principal = %d.caller.declared.id,

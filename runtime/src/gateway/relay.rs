@@ -94,6 +94,7 @@ impl Drop for InFlight {
 }
 
 fn upstream_error(id: Value, server: &str, e: &UpstreamError) -> Value {
+    crate::metrics::upstream(server).error(e.kind());
     jsonrpc::error(
         id,
         jsonrpc::INTERNAL_ERROR,
@@ -151,6 +152,8 @@ pub async fn forward(
         )
         .await;
     }
+    let stats = crate::metrics::upstream(server);
+    let started = std::time::Instant::now();
     let gid = session.begin_call(&client_id, server);
     let mut guard = InFlight {
         session: session.clone(),
@@ -166,6 +169,7 @@ pub async fn forward(
         Ok(x) => x,
         Err(UpstreamError::SessionExpired) => {
             guard.disarm();
+            stats.error(UpstreamError::SessionExpired.kind());
             return Reply::SessionGone;
         }
         Err(e) => {
@@ -174,6 +178,7 @@ pub async fn forward(
         }
     };
     let finish = move |m: Value, client_id: Value| {
+        stats.observe(started.elapsed());
         let m = jsonrpc::with_id(m, client_id);
         match transform {
             Some(t) => t(m),

@@ -43,23 +43,12 @@ pub fn parse_ttl(s: &str) -> Result<Option<u64>, String> {
     if s.eq_ignore_ascii_case("never") {
         return Ok(None);
     }
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("cannot read `{s}` as a lifetime (e.g. `8h`, `30d`, `never`)"))?;
-    let mult = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(format!("unknown unit in `{s}`; use s, m, h, d or w")),
-    };
-    if n == 0 {
+    let d = mcpgate_compiler::duration::parse(s)
+        .map_err(|e| format!("{e}; a lifetime is e.g. `8h`, `30d` or `never`"))?;
+    if d.as_secs() == 0 {
         return Err(format!("`{s}` is no lifetime; give a positive duration"));
     }
-    Ok(Some(n.saturating_mul(mult)))
+    Ok(Some(d.as_secs()))
 }
 
 #[cfg(test)]

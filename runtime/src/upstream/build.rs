@@ -5,7 +5,7 @@ use super::{StdioProcesses, Upstream, UpstreamTransport, era, http, sse_legacy, 
 use crate::http_client as client;
 use crate::vault::references::{self as secrets, SecretResolver};
 use mcpgate_compiler::config::{GatewayConfig, Protocol, ServerConfig, Transport};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,19 +80,25 @@ impl Upstream {
                 let uri = client::parse_url(url).map_err(|e| format!("server `{name}`: {e}"))?;
                 let headers = resolve_headers(config, secrets)
                     .map_err(|e| format!("server `{name}`: {e}"))?;
+                let client =
+                    client::build_client_trusting(config.ca_file.as_deref().map(Path::new))
+                        .map_err(|e| format!("server `{name}`: {e}"))?;
                 match config.transport.unwrap_or(Transport::StreamableHttp) {
                     Transport::StreamableHttp => UpstreamTransport::Http(Arc::new(
-                        http::HttpUpstream::new(name, uri, headers, timeout)?,
+                        http::HttpUpstream::new(name, uri, headers, timeout, client),
                     )),
                     Transport::Sse => UpstreamTransport::Sse(sse_legacy::LegacyUpstream::new(
-                        name, uri, headers, timeout, idle,
-                    )?),
+                        name, uri, headers, timeout, idle, client,
+                    )),
                 }
             }
             (None, Some(command)) => {
-                if config.transport.is_some() || !config.headers.is_empty() {
+                if config.transport.is_some()
+                    || !config.headers.is_empty()
+                    || config.ca_file.is_some()
+                {
                     return Err(format!(
-                        "server `{name}`: `transport` and `headers` apply to `url` servers only"
+                        "server `{name}`: `transport`, `headers` and `ca_file` apply to `url` servers only"
                     ));
                 }
                 if command.trim().is_empty() {

@@ -36,6 +36,20 @@ impl fmt::Display for UpstreamError {
 
 impl std::error::Error for UpstreamError {}
 
+impl UpstreamError {
+    /// The kind, as `/metrics` labels it (`mcpgate_upstream_errors_total`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Unavailable(_) => "unavailable",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::Protocol(_) => "protocol",
+            UpstreamError::SessionExpired => "session_expired",
+            UpstreamError::Exited(_) => "exited",
+            UpstreamError::Busy => "busy",
+        }
+    }
+}
+
 impl From<client::HttpError> for UpstreamError {
     fn from(e: client::HttpError) -> UpstreamError {
         match e {

@@ -71,15 +71,16 @@ impl HttpUpstream {
         url: Uri,
         headers: ConfiguredHeaders,
         timeout: Duration,
-    ) -> Result<HttpUpstream, String> {
-        Ok(HttpUpstream {
+        client: HttpClient,
+    ) -> HttpUpstream {
+        HttpUpstream {
             name: name.to_owned(),
             url,
             headers,
-            client: client::build_client()?,
+            client,
             timeout,
             params: ParamHeaders::default(),
-        })
+        }
     }
 
     /// Sends `initialize` and returns the session with the upstream's response.

@@ -84,19 +84,20 @@ impl LegacyUpstream {
         headers: ConfiguredHeaders,
         timeout: Duration,
         idle: Duration,
-    ) -> Result<LegacyUpstream, String> {
-        Ok(LegacyUpstream {
+        client: HttpClient,
+    ) -> LegacyUpstream {
+        LegacyUpstream {
             name: name.to_owned(),
             url,
             idle,
             shared: Arc::new(Shared {
                 headers,
-                client: client::build_client()?,
+                client,
                 timeout,
                 sessions: Mutex::new(HashMap::new()),
                 reaper_started: AtomicBool::new(false),
             }),
-        })
+        }
     }
 
     /// Opens the event stream, waits for the endpoint, and initializes.
