@@ -321,11 +321,12 @@ pub fn run(args: Args) -> ExitCode {
                 "policy loaded"
             );
         }
+        let stop = shutdown_signal();
         println!("listening on http://{bound}");
         use std::io::Write;
         let _ = std::io::stdout().flush();
         tracing::info!("listening on http://{bound}");
-        serve(listener, gw, shutdown_signal()).await;
+        serve(listener, gw, stop).await;
         if let Some(log) = &audit {
             log.close();
         }

@@ -296,59 +296,6 @@ impl Router {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[tokio::test]
-    async fn routes_by_id_progress_token_and_single_flight() {
-        let router = Arc::new(Router::new("t", Duration::from_secs(5)));
-        let req1 = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"progressToken":"p1"}}});
-        let req2 = json!({"jsonrpc":"2.0","id":"1","method":"tools/call"});
-        let (k1, f1) = router.register(&req1).unwrap();
-        let (k2, f2) = router.register(&req2).unwrap();
-        let mut ex1 = router.exchange(k1, f1);
-        let mut ex2 = router.exchange(k2, f2);
-        router.route(json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"p1","progress":1}}));
-        router.route(json!({"jsonrpc":"2.0","method":"notifications/message","params":{}}));
-        router.route(json!({"jsonrpc":"2.0","id":"1","result":{}}));
-        router.route(json!({"jsonrpc":"2.0","id":1,"result":{}}));
-        let p = ex1.recv().await.unwrap().unwrap();
-        assert_eq!(p["method"], "notifications/progress");
-        assert_eq!(ex1.recv().await.unwrap().unwrap()["id"], 1);
-        assert!(ex1.recv().await.is_none());
-        assert_eq!(ex2.recv().await.unwrap().unwrap()["id"], "1");
-        assert!(ex2.recv().await.is_none());
-        let mut listen = router.listener();
-        assert_eq!(
-            listen.recv().await.unwrap()["method"],
-            "notifications/message"
-        );
-    }
-
-    #[tokio::test]
-    async fn end_fails_in_flight_and_later_requests() {
-        let router = Arc::new(Router::new("t", Duration::from_secs(5)));
-        let (k, f) = router.register(&json!({"id": 3, "method": "x"})).unwrap();
-        let mut ex = router.exchange(k, f);
-        router.end(
-            UpstreamError::Exited("status 1".into()),
-            UpstreamError::SessionExpired,
-        );
-        assert_eq!(
-            ex.recv().await.unwrap(),
-            Err(UpstreamError::Exited("status 1".into()))
-        );
-        assert_eq!(
-            router
-                .register(&json!({"id": 4, "method": "x"}))
-                .unwrap_err(),
-            UpstreamError::SessionExpired
-        );
-    }
-}
-
 /// Removes `key` from a transport's table of live connections, unless a newer connection
 /// took its place meanwhile.
 pub(crate) fn forget_connection<T>(
@@ -412,4 +359,57 @@ pub(crate) fn spawn_reaper<S, F>(
             sweep(&shared);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn routes_by_id_progress_token_and_single_flight() {
+        let router = Arc::new(Router::new("t", Duration::from_secs(5)));
+        let req1 = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"progressToken":"p1"}}});
+        let req2 = json!({"jsonrpc":"2.0","id":"1","method":"tools/call"});
+        let (k1, f1) = router.register(&req1).unwrap();
+        let (k2, f2) = router.register(&req2).unwrap();
+        let mut ex1 = router.exchange(k1, f1);
+        let mut ex2 = router.exchange(k2, f2);
+        router.route(json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"p1","progress":1}}));
+        router.route(json!({"jsonrpc":"2.0","method":"notifications/message","params":{}}));
+        router.route(json!({"jsonrpc":"2.0","id":"1","result":{}}));
+        router.route(json!({"jsonrpc":"2.0","id":1,"result":{}}));
+        let p = ex1.recv().await.unwrap().unwrap();
+        assert_eq!(p["method"], "notifications/progress");
+        assert_eq!(ex1.recv().await.unwrap().unwrap()["id"], 1);
+        assert!(ex1.recv().await.is_none());
+        assert_eq!(ex2.recv().await.unwrap().unwrap()["id"], "1");
+        assert!(ex2.recv().await.is_none());
+        let mut listen = router.listener();
+        assert_eq!(
+            listen.recv().await.unwrap()["method"],
+            "notifications/message"
+        );
+    }
+
+    #[tokio::test]
+    async fn end_fails_in_flight_and_later_requests() {
+        let router = Arc::new(Router::new("t", Duration::from_secs(5)));
+        let (k, f) = router.register(&json!({"id": 3, "method": "x"})).unwrap();
+        let mut ex = router.exchange(k, f);
+        router.end(
+            UpstreamError::Exited("status 1".into()),
+            UpstreamError::SessionExpired,
+        );
+        assert_eq!(
+            ex.recv().await.unwrap(),
+            Err(UpstreamError::Exited("status 1".into()))
+        );
+        assert_eq!(
+            router
+                .register(&json!({"id": 4, "method": "x"}))
+                .unwrap_err(),
+            UpstreamError::SessionExpired
+        );
+    }
 }
