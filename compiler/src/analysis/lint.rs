@@ -3,8 +3,8 @@
 //!
 //! - W0801: a rule that never decides a call: its condition never holds, or stronger or
 //!   earlier rules decide every call it matches (beyond the plain cover W0401 reports).
-//! - W0802: an `allow` that tests exercise, but that lets through calls no test makes: a
-//!   region of its reach (a target, a class of callers, of arguments) holds no test call.
+//! - W0802: an `allow` that tests exercise, but that lets through calls no test makes: on a
+//!   target the tests call, a region of its reach (callers, arguments) holds no test call.
 //! - W0803: a tool every principal can call unconditionally while `mcpgate.lock` pins it
 //!   as destructive (`destructiveHint: true`).
 //!
@@ -56,11 +56,11 @@ pub const W0802: Code = Code {
     name: "allow-wider-than-tests",
     doc: r#"
 ### What it does
-Warns about an `allow` rule that some test exercises, but whose reach holds calls of a kind
-no test makes: a tool its pattern matches that no test calls, or a class of callers or of
-arguments (as the exact analysis cuts them) in which no test call falls. The warning shows
-one such region; `mcpgate who-can` shows them all. Rules no test exercises at all are
-W0505.
+Warns about an `allow` rule that some test exercises, but that lets through, on a tool the
+tests call, calls of a kind no test makes: a class of callers or of arguments (as the
+exact analysis cuts them) in which no test call falls. The warning shows one such region;
+`mcpgate who-can` shows them all. Rules no test exercises at all are W0505; tools no test
+calls are not reported.
 
 ### Why is this bad?
 What the tests do not show can be widened by accident, and a reviewer reading the tests
@@ -68,7 +68,9 @@ does not see everything the rule grants.
 
 ### Example
 ```
-allow github.get_*;      # tests call github.get_issue only
+allow demo.add when args.a < 100 || principal.kind == "human";
+# the tests call demo.add as an agent with small amounts only: a human with any
+# amount is let through, and no test shows it
 ```
 Add a test for each kind of call the rule lets through, or narrow the rule.
 "#,
