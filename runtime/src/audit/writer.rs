@@ -1,9 +1,21 @@
 //! The writer thread: gives each record its `seq` and `prev`, appends batches to the
-//! current log file with one write and one fdatasync, acknowledges each record once it is
-//! on disk, rotates files, and signs checkpoints.
+//! current log file with one write, acknowledges each record once it is as durable as the
+//! configured level asks (synced for `strict` and `batched`, written for `written`), rotates
+//! files, and signs checkpoints.
+//!
+//! Group commit: everything waiting in the queue when the writer wakes goes into one write.
+//! Records nobody waits for (outcomes, lists) are written at once but add no fdatasync of
+//! their own: they ride on the next batch's sync, or on the sync timer (`sync_interval`)
+//! when no call follows. The current file is preallocated (`fallocate`) in steps of
+//! [`PREALLOCATE`] bytes, so that a sync within the allocated part has no file size to
+//! write; its tail is zeros until records fill it, which readers take as the end of the log.
+//! A file is cut to its records when the writer leaves it (rotation, shutdown, the next
+//! start after a crash).
 //!
 //! A failed write is rolled back (the file is cut back to its last complete record) and
-//! every record of the batch is refused: the calls they describe are not forwarded.
+//! every record of the batch is refused: the calls they describe are not forwarded. A
+//! failed fdatasync cannot be retried safely (the kernel may have dropped the pages it could
+//! not write): the writer refuses everything from then on.
 
 use crate::audit::keys;
 use crate::audit::record::{Fields, GENESIS, canonical, hash_hex, hex, now_rfc3339};
@@ -11,6 +23,8 @@ use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+#[cfg(unix)]
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -22,6 +36,8 @@ pub const CHECKPOINTS_FILE: &str = "checkpoints.jsonl";
 pub const LOCK_FILE: &str = ".lock";
 /// Most records in one group commit.
 const MAX_BATCH: usize = 1024;
+/// Bytes a log file is extended by ahead of its records.
+pub const PREALLOCATE: u64 = 4 << 20;
 
 /// The answer to one record: its `seq` once durable, or why it could not be written.
 pub type Ack = oneshot::Sender<Result<u64, String>>;
@@ -40,11 +56,24 @@ pub enum Export {
     File(File),
 }
 
+/// When a record counts as durable, and so when its caller is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// One write and one fdatasync per record, each acknowledged after its own sync.
+    Strict,
+    /// Waiting records share one write and one fdatasync; acknowledged after the sync.
+    Batched,
+    /// Acknowledged once written to the file (a killed process loses nothing); synced on
+    /// the timer, so a power loss can lose the last `sync_interval`.
+    Written,
+}
+
 /// Settings of the writer.
 pub struct Settings {
     pub dir: PathBuf,
-    /// One record per write and fdatasync.
-    pub strict: bool,
+    pub level: Level,
+    /// Longest a written record waits for a sync when no later record brings one.
+    pub sync_interval: Duration,
     pub rotate_bytes: u64,
     pub rotate_after: Duration,
     pub checkpoint_records: u64,
@@ -108,10 +137,27 @@ pub fn last_record(dir: &Path) -> Result<Option<(u64, String)>, String> {
     Ok(None)
 }
 
+/// Cuts the zeros a preallocated file ends with (left by a writer that stopped without
+/// cutting them, as a crash does). Only zeros go: a torn last record stays for `verify`.
+///
+/// # Errors
+/// When the file cannot be read or cut.
+pub fn trim_zero_tail(path: &Path) -> std::io::Result<()> {
+    let bytes = std::fs::read(path)?;
+    let end = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    if end < bytes.len() {
+        let file = OpenOptions::new().write(true).open(path)?;
+        file.set_len(end as u64)?;
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
 fn open_new(dir: &Path, seq: u64) -> std::io::Result<(File, PathBuf)> {
     let path = dir.join(file_name(seq));
     let mut options = OpenOptions::new();
-    options.append(true).create_new(true);
+    // Written at explicit offsets (the preallocated tail is not the end of the records).
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let file = options.open(&path)?;
@@ -128,6 +174,12 @@ pub struct Writer {
     path: PathBuf,
     /// Bytes of complete records in `file`.
     len: u64,
+    /// Size of `file` (records and the preallocated zeros after them).
+    allocated: u64,
+    /// Preallocation works on this file system (turned off at the first refusal).
+    preallocate: bool,
+    /// When the oldest record written since the last sync was written.
+    unsynced: Option<Instant>,
     opened: Instant,
     next_seq: u64,
     prev: String,
@@ -163,6 +215,14 @@ impl Writer {
                 dir.display()
             ));
         }
+        // A writer that was killed left its file's preallocated zeros: cut them.
+        if let Some(last) = log_files(&dir)
+            .map_err(|e| format!("cannot read the audit folder `{}`: {e}", dir.display()))?
+            .last()
+        {
+            trim_zero_tail(last)
+                .map_err(|e| format!("cannot cut the tail of `{}`: {e}", last.display()))?;
+        }
         let public = hex(&settings.key.verifying_key().to_bytes());
         std::fs::write(dir.join(keys::PUBLIC_KEY_FILE), format!("{public}\n"))
             .map_err(|e| format!("cannot write the audit public key: {e}"))?;
@@ -186,6 +246,9 @@ impl Writer {
             file,
             path,
             len: 0,
+            allocated: 0,
+            preallocate: cfg!(target_os = "linux"),
+            unsynced: None,
             opened: Instant::now(),
             next_seq,
             prev,
@@ -205,19 +268,31 @@ impl Writer {
 
     /// Serves `rx` until it closes or a `Close` arrives.
     pub fn run(mut self, rx: &mpsc::Receiver<Msg>) {
-        let max = if self.settings.strict { 1 } else { MAX_BATCH };
+        let max = if self.settings.level == Level::Strict {
+            1
+        } else {
+            MAX_BATCH
+        };
         let tick = self
             .settings
             .checkpoint_after
             .max(Duration::from_millis(100));
         loop {
-            let first = match rx.recv_timeout(tick) {
+            // Written records wait at most `sync_interval` for their sync.
+            let wait = self.unsynced.map_or(tick, |since| {
+                (since + self.settings.sync_interval).saturating_duration_since(Instant::now())
+            });
+            let first = match rx.recv_timeout(wait) {
                 Ok(m) => m,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if self.unsynced.is_some() {
+                        self.sync();
+                    }
                     self.maybe_checkpoint();
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.leave_file();
                     self.checkpoint();
                     return;
                 }
@@ -238,9 +313,17 @@ impl Writer {
             }
             if !batch.is_empty() {
                 self.commit(batch);
+                // Under a steady load the timer never fires: sync when it would have.
+                if self
+                    .unsynced
+                    .is_some_and(|since| since.elapsed() >= self.settings.sync_interval)
+                {
+                    self.sync();
+                }
                 self.maybe_checkpoint();
             }
             if let Some(done) = close {
+                self.leave_file();
                 self.checkpoint();
                 let _ = done.send(());
                 return;
@@ -274,40 +357,119 @@ impl Writer {
         if let Err(e) = self.rotate_if_due(buf.len() as u64) {
             tracing::error!(error = %e, "cannot start a new audit log file");
         }
-        let written = self
-            .file
-            .write_all(&buf)
-            .and_then(|()| self.file.sync_data());
-        match written {
-            Ok(()) => {
-                self.len += buf.len() as u64;
-                self.next_seq = seq;
-                self.prev = prev;
-                self.since_checkpoint += acks.len() as u64;
-                for (s, ack) in acks {
-                    if let Some(a) = ack {
-                        let _ = a.send(Ok(s));
-                    }
-                }
-                self.export(&buf);
-            }
-            Err(e) => {
-                // Cut back a partial write so the file ends with a complete record.
-                let cut = self
-                    .file
-                    .set_len(self.len)
-                    .and_then(|()| self.file.sync_data());
-                tracing::error!(error = %e, file = %self.path.display(), cut_back = cut.is_ok(), "audit log write failed: the calls are refused");
-                let why = e.to_string();
-                if let Err(c) = cut {
+        if let Err(e) = self.write(&buf) {
+            // Cut back a partial write so the file ends with a complete record.
+            let cut = self
+                .file
+                .set_len(self.len)
+                .and_then(|()| self.file.sync_data());
+            tracing::error!(error = %e, file = %self.path.display(), cut_back = cut.is_ok(), "audit log write failed: the calls are refused");
+            let why = e.to_string();
+            match cut {
+                Ok(()) => self.allocated = self.len,
+                Err(c) => {
                     self.broken = Some(format!("{why}; the log file could not be cut back: {c}"));
                 }
-                for (_, ack) in acks {
-                    if let Some(a) = ack {
+            }
+            let mut lost = 0;
+            for (_, ack) in acks {
+                match ack {
+                    Some(a) => {
                         let _ = a.send(Err(why.clone()));
                     }
+                    None => lost += 1,
                 }
             }
+            if lost > 0 {
+                tracing::error!(lost, "audit records of calls already forwarded are lost");
+            }
+            return;
+        }
+        self.len += buf.len() as u64;
+        self.next_seq = seq;
+        self.prev = prev;
+        self.since_checkpoint += acks.len() as u64;
+        self.unsynced.get_or_insert_with(Instant::now);
+        // A record someone waits for is synced now, unless written is durable enough;
+        // strict syncs every record.
+        let sync_now = match self.settings.level {
+            Level::Strict => true,
+            Level::Batched => acks.iter().any(|(_, a)| a.is_some()),
+            Level::Written => false,
+        };
+        if sync_now && !self.sync() {
+            let why = self.broken.clone().unwrap_or_default();
+            for (_, ack) in acks {
+                if let Some(a) = ack {
+                    let _ = a.send(Err(why.clone()));
+                }
+            }
+            return;
+        }
+        for (s, ack) in acks {
+            if let Some(a) = ack {
+                let _ = a.send(Ok(s));
+            }
+        }
+        self.export(&buf);
+    }
+
+    /// Writes `buf` after the records of the current file, extending the preallocated
+    /// part first when `buf` does not fit.
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let end = self.len + buf.len() as u64;
+        if self.preallocate && end > self.allocated {
+            let to = end.div_ceil(PREALLOCATE) * PREALLOCATE;
+            match preallocate(&self.file, self.allocated, to - self.allocated) {
+                Ok(()) => self.allocated = to,
+                Err(e) => {
+                    // Not supported here, or the file may not grow (a size limit): write
+                    // without; a write that cannot grow the file fails on its own.
+                    tracing::debug!(error = %e, "audit log files are not preallocated");
+                    self.preallocate = false;
+                }
+            }
+        }
+        #[cfg(unix)]
+        self.file.write_all_at(buf, self.len)?;
+        #[cfg(not(unix))]
+        self.file.write_all(buf)?;
+        self.allocated = self.allocated.max(end);
+        Ok(())
+    }
+
+    /// fdatasyncs the current file; `false` (and the writer broken) when that fails.
+    fn sync(&mut self) -> bool {
+        if self.broken.is_some() {
+            return false;
+        }
+        match self.file.sync_data() {
+            Ok(()) => {
+                self.unsynced = None;
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, file = %self.path.display(), "audit log sync failed: every call is refused from now on");
+                self.broken = Some(format!("the audit log could not be synced: {e}"));
+                false
+            }
+        }
+    }
+
+    /// Leaves the current file with its records only, synced (before a rotation or a stop).
+    fn leave_file(&mut self) {
+        if self.broken.is_some() {
+            return;
+        }
+        if self.allocated > self.len {
+            match self.file.set_len(self.len) {
+                Ok(()) => self.allocated = self.len,
+                Err(e) => tracing::warn!(error = %e, "cannot cut the preallocated audit log tail"),
+            }
+            self.unsynced.get_or_insert_with(Instant::now);
+        }
+        if self.unsynced.is_some() {
+            self.sync();
         }
     }
 
@@ -317,11 +479,13 @@ impl Writer {
         if !(full || old) {
             return Ok(());
         }
+        self.leave_file();
         let (file, path) = open_new(&self.settings.dir, self.next_seq)?;
         tracing::info!(file = %path.display(), seq = self.next_seq, "audit log rotated");
         self.file = file;
         self.path = path;
         self.len = 0;
+        self.allocated = 0;
         self.opened = Instant::now();
         Ok(())
     }
@@ -350,13 +514,17 @@ impl Writer {
             || (self.since_checkpoint > 0
                 && self.last_checkpoint.elapsed() >= self.settings.checkpoint_after);
         if due {
+            // A checkpoint names records that are on disk.
+            if self.unsynced.is_some() && !self.sync() {
+                return;
+            }
             self.checkpoint();
         }
     }
 
     /// Signs the head of the chain (when anything was written since the last checkpoint).
     fn checkpoint(&mut self) {
-        if self.since_checkpoint == 0 || self.next_seq == 0 {
+        if self.since_checkpoint == 0 || self.next_seq == 0 || self.broken.is_some() {
             return;
         }
         let seq = self.next_seq - 1;
@@ -382,6 +550,18 @@ impl Writer {
     }
 }
 
+/// Extends `file` to `offset + len` bytes of allocated zeros.
+#[cfg(target_os = "linux")]
+fn preallocate(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), offset, len)
+        .map_err(std::io::Error::from)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn preallocate(_: &File, _: u64, _: u64) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,7 +570,8 @@ mod tests {
     fn settings(dir: &Path, rotate_bytes: u64) -> Settings {
         Settings {
             dir: dir.to_owned(),
-            strict: false,
+            level: Level::Batched,
+            sync_interval: Duration::from_millis(50),
             rotate_bytes,
             rotate_after: Duration::from_secs(3600),
             checkpoint_records: 10,
@@ -434,7 +615,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Strict: one record per write, so files rotate between records.
         let strict = |d: &Path| Settings {
-            strict: true,
+            level: Level::Strict,
             ..settings(d, 1000)
         };
         let w = Writer::open(strict(dir.path())).unwrap();
@@ -479,5 +660,117 @@ mod tests {
         // The next gateway starts the chain where the last good record left it.
         let w = Writer::open(settings(dir.path(), 1 << 20)).unwrap();
         assert_eq!(w.next_seq(), 0);
+    }
+
+    /// Appends `records` without waiting for them, as outcome records are, and drops the
+    /// writer without stopping it, as a killed gateway does.
+    fn write_and_crash(mut writer: Writer, records: Vec<Fields>) {
+        writer.commit(records.into_iter().map(|r| (r, None)).collect());
+    }
+
+    fn verified(dir: &Path) -> crate::audit::verify::Report {
+        verify(&Options {
+            log: dir.to_owned(),
+            ..Options::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_preallocated_tail_reads_as_the_end_of_the_log_and_is_cut_on_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Writer::open(settings(dir.path(), 1 << 30)).unwrap();
+        write_and_crash(w, (0..5).map(record).collect());
+        let files = log_files(dir.path()).unwrap();
+        let bytes = std::fs::read(&files[0]).unwrap();
+        let records = bytes.iter().rposition(|b| *b == b'\n').unwrap() + 1;
+        if cfg!(target_os = "linux") {
+            assert_eq!(bytes.len() as u64, PREALLOCATE, "preallocated");
+            assert!(bytes[records..].iter().all(|b| *b == 0));
+        }
+        // Zeros after the records are the end of the log, not a torn record.
+        let report = verified(dir.path());
+        assert!(
+            report.ok() && report.findings.is_empty(),
+            "{:?}",
+            report.findings
+        );
+        assert_eq!(report.records, 5);
+        assert_eq!(last_record(dir.path()).unwrap().map(|r| r.0), Some(4));
+        // The next writer cuts the zeros and continues the chain in a new file.
+        let w = Writer::open(settings(dir.path(), 1 << 30)).unwrap();
+        assert_eq!(w.next_seq(), 5);
+        assert_eq!(std::fs::read(&files[0]).unwrap().len(), records);
+        let acks = write_all(w, (5..8).map(record).collect());
+        assert_eq!(acks.last(), Some(&Ok(7)));
+        // A stopped writer leaves its file with its records only.
+        let last = log_files(dir.path()).unwrap().pop().unwrap();
+        assert_eq!(std::fs::read(&last).unwrap().last(), Some(&b'\n'));
+        let report = verified(dir.path());
+        assert!(
+            report.ok() && report.findings.is_empty(),
+            "{:?}",
+            report.findings
+        );
+        assert_eq!((report.records, report.last_seq), (8, Some(7)));
+    }
+
+    #[test]
+    fn a_torn_record_before_the_zeros_is_a_note_and_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Writer::open(settings(dir.path(), 1 << 30)).unwrap();
+        write_and_crash(w, (0..2).map(record).collect());
+        let path = log_files(dir.path()).unwrap().remove(0);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let end = bytes.iter().rposition(|b| *b == b'\n').unwrap() + 1;
+        bytes.splice(end..end + 5, *b"{\"seq");
+        std::fs::write(&path, &bytes).unwrap();
+        let report = verified(dir.path());
+        assert!(report.ok(), "{:?}", report.findings);
+        assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+        let w = Writer::open(settings(dir.path(), 1 << 30)).unwrap();
+        assert_eq!(w.next_seq(), 2);
+        drop(w);
+        assert_eq!(std::fs::read(&path).unwrap().len(), end + 5);
+    }
+
+    #[test]
+    fn written_records_and_records_nobody_waits_for_keep_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = Settings {
+            level: Level::Written,
+            sync_interval: Duration::from_millis(1),
+            ..settings(dir.path(), 4096)
+        };
+        let w = Writer::open(written).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || w.run(&rx));
+        let mut waits = Vec::new();
+        for n in 0..40 {
+            if n % 2 == 0 {
+                let (ack, wait) = oneshot::channel();
+                tx.send(Msg::Record(record(n), Some(ack))).unwrap();
+                waits.push(wait);
+            } else {
+                tx.send(Msg::Record(record(n), None)).unwrap();
+                // Let the sync timer run now and then.
+                std::thread::sleep(Duration::from_millis(n % 3));
+            }
+        }
+        for w in waits {
+            assert!(w.blocking_recv().unwrap().is_ok());
+        }
+        let (done, closed) = mpsc::channel();
+        tx.send(Msg::Close(done)).unwrap();
+        closed.recv().unwrap();
+        thread.join().unwrap();
+        let report = verified(dir.path());
+        assert!(
+            report.ok() && report.findings.is_empty(),
+            "{:?}",
+            report.findings
+        );
+        assert_eq!((report.records, report.last_seq), (40, Some(39)));
+        assert!(log_files(dir.path()).unwrap().len() > 1, "rotated");
     }
 }
