@@ -24,7 +24,9 @@
 //! durability levels. `MCPGATE_BIN_BEFORE` names a second build (say, of the main branch):
 //! each configuration then runs on both, one after the other, and the ratios are printed
 //! (`written` runs on the build under test only: older builds do not know it).
-//! Latency figures are in microseconds.
+//! Latency figures are in microseconds. Before and after the runs it prints what the disk
+//! itself takes to make a 300-byte record durable (`pwrite` + `fdatasync`), appending and
+//! inside an already written file: the floor of an audited call's added latency.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -333,6 +335,48 @@ fn start(bin: &Path, mode: &str, upstream: SocketAddr, before: bool) -> Subject 
     }
 }
 
+/// p50 and p99 of a bare `pwrite` + `fdatasync` of a 300-byte record, appended to a new
+/// file and rewritten inside a file already written (no size or block to allocate): the
+/// disk's own cost of one durable record, next to which the audit's cost is read.
+fn disk_sync(dir: &Path) -> [(u64, u64); 2] {
+    use std::os::unix::fs::FileExt;
+    let record = [b'x'; 300];
+    let mut out = [(0, 0); 2];
+    for (i, prewritten) in [false, true].into_iter().enumerate() {
+        let path = dir.join(format!("sync-{i}"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        if prewritten {
+            file.write_all_at(&vec![0; 1 << 20], 0).unwrap();
+            file.sync_all().unwrap();
+        }
+        let mut times: Vec<u64> = (0..300u64)
+            .map(|n| {
+                let t = Instant::now();
+                file.write_all_at(&record, n * 300).unwrap();
+                file.sync_data().unwrap();
+                t.elapsed().as_micros() as u64
+            })
+            .collect();
+        times.sort_unstable();
+        out[i] = (times[times.len() / 2], times[times.len() * 99 / 100]);
+        let _ = std::fs::remove_file(&path);
+    }
+    out
+}
+
+fn print_disk_sync(dir: &Path) {
+    let [append, inside] = disk_sync(dir);
+    println!(
+        "disk: pwrite+fdatasync of 300 bytes: appending p50 {} p99 {} us, inside a written file p50 {} p99 {} us",
+        append.0, append.1, inside.0, inside.1
+    );
+}
+
 fn header() {
     println!(
         "{:<24} {:>9} {:>8} {:>8} {:>10} {:>10} {:>9} {:>7}",
@@ -376,7 +420,13 @@ fn main() {
         .build()
         .unwrap();
     let upstream = runtime.block_on(start_stub());
+    // The disk the gateways' state dirs (and so their audit logs) are on.
+    let scratch = tempfile::Builder::new()
+        .prefix("mcpgate-bench-")
+        .tempdir()
+        .unwrap();
     println!("tools/call, {secs} s per run; gateway: {}", after.display());
+    print_disk_sync(scratch.path());
     if let Some(b) = &before {
         println!("before: {}", b.display());
     }
@@ -448,4 +498,5 @@ fn main() {
             assert_eq!(via.errors, 0, "failed calls:\n{}", s.gateway.log());
         }
     }
+    print_disk_sync(scratch.path());
 }
