@@ -419,7 +419,9 @@ impl Writer {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<()> {
         let end = self.len + buf.len() as u64;
         if self.preallocate && end > self.allocated {
-            let to = end.div_ceil(PREALLOCATE) * PREALLOCATE;
+            // In steps, but not much past the size the file rotates at.
+            let to = (end.div_ceil(PREALLOCATE) * PREALLOCATE)
+                .min(end.max(self.settings.rotate_bytes.div_ceil(4096) * 4096));
             match preallocate(&self.file, self.allocated, to - self.allocated) {
                 Ok(()) => self.allocated = to,
                 Err(e) => {
@@ -441,6 +443,8 @@ impl Writer {
     /// fdatasyncs the current file; `false` (and the writer broken) when that fails.
     fn sync(&mut self) -> bool {
         if self.broken.is_some() {
+            // Nothing more will be synced: no timer either.
+            self.unsynced = None;
             return false;
         }
         match self.file.sync_data() {
@@ -449,6 +453,7 @@ impl Writer {
                 true
             }
             Err(e) => {
+                self.unsynced = None;
                 tracing::error!(error = %e, file = %self.path.display(), "audit log sync failed: every call is refused from now on");
                 self.broken = Some(format!("the audit log could not be synced: {e}"));
                 false
