@@ -180,6 +180,8 @@ pub struct Writer {
     preallocate: bool,
     /// When the oldest record written since the last sync was written.
     unsynced: Option<Instant>,
+    /// fdatasyncs of log files so far.
+    syncs: u64,
     opened: Instant,
     next_seq: u64,
     prev: String,
@@ -249,6 +251,7 @@ impl Writer {
             allocated: 0,
             preallocate: cfg!(target_os = "linux"),
             unsynced: None,
+            syncs: 0,
             opened: Instant::now(),
             next_seq,
             prev,
@@ -447,6 +450,7 @@ impl Writer {
             self.unsynced = None;
             return false;
         }
+        self.syncs += 1;
         match self.file.sync_data() {
             Ok(()) => {
                 self.unsynced = None;
@@ -777,5 +781,44 @@ mod tests {
         );
         assert_eq!((report.records, report.last_seq), (40, Some(39)));
         assert!(log_files(dir.path()).unwrap().len() > 1, "rotated");
+    }
+
+    #[test]
+    fn an_outcome_record_rides_on_the_next_decisions_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Writer::open(settings(dir.path(), 1 << 30)).unwrap();
+        let waited = |w: &mut Writer, n: u64| {
+            let (ack, wait) = oneshot::channel();
+            w.commit(vec![(record(n), Some(ack))]);
+            wait.blocking_recv().unwrap()
+        };
+        // A decision (someone waits), its outcome (nobody waits), the next decision.
+        assert_eq!(waited(&mut w, 0), Ok(0));
+        assert_eq!(w.syncs, 1);
+        w.commit(vec![(record(1), None)]);
+        assert_eq!(w.syncs, 1, "the outcome has no sync of its own");
+        assert!(w.unsynced.is_some());
+        assert_eq!(waited(&mut w, 2), Ok(2));
+        assert_eq!(w.syncs, 2, "one sync for the outcome and the next decision");
+        assert!(w.unsynced.is_none());
+        // `written`: acknowledged when written; the timer syncs.
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Writer::open(Settings {
+            level: Level::Written,
+            ..settings(dir.path(), 1 << 30)
+        })
+        .unwrap();
+        assert_eq!(waited(&mut w, 0), Ok(0));
+        assert_eq!(w.syncs, 0);
+        // Strict syncs every record, outcomes too.
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Writer::open(Settings {
+            level: Level::Strict,
+            ..settings(dir.path(), 1 << 30)
+        })
+        .unwrap();
+        assert_eq!(waited(&mut w, 0), Ok(0));
+        w.commit(vec![(record(1), None)]);
+        assert_eq!(w.syncs, 2);
     }
 }
