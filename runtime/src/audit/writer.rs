@@ -4,6 +4,9 @@
 //! files, and signs checkpoints.
 //!
 //! Group commit: everything waiting in the queue when the writer wakes goes into one write.
+//! Under `batched`, the acknowledgements of a batch go to a pool of syncer threads, and the
+//! writer goes on with the next batch while the sync is in flight (up to [`SYNCERS`] syncs
+//! at once; a syncer takes every batch queued when it starts, one sync for all).
 //! Records nobody waits for (outcomes, lists) are written at once but add no fdatasync of
 //! their own: they ride on the next batch's sync, or on the sync timer (`sync_interval`)
 //! when no call follows. The current file is preallocated (`fallocate`) in steps of
@@ -26,7 +29,7 @@ use std::io::Write;
 #[cfg(unix)]
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
@@ -38,6 +41,8 @@ pub const LOCK_FILE: &str = ".lock";
 const MAX_BATCH: usize = 1024;
 /// Bytes a log file is extended by ahead of its records.
 pub const PREALLOCATE: u64 = 4 << 20;
+/// fdatasyncs that may be in flight at once under `batched` (one thread each).
+const SYNCERS: usize = 4;
 
 /// The answer to one record: its `seq` once durable, or why it could not be written.
 pub type Ack = oneshot::Sender<Result<u64, String>>;
@@ -180,8 +185,11 @@ pub struct Writer {
     preallocate: bool,
     /// When the oldest record written since the last sync was written.
     unsynced: Option<Instant>,
-    /// fdatasyncs of log files so far.
+    /// fdatasyncs of log files so far (asked of the syncers included).
     syncs: u64,
+    /// Under `batched`: the threads that sync the batches someone waits for, so the
+    /// writer goes on with the next batch while a sync is in flight.
+    syncers: Option<Syncers>,
     opened: Instant,
     next_seq: u64,
     prev: String,
@@ -243,6 +251,13 @@ impl Writer {
             .create(true)
             .open(dir.join(CHECKPOINTS_FILE))
             .map_err(|e| format!("cannot open `{CHECKPOINTS_FILE}`: {e}"))?;
+        let syncers = match settings.level {
+            Level::Batched => Some(
+                Syncers::start(&path)
+                    .map_err(|e| format!("cannot start the audit log syncers: {e}"))?,
+            ),
+            Level::Strict | Level::Written => None,
+        };
         Ok(Writer {
             settings,
             file,
@@ -252,6 +267,7 @@ impl Writer {
             preallocate: cfg!(target_os = "linux"),
             unsynced: None,
             syncs: 0,
+            syncers,
             opened: Instant::now(),
             next_seq,
             prev,
@@ -295,8 +311,7 @@ impl Writer {
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.leave_file();
-                    self.checkpoint();
+                    self.stop();
                     return;
                 }
             };
@@ -326,8 +341,7 @@ impl Writer {
                 self.maybe_checkpoint();
             }
             if let Some(done) = close {
-                self.leave_file();
-                self.checkpoint();
+                self.stop();
                 let _ = done.send(());
                 return;
             }
@@ -335,6 +349,11 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: Vec<(Fields, Option<Ack>)>) {
+        if self.broken.is_none()
+            && let Some(why) = self.syncers.as_ref().and_then(Syncers::broken)
+        {
+            self.broken = Some(why);
+        }
         if let Some(why) = &self.broken {
             for (_, ack) in batch {
                 if let Some(a) = ack {
@@ -393,6 +412,21 @@ impl Writer {
         self.prev = prev;
         self.since_checkpoint += acks.len() as u64;
         self.unsynced.get_or_insert_with(Instant::now);
+        // Under `batched`, the records someone waits for go to a syncer, whose sync (it
+        // starts after this write) covers everything written so far; the writer goes on.
+        if let Some(syncers) = &self.syncers {
+            let waiting: Vec<(u64, Ack)> = acks
+                .into_iter()
+                .filter_map(|(s, a)| a.map(|a| (s, a)))
+                .collect();
+            if !waiting.is_empty() {
+                self.syncs += 1;
+                self.unsynced = None;
+                syncers.sync(waiting);
+            }
+            self.export(&buf);
+            return;
+        }
         // A record someone waits for is synced now, unless written is durable enough;
         // strict syncs every record.
         let sync_now = match self.settings.level {
@@ -465,6 +499,15 @@ impl Writer {
         }
     }
 
+    /// Waits for the syncs in flight, leaves the file, signs a last checkpoint.
+    fn stop(&mut self) {
+        if let Some(syncers) = self.syncers.take() {
+            syncers.join();
+        }
+        self.leave_file();
+        self.checkpoint();
+    }
+
     /// Leaves the current file with its records only, synced (before a rotation or a stop).
     fn leave_file(&mut self) {
         if self.broken.is_some() {
@@ -491,6 +534,9 @@ impl Writer {
         self.leave_file();
         let (file, path) = open_new(&self.settings.dir, self.next_seq)?;
         tracing::info!(file = %path.display(), seq = self.next_seq, "audit log rotated");
+        if let Some(syncers) = &mut self.syncers {
+            syncers.follow(&path)?;
+        }
         self.file = file;
         self.path = path;
         self.len = 0;
@@ -523,8 +569,8 @@ impl Writer {
             || (self.since_checkpoint > 0
                 && self.last_checkpoint.elapsed() >= self.settings.checkpoint_after);
         if due {
-            // A checkpoint names records that are on disk.
-            if self.unsynced.is_some() && !self.sync() {
+            // A checkpoint names records that are on disk (the syncers' may be in flight).
+            if (self.unsynced.is_some() || self.syncers.is_some()) && !self.sync() {
                 return;
             }
             self.checkpoint();
@@ -555,6 +601,132 @@ impl Writer {
                 self.last_checkpoint = Instant::now();
             }
             Err(e) => tracing::error!(error = %e, "cannot write an audit checkpoint"),
+        }
+    }
+}
+
+/// Records waiting for a sync, and the file they are in (as each syncer opened it).
+struct SyncJob {
+    files: Arc<Vec<File>>,
+    acks: Vec<(u64, Ack)>,
+}
+
+/// The syncer threads. Each syncs through its own open file description of the log file:
+/// a write-back error is reported once per description, so every syncer whose sync could
+/// have covered a failed page sees the error (one shared description would report it to
+/// whichever sync came first, and the others would succeed falsely).
+struct Syncers {
+    tx: Option<mpsc::Sender<SyncJob>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    files: Arc<Vec<File>>,
+    broken: Arc<Mutex<Option<String>>>,
+}
+
+impl Syncers {
+    fn start(path: &Path) -> std::io::Result<Syncers> {
+        let (tx, rx) = mpsc::channel::<SyncJob>();
+        let rx = Arc::new(Mutex::new(rx));
+        let broken = Arc::new(Mutex::new(None));
+        let mut threads = Vec::with_capacity(SYNCERS);
+        for i in 0..SYNCERS {
+            let (rx, broken) = (rx.clone(), broken.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name("mcpgate-audit-sync".into())
+                    .spawn(move || sync_loop(i, &rx, &broken))?,
+            );
+        }
+        Ok(Syncers {
+            tx: Some(tx),
+            threads,
+            files: Arc::new(open_for_syncers(path)?),
+            broken,
+        })
+    }
+
+    /// Syncs the file `path` from now on (after a rotation).
+    fn follow(&mut self, path: &Path) -> std::io::Result<()> {
+        self.files = Arc::new(open_for_syncers(path)?);
+        Ok(())
+    }
+
+    /// Queues the acknowledgements of records just written: they are answered after a
+    /// sync that started after this call.
+    fn sync(&self, acks: Vec<(u64, Ack)>) {
+        let job = SyncJob {
+            files: self.files.clone(),
+            acks,
+        };
+        if let Some(Err(mpsc::SendError(job))) = self.tx.as_ref().map(|tx| tx.send(job)) {
+            for (_, a) in job.acks {
+                let _ = a.send(Err("the audit log syncers have stopped".into()));
+            }
+        }
+    }
+
+    /// Why syncing failed, once it did: nothing is acknowledged after that.
+    fn broken(&self) -> Option<String> {
+        self.broken
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Lets the syncers finish what is queued, and waits for them.
+    fn join(mut self) {
+        self.tx = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn open_for_syncers(path: &Path) -> std::io::Result<Vec<File>> {
+    (0..SYNCERS)
+        .map(|_| OpenOptions::new().write(true).open(path))
+        .collect()
+}
+
+/// Syncer `i`: takes every job waiting, syncs each file they name once (each was written
+/// before it was queued, so a sync that starts now covers it), then answers them.
+fn sync_loop(i: usize, rx: &Mutex<mpsc::Receiver<SyncJob>>, broken: &Mutex<Option<String>>) {
+    loop {
+        let jobs = {
+            let rx = rx.lock().unwrap_or_else(PoisonError::into_inner);
+            let Ok(first) = rx.recv() else { return };
+            let mut jobs = vec![first];
+            while let Ok(j) = rx.try_recv() {
+                jobs.push(j);
+            }
+            jobs
+        };
+        let mut failed: Option<String> = None;
+        let mut synced: Vec<&Arc<Vec<File>>> = Vec::new();
+        for job in &jobs {
+            if synced.iter().any(|f| Arc::ptr_eq(f, &job.files)) {
+                continue;
+            }
+            synced.push(&job.files);
+            let Some(file) = job.files.get(i) else {
+                failed = Some("no file to sync".into());
+                continue;
+            };
+            if let Err(e) = file.sync_data() {
+                failed = Some(format!("the audit log could not be synced: {e}"));
+            }
+        }
+        let why = {
+            let mut b = broken.lock().unwrap_or_else(PoisonError::into_inner);
+            if let (None, Some(f)) = (&*b, &failed) {
+                tracing::error!(error = %f, "audit log sync failed: every call is refused from now on");
+                *b = Some(f.clone());
+            }
+            b.clone()
+        };
+        for job in jobs {
+            for (seq, a) in job.acks {
+                let _ = a.send(why.clone().map_or(Ok(seq), Err));
+            }
         }
     }
 }
