@@ -249,8 +249,13 @@ pub struct AuditConfig {
     pub path: Option<String>,
     /// `batched` (default): records are group-committed, one write and one fdatasync per
     /// batch, and each call waits for its batch. `strict`: one write and one fdatasync per
-    /// record. Either way a call is forwarded only once its record is on disk.
+    /// record. Either way a call is forwarded only once its record is on disk. `written`:
+    /// a call is forwarded once its record is written to the file (a killed gateway loses
+    /// nothing), and the file is synced every `sync_ms` (a power loss can lose that much).
     pub durability: Durability,
+    /// Longest a written record waits for its fdatasync: the sync timer of `written`, and of
+    /// the records no call waits for (outcomes, lists) under `batched`.
+    pub sync_ms: u64,
     /// Start a new log file when the current one reaches this many bytes.
     pub rotate_bytes: u64,
     /// Start a new log file when the current one is this many seconds old.
@@ -272,6 +277,7 @@ impl Default for AuditConfig {
             enabled: true,
             path: None,
             durability: Durability::Batched,
+            sync_ms: 50,
             rotate_bytes: 64 * 1024 * 1024,
             rotate_secs: 24 * 3600,
             checkpoint_records: 1000,
@@ -290,6 +296,8 @@ pub enum Durability {
     /// One write and fdatasync per batch of waiting records (group commit).
     #[default]
     Batched,
+    /// Written to the file before the call is forwarded, synced on a timer.
+    Written,
 }
 
 /// `identity:`: how the gateway knows who calls. Present (even empty): every request to an

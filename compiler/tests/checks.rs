@@ -287,3 +287,26 @@ fn principals_membership() {
         ["E0606"]
     );
 }
+
+#[test]
+fn audit_durability_levels() {
+    for level in ["strict", "batched", "written"] {
+        assert_eq!(
+            config(&format!("audit:\n  durability: {level}\n  sync_ms: 20\n")),
+            Vec::<&str>::new(),
+            "{level}"
+        );
+    }
+    let files = vec![SourceFile {
+        path: "mcpgate.yaml".into(),
+        text: "audit:\n  durability: fast\n".into(),
+    }];
+    let diagnostics = check_files(files).diagnostics;
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+    let d = &diagnostics[0];
+    assert_eq!(d.message, "unknown value `fast` for `audit.durability`");
+    let help = d.help.clone().unwrap_or_default();
+    for level in ["strict", "batched", "written"] {
+        assert!(help.contains(level), "{help}");
+    }
+}

@@ -1,21 +1,32 @@
 //! Gateway overhead on `tools/call`: a load generator on 127.0.0.1 calls a minimal
-//! Streamable HTTP MCP server directly, then the same server through `mcpgate serve`, at the
-//! same request rate, and prints the latency percentiles of both and their difference.
+//! Streamable HTTP MCP server directly and through `mcpgate serve`, in one run, and prints
+//! for each configuration the calls per second and the latency percentiles, and what the
+//! gateway adds to the direct call.
 //!
 //! ```sh
 //! cargo build --release -p mcpgate
-//! MCPGATE_BIN=target/release/mcpgate cargo bench -p mcpgate-tests --bench overhead
+//! MCPGATE_BIN=$PWD/target/release/mcpgate cargo bench -p mcpgate-tests --bench overhead
 //! ```
 //!
-//! Settings (environment): `BENCH_RATE` requests per second in total (default 2000),
-//! `BENCH_CONNS` keep-alive connections (default 8), `BENCH_SECS` measured seconds (default 5),
-//! `BENCH_AUDIT` the audit modes to run the gateway with, comma-separated (default
-//! `off,batched,strict`). For each mode it also measures the most calls per second the
-//! gateway completes with `BENCH_CONNS` connections calling back to back, and compares the
-//! latency of those calls with the same back-to-back run against the server directly
-//! (`BENCH_CONNS=1`: one call at a time, the per-call overhead without queueing).
-//! Latency is measured from each request's scheduled send time, so a slow server cannot
-//! hide its queueing delay by slowing the generator down.
+//! Two measurements, each against the server directly and through the gateway:
+//!
+//! - back to back: each of `BENCH_CONNS` connections (default `1,16`, comma-separated)
+//!   sends a call as soon as the previous one is answered. With one connection the
+//!   difference with the direct call is the latency the gateway adds to one call; with
+//!   several, calls/s is the throughput ceiling and the ratio to direct what is left of it.
+//! - fixed rate: `BENCH_RATE` calls per second in total (default 2000; `0` skips it) over
+//!   `BENCH_RATE_CONNS` connections (default 8), latency measured from each call's scheduled
+//!   send time, so the tail shows queueing (the generator's timer adds about 1 ms).
+//!
+//! Settings (environment): `BENCH_SECS` measured seconds per run (default 5),
+//! `BENCH_AUDIT` the gateway configurations, comma-separated (default `off,batched`): `off`
+//! turns the audit log off, `batched` (the default), `strict` and `written` are its
+//! durability levels. `MCPGATE_BIN_BEFORE` names a second build (say, of the main branch):
+//! each configuration then runs on both, one after the other, and the ratios are printed
+//! (`written` runs on the build under test only: older builds do not know it).
+//! Latency figures are in microseconds. Before and after the runs it prints what the disk
+//! itself takes to make a 300-byte record durable (`pwrite` + `fdatasync`), appending and
+//! inside an already written file: the floor of an audited call's added latency.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -28,6 +39,7 @@ use mcpgate_tests::{Gateway, PolicyRepo};
 use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -269,80 +281,222 @@ async fn saturate(addr: SocketAddr, path: &str, conns: u64, secs: u64) -> Stats 
     stats
 }
 
-fn report(name: &str, s: &Stats) {
+fn list(name: &str, default: &str) -> Vec<String> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .map(|m| m.trim().to_owned())
+        .filter(|m| !m.is_empty())
+        .collect()
+}
+
+/// One gateway under test: a build and an audit configuration.
+struct Subject {
+    label: String,
+    mode: String,
+    before: bool,
+    gateway: Gateway,
+    _repo: PolicyRepo,
+    _state: tempfile::TempDir,
+}
+
+fn start(bin: &Path, mode: &str, upstream: SocketAddr, before: bool) -> Subject {
+    let audit = match mode {
+        "off" => json!({"enabled": false}),
+        m => json!({"durability": m}),
+    };
+    let repo = PolicyRepo::with(
+        &json!({"servers": {"stub": {"url": format!("http://{upstream}/mcp")}},
+                "audit": audit}),
+        "allow stub.echo;\n",
+    );
+    let state = tempfile::Builder::new()
+        .prefix("mcpgate-bench-")
+        .tempdir()
+        .unwrap();
+    let args = vec![
+        "--policy".to_owned(),
+        repo.path().to_str().unwrap().to_owned(),
+    ];
+    let gateway = Gateway::start_bin(bin, state.path(), &args, &[("RUST_LOG", "warn")]);
+    let label = match (mode, before) {
+        ("off", false) => "audit off".to_owned(),
+        ("off", true) => "before: audit off".to_owned(),
+        (m, false) => format!("audit {m}"),
+        (m, true) => format!("before: audit {m}"),
+    };
+    Subject {
+        label,
+        mode: mode.to_owned(),
+        before,
+        gateway,
+        _repo: repo,
+        _state: state,
+    }
+}
+
+/// p50 and p99 of a bare `pwrite` + `fdatasync` of a 300-byte record, appended to a new
+/// file and rewritten inside a file already written (no size or block to allocate): the
+/// disk's own cost of one durable record, next to which the audit's cost is read.
+fn disk_sync(dir: &Path) -> [(u64, u64); 2] {
+    use std::os::unix::fs::FileExt;
+    let record = [b'x'; 300];
+    let mut out = [(0, 0); 2];
+    for (i, prewritten) in [false, true].into_iter().enumerate() {
+        let path = dir.join(format!("sync-{i}"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        if prewritten {
+            file.write_all_at(&vec![0; 1 << 20], 0).unwrap();
+            file.sync_all().unwrap();
+        }
+        let mut times: Vec<u64> = (0..300u64)
+            .map(|n| {
+                let t = Instant::now();
+                file.write_all_at(&record, n * 300).unwrap();
+                file.sync_data().unwrap();
+                t.elapsed().as_micros() as u64
+            })
+            .collect();
+        times.sort_unstable();
+        out[i] = (times[times.len() / 2], times[times.len() * 99 / 100]);
+        let _ = std::fs::remove_file(&path);
+    }
+    out
+}
+
+fn print_disk_sync(dir: &Path) {
+    let [append, inside] = disk_sync(dir);
     println!(
-        "{name:>13}: {:>7} ok, {:>4} errors, {:>7.0} req/s, p50 {:>6} us, p90 {:>6} us, p99 {:>6} us, max {:>7} us",
-        s.latencies_us.len(),
-        s.errors,
-        s.latencies_us.len() as f64 / s.elapsed.as_secs_f64(),
+        "disk: pwrite+fdatasync of 300 bytes: appending p50 {} p99 {} us, inside a written file p50 {} p99 {} us",
+        append.0, append.1, inside.0, inside.1
+    );
+}
+
+fn header() {
+    println!(
+        "{:<24} {:>9} {:>8} {:>8} {:>10} {:>10} {:>9} {:>7}",
+        "", "calls/s", "p50", "p99", "added p50", "added p99", "vs direct", "errors"
+    );
+}
+
+fn row(name: &str, s: &Stats, direct: &Stats) {
+    let rate = |s: &Stats| s.latencies_us.len() as f64 / s.elapsed.as_secs_f64();
+    println!(
+        "{name:<24} {:>9.0} {:>8} {:>8} {:>10} {:>10} {:>9.2} {:>7}",
+        rate(s),
         s.percentile(0.50),
-        s.percentile(0.90),
         s.percentile(0.99),
-        s.latencies_us.last().copied().unwrap_or(0),
+        s.percentile(0.50) as i64 - direct.percentile(0.50) as i64,
+        s.percentile(0.99) as i64 - direct.percentile(0.99) as i64,
+        rate(s) / rate(direct),
+        s.errors,
     );
 }
 
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: run briefly then.
     let benching = std::env::args().any(|a| a == "--bench");
-    let rate = env_or("BENCH_RATE", 2000);
-    let conns = env_or("BENCH_CONNS", 8);
     let secs = env_or("BENCH_SECS", if benching { 5 } else { 1 });
+    let rate = env_or("BENCH_RATE", 2000);
+    let rate_conns = env_or("BENCH_RATE_CONNS", 8);
+    let conns: Vec<u64> = list("BENCH_CONNS", "1,16")
+        .iter()
+        .map(|c| c.parse().expect("BENCH_CONNS: numbers"))
+        .collect();
+    let modes = list(
+        "BENCH_AUDIT",
+        if benching { "off,batched" } else { "batched" },
+    );
+    let after = mcpgate_tests::paths::mcpgate_bin();
+    let before = std::env::var_os("MCPGATE_BIN_BEFORE").map(PathBuf::from);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
     let upstream = runtime.block_on(start_stub());
-    let modes = std::env::var("BENCH_AUDIT").unwrap_or_else(|_| {
-        if benching {
-            "off,batched,strict".into()
-        } else {
-            "batched".into()
+    // The disk the gateways' state dirs (and so their audit logs) are on.
+    let scratch = tempfile::Builder::new()
+        .prefix("mcpgate-bench-")
+        .tempdir()
+        .unwrap();
+    println!("tools/call, {secs} s per run; gateway: {}", after.display());
+    print_disk_sync(scratch.path());
+    if let Some(b) = &before {
+        println!("before: {}", b.display());
+    }
+    let mut subjects = Vec::new();
+    for mode in &modes {
+        // Builds from before `written` existed refuse it.
+        if let Some(b) = before.as_ref().filter(|_| mode != "written") {
+            subjects.push(start(b, mode, upstream, true));
         }
-    });
-    println!(
-        "tools/call at {rate} req/s over {conns} connections for {secs}s (gateway: {})",
-        mcpgate_tests::paths::mcpgate_bin().display()
-    );
-    let direct = runtime.block_on(load(upstream, "/mcp", rate, conns, secs));
-    report("direct", &direct);
-    // Back to back, each call waits for the previous one: no timer in the measurement, so
-    // the difference with the gateway's back-to-back run is its cost per call.
-    let direct_most = runtime.block_on(saturate(upstream, "/mcp", conns, secs));
-    report("max direct", &direct_most);
-    for mode in modes.split(',').map(str::trim) {
-        let audit = match mode {
-            "off" => json!({"enabled": false}),
-            m => json!({"durability": m}),
-        };
-        let repo = PolicyRepo::with(
-            &json!({"servers": {"stub": {"url": format!("http://{upstream}/mcp")}},
-                    "audit": audit}),
-            "allow stub.echo;\n",
-        );
-        let gateway = Gateway::start_with_env(&repo, &[], &[("RUST_LOG", "warn")]);
-        let via = runtime.block_on(load(gateway.addr(), "/mcp/stub", rate, conns, secs));
-        report(&format!("audit {mode}"), &via);
+        subjects.push(start(&after, mode, upstream, false));
+    }
+    // (connections, mode, before) -> back-to-back stats, for the ratios.
+    let mut results = Vec::new();
+    for &n in &conns {
+        println!("\nback to back, {n} connection(s):");
+        header();
+        let direct = runtime.block_on(saturate(upstream, "/mcp", n, secs));
+        row("direct", &direct, &direct);
+        for s in &subjects {
+            let via = runtime.block_on(saturate(s.gateway.addr(), "/mcp/stub", n, secs));
+            row(&s.label, &via, &direct);
+            assert_eq!(via.errors, 0, "failed calls:\n{}", s.gateway.log());
+            results.push((n, s.mode.clone(), s.before, via, direct.percentile(0.5)));
+        }
+    }
+    if before.is_some() {
+        println!("\nafter / before (back to back):");
         println!(
-            "overhead: p50 {} us, p99 {} us",
-            via.percentile(0.50) as i64 - direct.percentile(0.50) as i64,
-            via.percentile(0.99) as i64 - direct.percentile(0.99) as i64,
+            "{:<24} {:>6} {:>14} {:>14} {:>8}",
+            "", "conns", "added p50", "added p99", "calls/s"
         );
-        let most = runtime.block_on(saturate(gateway.addr(), "/mcp/stub", conns, secs));
-        report(&format!("max {mode}"), &most);
-        println!(
-            "overhead back to back: p50 {} us, p99 {} us",
-            most.percentile(0.50) as i64 - direct_most.percentile(0.50) as i64,
-            most.percentile(0.99) as i64 - direct_most.percentile(0.99) as i64,
-        );
-        for s in [&via, &most] {
-            assert_eq!(
-                s.errors,
-                0,
-                "failed calls through the gateway:\n{}",
-                gateway.log()
+        for (n, mode, was_before, after_stats, direct_p50) in &results {
+            if *was_before {
+                continue;
+            }
+            let Some((_, _, _, b, _)) = results
+                .iter()
+                .find(|(m, md, wb, _, _)| m == n && md == mode && *wb)
+            else {
+                continue;
+            };
+            let added = |s: &Stats| s.percentile(0.5) as f64 - *direct_p50 as f64;
+            let rate = |s: &Stats| s.latencies_us.len() as f64 / s.elapsed.as_secs_f64();
+            println!(
+                "{:<24} {n:>6} {:>6.0}->{:<6.0} {:>6}->{:<6} {:>8.2}",
+                format!("audit {mode}"),
+                added(b),
+                added(after_stats),
+                b.percentile(0.99),
+                after_stats.percentile(0.99),
+                rate(after_stats) / rate(b),
             );
         }
     }
+    if rate > 0 {
+        println!("\nfixed rate, {rate} calls/s over {rate_conns} connections:");
+        header();
+        let direct = runtime.block_on(load(upstream, "/mcp", rate, rate_conns, secs));
+        row("direct", &direct, &direct);
+        for s in &subjects {
+            let via = runtime.block_on(load(s.gateway.addr(), "/mcp/stub", rate, rate_conns, secs));
+            row(&s.label, &via, &direct);
+            println!(
+                "{:<24} p99.9 {} us, max {} us",
+                "",
+                via.percentile(0.999),
+                via.latencies_us.last().copied().unwrap_or(0)
+            );
+            assert_eq!(via.errors, 0, "failed calls:\n{}", s.gateway.log());
+        }
+    }
+    print_disk_sync(scratch.path());
 }

@@ -28,3 +28,11 @@ pub fn records(dir: &Path) -> Vec<Value> {
     }
     out
 }
+
+/// The text of one log file as a reader sees it: without the zeros a preallocated file
+/// ends with while its gateway runs (or after it was killed).
+pub fn text(file: &Path) -> String {
+    let text = std::fs::read_to_string(file)
+        .unwrap_or_else(|e| panic!("cannot read `{}`: {e}", file.display()));
+    text.trim_end_matches('\0').to_owned()
+}

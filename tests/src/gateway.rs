@@ -53,7 +53,12 @@ impl Gateway {
     /// Runs `mcpgate serve ARGS --listen 127.0.0.1:0 --state STATE` on a state dir the
     /// caller keeps (to restart a gateway on the same state); `args` name the policy.
     pub fn start_in(state: &Path, args: &[String], env: &[(&str, &str)]) -> Gateway {
-        let mut cmd = Command::new(paths::mcpgate_bin());
+        Gateway::start_bin(&paths::mcpgate_bin(), state, args, env)
+    }
+
+    /// As [`Gateway::start_in`], running the binary `bin` (another build, to compare).
+    pub fn start_bin(bin: &Path, state: &Path, args: &[String], env: &[(&str, &str)]) -> Gateway {
+        let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .args(["--listen", "127.0.0.1:0", "--state"])
             .arg(state)

@@ -104,7 +104,7 @@ fn tampering_is_found_and_located() {
 
     let file = log_file(&audit);
     let name = file.file_name().unwrap().to_str().unwrap().to_owned();
-    let original = std::fs::read_to_string(&file).unwrap();
+    let original = audit_log::text(&file);
     let lines: Vec<&str> = original.lines().collect();
     assert!(lines.len() >= 10, "{original}");
     let scratch = tempfile::tempdir().unwrap();
@@ -247,8 +247,7 @@ fn decisions_replay_against_their_commit_and_a_forged_verdict_is_caught() {
     // A forger turns the last denial into an allow and rebuilds the chain (and drops the
     // checkpoints they cannot sign): re-evaluation still catches it.
     let file = log_file(&audit);
-    let mut lines: Vec<Value> = std::fs::read_to_string(&file)
-        .unwrap()
+    let mut lines: Vec<Value> = audit_log::text(&file)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
@@ -361,8 +360,22 @@ impl Upstream {
 
 #[test]
 fn a_crash_loses_no_record_of_an_executed_call() {
+    crash_under_load(None);
+}
+
+/// `durability: written` acknowledges a record once written to the file, not synced: a
+/// killed process still loses none (the page cache survives it).
+#[test]
+fn a_crash_loses_no_record_of_an_executed_call_when_records_are_only_written() {
+    crash_under_load(Some(json!({"durability": "written", "sync_ms": 1000})));
+}
+
+fn crash_under_load(audit: Option<Value>) {
     let upstream = Upstream::start();
-    let config = json!({"servers": {"counter": {"url": upstream.url}}});
+    let mut config = json!({"servers": {"counter": {"url": upstream.url}}});
+    if let Some(a) = audit {
+        config["audit"] = a;
+    }
     let repo = PolicyRepo::with(&config, "allow counter.echo;\n");
     let state = tempfile::tempdir().unwrap();
     let args = vec![

@@ -114,6 +114,41 @@ fn instance_path(err: &jsonschema::ValidationError<'_>) -> Vec<PathItem> {
         .collect()
 }
 
+/// An optional section (`audit:`, schema `anyOf: [SECTION, null]`) that is present but
+/// wrong fails the `anyOf` as a whole ("must be something else"): report what is wrong
+/// inside it instead, as the errors of its one non-null branch (an unknown
+/// `durability`, a misspelt key).
+fn narrow(err: jsonschema::ValidationError<'static>) -> Vec<jsonschema::ValidationError<'static>> {
+    let ValidationErrorKind::AnyOf { context } = err.kind() else {
+        return vec![err];
+    };
+    let is_null_branch = |branch: &Vec<jsonschema::ValidationError<'static>>| {
+        branch.iter().all(|e| {
+            e.instance_path() == err.instance_path()
+                && matches!(e.kind(), ValidationErrorKind::Type {
+                    kind: TypeKind::Single(t),
+                } if t.to_string() == "null")
+        })
+    };
+    let others: Vec<usize> = (0..context.len())
+        .filter(|i| !is_null_branch(&context[*i]))
+        .collect();
+    let [only] = others[..] else {
+        return vec![err];
+    };
+    if others.len() == context.len() || context[only].is_empty() {
+        return vec![err];
+    }
+    match err.into_parts().kind {
+        ValidationErrorKind::AnyOf { mut context } => context
+            .swap_remove(only)
+            .into_iter()
+            .flat_map(narrow)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// YAML reads plain `no`, `on` or `1.0` as a boolean or a number. Where the schema wants a
 /// string (`because: no`, `version: 1.0`), take the text as written instead.
 fn coerce_plain_scalars(validator: &jsonschema::Validator, root: &mut Node, src: &str) {
@@ -159,7 +194,11 @@ pub fn validate(
     coerce_plain_scalars(validator, root, src);
     let json = root.to_json();
     let mut failed = Vec::new();
-    for err in validator.iter_errors(&json) {
+    let errors: Vec<jsonschema::ValidationError<'static>> = validator
+        .iter_errors(&json)
+        .flat_map(|e| narrow(e.to_owned()))
+        .collect();
+    for err in errors {
         let path = instance_path(&err);
         let (node, _) = root.at_path(&path);
         let shown = path_text(&path);
@@ -197,31 +236,15 @@ pub fn validate(
                     .as_array()
                     .map(|a| a.iter().filter_map(Value::as_str).collect())
                     .unwrap_or_default();
-                let given = instance
-                    .as_str()
-                    .map_or_else(|| instance.to_string(), str::to_owned);
-                let expected = list
-                    .iter()
-                    .map(|s| format!("`{s}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let help = did_you_mean(&given, list.iter().copied()).map_or_else(
-                    || format!("expected one of {expected}"),
-                    |s| format!("did you mean `{s}`?"),
-                );
-                let is_effect = matches!(path.last(), Some(PathItem::Key(k)) if k == "effect");
-                let code = if is_effect {
-                    rules::E0303
-                } else {
-                    syntax::E0003
-                };
-                let what = "effect";
-                let msg = if is_effect {
-                    format!("unknown {what} `{given}`")
-                } else {
-                    format!("unknown value `{given}` for `{shown}`")
-                };
-                code.at(msg, file, anchor(node)).with_help(help)
+                unknown_value(&list, instance, &path, &shown, file, node)
+            }
+            // An enum whose values are documented one by one: `oneOf` of constants.
+            ValidationErrorKind::AnyOf { context }
+            | ValidationErrorKind::OneOfNotValid { context }
+                if constants(context).is_some() =>
+            {
+                let list = constants(context).unwrap_or_default();
+                unknown_value(&list, instance, &path, &shown, file, node)
             }
             ValidationErrorKind::Type { kind } => {
                 let expected: Vec<&str> = match kind {
@@ -272,6 +295,57 @@ pub fn validate(
         failed.push(path);
     }
     failed
+}
+
+/// The values of a `oneOf`/`anyOf` whose every branch is one string constant, when the
+/// value matched none of them.
+fn constants<'a>(context: &'a [Vec<jsonschema::ValidationError<'static>>]) -> Option<Vec<&'a str>> {
+    context
+        .iter()
+        .map(|branch| match &branch[..] {
+            [e] => match e.kind() {
+                ValidationErrorKind::Constant { expected_value } => expected_value.as_str(),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect::<Option<Vec<&str>>>()
+        .filter(|l| !l.is_empty())
+}
+
+/// `unknown value `x` for `a.b``, with the values allowed (or the one meant) as help.
+fn unknown_value(
+    list: &[&str],
+    instance: &Value,
+    path: &[PathItem],
+    shown: &str,
+    file: FileId,
+    node: &Node,
+) -> Diagnostic {
+    let given = instance
+        .as_str()
+        .map_or_else(|| instance.to_string(), str::to_owned);
+    let expected = list
+        .iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let help = did_you_mean(&given, list.iter().copied()).map_or_else(
+        || format!("expected one of {expected}"),
+        |s| format!("did you mean `{s}`?"),
+    );
+    let is_effect = matches!(path.last(), Some(PathItem::Key(k)) if k == "effect");
+    let code = if is_effect {
+        rules::E0303
+    } else {
+        syntax::E0003
+    };
+    let msg = if is_effect {
+        format!("unknown effect `{given}`")
+    } else {
+        format!("unknown value `{given}` for `{shown}`")
+    };
+    code.at(msg, file, anchor(node)).with_help(help)
 }
 
 fn lowercase_first(s: &str) -> String {

@@ -76,7 +76,7 @@ fn common(kind: &str, caller: &Caller<'_>, loaded: &LoadedProgram) -> Fields {
     f
 }
 
-/// Writes the decision record and waits until it is on disk. `Ok(Some(_))` for a call
+/// Writes the decision record and waits until it is durable (see [`AuditLog::append`]). `Ok(Some(_))` for a call
 /// that goes ahead: pass [`Pending::transform`] to the relay so its outcome is recorded.
 /// `Ok(None)` when the gateway keeps no audit log or the call is refused anyway.
 ///

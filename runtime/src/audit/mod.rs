@@ -82,7 +82,12 @@ impl AuditLog {
         };
         let settings = Settings {
             dir: dir.clone(),
-            strict: config.durability == Durability::Strict,
+            level: match config.durability {
+                Durability::Strict => writer::Level::Strict,
+                Durability::Batched => writer::Level::Batched,
+                Durability::Written => writer::Level::Written,
+            },
+            sync_interval: Duration::from_millis(config.sync_ms.clamp(1, 60_000)),
             rotate_bytes: config.rotate_bytes.max(4096),
             rotate_after: Duration::from_secs(config.rotate_secs.max(1)),
             checkpoint_records: config.checkpoint_records.max(1),
@@ -109,8 +114,9 @@ impl AuditLog {
         &self.dir
     }
 
-    /// Appends a record and waits until it is on disk; returns its `seq`. `fields` must
-    /// hold `type` and must not hold `seq` or `prev` (the writer sets them).
+    /// Appends a record and waits until it is durable (synced, or written under
+    /// `durability: written`); returns its `seq`. `fields` must hold `type` and must not
+    /// hold `seq` or `prev` (the writer sets them).
     ///
     /// # Errors
     /// When the record could not be written: whatever it describes must not go ahead.
@@ -126,7 +132,9 @@ impl AuditLog {
         }
     }
 
-    /// Appends a record without waiting (for what happened after a call was forwarded).
+    /// Appends a record without waiting (for what happened after a call was forwarded). It
+    /// is written at once and synced with the next record someone waits for, or by the
+    /// sync timer: it never adds an fdatasync of its own.
     pub fn append_nowait(&self, fields: Fields) {
         if self.tx.send(Msg::Record(fields, None)).is_err() {
             tracing::error!("the audit writer has stopped: a record is lost");

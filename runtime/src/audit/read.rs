@@ -17,6 +17,13 @@ pub struct Line {
     pub complete: bool,
 }
 
+/// Zero bytes end a file's records: a log file is preallocated, and its tail stays zeros
+/// until records fill it. What comes before them is the file's last line.
+fn cut_zeros(buf: &mut Vec<u8>) {
+    let end = buf.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    buf.truncate(end);
+}
+
 /// The files of a log: every log file of a folder, in order, or one file.
 ///
 /// # Errors
@@ -51,11 +58,16 @@ pub fn for_each_line(files: &[PathBuf], mut each: impl FnMut(Line)) -> Result<()
             if n == 0 {
                 break;
             }
-            number += 1;
             let complete = buf.last() == Some(&b'\n');
             if complete {
                 buf.pop();
+            } else {
+                cut_zeros(&mut buf);
+                if buf.is_empty() {
+                    break;
+                }
             }
+            number += 1;
             each(Line {
                 file: index,
                 line: number,

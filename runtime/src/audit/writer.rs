@@ -1,9 +1,24 @@
 //! The writer thread: gives each record its `seq` and `prev`, appends batches to the
-//! current log file with one write and one fdatasync, acknowledges each record once it is
-//! on disk, rotates files, and signs checkpoints.
+//! current log file with one write, acknowledges each record once it is as durable as the
+//! configured level asks (synced for `strict` and `batched`, written for `written`), rotates
+//! files, and signs checkpoints.
+//!
+//! Group commit: everything waiting in the queue when the writer wakes goes into one write.
+//! Under `batched`, the acknowledgements of a batch go to a pool of syncer threads, and the
+//! writer goes on with the next batch while the sync is in flight (up to [`SYNCERS`] syncs
+//! at once; a syncer takes every batch queued when it starts, one sync for all).
+//! Records nobody waits for (outcomes, lists) are written at once but add no fdatasync of
+//! their own: they ride on the next batch's sync, or on the sync timer (`sync_interval`)
+//! when no call follows. The current file is preallocated (`fallocate`) in steps of
+//! [`PREALLOCATE`] bytes, so that a sync within the allocated part has no file size to
+//! write; its tail is zeros until records fill it, which readers take as the end of the log.
+//! A file is cut to its records when the writer leaves it (rotation, shutdown, the next
+//! start after a crash).
 //!
 //! A failed write is rolled back (the file is cut back to its last complete record) and
-//! every record of the batch is refused: the calls they describe are not forwarded.
+//! every record of the batch is refused: the calls they describe are not forwarded. A
+//! failed fdatasync cannot be retried safely (the kernel may have dropped the pages it could
+//! not write): the writer refuses everything from then on.
 
 use crate::audit::keys;
 use crate::audit::record::{Fields, GENESIS, canonical, hash_hex, hex, now_rfc3339};
@@ -11,8 +26,10 @@ use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+#[cfg(unix)]
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
@@ -22,6 +39,10 @@ pub const CHECKPOINTS_FILE: &str = "checkpoints.jsonl";
 pub const LOCK_FILE: &str = ".lock";
 /// Most records in one group commit.
 const MAX_BATCH: usize = 1024;
+/// Bytes a log file is extended by ahead of its records.
+pub const PREALLOCATE: u64 = 4 << 20;
+/// fdatasyncs that may be in flight at once under `batched` (one thread each).
+const SYNCERS: usize = 4;
 
 /// The answer to one record: its `seq` once durable, or why it could not be written.
 pub type Ack = oneshot::Sender<Result<u64, String>>;
@@ -40,11 +61,24 @@ pub enum Export {
     File(File),
 }
 
+/// When a record counts as durable, and so when its caller is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// One write and one fdatasync per record, each acknowledged after its own sync.
+    Strict,
+    /// Waiting records share one write and one fdatasync; acknowledged after the sync.
+    Batched,
+    /// Acknowledged once written to the file (a killed process loses nothing); synced on
+    /// the timer, so a power loss can lose the last `sync_interval`.
+    Written,
+}
+
 /// Settings of the writer.
 pub struct Settings {
     pub dir: PathBuf,
-    /// One record per write and fdatasync.
-    pub strict: bool,
+    pub level: Level,
+    /// Longest a written record waits for a sync when no later record brings one.
+    pub sync_interval: Duration,
     pub rotate_bytes: u64,
     pub rotate_after: Duration,
     pub checkpoint_records: u64,
@@ -108,10 +142,27 @@ pub fn last_record(dir: &Path) -> Result<Option<(u64, String)>, String> {
     Ok(None)
 }
 
+/// Cuts the zeros a preallocated file ends with (left by a writer that stopped without
+/// cutting them, as a crash does). Only zeros go: a torn last record stays for `verify`.
+///
+/// # Errors
+/// When the file cannot be read or cut.
+pub fn trim_zero_tail(path: &Path) -> std::io::Result<()> {
+    let bytes = std::fs::read(path)?;
+    let end = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    if end < bytes.len() {
+        let file = OpenOptions::new().write(true).open(path)?;
+        file.set_len(end as u64)?;
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
 fn open_new(dir: &Path, seq: u64) -> std::io::Result<(File, PathBuf)> {
     let path = dir.join(file_name(seq));
     let mut options = OpenOptions::new();
-    options.append(true).create_new(true);
+    // Written at explicit offsets (the preallocated tail is not the end of the records).
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let file = options.open(&path)?;
@@ -128,6 +179,17 @@ pub struct Writer {
     path: PathBuf,
     /// Bytes of complete records in `file`.
     len: u64,
+    /// Size of `file` (records and the preallocated zeros after them).
+    allocated: u64,
+    /// Preallocation works on this file system (turned off at the first refusal).
+    preallocate: bool,
+    /// When the oldest record written since the last sync was written.
+    unsynced: Option<Instant>,
+    /// fdatasyncs of log files so far (asked of the syncers included).
+    syncs: u64,
+    /// Under `batched`: the threads that sync the batches someone waits for, so the
+    /// writer goes on with the next batch while a sync is in flight.
+    syncers: Option<Syncers>,
     opened: Instant,
     next_seq: u64,
     prev: String,
@@ -163,6 +225,14 @@ impl Writer {
                 dir.display()
             ));
         }
+        // A writer that was killed left its file's preallocated zeros: cut them.
+        if let Some(last) = log_files(&dir)
+            .map_err(|e| format!("cannot read the audit folder `{}`: {e}", dir.display()))?
+            .last()
+        {
+            trim_zero_tail(last)
+                .map_err(|e| format!("cannot cut the tail of `{}`: {e}", last.display()))?;
+        }
         let public = hex(&settings.key.verifying_key().to_bytes());
         std::fs::write(dir.join(keys::PUBLIC_KEY_FILE), format!("{public}\n"))
             .map_err(|e| format!("cannot write the audit public key: {e}"))?;
@@ -181,11 +251,23 @@ impl Writer {
             .create(true)
             .open(dir.join(CHECKPOINTS_FILE))
             .map_err(|e| format!("cannot open `{CHECKPOINTS_FILE}`: {e}"))?;
+        let syncers = match settings.level {
+            Level::Batched => Some(
+                Syncers::start(&path)
+                    .map_err(|e| format!("cannot start the audit log syncers: {e}"))?,
+            ),
+            Level::Strict | Level::Written => None,
+        };
         Ok(Writer {
             settings,
             file,
             path,
             len: 0,
+            allocated: 0,
+            preallocate: cfg!(target_os = "linux"),
+            unsynced: None,
+            syncs: 0,
+            syncers,
             opened: Instant::now(),
             next_seq,
             prev,
@@ -205,20 +287,31 @@ impl Writer {
 
     /// Serves `rx` until it closes or a `Close` arrives.
     pub fn run(mut self, rx: &mpsc::Receiver<Msg>) {
-        let max = if self.settings.strict { 1 } else { MAX_BATCH };
+        let max = if self.settings.level == Level::Strict {
+            1
+        } else {
+            MAX_BATCH
+        };
         let tick = self
             .settings
             .checkpoint_after
             .max(Duration::from_millis(100));
         loop {
-            let first = match rx.recv_timeout(tick) {
+            // Written records wait at most `sync_interval` for their sync.
+            let wait = self.unsynced.map_or(tick, |since| {
+                (since + self.settings.sync_interval).saturating_duration_since(Instant::now())
+            });
+            let first = match rx.recv_timeout(wait) {
                 Ok(m) => m,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if self.unsynced.is_some() {
+                        self.sync();
+                    }
                     self.maybe_checkpoint();
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.checkpoint();
+                    self.stop();
                     return;
                 }
             };
@@ -238,10 +331,17 @@ impl Writer {
             }
             if !batch.is_empty() {
                 self.commit(batch);
+                // Under a steady load the timer never fires: sync when it would have.
+                if self
+                    .unsynced
+                    .is_some_and(|since| since.elapsed() >= self.settings.sync_interval)
+                {
+                    self.sync();
+                }
                 self.maybe_checkpoint();
             }
             if let Some(done) = close {
-                self.checkpoint();
+                self.stop();
                 let _ = done.send(());
                 return;
             }
@@ -249,6 +349,11 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: Vec<(Fields, Option<Ack>)>) {
+        if self.broken.is_none()
+            && let Some(why) = self.syncers.as_ref().and_then(Syncers::broken)
+        {
+            self.broken = Some(why);
+        }
         if let Some(why) = &self.broken {
             for (_, ack) in batch {
                 if let Some(a) = ack {
@@ -274,40 +379,149 @@ impl Writer {
         if let Err(e) = self.rotate_if_due(buf.len() as u64) {
             tracing::error!(error = %e, "cannot start a new audit log file");
         }
-        let written = self
-            .file
-            .write_all(&buf)
-            .and_then(|()| self.file.sync_data());
-        match written {
-            Ok(()) => {
-                self.len += buf.len() as u64;
-                self.next_seq = seq;
-                self.prev = prev;
-                self.since_checkpoint += acks.len() as u64;
-                for (s, ack) in acks {
-                    if let Some(a) = ack {
-                        let _ = a.send(Ok(s));
-                    }
-                }
-                self.export(&buf);
-            }
-            Err(e) => {
-                // Cut back a partial write so the file ends with a complete record.
-                let cut = self
-                    .file
-                    .set_len(self.len)
-                    .and_then(|()| self.file.sync_data());
-                tracing::error!(error = %e, file = %self.path.display(), cut_back = cut.is_ok(), "audit log write failed: the calls are refused");
-                let why = e.to_string();
-                if let Err(c) = cut {
+        if let Err(e) = self.write(&buf) {
+            // Cut back a partial write so the file ends with a complete record.
+            let cut = self
+                .file
+                .set_len(self.len)
+                .and_then(|()| self.file.sync_data());
+            tracing::error!(error = %e, file = %self.path.display(), cut_back = cut.is_ok(), "audit log write failed: the calls are refused");
+            let why = e.to_string();
+            match cut {
+                Ok(()) => self.allocated = self.len,
+                Err(c) => {
                     self.broken = Some(format!("{why}; the log file could not be cut back: {c}"));
                 }
-                for (_, ack) in acks {
-                    if let Some(a) = ack {
+            }
+            let mut lost = 0;
+            for (_, ack) in acks {
+                match ack {
+                    Some(a) => {
                         let _ = a.send(Err(why.clone()));
                     }
+                    None => lost += 1,
                 }
             }
+            if lost > 0 {
+                tracing::error!(lost, "audit records of calls already forwarded are lost");
+            }
+            return;
+        }
+        self.len += buf.len() as u64;
+        self.next_seq = seq;
+        self.prev = prev;
+        self.since_checkpoint += acks.len() as u64;
+        self.unsynced.get_or_insert_with(Instant::now);
+        // Under `batched`, the records someone waits for go to a syncer, whose sync (it
+        // starts after this write) covers everything written so far; the writer goes on.
+        if let Some(syncers) = &self.syncers {
+            let waiting: Vec<(u64, Ack)> = acks
+                .into_iter()
+                .filter_map(|(s, a)| a.map(|a| (s, a)))
+                .collect();
+            if !waiting.is_empty() {
+                self.syncs += 1;
+                self.unsynced = None;
+                syncers.sync(waiting);
+            }
+            self.export(&buf);
+            return;
+        }
+        // A record someone waits for is synced now, unless written is durable enough;
+        // strict syncs every record.
+        let sync_now = match self.settings.level {
+            Level::Strict => true,
+            Level::Batched => acks.iter().any(|(_, a)| a.is_some()),
+            Level::Written => false,
+        };
+        if sync_now && !self.sync() {
+            let why = self.broken.clone().unwrap_or_default();
+            for (_, ack) in acks {
+                if let Some(a) = ack {
+                    let _ = a.send(Err(why.clone()));
+                }
+            }
+            return;
+        }
+        for (s, ack) in acks {
+            if let Some(a) = ack {
+                let _ = a.send(Ok(s));
+            }
+        }
+        self.export(&buf);
+    }
+
+    /// Writes `buf` after the records of the current file, extending the preallocated
+    /// part first when `buf` does not fit.
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let end = self.len + buf.len() as u64;
+        if self.preallocate && end > self.allocated {
+            // In steps, but not much past the size the file rotates at.
+            let to = (end.div_ceil(PREALLOCATE) * PREALLOCATE)
+                .min(end.max(self.settings.rotate_bytes.div_ceil(4096) * 4096));
+            match preallocate(&self.file, self.allocated, to - self.allocated) {
+                Ok(()) => self.allocated = to,
+                Err(e) => {
+                    // Not supported here, or the file may not grow (a size limit): write
+                    // without; a write that cannot grow the file fails on its own.
+                    tracing::debug!(error = %e, "audit log files are not preallocated");
+                    self.preallocate = false;
+                }
+            }
+        }
+        #[cfg(unix)]
+        self.file.write_all_at(buf, self.len)?;
+        #[cfg(not(unix))]
+        self.file.write_all(buf)?;
+        self.allocated = self.allocated.max(end);
+        Ok(())
+    }
+
+    /// fdatasyncs the current file; `false` (and the writer broken) when that fails.
+    fn sync(&mut self) -> bool {
+        if self.broken.is_some() {
+            // Nothing more will be synced: no timer either.
+            self.unsynced = None;
+            return false;
+        }
+        self.syncs += 1;
+        match self.file.sync_data() {
+            Ok(()) => {
+                self.unsynced = None;
+                true
+            }
+            Err(e) => {
+                self.unsynced = None;
+                tracing::error!(error = %e, file = %self.path.display(), "audit log sync failed: every call is refused from now on");
+                self.broken = Some(format!("the audit log could not be synced: {e}"));
+                false
+            }
+        }
+    }
+
+    /// Waits for the syncs in flight, leaves the file, signs a last checkpoint.
+    fn stop(&mut self) {
+        if let Some(syncers) = self.syncers.take() {
+            syncers.join();
+        }
+        self.leave_file();
+        self.checkpoint();
+    }
+
+    /// Leaves the current file with its records only, synced (before a rotation or a stop).
+    fn leave_file(&mut self) {
+        if self.broken.is_some() {
+            return;
+        }
+        if self.allocated > self.len {
+            match self.file.set_len(self.len) {
+                Ok(()) => self.allocated = self.len,
+                Err(e) => tracing::warn!(error = %e, "cannot cut the preallocated audit log tail"),
+            }
+            self.unsynced.get_or_insert_with(Instant::now);
+        }
+        if self.unsynced.is_some() {
+            self.sync();
         }
     }
 
@@ -317,11 +531,16 @@ impl Writer {
         if !(full || old) {
             return Ok(());
         }
+        self.leave_file();
         let (file, path) = open_new(&self.settings.dir, self.next_seq)?;
         tracing::info!(file = %path.display(), seq = self.next_seq, "audit log rotated");
+        if let Some(syncers) = &mut self.syncers {
+            syncers.follow(&path)?;
+        }
         self.file = file;
         self.path = path;
         self.len = 0;
+        self.allocated = 0;
         self.opened = Instant::now();
         Ok(())
     }
@@ -350,13 +569,17 @@ impl Writer {
             || (self.since_checkpoint > 0
                 && self.last_checkpoint.elapsed() >= self.settings.checkpoint_after);
         if due {
+            // A checkpoint names records that are on disk (the syncers' may be in flight).
+            if (self.unsynced.is_some() || self.syncers.is_some()) && !self.sync() {
+                return;
+            }
             self.checkpoint();
         }
     }
 
     /// Signs the head of the chain (when anything was written since the last checkpoint).
     fn checkpoint(&mut self) {
-        if self.since_checkpoint == 0 || self.next_seq == 0 {
+        if self.since_checkpoint == 0 || self.next_seq == 0 || self.broken.is_some() {
             return;
         }
         let seq = self.next_seq - 1;
@@ -382,6 +605,144 @@ impl Writer {
     }
 }
 
+/// Records waiting for a sync, and the file they are in (as each syncer opened it).
+struct SyncJob {
+    files: Arc<Vec<File>>,
+    acks: Vec<(u64, Ack)>,
+}
+
+/// The syncer threads. Each syncs through its own open file description of the log file:
+/// a write-back error is reported once per description, so every syncer whose sync could
+/// have covered a failed page sees the error (one shared description would report it to
+/// whichever sync came first, and the others would succeed falsely).
+struct Syncers {
+    tx: Option<mpsc::Sender<SyncJob>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    files: Arc<Vec<File>>,
+    broken: Arc<Mutex<Option<String>>>,
+}
+
+impl Syncers {
+    fn start(path: &Path) -> std::io::Result<Syncers> {
+        let (tx, rx) = mpsc::channel::<SyncJob>();
+        let rx = Arc::new(Mutex::new(rx));
+        let broken = Arc::new(Mutex::new(None));
+        let mut threads = Vec::with_capacity(SYNCERS);
+        for i in 0..SYNCERS {
+            let (rx, broken) = (rx.clone(), broken.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name("mcpgate-audit-sync".into())
+                    .spawn(move || sync_loop(i, &rx, &broken))?,
+            );
+        }
+        Ok(Syncers {
+            tx: Some(tx),
+            threads,
+            files: Arc::new(open_for_syncers(path)?),
+            broken,
+        })
+    }
+
+    /// Syncs the file `path` from now on (after a rotation).
+    fn follow(&mut self, path: &Path) -> std::io::Result<()> {
+        self.files = Arc::new(open_for_syncers(path)?);
+        Ok(())
+    }
+
+    /// Queues the acknowledgements of records just written: they are answered after a
+    /// sync that started after this call.
+    fn sync(&self, acks: Vec<(u64, Ack)>) {
+        let job = SyncJob {
+            files: self.files.clone(),
+            acks,
+        };
+        if let Some(Err(mpsc::SendError(job))) = self.tx.as_ref().map(|tx| tx.send(job)) {
+            for (_, a) in job.acks {
+                let _ = a.send(Err("the audit log syncers have stopped".into()));
+            }
+        }
+    }
+
+    /// Why syncing failed, once it did: nothing is acknowledged after that.
+    fn broken(&self) -> Option<String> {
+        self.broken
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Lets the syncers finish what is queued, and waits for them.
+    fn join(mut self) {
+        self.tx = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn open_for_syncers(path: &Path) -> std::io::Result<Vec<File>> {
+    (0..SYNCERS)
+        .map(|_| OpenOptions::new().write(true).open(path))
+        .collect()
+}
+
+/// Syncer `i`: takes every job waiting, syncs each file they name once (each was written
+/// before it was queued, so a sync that starts now covers it), then answers them.
+fn sync_loop(i: usize, rx: &Mutex<mpsc::Receiver<SyncJob>>, broken: &Mutex<Option<String>>) {
+    loop {
+        let jobs = {
+            let rx = rx.lock().unwrap_or_else(PoisonError::into_inner);
+            let Ok(first) = rx.recv() else { return };
+            let mut jobs = vec![first];
+            while let Ok(j) = rx.try_recv() {
+                jobs.push(j);
+            }
+            jobs
+        };
+        let mut failed: Option<String> = None;
+        let mut synced: Vec<&Arc<Vec<File>>> = Vec::new();
+        for job in &jobs {
+            if synced.iter().any(|f| Arc::ptr_eq(f, &job.files)) {
+                continue;
+            }
+            synced.push(&job.files);
+            let Some(file) = job.files.get(i) else {
+                failed = Some("no file to sync".into());
+                continue;
+            };
+            if let Err(e) = file.sync_data() {
+                failed = Some(format!("the audit log could not be synced: {e}"));
+            }
+        }
+        let why = {
+            let mut b = broken.lock().unwrap_or_else(PoisonError::into_inner);
+            if let (None, Some(f)) = (&*b, &failed) {
+                tracing::error!(error = %f, "audit log sync failed: every call is refused from now on");
+                *b = Some(f.clone());
+            }
+            b.clone()
+        };
+        for job in jobs {
+            for (seq, a) in job.acks {
+                let _ = a.send(why.clone().map_or(Ok(seq), Err));
+            }
+        }
+    }
+}
+
+/// Extends `file` to `offset + len` bytes of allocated zeros.
+#[cfg(target_os = "linux")]
+fn preallocate(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), offset, len)
+        .map_err(std::io::Error::from)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn preallocate(_: &File, _: u64, _: u64) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,7 +751,8 @@ mod tests {
     fn settings(dir: &Path, rotate_bytes: u64) -> Settings {
         Settings {
             dir: dir.to_owned(),
-            strict: false,
+            level: Level::Batched,
+            sync_interval: Duration::from_millis(50),
             rotate_bytes,
             rotate_after: Duration::from_secs(3600),
             checkpoint_records: 10,
@@ -434,7 +796,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Strict: one record per write, so files rotate between records.
         let strict = |d: &Path| Settings {
-            strict: true,
+            level: Level::Strict,
             ..settings(d, 1000)
         };
         let w = Writer::open(strict(dir.path())).unwrap();
@@ -479,5 +841,156 @@ mod tests {
         // The next gateway starts the chain where the last good record left it.
         let w = Writer::open(settings(dir.path(), 1 << 20)).unwrap();
         assert_eq!(w.next_seq(), 0);
+    }
+
+    /// Appends `records` without waiting for them, as outcome records are, and drops the
+    /// writer without stopping it, as a killed gateway does.
+    fn write_and_crash(mut writer: Writer, records: Vec<Fields>) {
+        writer.commit(records.into_iter().map(|r| (r, None)).collect());
+    }
+
+    fn verified(dir: &Path) -> crate::audit::verify::Report {
+        verify(&Options {
+            log: dir.to_owned(),
+            ..Options::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_preallocated_tail_reads_as_the_end_of_the_log_and_is_cut_on_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Writer::open(settings(dir.path(), 1 << 30)).unwrap();
+        write_and_crash(w, (0..5).map(record).collect());
+        let files = log_files(dir.path()).unwrap();
+        let bytes = std::fs::read(&files[0]).unwrap();
+        let records = bytes.iter().rposition(|b| *b == b'\n').unwrap() + 1;
+        if cfg!(target_os = "linux") {
+            assert_eq!(bytes.len() as u64, PREALLOCATE, "preallocated");
+            assert!(bytes[records..].iter().all(|b| *b == 0));
+        }
+        // Zeros after the records are the end of the log, not a torn record.
+        let report = verified(dir.path());
+        assert!(
+            report.ok() && report.findings.is_empty(),
+            "{:?}",
+            report.findings
+        );
+        assert_eq!(report.records, 5);
+        assert_eq!(last_record(dir.path()).unwrap().map(|r| r.0), Some(4));
+        // The next writer cuts the zeros and continues the chain in a new file.
+        let w = Writer::open(settings(dir.path(), 1 << 30)).unwrap();
+        assert_eq!(w.next_seq(), 5);
+        assert_eq!(std::fs::read(&files[0]).unwrap().len(), records);
+        let acks = write_all(w, (5..8).map(record).collect());
+        assert_eq!(acks.last(), Some(&Ok(7)));
+        // A stopped writer leaves its file with its records only.
+        let last = log_files(dir.path()).unwrap().pop().unwrap();
+        assert_eq!(std::fs::read(&last).unwrap().last(), Some(&b'\n'));
+        let report = verified(dir.path());
+        assert!(
+            report.ok() && report.findings.is_empty(),
+            "{:?}",
+            report.findings
+        );
+        assert_eq!((report.records, report.last_seq), (8, Some(7)));
+    }
+
+    #[test]
+    fn a_torn_record_before_the_zeros_is_a_note_and_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Writer::open(settings(dir.path(), 1 << 30)).unwrap();
+        write_and_crash(w, (0..2).map(record).collect());
+        let path = log_files(dir.path()).unwrap().remove(0);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let end = bytes.iter().rposition(|b| *b == b'\n').unwrap() + 1;
+        bytes.splice(end..end + 5, *b"{\"seq");
+        std::fs::write(&path, &bytes).unwrap();
+        let report = verified(dir.path());
+        assert!(report.ok(), "{:?}", report.findings);
+        assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+        let w = Writer::open(settings(dir.path(), 1 << 30)).unwrap();
+        assert_eq!(w.next_seq(), 2);
+        drop(w);
+        assert_eq!(std::fs::read(&path).unwrap().len(), end + 5);
+    }
+
+    #[test]
+    fn written_records_and_records_nobody_waits_for_keep_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = Settings {
+            level: Level::Written,
+            sync_interval: Duration::from_millis(1),
+            ..settings(dir.path(), 4096)
+        };
+        let w = Writer::open(written).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || w.run(&rx));
+        let mut waits = Vec::new();
+        for n in 0..40 {
+            if n % 2 == 0 {
+                let (ack, wait) = oneshot::channel();
+                tx.send(Msg::Record(record(n), Some(ack))).unwrap();
+                waits.push(wait);
+            } else {
+                tx.send(Msg::Record(record(n), None)).unwrap();
+                // Let the sync timer run now and then.
+                std::thread::sleep(Duration::from_millis(n % 3));
+            }
+        }
+        for w in waits {
+            assert!(w.blocking_recv().unwrap().is_ok());
+        }
+        let (done, closed) = mpsc::channel();
+        tx.send(Msg::Close(done)).unwrap();
+        closed.recv().unwrap();
+        thread.join().unwrap();
+        let report = verified(dir.path());
+        assert!(
+            report.ok() && report.findings.is_empty(),
+            "{:?}",
+            report.findings
+        );
+        assert_eq!((report.records, report.last_seq), (40, Some(39)));
+        assert!(log_files(dir.path()).unwrap().len() > 1, "rotated");
+    }
+
+    #[test]
+    fn an_outcome_record_rides_on_the_next_decisions_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Writer::open(settings(dir.path(), 1 << 30)).unwrap();
+        let waited = |w: &mut Writer, n: u64| {
+            let (ack, wait) = oneshot::channel();
+            w.commit(vec![(record(n), Some(ack))]);
+            wait.blocking_recv().unwrap()
+        };
+        // A decision (someone waits), its outcome (nobody waits), the next decision.
+        assert_eq!(waited(&mut w, 0), Ok(0));
+        assert_eq!(w.syncs, 1);
+        w.commit(vec![(record(1), None)]);
+        assert_eq!(w.syncs, 1, "the outcome has no sync of its own");
+        assert!(w.unsynced.is_some());
+        assert_eq!(waited(&mut w, 2), Ok(2));
+        assert_eq!(w.syncs, 2, "one sync for the outcome and the next decision");
+        assert!(w.unsynced.is_none());
+        // `written`: acknowledged when written; the timer syncs.
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Writer::open(Settings {
+            level: Level::Written,
+            ..settings(dir.path(), 1 << 30)
+        })
+        .unwrap();
+        assert_eq!(waited(&mut w, 0), Ok(0));
+        assert_eq!(w.syncs, 0);
+        // Strict syncs every record, outcomes too.
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Writer::open(Settings {
+            level: Level::Strict,
+            ..settings(dir.path(), 1 << 30)
+        })
+        .unwrap();
+        assert_eq!(waited(&mut w, 0), Ok(0));
+        w.commit(vec![(record(1), None)]);
+        assert_eq!(w.syncs, 2);
     }
 }
