@@ -3,7 +3,7 @@
 //!
 //! Bottom layer: uses nothing of the crate.
 
-use hmac::{KeyInit, Mac};
+use hmac::Mac;
 use sha2::Sha256;
 
 /// Verifies `sha256=HEX` as the HMAC-SHA256 of `body` under `secret` (constant time).

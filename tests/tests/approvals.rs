@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use hmac::{KeyInit, Mac};
+use hmac::Mac;
 use mcpgate_tests::http::{McpHttp, request};
 use mcpgate_tests::peers::{self, ok, result_text};
 use mcpgate_tests::process::Finished;

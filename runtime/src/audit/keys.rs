@@ -3,7 +3,8 @@
 
 use crate::audit::record::{hex, unhex};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
-use hmac::{KeyInit, Mac};
+use hmac::Mac;
+use hmac::digest::KeyInit;
 use std::io::Write;
 use std::path::Path;
 

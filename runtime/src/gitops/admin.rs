@@ -95,7 +95,7 @@ impl AdminAuth {
         // Hashing first makes the comparison independent of the lengths.
         let a = Sha256::digest(given.trim().as_bytes());
         let b = Sha256::digest(token.as_bytes());
-        if bool::from(a.as_slice().ct_eq(b.as_slice())) {
+        if bool::from(a[..].ct_eq(&b[..])) {
             Ok(())
         } else {
             Err(Refusal::Unauthorized)

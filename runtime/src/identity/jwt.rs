@@ -407,7 +407,7 @@ mod tests {
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
     use ed25519_dalek::{Signer, SigningKey};
-    use hmac::{KeyInit, Mac};
+    use hmac::Mac;
     use serde_json::json;
 
     #[test]
