@@ -4,6 +4,7 @@
 //! The VM lives here, not in the gateway, so that `mcpgate check`, `test`, `explain` and
 //! `diff` evaluate exactly what `mcpgate serve` evaluates.
 
+pub mod analysis;
 pub mod check;
 pub mod config;
 pub mod diag;

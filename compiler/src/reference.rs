@@ -271,6 +271,16 @@ pub fn condition(rule: &ir::Rule, r: &Request<'_>) -> Option<bool> {
         .map_or(Some(true), |c| truth(&eval(r, c)))
 }
 
+/// The value of a request variable (`None`: missing).
+pub fn value_of(r: &Request<'_>, v: &Var) -> Option<Value> {
+    var(r, v)
+}
+
+/// The truth of one expression for a request (`None`: cannot be decided).
+pub fn truth_of(e: &Expr, r: &Request<'_>) -> Option<bool> {
+    truth(&eval(r, e))
+}
+
 /// Decides a request by reading every rule.
 pub fn evaluate(policy: &ir::Policy, r: &Request<'_>) -> Outcome {
     let order = [

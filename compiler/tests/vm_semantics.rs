@@ -5,7 +5,7 @@
 mod vm_common;
 
 use mcpgate_compiler::ir::{CmpOp, Effect, Expr, Policy, StrOp, Var};
-use mcpgate_compiler::vm::{Program, RuleIdx, evaluate, explain, visible};
+use mcpgate_compiler::vm::{Program, RuleIdx, evaluate, explain, visible, withheld_by};
 use mcpgate_compiler::{
     Principal, PrincipalKind, Request, Target, ToolAnnotations, Verdict, reference,
 };
@@ -333,6 +333,52 @@ fn visibility_depends_on_the_principal_only() {
     assert!(!visible(&prog, &alice, call("other", "x")));
     // An approve rule whose condition cannot be decided applies, so the tool is listed.
     assert!(visible(&prog, &alice, call("pay", "send")));
+}
+
+#[test]
+fn withheld_names_the_deny_that_keeps_a_target_off_the_list() {
+    let policy = Policy {
+        rules: vec![
+            rule("all", Effect::Allow, vec![tool("gh.*")], None),
+            rule(
+                "deny-interns",
+                Effect::Deny,
+                vec![tool("gh.create_pr")],
+                Some(in_group("interns")),
+            ),
+            rule(
+                "deny-big",
+                Effect::Deny,
+                vec![tool("gh.merge")],
+                Some(cmp(CmpOp::Gt, args("n"), c(json!(3)))),
+            ),
+            rule("hide", Effect::Hide, vec![tool("gh.delete_*")], None),
+            rule("deny-delete", Effect::Deny, vec![tool("gh.delete_*")], None),
+            rule("deny-wiki", Effect::Deny, vec![tool("gh.wiki")], None),
+        ],
+    };
+    let prog = Program::compile(&policy, None);
+    let alice = alice();
+    let intern = Principal {
+        groups: vec!["interns".into()],
+        ..Principal::anonymous()
+    };
+    // Unconditional for this principal: named, and the target is unlisted.
+    assert_eq!(
+        withheld_by(&prog, &intern, call("gh", "create_pr")),
+        Some(RuleIdx(1))
+    );
+    assert!(!visible(&prog, &intern, call("gh", "create_pr")));
+    assert_eq!(
+        withheld_by(&prog, &alice, call("gh", "wiki")),
+        Some(RuleIdx(5))
+    );
+    // Not for alice; a deny on the arguments keeps nothing off the list.
+    assert_eq!(withheld_by(&prog, &alice, call("gh", "create_pr")), None);
+    assert_eq!(withheld_by(&prog, &alice, call("gh", "merge")), None);
+    // Hidden: `hide` conceals, whatever denies too. Nothing allows: no deny to name.
+    assert_eq!(withheld_by(&prog, &alice, call("gh", "delete_repo")), None);
+    assert_eq!(withheld_by(&prog, &alice, call("other", "x")), None);
 }
 
 #[test]

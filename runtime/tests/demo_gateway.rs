@@ -128,10 +128,12 @@ async fn server_endpoint_filters_and_decides() {
         "denied by rule no-big-payments (policies/demo.mcpg:2:1): payments over 100 are off"
     );
 
+    // Not listed, but an unconditional deny answers with the denial, not as unknown.
     let r = c.call("add", json!({"a": 1, "b": 2})).await;
-    assert_eq!(
-        r["error"]["message"], "Unknown tool: add",
-        "not listed: unknown"
+    assert_eq!(r["result"]["isError"], true, "{r}");
+    assert!(
+        text(&r).starts_with("denied by rule no-refunds ("),
+        "withheld by a deny: {r}"
     );
 
     let r = c.call("delete_note", json!({"name": "n"})).await;

@@ -218,7 +218,23 @@ fn json_has_the_documented_shape() {
     let v = json_diff(dir, &base);
     let mut keys: Vec<&String> = v.as_object().unwrap().keys().collect();
     keys.sort();
-    assert_eq!(keys, ["evaluated", "flips", "probes_truncated", "rules"]);
+    assert_eq!(
+        keys,
+        ["evaluated", "exact", "flips", "probes_truncated", "rules"]
+    );
+    let mut exact_keys: Vec<&String> = v["exact"].as_object().unwrap().keys().collect();
+    exact_keys.sort();
+    assert_eq!(
+        exact_keys,
+        [
+            "exact",
+            "flips",
+            "incomplete_targets",
+            "opaque_targets",
+            "targets",
+            "truncated"
+        ]
+    );
     let mut rule_keys: Vec<&String> = v["rules"].as_object().unwrap().keys().collect();
     rule_keys.sort();
     assert_eq!(
@@ -226,6 +242,7 @@ fn json_has_the_documented_shape() {
         ["added", "changed", "memberships", "moved", "removed"]
     );
     assert_eq!(v["flips"], serde_json::json!([]));
+    assert_eq!(v["exact"]["flips"], serde_json::json!([]));
 }
 
 #[test]

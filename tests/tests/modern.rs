@@ -18,6 +18,8 @@ allow modern.delete_all;
 @id("no-deletes")
 deny modern.delete_all when args.what == "everything" because "deleting everything is not allowed";
 hide modern.get_secret;
+@id("no-routing")
+deny modern.route because "routing is the operators' job";
 allow everything.echo, everything.get-sum, everything.trigger-elicitation-request;
 @id("small-sums")
 deny everything.get-sum when args.a > 100 because "sums this large are not allowed";
@@ -36,7 +38,8 @@ fn run(gateway: &Gateway, path: &str, mode: &str, steps: Value) -> Value {
     }))
 }
 
-/// List, call, a denied call and a hidden tool against the modern fixture.
+/// List, call, a denied call, a hidden tool and a tool withheld by an unconditional deny
+/// (off the list, but a call reads the rule and its reason) against the modern fixture.
 fn modern_server_basics(gateway: &Gateway, path: &str, prefix: &str, mode: &str) {
     let n = |t: &str| format!("{prefix}{t}");
     let report = run(
@@ -48,6 +51,7 @@ fn modern_server_basics(gateway: &Gateway, path: &str, prefix: &str, mode: &str)
             {"op": "call_tool", "name": n("echo"), "arguments": {"text": "hi"}},
             {"op": "call_tool", "name": n("delete_all"), "arguments": {"what": "everything"}},
             {"op": "call_tool", "name": n("get_secret"), "arguments": {}},
+            {"op": "call_tool", "name": n("route"), "arguments": {}},
         ]),
     );
     let log = gateway.log();
@@ -79,6 +83,18 @@ fn modern_server_basics(gateway: &Gateway, path: &str, prefix: &str, mode: &str)
             .unwrap_or_default()
             .contains("Unknown tool"),
         "a hidden tool ran: {hidden}"
+    );
+    assert!(
+        !names.contains(&n("route")),
+        "withheld tool listed: {names:?}"
+    );
+    let withheld = ok(&report, 4);
+    assert_eq!(withheld["isError"], true, "{report}");
+    let text = result_text(withheld);
+    assert!(
+        text.starts_with("denied by rule no-routing (")
+            && text.ends_with(": routing is the operators' job"),
+        "{report}"
     );
 }
 

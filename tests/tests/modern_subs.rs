@@ -117,10 +117,16 @@ fn a_legacy_client_subscribes_through_a_stateless_upstream() {
     }
     let report = run(&gateway, "/mcp/modern", "legacy", Value::Array(steps));
     assert_eq!(ok(&report, 0), &json!({}), "{report}");
-    // Subscribing to a denied resource is refused like reading it (an unconditional deny
-    // hides: the resource is unknown).
+    // Subscribing to a denied resource is refused like reading it: off the lists, but the
+    // unconditional deny answers with its rule and reason (only `hide` makes it unknown).
     let refused = &peers::results(&report)[1];
-    assert_eq!(refused["error"]["code"], -32002, "{report}");
+    assert_eq!(refused["error"]["code"], -32001, "{report}");
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("denied by rule no-secrets (")
+            && message.ends_with(": secrets stay secret"),
+        "{report}"
+    );
     let read = run(
         &gateway,
         "/mcp/modern",

@@ -15,6 +15,7 @@ const DOCS: &[&str] = &[
     "docs/gitops.md",
     "docs/lock.md",
     "docs/audit.md",
+    "docs/analysis.md",
 ];
 
 /// Every walkthrough a test below runs; `docs/language.md` is run whole.
@@ -26,6 +27,8 @@ const COVERED: &[(&str, &str)] = &[
     ("docs/gitops.md", "gitops-quick-start"),
     ("docs/lock.md", "lock-review"),
     ("docs/audit.md", "audit-verify"),
+    ("docs/analysis.md", "who-can-stripe"),
+    ("docs/analysis.md", "lint"),
 ];
 
 #[test]
@@ -108,4 +111,14 @@ fn lock_review() {
 #[test]
 fn audit_verify() {
     walkthrough::run("docs/audit.md", "audit-verify");
+}
+
+#[test]
+fn analysis_who_can_and_can() {
+    walkthrough::run("docs/analysis.md", "who-can-stripe");
+}
+
+#[test]
+fn analysis_lint() {
+    walkthrough::run("docs/analysis.md", "lint");
 }

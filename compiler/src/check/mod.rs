@@ -48,6 +48,7 @@ pub fn all_codes() -> Vec<&'static Code> {
         policy_tests::CODES,
         config::CODES,
         lock::CODES,
+        crate::analysis::lint::CODES,
     ]
     .into_iter()
     .flatten()
@@ -66,7 +67,11 @@ pub fn docs_markdown() -> String {
          `mcpgate check` reports every problem it finds with a stable code, the file, line and\n\
          column, and advice. Codes starting with `E` are errors (the check fails); codes\n\
          starting with `W` are warnings (the check fails only with `--deny-warnings`).\n\n\
-         This file is generated from the checker's sources (`compiler/src/check/`).\n\n\
+         The `W08xx` codes are the policy lint: `mcpgate check` reports them after the\n\
+         tests ran, from the exact regions of the compiled program (see\n\
+         [analysis.md](analysis.md)).\n\n\
+         This file is generated from the checker's sources (`compiler/src/check/`,\n\
+         `compiler/src/analysis/lint.rs`).\n\n\
          | code | name | severity |\n|---|---|---|\n",
     );
     for c in all_codes() {

@@ -7,6 +7,7 @@ mod probes;
 mod render;
 
 use crate::Program;
+use crate::analysis::{self, ExactDiff, Model};
 use crate::ir::{self, Effect, SourceLoc};
 use crate::request::{Principal, Request, ToolAnnotations, Verdict};
 use crate::testing::{self, PolicyTest};
@@ -15,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 
-pub use probes::{MAX_ARG_SETS, MAX_PRINCIPALS, MAX_PROBES, Probe};
+pub use probes::{MAX_ARG_SETS, MAX_PRINCIPALS, MAX_PROBES, Probe, generate as probes};
 pub use render::markdown;
 
 /// One side of a comparison: a checked policy, its tests and its group memberships
@@ -37,6 +38,9 @@ pub struct PolicyDiff {
     pub evaluated: usize,
     /// The probe generator stopped at [`MAX_PROBES`].
     pub probes_truncated: bool,
+    /// The exact comparison of the two programs: the regions of (principal, arguments)
+    /// space whose verdict changes, per target.
+    pub exact: ExactDiff,
 }
 
 /// Rules compared by id.
@@ -139,9 +143,10 @@ pub fn rank(v: Verdict) -> u8 {
 }
 
 impl PolicyDiff {
-    /// Some verdict moves toward more access.
+    /// Some verdict moves toward more access (a tested or probed request, or a region of
+    /// the exact comparison).
     pub fn widens(&self) -> bool {
-        self.flips.iter().any(|f| f.widens)
+        self.flips.iter().any(|f| f.widens) || self.exact.flips.iter().any(|f| f.widens)
     }
 
     /// The flips grouped by target, in target order.
@@ -181,6 +186,21 @@ impl PolicyDiff {
                 widen,
                 if widen == 1 { "s" } else { "" },
                 plural(self.by_target().len(), "target"),
+            ));
+        }
+        let e = &self.exact;
+        if e.flips.is_empty() {
+            s.push_str(if e.exact {
+                "; exact comparison: no verdict changes"
+            } else {
+                "; exact comparison: no verdict changes found (some parts opaque)"
+            });
+        } else {
+            let targets: HashSet<&str> = e.flips.iter().map(|f| f.target.as_str()).collect();
+            s.push_str(&format!(
+                "; exact comparison: {} on {}",
+                plural_verb(e.flips.len(), "region flips", "regions flip"),
+                plural(targets.len(), "target")
             ));
         }
         s
@@ -257,6 +277,18 @@ pub fn diff(base: Side<'_>, head: Side<'_>) -> PolicyDiff {
             }
         }
     }
+    out.exact = analysis::compare(
+        &Model {
+            policy: base.policy,
+            program: before,
+            lock: None,
+        },
+        &Model {
+            policy: head.policy,
+            program: after,
+            lock: None,
+        },
+    );
     // By target; tests first, then probes by principal and arguments.
     out.flips.sort_by_cached_key(|f| {
         (

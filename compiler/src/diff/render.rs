@@ -92,6 +92,7 @@ pub fn markdown(d: &PolicyDiff, base: &str) -> String {
             out.push_str("</details>\n\n");
         }
     }
+    exact(&mut out, &d.exact);
     out.push_str(&format!(
         "<details><summary>How this was computed</summary>\n\n\
          Both policies were compiled and evaluated by the gateway's VM on {} requests: every \
@@ -107,6 +108,81 @@ pub fn markdown(d: &PolicyDiff, base: &str) -> String {
         }
     ));
     out
+}
+
+fn conds(list: &[crate::analysis::Condition], none: &str) -> String {
+    if list.is_empty() {
+        return none.to_owned();
+    }
+    list.iter()
+        .map(|c| format!("{}: {}", c.on, c.is).replace('|', "\\|"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The exact comparison: per target, the regions whose verdict changes.
+fn exact(out: &mut String, e: &crate::analysis::ExactDiff) {
+    out.push_str("#### Exact comparison\n\n");
+    if e.flips.is_empty() {
+        out.push_str(&format!(
+            "No request to the {} targets compared changes verdict{}.\n\n",
+            e.targets,
+            if e.exact {
+                " (proved on the decision trees)"
+            } else {
+                "; parts were opaque to the analysis (see below)"
+            }
+        ));
+    } else {
+        out.push_str(
+            "| target | who | when | before | after | exact |\n|---|---|---|---|---|---|\n",
+        );
+        let (shown, rest) = e.flips.split_at(e.flips.len().min(ROWS_SHOWN * 3));
+        for f in shown {
+            let after = if f.widens {
+                format!("**{}** (`{}`)", f.after, f.after_rule)
+            } else {
+                format!("{} (`{}`)", f.after, f.after_rule)
+            };
+            out.push_str(&format!(
+                "| `{}` | {} | {} | {} (`{}`) | {after} | {} |\n",
+                f.target,
+                conds(&f.who, "anyone"),
+                conds(&f.when, "any call"),
+                f.before,
+                f.before_rule,
+                if f.exact { "yes" } else { "opaque parts" }
+            ));
+        }
+        if !rest.is_empty() {
+            out.push_str(&format!(
+                "\n{} more regions in `--format json`.\n",
+                rest.len()
+            ));
+        }
+        out.push('\n');
+    }
+    if !e.opaque_targets.is_empty() {
+        out.push_str(&format!(
+            "Opaque parts (regexes, lengths, values compared with each other, nested paths) on: {}; a region listed there may hold no request.\n\n",
+            e.opaque_targets.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if !e.incomplete_targets.is_empty() || e.truncated {
+        out.push_str(&format!(
+            "Not exhaustive on: {}{}; the probes above still apply there.\n\n",
+            e.incomplete_targets
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if e.truncated {
+                " (region bound reached)"
+            } else {
+                ""
+            }
+        ));
+    }
 }
 
 fn table(out: &mut String, flips: &[&Flip]) {

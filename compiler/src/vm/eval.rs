@@ -471,6 +471,23 @@ pub(crate) fn visible(p: &Program, principal: &Principal, target: Target<'_>) ->
     false
 }
 
+/// The `deny` rule that keeps `target` off `principal`'s lists whatever the arguments,
+/// when no `hide` rule surely applies; see [`super::withheld_by`].
+pub(crate) fn withheld_by(p: &Program, principal: &Principal, target: Target<'_>) -> Option<u32> {
+    let leaf = p.code.leaves.get(dispatch(p, target) as usize)?;
+    let mut cx = Cx::new(p, principal, target, None);
+    let effect = |e: usize| leaf.effects.get(e).map_or(&[][..], Vec::as_slice);
+    for entry in effect(HIDE) {
+        if matches!(cx.rule(leaf, entry), Some(Tri::T | Tri::U)) {
+            return None;
+        }
+    }
+    effect(DENY)
+        .iter()
+        .find(|entry| matches!(cx.rule(leaf, entry), Some(Tri::T | Tri::U)))
+        .map(|entry| entry.rule)
+}
+
 /// The `limit` rules that match a request, in rule order; see [`Program::limits`].
 pub struct LimitMatches<'a> {
     cx: Cx<'a>,
@@ -593,4 +610,28 @@ impl<'a> Redaction<'a> {
     pub fn masks_results(&self) -> bool {
         !self.spec.fields.is_empty() || !self.patterns.is_empty()
     }
+}
+
+/// The rules a target dispatches to, after their run-time target guards: indices into
+/// [`Program::rules`] per effect (hide, deny, approve, allow, limit), each in leaf order.
+pub(crate) fn applicable(p: &Program, target: Target<'_>) -> [Vec<u32>; 5] {
+    let mut out: [Vec<u32>; 5] = Default::default();
+    let Some(leaf) = p.code.leaves.get(dispatch(p, target) as usize) else {
+        return out;
+    };
+    let (_, server, name) = split(target);
+    let glob = |i: u32, s: &str| p.link.globs.get(i as usize).is_some_and(|g| g.matches(s));
+    for (slot, e) in out.iter_mut().zip([HIDE, DENY, APPROVE, ALLOW, LIMIT]) {
+        for entry in leaf.effects.get(e).map_or(&[][..], Vec::as_slice) {
+            let hit = entry.guards.is_empty()
+                || entry
+                    .guards
+                    .iter()
+                    .any(|g| g.server.is_none_or(|s| glob(s, server)) && glob(g.name, name));
+            if hit {
+                slot.push(entry.rule);
+            }
+        }
+    }
+    out
 }

@@ -215,6 +215,13 @@ impl Program {
         self.code.rules.iter().any(|r| r.redact.is_some())
     }
 
+    /// The rules `target` dispatches to (after their target guards), per effect in
+    /// precedence order: hide, deny, approve, allow, then limit; each list in rule order.
+    /// What the analyses (`who-can`, the exact diff) read instead of matching patterns again.
+    pub fn applicable(&self, target: Target<'_>) -> [Vec<RuleIdx>; 5] {
+        eval::applicable(self, target).map(|l| l.into_iter().map(RuleIdx).collect())
+    }
+
     /// Number of leaves (distinct dispatch outcomes); for statistics and docs.
     pub fn leaf_count(&self) -> usize {
         self.code.leaves.len()
@@ -263,6 +270,20 @@ pub fn evaluate(program: &Program, request: &Request<'_>) -> Decision {
 /// other condition counts as "could match". Allocates nothing.
 pub fn visible(program: &Program, principal: &Principal, target: Target<'_>) -> bool {
     eval::visible(program, principal, target)
+}
+
+/// The unconditional `deny` that keeps a target off `principal`'s lists: the first `deny`
+/// rule that applies to this principal whatever the arguments (its condition reads only
+/// principal fields, or cannot be decided and fails closed), unless a `hide` rule does
+/// too. `None` when the target is listed, hidden, or unlisted only because no `allow` or
+/// `approve` rule could apply. The gateway answers a call withheld this way with the
+/// denial and its reason rather than as an unknown tool. Allocates nothing.
+pub fn withheld_by(
+    program: &Program,
+    principal: &Principal,
+    target: Target<'_>,
+) -> Option<RuleIdx> {
+    eval::withheld_by(program, principal, target).map(RuleIdx)
 }
 
 impl Decision {

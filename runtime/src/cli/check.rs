@@ -68,6 +68,9 @@ pub fn check_dir(dir: &std::path::Path, format: Format) -> std::io::Result<(Stri
         summary.passed = report.passed();
         summary.failed = report.failed();
         checked.add_test_report(&report);
+        // The lint reads the exact regions of the compiled program (docs/analysis.md).
+        let lints = mcpgate_compiler::analysis::lint::lint(&checked);
+        checked.extend(lints);
     }
     summary.errors = checked.errors;
     summary.warnings = checked.warnings;
@@ -162,6 +165,37 @@ mod tests {
         );
         // With errors the policy is partial, so its tests are not run.
         assert_eq!(summary.passed + summary.failed, 0);
+    }
+
+    #[test]
+    fn lint_findings_are_warnings_at_the_rule_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("policies")).unwrap();
+        std::fs::write(
+            dir.path().join("policies/a.mcpg"),
+            "allow demo.echo;\nallow demo.add when args.n > 5 && args.n < 3;\n",
+        )
+        .unwrap();
+        let (rendered, summary) = check_dir(dir.path(), Format::Github).unwrap();
+        // The lint's warning, and W0505 for the rules no test exercises.
+        assert_eq!((summary.errors, summary.warnings), (0, 3), "{rendered}");
+        assert!(
+            rendered.lines().any(
+                |l| l.starts_with("::warning file=policies/a.mcpg,line=2,col=1,")
+                    && l.contains("title=W0801::rule `policies/a.mcpg#2` never decides a call")
+            ),
+            "{rendered}"
+        );
+        // A warning alone does not fail the check unless `--deny-warnings` says so.
+        let run = |deny_warnings| {
+            super::run(Args {
+                dir: dir.path().to_owned(),
+                format: OutputFormat::Json,
+                deny_warnings,
+            })
+        };
+        assert_eq!(run(false), ExitCode::SUCCESS);
+        assert_eq!(run(true), ExitCode::from(1));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 pub mod approvals;
 pub mod audit;
+pub mod can;
 pub mod check;
 pub mod demo_server;
 pub mod diff;
@@ -21,6 +22,7 @@ pub mod serve;
 pub mod sessions;
 pub mod test;
 pub mod token;
+pub mod who_can;
 
 /// mcpgate: an MCP gateway whose policy lives in git.
 #[derive(Debug, Parser)]
@@ -42,6 +44,10 @@ pub enum Command {
     Explain(explain::Args),
     /// Which rules and verdicts a change flips, against a git revision.
     Diff(diff::Args),
+    /// Who can reach a tool, prompt or resource, under which conditions, by which rules.
+    WhoCan(who_can::Args),
+    /// Every tool, prompt and resource one principal can use, with the conditions.
+    Can(can::Args),
     /// Pin upstream tool definitions in `mcpgate.lock`; `--check` reports drift.
     Lock(lock::Args),
     /// Print the JSON Schema of the YAML formats.
@@ -73,6 +79,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Test(a) => test::run(a),
         Command::Explain(a) => explain::run(a),
         Command::Diff(a) => diff::run(a),
+        Command::WhoCan(a) => who_can::run(a),
+        Command::Can(a) => can::run(a),
         Command::Lock(a) => lock::run(a),
         Command::Schema(a) => schema::run(a),
         Command::Serve(a) => serve::run(a),

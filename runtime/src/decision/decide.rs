@@ -75,8 +75,8 @@ pub fn decide<'a>(
     let start = Instant::now();
     let request = caller.request(target, args, annotations);
     let vm = evaluate(program, &request);
-    // What a caller may not see in a list answers as unknown, whatever the verdict
-    // (LANGUAGE.md): an unconditional deny hides like `hide` does.
+    // What a caller may not see in a list answers as unknown (LANGUAGE.md), except what
+    // an unconditional `deny` keeps off the list: that call gets the denial and its reason.
     let listed = visible(program, &caller.principal, target);
     // The lock decides only what the policy would let through.
     let lock =
@@ -102,6 +102,13 @@ fn outcome(loaded: &LoadedProgram, quotas: &dyn QuotaStore, d: &Decision<'_>) ->
     let program = &loaded.program;
     let target = d.target;
     match d.vm.verdict {
+        // Kept off the list by an unconditional deny: the agent reads the reason its
+        // policy author wrote. Hidden, or allowed to no one: unknown.
+        Verdict::Deny
+            if !d.listed && vm::withheld_by(program, &d.caller.principal, target).is_some() =>
+        {
+            denied(program, d)
+        }
         _ if !d.listed => Outcome::Unknown,
         _ if d.lock.is_some() => Outcome::Deny(
             d.lock
@@ -116,17 +123,7 @@ fn outcome(loaded: &LoadedProgram, quotas: &dyn QuotaStore, d: &Decision<'_>) ->
             "denied: no rule allows {target} for `{}` (default deny)",
             d.caller.declared.id
         )),
-        Verdict::Deny => {
-            let mut text = match program.rule(d.vm.rule) {
-                Some(r) => format!("denied by rule {} ({})", r.id, r.source),
-                None => format!("denied by rule {}", program.rule_id(d.vm.rule)),
-            };
-            if let Some(reason) = program.rule(d.vm.rule).and_then(|r| r.reason.as_ref()) {
-                text.push_str(": ");
-                text.push_str(reason);
-            }
-            Outcome::Deny(text)
-        }
+        Verdict::Deny => denied(program, d),
         Verdict::Approve => {
             let rule = program.rule(d.vm.rule);
             Outcome::Approve(Box::new(Hold {
@@ -138,6 +135,19 @@ fn outcome(loaded: &LoadedProgram, quotas: &dyn QuotaStore, d: &Decision<'_>) ->
             }))
         }
     }
+}
+
+/// The denial by the rule that decided: its id, where it is written, and its reason.
+fn denied(program: &mcpgate_compiler::Program, d: &Decision<'_>) -> Outcome {
+    let mut text = match program.rule(d.vm.rule) {
+        Some(r) => format!("denied by rule {} ({})", r.id, r.source),
+        None => format!("denied by rule {}", program.rule_id(d.vm.rule)),
+    };
+    if let Some(reason) = program.rule(d.vm.rule).and_then(|r| r.reason.as_ref()) {
+        text.push_str(": ");
+        text.push_str(reason);
+    }
+    Outcome::Deny(text)
 }
 
 fn log(loaded: &LoadedProgram, d: &Decision<'_>) {
