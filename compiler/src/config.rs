@@ -61,6 +61,10 @@ pub struct ServerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "u64")]
     pub timeout_secs: Option<u64>,
+    /// The same as a duration (`90s`, `2m`), rounded up to whole seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub timeout: Option<String>,
     /// Pinned tool definitions (`mcpgate.lock`): `off`, `warn` (log and count tools that
     /// changed since review) or `enforce` (hold them). Default: `enforce` when the lock pins
     /// this server, else `off`.
@@ -82,6 +86,10 @@ pub struct ServerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "u64")]
     pub probe_timeout_secs: Option<u64>,
+    /// The same as a duration (`5s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub probe_timeout: Option<String>,
     /// A PEM file of CA certificates trusted for this `https` server besides the platform's
     /// roots (a company CA): a path on the gateway's host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,10 +114,12 @@ impl std::fmt::Debug for ServerConfig {
             .field("env", &redacted(&self.env))
             .field("cwd", &self.cwd)
             .field("timeout_secs", &self.timeout_secs)
+            .field("timeout", &self.timeout)
             .field("lock", &self.lock)
             .field("validate_arguments", &self.validate_arguments)
             .field("protocol", &self.protocol)
             .field("probe_timeout_secs", &self.probe_timeout_secs)
+            .field("probe_timeout", &self.probe_timeout)
             .field("ca_file", &self.ca_file)
             .finish()
     }
@@ -199,6 +209,10 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     /// Sessions idle longer than this are ended, in seconds.
     pub session_idle_secs: u64,
+    /// The same as a duration (`30m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub session_idle: Option<String>,
     /// Most stdio server processes running at once, all sessions together.
     pub max_stdio_processes: usize,
     /// Who may read `/status` and `/metrics`: `open` (anyone who reaches the listener) or
@@ -229,6 +243,7 @@ impl Default for GatewayConfig {
             allowed_hosts: Vec::new(),
             max_body_bytes: 4 * 1024 * 1024,
             session_idle_secs: 1800,
+            session_idle: None,
             max_stdio_processes: 64,
             status_access: None,
             status_groups: Vec::new(),
@@ -260,10 +275,18 @@ pub struct AuditConfig {
     pub rotate_bytes: u64,
     /// Start a new log file when the current one is this many seconds old.
     pub rotate_secs: u64,
+    /// The same as a duration (`1d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub rotate: Option<String>,
     /// Sign a checkpoint after this many records...
     pub checkpoint_records: u64,
     /// ...or this many seconds after the last one, whichever comes first.
     pub checkpoint_secs: u64,
+    /// The same as a duration (`1m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub checkpoint: Option<String>,
     /// Also append every record, as a JSON line, to this file (for log shippers);
     /// `stdout` writes to standard output.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -280,8 +303,10 @@ impl Default for AuditConfig {
             sync_ms: 50,
             rotate_bytes: 64 * 1024 * 1024,
             rotate_secs: 24 * 3600,
+            rotate: None,
             checkpoint_records: 1000,
             checkpoint_secs: 60,
+            checkpoint: None,
             export: None,
         }
     }
@@ -363,14 +388,26 @@ pub struct OidcConfig {
     /// Clock skew allowed on `exp` and `nbf`, in seconds (default 60).
     #[serde(default = "default_leeway")]
     pub leeway_secs: u64,
+    /// The same as a duration (`1m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub leeway: Option<String>,
     /// How often a `jwks_url` is fetched again, in seconds (default 3600).
     #[serde(default = "default_refresh")]
     pub jwks_refresh_secs: u64,
+    /// The same as a duration (`1h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub jwks_refresh: Option<String>,
     /// The shortest time between two fetches of a `jwks_url` caused by tokens naming an
     /// unknown `kid`, in seconds (default 60): bounds what a flood of made-up tokens costs
     /// the provider, and how long a newly published key may wait.
     #[serde(default = "default_min_refetch")]
     pub jwks_min_refetch_secs: u64,
+    /// The same as a duration (`1m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub jwks_min_refetch: Option<String>,
     /// Which claims make the principal.
     #[serde(default)]
     pub claims: ClaimMapping,
@@ -465,6 +502,63 @@ impl From<TokenKind> for crate::PrincipalKind {
             TokenKind::Human => crate::PrincipalKind::Human,
             TokenKind::Agent => crate::PrincipalKind::Agent,
             TokenKind::Service => crate::PrincipalKind::Service,
+        }
+    }
+}
+
+/// The keys that take a number of seconds (`timeout_secs`) and their duration-valued
+/// siblings (`timeout: 90s`), by section: what `mcpgate check` reports when both are given.
+pub const DURATION_KEYS: &[(&str, &str)] = &[
+    ("timeout", "timeout_secs"),
+    ("probe_timeout", "probe_timeout_secs"),
+    ("session_idle", "session_idle_secs"),
+    ("rotate", "rotate_secs"),
+    ("checkpoint", "checkpoint_secs"),
+    ("leeway", "leeway_secs"),
+    ("jwks_refresh", "jwks_refresh_secs"),
+    ("jwks_min_refetch", "jwks_min_refetch_secs"),
+];
+
+/// Whole seconds of a duration-valued key, rounded up; `None` when absent or unreadable
+/// (the schema and `mcpgate check` refuse those first).
+fn secs_of(text: Option<&String>) -> Option<u64> {
+    let d = crate::duration::parse(text?).ok()?;
+    Some(d.as_secs() + u64::from(d.subsec_nanos() > 0))
+}
+
+impl Config {
+    /// Moves each duration-valued key (`timeout: 90s`) into its `*_secs` sibling, which is
+    /// what the gateway reads.
+    pub fn fold_durations(&mut self) {
+        for server in self.servers.values_mut() {
+            if let Some(s) = secs_of(server.timeout.as_ref()) {
+                server.timeout_secs = Some(s);
+            }
+            if let Some(s) = secs_of(server.probe_timeout.as_ref()) {
+                server.probe_timeout_secs = Some(s);
+            }
+        }
+        if let Some(s) = secs_of(self.gateway.session_idle.as_ref()) {
+            self.gateway.session_idle_secs = s;
+        }
+        if let Some(audit) = self.audit.as_mut() {
+            if let Some(s) = secs_of(audit.rotate.as_ref()) {
+                audit.rotate_secs = s;
+            }
+            if let Some(s) = secs_of(audit.checkpoint.as_ref()) {
+                audit.checkpoint_secs = s;
+            }
+        }
+        if let Some(oidc) = self.identity.as_mut().and_then(|i| i.oidc.as_mut()) {
+            if let Some(s) = secs_of(oidc.leeway.as_ref()) {
+                oidc.leeway_secs = s;
+            }
+            if let Some(s) = secs_of(oidc.jwks_refresh.as_ref()) {
+                oidc.jwks_refresh_secs = s;
+            }
+            if let Some(s) = secs_of(oidc.jwks_min_refetch.as_ref()) {
+                oidc.jwks_min_refetch_secs = s;
+            }
         }
     }
 }

@@ -155,7 +155,45 @@ groups:
 "#,
 };
 
-pub const CODES: &[Code] = &[E0601, E0602, E0603, E0604, E0605, E0606, W0607];
+/// A duration given twice: `timeout` and `timeout_secs` in one section.
+pub const E0608: Code = Code {
+    code: "E0608",
+    severity: Severity::Error,
+    name: "duration-twice",
+    doc: r#"
+### What it does
+Reports a section of `mcpgate.yaml` that gives a duration both ways: as a number of seconds
+(`timeout_secs: 90`) and as a duration (`timeout: 90s`). Either is read; both cannot be.
+
+### Example
+```yaml
+servers:
+  github:
+    url: https://api.githubcopilot.com/mcp/
+    timeout_secs: 30
+    timeout: 1m
+```
+"#,
+};
+
+pub const CODES: &[Code] = &[E0601, E0602, E0603, E0604, E0605, E0606, W0607, E0608];
+
+/// Reports a duration given as both `X` and `X_secs` in the mapping `section`.
+fn check_durations(section: &Node, file: FileId, out: &mut Vec<Diagnostic>) {
+    for (key, secs_key) in crate::config::DURATION_KEYS {
+        if let (Some(k), Some(_)) = (section.key_node(key), section.get(secs_key)) {
+            out.push(
+                E0608
+                    .at(
+                        format!("`{key}` and `{secs_key}` are both given"),
+                        file,
+                        k.span,
+                    )
+                    .with_help(format!("keep one: `{key}: 90s` or `{secs_key}: 90`")),
+            );
+        }
+    }
+}
 
 /// Whether `url` is an absolute `https://` URL, or `http://` when `http_ok`.
 fn absolute_url(url: &str, http_ok: bool) -> bool {
@@ -291,6 +329,14 @@ pub fn check_config(root: &Node, file: FileId, out: &mut Vec<Diagnostic>) {
         .filter(|i| matches!(i.kind, Kind::Map(_)))
     {
         check_identity(identity, file, out);
+        if let Some(oidc) = identity.get("oidc") {
+            check_durations(oidc, file, out);
+        }
+    }
+    for section in ["gateway", "audit"] {
+        if let Some(node) = root.get(section) {
+            check_durations(node, file, out);
+        }
     }
     let Some(servers) = root.get("servers") else {
         return;
@@ -318,6 +364,7 @@ pub fn check_config(root: &Node, file: FileId, out: &mut Vec<Diagnostic>) {
         if !matches!(server.kind, Kind::Map(_)) {
             continue;
         }
+        check_durations(server, file, out);
         match (server.get("url"), server.get("command")) {
             (Some(_), Some(c)) => out.push(
                 E0601

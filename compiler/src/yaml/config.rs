@@ -39,7 +39,10 @@ pub fn load(file: FileId, src: &str, out: &mut Vec<Diagnostic>) -> Option<Config
         return None;
     }
     match serde_json::from_value::<Config>(root.to_json()) {
-        Ok(c) => Some(c),
+        Ok(mut c) => {
+            c.fold_durations();
+            Some(c)
+        }
         Err(e) => {
             out.push(syntax::E0003.at(
                 format!("invalid configuration: {e}"),
@@ -48,5 +51,46 @@ pub fn load(file: FileId, src: &str, out: &mut Vec<Diagnostic>) -> Option<Config
             ));
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codes(out: &[Diagnostic]) -> Vec<&str> {
+        out.iter().map(|d| d.code).collect()
+    }
+
+    #[test]
+    fn durations_fold_into_their_seconds_keys() {
+        let src = "servers:\n  a:\n    command: x\n    timeout: 1m 30s\n    probe_timeout: 500ms\n\
+                   gateway:\n  session_idle: 2h\naudit:\n  rotate: 1d\n  checkpoint_secs: 5\n\
+                   identity:\n  oidc:\n    issuer: https://idp.example.com\n    audience: x\n\
+                   \x20   jwks_url: https://idp.example.com/jwks\n    leeway: 2m\n";
+        let mut out = Vec::new();
+        let c = load(FileId(0), src, &mut out).unwrap_or_else(|| panic!("{out:?}"));
+        assert_eq!(c.servers["a"].timeout_secs, Some(90));
+        // Rounded up to whole seconds.
+        assert_eq!(c.servers["a"].probe_timeout_secs, Some(1));
+        assert_eq!(c.gateway.session_idle_secs, 7200);
+        let audit = c.audit.unwrap_or_default();
+        assert_eq!((audit.rotate_secs, audit.checkpoint_secs), (86_400, 5));
+        let oidc = c.identity.and_then(|i| i.oidc).map(|o| o.leeway_secs);
+        assert_eq!(oidc, Some(120));
+    }
+
+    #[test]
+    fn a_duration_given_twice_or_unreadable_is_an_error() {
+        let mut out = Vec::new();
+        let src = "servers:\n  a:\n    command: x\n    timeout: 1m\n    timeout_secs: 30\n";
+        assert!(load(FileId(0), src, &mut out).is_none());
+        assert_eq!(codes(&out), ["E0608"], "{out:?}");
+        assert!(out[0].message.contains("`timeout` and `timeout_secs`"));
+
+        let mut out = Vec::new();
+        let src = "gateway:\n  session_idle: soon\n";
+        assert!(load(FileId(0), src, &mut out).is_none());
+        assert!(!out.is_empty());
     }
 }
