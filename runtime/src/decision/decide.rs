@@ -150,13 +150,22 @@ fn denied(program: &mcpgate_compiler::Program, d: &Decision<'_>) -> Outcome {
     Outcome::Deny(text)
 }
 
+/// A call's argument names as the log shows them (`["a", "b"]`), formatted only when the
+/// record is written: nothing is collected for a decision nobody logs.
+struct ArgKeys<'a>(&'a serde_json::Value);
+
+impl std::fmt::Debug for ArgKeys<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut list = f.debug_list();
+        if let Some(m) = self.0.as_object() {
+            list.entries(m.keys());
+        }
+        list.finish()
+    }
+}
+
 fn log(loaded: &LoadedProgram, d: &Decision<'_>) {
     let program = &loaded.program;
-    let keys: Vec<&str> = d
-        .args
-        .as_object()
-        .map(|m| m.keys().map(String::as_str).collect())
-        .unwrap_or_default();
     let (verdict, rule) = d.verdict(program);
     crate::metrics::count_decision(verdict.as_str());
     crate::metrics::observe_decision(d.latency);
@@ -172,8 +181,21 @@ fn log(loaded: &LoadedProgram, d: &Decision<'_>) {
         listed = d.listed,
         program = %loaded.hash,
         commit = program.commit().unwrap_or_default(),
-        arg_keys = ?keys,
+        arg_keys = ?ArgKeys(d.args),
         latency_ns = d.latency.as_nanos() as u64,
         "decision"
     );
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::ArgKeys;
+    use serde_json::json;
+
+    #[test]
+    fn argument_names_show_as_a_list() {
+        let args = json!({"amount": 5, "to": "bob"});
+        assert_eq!(format!("{:?}", ArgKeys(&args)), r#"["amount", "to"]"#);
+        assert_eq!(format!("{:?}", ArgKeys(&json!(null))), "[]");
+    }
 }
