@@ -556,3 +556,38 @@ fn approvers_sign_in_with_their_tokens_and_must_be_in_the_group() {
         "the approved call did not run: {answer}"
     );
 }
+
+/// The held call's record names the requester as the decision saw it: with the groups
+/// `principals.yaml` gives, which approvers read when they decide.
+#[test]
+fn the_approval_names_the_requester_with_its_principals_yaml_groups() {
+    let mut config = config(json!({}));
+    config["identity"] = json!({});
+    let repo = PolicyRepo::with(&config, RULES).file(
+        "principals.yaml",
+        "groups:\n  contractors: [carol@example.com]\n",
+    );
+    let gw = Gateway::start(&repo);
+    let token = gw.issue_token("carol@example.com", &[]);
+    let mut c = McpHttp::new(gw.addr(), "/mcp/demo").with_bearer(&token);
+    c.initialize();
+    let caller = thread::spawn(move || {
+        c.call(
+            2,
+            "tools/call",
+            json!({"name": "send_payment", "arguments": {"to": "bob", "amount": 5}}),
+        )
+    });
+    let pending = next_pending(&gw, &[]);
+    assert_eq!(pending["principal"]["id"], "carol@example.com", "{pending}");
+    assert_eq!(
+        pending["principal"]["groups"],
+        json!(["contractors"]),
+        "{pending}"
+    );
+    let id = pending["id"].as_str().unwrap().to_owned();
+    let out = approvals(&gw, &["deny", &id, "--reason", "not this one"]);
+    assert_eq!(out.code(), 0, "{out}");
+    let answer = caller.join().unwrap();
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+}

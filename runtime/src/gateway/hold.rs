@@ -117,12 +117,17 @@ fn refused(call: &mut Call, text: &str) -> Value {
 pub async fn hold(approvals: Arc<Approvals>, mut call: Call, hold: &Hold, program: &str) -> Reply {
     let key = call.key();
     let now = approval::now_ms();
+    // The requester as the decision saw it: with its `principals.yaml` groups and agent.
+    let principal = match &call.quotas {
+        Some(q) => q.loaded.principal(&call.session.principal).into_owned(),
+        None => call.session.principal.clone(),
+    };
     let new = NewApproval {
         server: call.server.clone(),
         tool: call.tool.clone(),
         arguments: call.arguments(),
-        principal: call.session.principal.clone(),
-        agent: None,
+        agent: crate::decision::caller::agent_of(&principal).map(str::to_owned),
+        principal,
         client: call.session.client_name.clone(),
         session: call.session.sid.clone(),
         rule: hold.rule.clone(),
