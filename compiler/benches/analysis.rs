@@ -14,15 +14,7 @@ use mcpgate_compiler::testing::Call;
 use mcpgate_compiler::vm::Memberships;
 use mcpgate_compiler::{Principal, PrincipalKind};
 use std::hint::black_box;
-use std::time::Duration;
-
-fn cpu_timed(iters: u64, mut f: impl FnMut()) -> Duration {
-    let start = cpu_time::ThreadTime::now();
-    for _ in 0..iters {
-        f();
-    }
-    start.elapsed()
-}
+use vm_common::cpu_timed;
 
 /// The exact tool that the most rules apply to: the heaviest single question.
 fn busiest(model: &Model<'_>) -> Named {

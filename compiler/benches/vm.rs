@@ -12,17 +12,7 @@ use mcpgate_compiler::vm::{Program, evaluate, visible};
 use mcpgate_compiler::{Principal, PrincipalKind, Request, Target, ToolAnnotations, reference};
 use serde_json::{Value, json};
 use std::hint::black_box;
-use std::time::Duration;
-
-/// Runs `f` `iters` times and reports the CPU time the thread spent: on a machine shared
-/// with other work, wall time also counts the time other processes held the core.
-fn cpu_timed(iters: u64, mut f: impl FnMut()) -> Duration {
-    let start = cpu_time::ThreadTime::now();
-    for _ in 0..iters {
-        f();
-    }
-    start.elapsed()
-}
+use vm_common::cpu_timed;
 
 /// Prebuilt request data: principals, argument objects and targets that hit exact tools,
 /// glob-only tools, prompts, resources and unknown servers.

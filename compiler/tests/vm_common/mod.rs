@@ -8,6 +8,18 @@ use mcpgate_compiler::ir::{
     StrOp, Target, UriPattern, Var, Window,
 };
 use serde_json::{Value, json};
+use std::time::Duration;
+
+/// Runs `f` `iters` times and reports the CPU time the thread spent (for the benchmarks):
+/// on a machine shared with other work, wall time also counts the time other processes
+/// held the core.
+pub fn cpu_timed(iters: u64, mut f: impl FnMut()) -> Duration {
+    let start = cpu_time::ThreadTime::now();
+    for _ in 0..iters {
+        f();
+    }
+    start.elapsed()
+}
 
 /// A name pattern: a glob when it contains `*`.
 pub fn pat(s: &str) -> NamePattern {
