@@ -90,18 +90,21 @@ pub(crate) fn build_client_trusting(ca_file: Option<&Path>) -> Result<HttpClient
 /// The roots an https upstream is checked against: the bundled webpki roots, the
 /// platform's store (a company CA installed on the host counts), and `ca_file`.
 fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, String> {
-    static PLATFORM: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let platform = PLATFORM.get_or_init(|| {
-        let found = rustls_native_certs::load_native_certs();
-        for e in &found.errors {
-            tracing::debug!(target: "upstream", error = %e, "a platform root certificate was not read");
-        }
-        found.certs
-    });
-    // A platform certificate rustls cannot use is skipped, as browsers do.
-    let _ = roots.add_parsable_certificates(platform.iter().cloned());
+    // Read and parsed once per process; each client starts from a copy.
+    static BASE: OnceLock<rustls::RootCertStore> = OnceLock::new();
+    let mut roots = BASE
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            let found = rustls_native_certs::load_native_certs();
+            for e in &found.errors {
+                tracing::debug!(target: "upstream", error = %e, "a platform root certificate was not read");
+            }
+            // A platform certificate rustls cannot use is skipped, as browsers do.
+            let _ = roots.add_parsable_certificates(found.certs);
+            roots
+        })
+        .clone();
     if let Some(path) = ca_file {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
             .map_err(|e| format!("`ca_file` {}: {e}", path.display()))?
