@@ -21,6 +21,7 @@ use mcpgate_compiler::Program;
 use mcpgate_compiler::config::Config;
 use mcpgate_compiler::ir::Policy;
 use mcpgate_compiler::lock::Lockfile;
+use mcpgate_compiler::responders::ResponderSet;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -62,7 +63,8 @@ impl Origin {
 
 #[derive(Clone, Debug)]
 struct Live {
-    /// SHA-256 of the live `mcpgate.lock` (empty without one).
+    /// SHA-256 of the live `mcpgate.lock` (empty without one) and the digest of the
+    /// responders: a change to either is swapped in.
     lock: String,
     commit: Option<String>,
     commit_time: Option<i64>,
@@ -133,6 +135,8 @@ pub struct Start {
     pub config: Config,
     /// `mcpgate.lock` of the same commit.
     pub lock: Option<Lockfile>,
+    /// `responders.yaml` of the same commit.
+    pub responders: ResponderSet,
 }
 
 impl Syncer {
@@ -208,10 +212,10 @@ impl Syncer {
                 });
             }
         }
-        let (program, config, lock) = if let Some((head, b)) = built {
+        let (program, config, lock, responders) = if let Some((head, b)) = built {
             status.last_build_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
             status.live = Live {
-                lock: lock_hash(b.lock.as_ref()),
+                lock: lock_hash(b.lock.as_ref(), &b.responders),
                 commit: Some(head.commit.clone()),
                 commit_time: Some(head.time),
                 hash: b.program.hash_hex(),
@@ -221,7 +225,7 @@ impl Syncer {
             };
             status.save_error = save(state, &status.live, &b);
             tracing::info!(commit = %head.commit, program = %status.live.hash, tests = b.tests, "policy built from the repository head");
-            (b.program, b.config, b.lock)
+            (b.program, b.config, b.lock, b.responders)
         } else if let Some((s, program)) = saved {
             let lock = match s.lock.as_deref().map(Lockfile::parse).transpose() {
                 Ok(l) => l,
@@ -234,7 +238,7 @@ impl Syncer {
             };
             tracing::warn!(commit = ?s.commit, program = %s.hash, reason = %why_not, "serving the last good program from the state dir");
             status.live = Live {
-                lock: lock_hash(lock.as_ref()),
+                lock: lock_hash(lock.as_ref(), &s.responders),
                 commit: s.commit,
                 commit_time: s.commit_time,
                 hash: s.hash,
@@ -242,7 +246,7 @@ impl Syncer {
                 origin: Origin::Saved,
                 rules: program.rules().len(),
             };
-            (program, s.config, lock)
+            (program, s.config, lock, s.responders)
         } else {
             let reason = format!("no good policy yet ({why_not}); every request is denied");
             tracing::error!("{reason}");
@@ -250,7 +254,7 @@ impl Syncer {
             let program = Program::compile(&Policy::default(), None);
             status.live.hash = program.hash_hex();
             status.live.rules = program.rules().len();
-            (program, Config::default(), None)
+            (program, Config::default(), None, ResponderSet::default())
         };
         let syncer = Arc::new(Syncer {
             source: Source::Git(src),
@@ -268,6 +272,7 @@ impl Syncer {
             program,
             config,
             lock,
+            responders,
         }
     }
 
@@ -287,10 +292,10 @@ impl Syncer {
                 r.errors
             )
         })?;
-        let (program, config, lock) = (b.program, b.config, b.lock);
+        let (program, config, lock, responders) = (b.program, b.config, b.lock, b.responders);
         let status = Status {
             live: Live {
-                lock: lock_hash(lock.as_ref()),
+                lock: lock_hash(lock.as_ref(), &responders),
                 commit: None,
                 commit_time: None,
                 hash: program.hash_hex(),
@@ -321,6 +326,7 @@ impl Syncer {
             program,
             config,
             lock,
+            responders,
         })
     }
 
@@ -451,7 +457,7 @@ impl Syncer {
 
     fn install(&self, head: Option<Head>, b: Built, started: Instant) {
         let hash = b.program.hash_hex();
-        let lock = lock_hash(b.lock.as_ref());
+        let lock = lock_hash(b.lock.as_ref(), &b.responders);
         let mut st = self.lock();
         st.last_error = None;
         if st.live.hash == hash && st.live.lock == lock && st.live.origin != Origin::None {
@@ -483,11 +489,10 @@ impl Syncer {
                 "`mcpgate.yaml` changed: servers and gateway settings take effect on restart"
             );
         }
-        gw.swap(LoadedProgram::with_lock(
-            b.program,
-            b.lock.as_ref(),
-            Some(&b.config),
-        ));
+        gw.swap(
+            LoadedProgram::with_lock(b.program, b.lock.as_ref(), Some(&b.config))
+                .with_responders(b.responders),
+        );
         self.metrics.swaps.fetch_add(1, Ordering::Relaxed);
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         st.last_build_ms = Some(ms);
@@ -580,8 +585,13 @@ fn log_rejected(commit: Option<&str>, r: &Rejected) {
 }
 
 /// SHA-256 of the rendered lock, hex (empty without one).
-fn lock_hash(lock: Option<&Lockfile>) -> String {
-    lock.map_or_else(String::new, Lockfile::hash_hex)
+fn lock_hash(lock: Option<&Lockfile>, responders: &ResponderSet) -> String {
+    let lock = lock.map_or_else(String::new, Lockfile::hash_hex);
+    if responders.is_empty() {
+        lock
+    } else {
+        format!("{lock}+{}", responders.digest())
+    }
 }
 
 /// The config without what a swap applies live (lock modes, argument validation).
@@ -603,6 +613,7 @@ fn save(state: &Path, live: &Live, b: &Built) -> Option<String> {
         config: b.config.clone(),
         program: String::new(),
         lock: b.lock.as_ref().map(Lockfile::render),
+        responders: b.responders.clone(),
     };
     match store::save(state, saved, &b.program) {
         Ok(()) => None,
