@@ -126,7 +126,10 @@ pub struct Approvals {
 
 /// Told of each step of an approval as it is recorded, whoever decided (the gateway hands
 /// refused approvals to its responders).
-pub struct StepListener(pub Box<dyn Fn(events::Step, &Approval) + Send + Sync>);
+pub struct StepListener(pub Box<OnStep>);
+
+/// What a [`StepListener`] runs.
+pub type OnStep = dyn Fn(events::Step, &Approval) + Send + Sync;
 
 impl std::fmt::Debug for StepListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
