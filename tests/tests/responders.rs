@@ -243,3 +243,44 @@ fn check_reports_malformed_responders_at_their_line() {
     let done = mcpgate(repo.path(), ["check", "."]);
     assert_eq!(done.code(), 0, "{done}");
 }
+
+/// How many responders the live policy has, as `/status` reports it.
+fn live_responders(gw: &Gateway) -> Value {
+    let r = mcpgate_tests::http::request(gw.addr(), "GET", "/status", &[], b"");
+    assert_eq!(r.status, 200, "{r}");
+    r.json()["policy"]["live"]["responders"].clone()
+}
+
+#[test]
+fn responders_arrive_with_a_policy_change_and_pause_a_session() {
+    let config = json!({"servers": {"fx": peers::fixture_stdio(&[])}});
+    let repo = PolicyRepo::with(&config, RULES);
+    let gw = Gateway::start(&repo);
+    assert_eq!(live_responders(&gw), 0);
+    let repo = repo.file(
+        "responders.yaml",
+        "responders:\n  - name: first-denial\n    when: { denials: 1, by: session, within: 1h }\n    do: [{ pause: session, for: 1h }]\n",
+    );
+    // The folder is watched: wait (bounded) for the swap.
+    let deadline = std::time::Instant::now() + WAIT;
+    while live_responders(&gw) != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "responders.yaml was not swapped in; gateway log:\n{}",
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let url = json!({"url": gw.url("/mcp/fx")});
+    let via = peers::py_client(url.clone(), json!([call("delete_item"), call("get_user")]));
+    assert!(result_text(ok(&via, 0)).contains("keep-items"), "{via}");
+    let text = result_text(ok(&via, 1));
+    assert!(
+        text.contains("paused by responder `first-denial`"),
+        "{text}"
+    );
+    // Another session of the same (anonymous) principal is not paused.
+    let via = peers::py_client(url, json!([call("get_user")]));
+    assert_eq!(ok(&via, 0)["isError"], false, "{via}");
+    drop(repo);
+}

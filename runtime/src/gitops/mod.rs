@@ -63,9 +63,10 @@ impl Origin {
 
 #[derive(Clone, Debug)]
 struct Live {
-    /// SHA-256 of the live `mcpgate.lock` (empty without one) and the digest of the
-    /// responders: a change to either is swapped in.
+    /// SHA-256 of the live `mcpgate.lock` (empty without one).
     lock: String,
+    /// How many responders are live, and their digest: a change to them alone is swapped in.
+    responders: (usize, String),
     commit: Option<String>,
     commit_time: Option<i64>,
     hash: String,
@@ -154,6 +155,7 @@ impl Syncer {
         let mut status = Status {
             live: Live {
                 lock: String::new(),
+                responders: (0, String::new()),
                 commit: None,
                 commit_time: None,
                 hash: String::new(),
@@ -215,7 +217,8 @@ impl Syncer {
         let (program, config, lock, responders) = if let Some((head, b)) = built {
             status.last_build_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
             status.live = Live {
-                lock: lock_hash(b.lock.as_ref(), &b.responders),
+                lock: lock_hash(b.lock.as_ref()),
+                responders: responders_of(&b.responders),
                 commit: Some(head.commit.clone()),
                 commit_time: Some(head.time),
                 hash: b.program.hash_hex(),
@@ -238,7 +241,8 @@ impl Syncer {
             };
             tracing::warn!(commit = ?s.commit, program = %s.hash, reason = %why_not, "serving the last good program from the state dir");
             status.live = Live {
-                lock: lock_hash(lock.as_ref(), &s.responders),
+                lock: lock_hash(lock.as_ref()),
+                responders: responders_of(&s.responders),
                 commit: s.commit,
                 commit_time: s.commit_time,
                 hash: s.hash,
@@ -295,7 +299,8 @@ impl Syncer {
         let (program, config, lock, responders) = (b.program, b.config, b.lock, b.responders);
         let status = Status {
             live: Live {
-                lock: lock_hash(lock.as_ref(), &responders),
+                lock: lock_hash(lock.as_ref()),
+                responders: responders_of(&responders),
                 commit: None,
                 commit_time: None,
                 hash: program.hash_hex(),
@@ -457,10 +462,15 @@ impl Syncer {
 
     fn install(&self, head: Option<Head>, b: Built, started: Instant) {
         let hash = b.program.hash_hex();
-        let lock = lock_hash(b.lock.as_ref(), &b.responders);
+        let lock = lock_hash(b.lock.as_ref());
+        let responders = responders_of(&b.responders);
         let mut st = self.lock();
         st.last_error = None;
-        if st.live.hash == hash && st.live.lock == lock && st.live.origin != Origin::None {
+        if st.live.hash == hash
+            && st.live.lock == lock
+            && st.live.responders == responders
+            && st.live.origin != Origin::None
+        {
             // Same program (a commit that changed nothing the program holds).
             if let Some(h) = head {
                 st.live.commit = Some(h.commit);
@@ -473,6 +483,7 @@ impl Syncer {
         };
         let live = Live {
             lock,
+            responders,
             commit: head.as_ref().map(|h| h.commit.clone()),
             commit_time: head.as_ref().map(|h| h.time),
             hash: hash.clone(),
@@ -529,6 +540,7 @@ impl Syncer {
                 "hash": st.live.hash,
                 "lock": (!st.live.lock.is_empty()).then_some(&st.live.lock),
                 "rules": st.live.rules,
+                "responders": st.live.responders.0,
                 "loaded_at": st.live.loaded_at,
                 "from": st.live.origin.as_str(),
             },
@@ -585,13 +597,12 @@ fn log_rejected(commit: Option<&str>, r: &Rejected) {
 }
 
 /// SHA-256 of the rendered lock, hex (empty without one).
-fn lock_hash(lock: Option<&Lockfile>, responders: &ResponderSet) -> String {
-    let lock = lock.map_or_else(String::new, Lockfile::hash_hex);
-    if responders.is_empty() {
-        lock
-    } else {
-        format!("{lock}+{}", responders.digest())
-    }
+fn lock_hash(lock: Option<&Lockfile>) -> String {
+    lock.map_or_else(String::new, Lockfile::hash_hex)
+}
+
+fn responders_of(set: &ResponderSet) -> (usize, String) {
+    (set.responders.len(), set.digest())
 }
 
 /// The config without what a swap applies live (lock modes, argument validation).
