@@ -75,8 +75,8 @@ impl By {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Trigger {
-    /// `count` refused calls (denied by a rule, the default deny, or the lock) within
-    /// `within_ms`.
+    /// `count` refused tool calls (denied by a rule, the default deny or the lock, or
+    /// answered as unknown) within `within_ms`.
     Denials { count: u32, within_ms: u64, by: By },
     /// `count` calls of one tool (`tool`, or each tool apart) within `within_ms`.
     Calls {

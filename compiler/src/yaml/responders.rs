@@ -68,7 +68,7 @@ pub enum DurationDoc {
 /// message can list the triggers there are.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct WhenDoc {
-    /// Refused calls (by a rule, the default deny or the lock).
+    /// Refused tool calls (by a rule, the default deny or the lock, or answered as unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub denials: Option<u64>,
     /// Calls of one tool (`tool`, or each tool apart).

@@ -83,8 +83,8 @@ pub fn paused(gw: &Gateway, session: &Session, target: Target<'_>) -> Option<Str
     Some(crate::responders::Responders::refusal(&pause))
 }
 
-/// Hands a decided tool call to the responders: a refusal counts as a denial, a tool held
-/// by the lock as a held change.
+/// Hands a decided tool call to the responders: a refusal (or an unknown-tool answer)
+/// counts as a denial, a tool held by the lock as a held change.
 pub fn observe(gw: &Gateway, loaded: &LoadedProgram, d: &Decision<'_>) {
     if loaded.responders.is_empty() {
         return;
@@ -101,7 +101,9 @@ pub fn observe(gw: &Gateway, loaded: &LoadedProgram, d: &Decision<'_>) {
         session,
         tool: Some(&name),
     };
-    let refused = matches!(d.outcome, Outcome::Deny(_));
+    // Answered as unknown counts too: probing for tools one may not see is what a
+    // denials trigger is for.
+    let refused = matches!(d.outcome, Outcome::Deny(_) | Outcome::Unknown);
     gw.responders.observe(
         &loaded.responders,
         &ev(crate::responders::EventKind::Decided { refused }),

@@ -31,7 +31,7 @@ use window::{CounterStore, MemoryCounters};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
     /// A tool call was decided; `refused` when it was denied (by a rule, the default deny
-    /// or the lock).
+    /// or the lock) or answered as unknown.
     Decided { refused: bool },
     /// A person refused a held call.
     ApprovalDenied,
