@@ -67,7 +67,14 @@ fn prepare(
     secrets: &dyn SecretResolver,
 ) -> Result<Ready, String> {
     let url = resolve_references(&target.url, secrets).map_err(|e| format!("url: {e}"))?;
-    let url = client::parse_url(&url.value)?;
+    // A resolved URL may carry a credential (a Slack webhook's path): never in a message.
+    let url = client::parse_url(&url.value).map_err(|e| {
+        if url.sensitive {
+            "the url, once its references are resolved, is not an http(s) URL with a host".into()
+        } else {
+            e
+        }
+    })?;
     let secret = match &target.secret {
         Some(s) => Some(
             resolve_references(s, secrets)
@@ -258,6 +265,7 @@ mod tests {
             ..target
         };
         let ready = prepare(&target, &fired(), &crate::vault::references::EnvSecrets).unwrap();
+        assert_eq!(ready.url.port_u16(), Some(9));
         let req = request(&Ready {
             secret: Some(b"k".to_vec()),
             ..ready
@@ -270,6 +278,27 @@ mod tests {
         let body = req.body().clone();
         let bytes = futures_body(body);
         assert!(crate::signature::verify_signature(b"k", &sig, &bytes));
+    }
+
+    struct Fixed;
+
+    impl SecretResolver for Fixed {
+        fn resolve(&self, _kind: &str, _name: &str) -> Option<String> {
+            Some("hooks example com/T0/B0/secret-path-123".into())
+        }
+    }
+
+    #[test]
+    fn a_bad_resolved_url_is_reported_without_its_value() {
+        let target = NotifyTarget {
+            url: "https://${secret:slack-path}".into(),
+            secret: None,
+            format: NotifyFormat::Slack,
+            routing_key: None,
+        };
+        let err = prepare(&target, &fired(), &Fixed).err().unwrap();
+        assert!(!err.contains("secret-path-123"), "{err}");
+        assert!(err.contains("url"), "{err}");
     }
 
     fn futures_body(b: Full<Bytes>) -> Vec<u8> {
