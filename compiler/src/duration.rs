@@ -32,6 +32,28 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("cannot read `{t}` as a duration (e.g. `15m`, `1h 30m`): {e}"))
 }
 
+/// Writes a duration in the same syntax, as [`parse`] reads it back: `15m`, `1h 30m`,
+/// `250ms`, `3d` (sub-millisecond parts are dropped).
+pub fn format(d: Duration) -> String {
+    let mut ms = d.as_millis();
+    let mut parts = Vec::new();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms >= size {
+            parts.push(format!("{}{unit}", ms / size));
+            ms %= size;
+        }
+    }
+    if ms > 0 || parts.is_empty() {
+        parts.push(format!("{ms}ms"));
+    }
+    parts.join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,6 +68,9 @@ mod tests {
         assert_eq!(parse("2w"), Ok(Duration::from_secs(14 * 86_400)));
         assert_eq!(parse("1h 30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse(" 45 "), Ok(Duration::from_secs(45)));
+        for d in ["15m", "1h 30m", "250ms", "3d 4h 1s", "0ms"] {
+            assert_eq!(format(parse(d).unwrap()), d);
+        }
         for bad in ["", "soon", "15 minutes", "1y", "-5s", "1.5h", "m"] {
             assert!(parse(bad).is_err(), "{bad}");
         }

@@ -17,6 +17,7 @@ pub mod lower;
 pub mod reference;
 pub mod repo;
 pub mod request;
+pub mod responders;
 pub mod schema;
 pub mod source;
 pub mod testing;

@@ -32,6 +32,8 @@ pub enum FileKind {
     Tests,
     /// `principals.yaml`: group membership.
     Principals,
+    /// `responders.yaml`: what the gateway does when callers misbehave.
+    Responders,
     Other,
 }
 
@@ -43,6 +45,7 @@ impl FileKind {
             "mcpgate.yaml" | "mcpgate.yml" => FileKind::Config,
             "mcpgate.lock" => FileKind::Lock,
             "principals.yaml" | "principals.yml" => FileKind::Principals,
+            "responders.yaml" | "responders.yml" => FileKind::Responders,
             p if p.starts_with("policies/") && p.ends_with(".mcpg") => FileKind::DslPolicy,
             p if p.starts_with("policies/") && yaml => FileKind::YamlPolicy,
             p if p.starts_with("tests/") && yaml => FileKind::Tests,
@@ -51,7 +54,8 @@ impl FileKind {
     }
 }
 
-/// Reads `mcpgate.yaml`, `mcpgate.lock`, `policies/**/*.{mcpg,yaml,yml}` and
+/// Reads `mcpgate.yaml`, `mcpgate.lock`, `principals.yaml`, `responders.yaml`,
+/// `policies/**/*.{mcpg,yaml,yml}` and
 /// `tests/**/*.{yaml,yml}` below `dir`, sorted by path.
 ///
 /// # Errors
@@ -71,6 +75,8 @@ pub fn read_dir(dir: &Path) -> std::io::Result<Vec<SourceFile>> {
         "mcpgate.lock",
         "principals.yaml",
         "principals.yml",
+        "responders.yaml",
+        "responders.yml",
     ] {
         let p = dir.join(name);
         if p.is_file() {
@@ -137,6 +143,8 @@ pub struct Checked {
     pub tests: Vec<PolicyTest>,
     /// Group membership from `principals.yaml`: principal id to groups.
     pub memberships: crate::vm::Memberships,
+    /// `responders.yaml`, the responders without errors.
+    pub responders: crate::responders::ResponderSet,
     pub errors: usize,
     pub warnings: usize,
     /// Rendered for a terminal (rustc style, with source lines and carets).
@@ -206,6 +214,7 @@ pub fn check_files(mut files: Vec<SourceFile>) -> Checked {
     let mut test_cases: Vec<yaml::tests::TestCase> = Vec::new();
     let mut config = None;
     let mut memberships = crate::vm::Memberships::new();
+    let mut responders = crate::responders::ResponderSet::default();
     let mut config_file = None;
     let mut lock = None;
     let mut lock_file = None;
@@ -231,6 +240,9 @@ pub fn check_files(mut files: Vec<SourceFile>) -> Checked {
             }
             FileKind::Principals => {
                 yaml::principals::load(id, text, &mut memberships, &mut out);
+            }
+            FileKind::Responders => {
+                responders = yaml::responders::load(id, sources.path(id), text, &mut out);
             }
             FileKind::Lock => {
                 lock = check::lock::load(id, text, &mut out);
@@ -303,6 +315,7 @@ pub fn check_files(mut files: Vec<SourceFile>) -> Checked {
         policy,
         tests,
         memberships,
+        responders,
         diagnostics: out,
         sources,
         ..Checked::default()

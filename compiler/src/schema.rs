@@ -25,23 +25,31 @@ pub fn principals_schema() -> Value {
     yaml::principals::json_schema()
 }
 
-/// All of them, keyed by format name (`policy`, `tests`, `config`, `principals`).
+/// `responders.yaml`.
+pub fn responders_schema() -> Value {
+    yaml::responders::json_schema()
+}
+
+/// All of them, keyed by format name (`policy`, `tests`, `config`, `principals`,
+/// `responders`).
 pub fn all_schemas() -> Value {
     json!({
         "policy": policy_schema(),
         "tests": tests_schema(),
         "config": config_schema(),
         "principals": principals_schema(),
+        "responders": responders_schema(),
     })
 }
 
-/// One schema by name: `policy`, `tests`, `config` or `principals`.
+/// One schema by name: `policy`, `tests`, `config`, `principals` or `responders`.
 pub fn schema_named(name: &str) -> Option<Value> {
     Some(match name {
         "policy" => policy_schema(),
         "tests" => tests_schema(),
         "config" => config_schema(),
         "principals" => principals_schema(),
+        "responders" => responders_schema(),
         _ => return None,
     })
 }
@@ -56,7 +64,8 @@ mod tests {
         assert!(tests_schema()["properties"]["tests"].is_object());
         assert!(config_schema()["properties"]["servers"].is_object());
         let all = all_schemas();
-        for name in ["policy", "tests", "config", "principals"] {
+        assert!(responders_schema()["properties"]["responders"].is_object());
+        for name in ["policy", "tests", "config", "principals", "responders"] {
             assert_eq!(all[name], schema_named(name).unwrap());
         }
         assert!(schema_named("other").is_none());

@@ -7,7 +7,7 @@
 //! cli                                   the `mcpgate` command
 //! gateway                               client endpoints, dispatch, relay, era bridging
 //! session upstream                      client sessions; connections to MCP servers
-//! audit approvals quota identity vault lock gitops     services
+//! audit approvals quota identity vault lock gitops responders     services
 //! decision                              the loaded program, the request, the verdict
 //! jsonrpc sse mcp_headers protocol_version http_client http_proxy state git clock metrics
 //! signature demo                        wire formats, storage, small values
@@ -27,6 +27,7 @@ pub mod gitops;
 pub mod identity;
 pub mod lock;
 pub mod quota;
+pub mod responders;
 pub mod vault;
 // The decision core.
 pub mod decision;

@@ -8,6 +8,7 @@
 //!   conformance suite.
 //! - [`http`] is a raw HTTP/1.1 client for requests no well-behaved client would send.
 //! - [`cli`] runs other `mcpgate` subcommands; [`audit_log`] reads the audit records.
+//! - [`webhook`] receives the gateway's signed webhook posts.
 //!
 //! Everything is bounded: each process has a deadline, and a missing prerequisite fails the
 //! test with a message saying how to install it, never skips it.
@@ -24,6 +25,7 @@ pub mod peers;
 pub mod process;
 pub mod repo;
 pub mod walkthrough;
+pub mod webhook;
 
 pub use gateway::Gateway;
 pub use repo::PolicyRepo;

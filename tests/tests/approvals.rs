@@ -4,15 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use hmac::Mac;
 use mcpgate_tests::http::{McpHttp, request};
 use mcpgate_tests::peers::{self, ok, result_text};
 use mcpgate_tests::process::Finished;
-use mcpgate_tests::{Gateway, PolicyRepo, cli, paths};
+use mcpgate_tests::{Gateway, PolicyRepo, cli, paths, webhook};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -384,67 +380,9 @@ fn an_approval_survives_a_restart_and_lets_one_retry_through() {
     );
 }
 
-/// One request a webhook receiver got: its headers (lowercased names) and body.
-struct Delivery {
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-/// A loopback HTTP listener that answers 200 to each request and hands it over.
-fn webhook_receiver() -> (String, mpsc::Receiver<Delivery>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hooks/approvals", listener.local_addr().unwrap());
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for stream in listener.incoming().take(8) {
-            let Ok(mut s) = stream else { return };
-            s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-            let mut raw = Vec::new();
-            let mut buf = [0u8; 4096];
-            let (head_end, length) = loop {
-                let Ok(n) = s.read(&mut buf) else { return };
-                if n == 0 {
-                    return;
-                }
-                raw.extend_from_slice(&buf[..n]);
-                if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&raw[..end]).to_lowercase();
-                    let length = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse::<usize>().ok())
-                        .unwrap_or(0);
-                    break (end + 4, length);
-                }
-            };
-            while raw.len() < head_end + length {
-                let Ok(n) = s.read(&mut buf) else { return };
-                if n == 0 {
-                    break;
-                }
-                raw.extend_from_slice(&buf[..n]);
-            }
-            let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
-            let headers = head
-                .lines()
-                .skip(1)
-                .filter_map(|l| l.split_once(':'))
-                .map(|(n, v)| (n.trim().to_lowercase(), v.trim().to_owned()))
-                .collect();
-            let body = raw[head_end..].to_vec();
-            let _ =
-                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            if tx.send(Delivery { headers, body }).is_err() {
-                return;
-            }
-        }
-    });
-    (url, rx)
-}
-
 #[test]
 fn each_pending_approval_is_announced_to_the_webhook_signed() {
-    let (url, deliveries) = webhook_receiver();
+    let (url, deliveries) = webhook::receiver();
     let repo = repo(json!({
         "timeout": "10m",
         "webhook": {"url": url, "secret": "${secret:approvals-hook}"},
@@ -456,23 +394,11 @@ fn each_pending_approval_is_announced_to_the_webhook_signed() {
     let got = deliveries
         .recv_timeout(WAIT)
         .unwrap_or_else(|_| panic!("no webhook delivery; gateway log:\n{}", gw.log()));
-    let header = |n: &str| {
-        got.headers
-            .iter()
-            .find(|(k, _)| k == n)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
-    assert_eq!(header("x-mcpgate-event"), "approval.requested");
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(&got.body);
-    let expected: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(header("x-mcpgate-signature"), format!("sha256={expected}"));
+    assert_eq!(got.header("x-mcpgate-event"), "approval.requested");
+    assert_eq!(
+        got.header("x-mcpgate-signature"),
+        webhook::signature(secret, &got.body)
+    );
     let body: Value = serde_json::from_slice(&got.body).unwrap();
     assert_eq!(body["event"], "approval.requested");
     assert_eq!(body["approval"]["id"], a["id"]);

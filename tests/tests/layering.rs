@@ -37,6 +37,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "identity",
             "lock",
             "quota",
+            "responders",
             "vault",
         ],
     ),

@@ -10,6 +10,7 @@ pub mod config;
 pub mod lock;
 pub mod names;
 pub mod policy_tests;
+pub mod responders;
 pub mod rules;
 pub mod shadow;
 pub mod syntax;
@@ -49,6 +50,7 @@ pub fn all_codes() -> Vec<&'static Code> {
         config::CODES,
         lock::CODES,
         crate::analysis::lint::CODES,
+        responders::CODES,
     ]
     .into_iter()
     .flatten()

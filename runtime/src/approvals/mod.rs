@@ -121,6 +121,20 @@ pub struct Approvals {
     pub grant: Duration,
     webhook: Option<webhook::Webhook>,
     authenticator: Box<dyn Authenticator>,
+    listener: std::sync::OnceLock<StepListener>,
+}
+
+/// Told of each step of an approval as it is recorded, whoever decided (the gateway hands
+/// refused approvals to its responders).
+pub struct StepListener(pub Box<OnStep>);
+
+/// What a [`StepListener`] runs.
+pub type OnStep = dyn Fn(events::Step, &Approval) + Send + Sync;
+
+impl std::fmt::Debug for StepListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StepListener")
+    }
 }
 
 fn lock(m: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
@@ -153,6 +167,7 @@ impl Approvals {
             grant: config.grant(),
             webhook,
             authenticator,
+            listener: std::sync::OnceLock::new(),
         })
     }
 
@@ -175,6 +190,11 @@ impl Approvals {
     /// Wakes every held call to look at its approval again.
     pub fn notify(&self) {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Calls `listener` with every step recorded from now on.
+    pub fn on_step(&self, listener: StepListener) {
+        let _ = self.listener.set(listener);
     }
 
     /// Who is calling the HTTP API.
@@ -261,6 +281,9 @@ impl Approvals {
             let mut ok = true;
             for step in events::steps(a.logged, a.status) {
                 events::log(step, &a);
+                if let Some(l) = self.listener.get() {
+                    (l.0)(step, &a);
+                }
                 if let Some(log) = audit
                     && let Err(e) = log
                         .record_event(

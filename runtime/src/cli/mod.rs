@@ -16,6 +16,7 @@ pub mod explain;
 pub mod fmt;
 pub mod init;
 pub mod lock;
+pub mod pauses;
 pub mod schema;
 pub mod secret;
 pub mod serve;
@@ -66,6 +67,8 @@ pub enum Command {
     Approvals(approvals::Args),
     /// Rotate the key that seals session ids.
     Sessions(sessions::Args),
+    /// List and lift the pauses responders set (`responders.yaml`).
+    Pauses(pauses::Args),
     /// A small MCP server over stdio, for the quickstart and tests.
     #[command(hide = true)]
     DemoServer(demo_server::Args),
@@ -90,6 +93,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Secret(a) => secret::run(a),
         Command::Approvals(a) => approvals::run(a),
         Command::Sessions(a) => sessions::run(a),
+        Command::Pauses(a) => pauses::run(a),
         Command::DemoServer(a) => demo_server::run(a),
     }
 }

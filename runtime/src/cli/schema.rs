@@ -21,6 +21,8 @@ pub enum Which {
     Config,
     /// `principals.yaml`
     Principals,
+    /// `responders.yaml`
+    Responders,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -30,6 +32,7 @@ pub fn run(args: Args) -> ExitCode {
         Some(Which::Tests) => schema::tests_schema(),
         Some(Which::Config) => schema::config_schema(),
         Some(Which::Principals) => schema::principals_schema(),
+        Some(Which::Responders) => schema::responders_schema(),
     };
     match serde_json::to_string_pretty(&value) {
         Ok(s) => {

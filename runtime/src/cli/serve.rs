@@ -169,6 +169,7 @@ pub fn run(args: Args) -> ExitCode {
         program,
         config,
         lock,
+        responders,
     } = start;
     let listen_text = args
         .listen
@@ -246,6 +247,13 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let pauses = match crate::responders::Responders::open(&state) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: responders: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -265,9 +273,14 @@ pub fn run(args: Args) -> ExitCode {
             }
         };
         let bound = listener.local_addr().unwrap_or(listen);
-        let loaded = LoadedProgram::with_lock(program, lock.as_ref(), Some(&config));
+        let loaded = LoadedProgram::with_lock(program, lock.as_ref(), Some(&config))
+            .with_responders(responders);
         let gw = match Gateway::new(&config, loaded, sealer, bound, &secrets) {
-            Ok(g) => Arc::new(g.with_identity(identity).with_tasks(tasks)),
+            Ok(g) => Arc::new(
+                g.with_identity(identity)
+                    .with_tasks(tasks)
+                    .with_responders(pauses),
+            ),
             Err(e) => {
                 eprintln!("error: {e}");
                 if e.contains("unknown secret `") {
@@ -284,6 +297,7 @@ pub fn run(args: Args) -> ExitCode {
                 return ExitCode::from(2);
             }
             let _ = gw.audit.set(log.clone());
+            gw.responders.set_audit(log.clone());
         }
         gw.identity.start(gw.shutdown.clone());
         let approvals = crate::approvals::Approvals::open(
@@ -297,6 +311,7 @@ pub fn run(args: Args) -> ExitCode {
         match approvals {
             Ok(a) => {
                 let a = Arc::new(a);
+                a.on_step(refused_approvals_to_responders(&gw));
                 a.spawn_watch(gw.shutdown.clone(), gw.audit.get().cloned());
                 let _ = gw.approvals.set(a);
             }
@@ -332,6 +347,29 @@ pub fn run(args: Args) -> ExitCode {
         }
         ExitCode::SUCCESS
     })
+}
+
+/// Hands each refused approval to the gateway's responders, with the live program's
+/// responders.
+fn refused_approvals_to_responders(gw: &Arc<Gateway>) -> crate::approvals::StepListener {
+    let gw = Arc::downgrade(gw);
+    crate::approvals::StepListener(Box::new(move |step, a| {
+        if step != crate::approvals::events::Step::Denied {
+            return;
+        }
+        let Some(gw) = gw.upgrade() else { return };
+        let loaded = gw.program.load();
+        let tool = format!("{}.{}", a.server, a.tool);
+        gw.responders.observe(
+            &loaded.responders,
+            &crate::responders::Event {
+                kind: crate::responders::EventKind::ApprovalDenied,
+                principal: &a.principal.id,
+                session: &a.session,
+                tool: Some(&tool),
+            },
+        );
+    }))
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub use outcome::{Hold, Outcome};
 
 use mcpgate_compiler::config::Config;
 use mcpgate_compiler::lock::{Lockfile, Pins};
+use mcpgate_compiler::responders::ResponderSet;
 use mcpgate_compiler::{Principal, Program};
 
 /// A compiled program with what is derived from it once per swap.
@@ -29,6 +30,8 @@ pub struct LoadedProgram {
     /// The pins of `mcpgate.lock` from the same commit, with lock modes and argument
     /// validators: swapped together with the program.
     pub pins: Pins,
+    /// `responders.yaml` of the same commit: swapped together with the program.
+    pub responders: std::sync::Arc<ResponderSet>,
 }
 
 impl LoadedProgram {
@@ -39,7 +42,15 @@ impl LoadedProgram {
             program,
             hash,
             pins: Pins::default(),
+            responders: std::sync::Arc::default(),
         }
+    }
+
+    /// The program with the responders of the same commit.
+    #[must_use]
+    pub fn with_responders(mut self, responders: ResponderSet) -> LoadedProgram {
+        self.responders = std::sync::Arc::new(responders);
+        self
     }
 
     /// A program with the lock and config of the same commit.

@@ -63,6 +63,60 @@ pub fn decide<'a>(
     )
 }
 
+/// The refusal of a call by a session whose principal or session a responder paused (see
+/// `responders/`), recorded in the audit; `None` when nothing is paused.
+pub fn paused(gw: &Gateway, session: &Session, target: Target<'_>) -> Option<String> {
+    let pause = gw.responders.paused(&session.principal.id, &session.sid)?;
+    gw.responders.record_refusal(
+        &pause,
+        &session.principal.id,
+        &session.sid,
+        &target.to_string(),
+    );
+    tracing::info!(
+        target: "mcpgate::decision",
+        principal = %session.principal.id,
+        responder = %pause.responder,
+        %target,
+        "refused: paused by a responder"
+    );
+    Some(crate::responders::Responders::refusal(&pause))
+}
+
+/// Hands a decided tool call to the responders: a refusal (or an unknown-tool answer)
+/// counts as a denial, a tool held by the lock as a held change.
+pub fn observe(gw: &Gateway, loaded: &LoadedProgram, d: &Decision<'_>) {
+    if loaded.responders.is_empty() {
+        return;
+    }
+    let Target::Tool { server, tool } = d.target else {
+        return;
+    };
+    let name = format!("{server}.{tool}");
+    let principal = d.caller.declared.id.as_str();
+    let session = d.caller.session;
+    let ev = |kind| crate::responders::Event {
+        kind,
+        principal,
+        session,
+        tool: Some(&name),
+    };
+    // Answered as unknown counts too: probing for tools one may not see is what a
+    // denials trigger is for.
+    let refused = matches!(d.outcome, Outcome::Deny(_) | Outcome::Unknown);
+    gw.responders.observe(
+        &loaded.responders,
+        &ev(crate::responders::EventKind::Decided { refused }),
+    );
+    if d.lock
+        .as_ref()
+        .is_some_and(|r| r.rule == crate::decision::lock::RULE_LOCK)
+    {
+        gw.responders
+            .observe(&loaded.responders, &ev(crate::responders::EventKind::Held));
+    }
+}
+
 /// Tool annotations as a tool definition reports them.
 pub fn annotations_of(tool: &Value) -> ToolAnnotations {
     let a = tool.get("annotations");

@@ -146,17 +146,26 @@ async fn decide_recorded(
     let started = std::time::Instant::now();
     let null = Value::Null;
     let args = jsonrpc::params(message).get("arguments").unwrap_or(&null);
+    let target = kind.target(server, name);
+    // A paused caller is refused before anything is asked, the lock and upstreams included.
+    if let Some(text) = decide::paused(gw, session, target) {
+        return Err(Reply::Json(kind.refusal(
+            client_id.clone(),
+            &Outcome::Deny(text),
+            name,
+        )));
+    }
     let refusal = match kind {
         ListOrItem::Tool => lock_gate::check_call(gw, loaded, session, server, name, args).await,
         _ => None,
     };
     let caller = decide::caller(loaded, session);
-    let target = kind.target(server, name);
     let mut d = decide::decide(gw, loaded, &caller, session, target, args, refusal);
     d.latency = started.elapsed();
     let pending = audit::record_decision(gw.audit.get(), loaded, &d, method, client_id)
         .await
         .map_err(Reply::Json)?;
+    decide::observe(gw, loaded, &d);
     let goes_on = matches!(d.outcome, Outcome::Allow | Outcome::Approve(_));
     let masks = if goes_on {
         d.result_masks(loaded)

@@ -76,6 +76,9 @@ pub struct Gateway {
     pub modern: modern::State,
     /// Which principal created which upstream task (in memory unless [`Gateway::with_tasks`]).
     pub tasks: Arc<tasks::Registry>,
+    /// Counts the decision stream for `responders.yaml` and keeps the pauses (in memory
+    /// unless [`Gateway::with_responders`]).
+    pub responders: Arc<crate::responders::Responders>,
 }
 
 impl Gateway {
@@ -124,6 +127,7 @@ impl Gateway {
             tasks: Arc::new(
                 tasks::Registry::in_memory().map_err(|e| format!("task registry: {e}"))?,
             ),
+            responders: Arc::new(crate::responders::Responders::in_memory()),
         })
     }
 
@@ -138,6 +142,13 @@ impl Gateway {
     #[must_use]
     pub fn with_tasks(mut self, registry: tasks::Registry) -> Gateway {
         self.tasks = Arc::new(registry);
+        self
+    }
+
+    /// Keeps pauses in `responders` (the state dir's database, so a restart keeps them).
+    #[must_use]
+    pub fn with_responders(mut self, responders: crate::responders::Responders) -> Gateway {
+        self.responders = Arc::new(responders);
         self
     }
 

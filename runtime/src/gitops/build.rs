@@ -6,6 +6,7 @@ use mcpgate_compiler::config::Config;
 use mcpgate_compiler::diag::{Diagnostic, Severity};
 use mcpgate_compiler::lock::Lockfile;
 use mcpgate_compiler::repo::{Checked, SourceFile, check_files};
+use mcpgate_compiler::responders::ResponderSet;
 use mcpgate_compiler::testing::run_tests;
 
 /// How many diagnostics a rejection keeps for `/status`.
@@ -18,6 +19,8 @@ pub struct Built {
     pub config: Config,
     /// `mcpgate.lock` of the same commit, swapped in with the program.
     pub lock: Option<Lockfile>,
+    /// `responders.yaml` of the same commit, swapped in with the program.
+    pub responders: ResponderSet,
     /// Policy tests run (all passed).
     pub tests: usize,
 }
@@ -46,6 +49,7 @@ pub fn build(files: Vec<SourceFile>, commit: Option<&str>) -> Result<Built, Reje
                 program,
                 config: checked.config.take().unwrap_or_default(),
                 lock: checked.lock.take(),
+                responders: std::mem::take(&mut checked.responders),
                 tests: report.passed(),
             });
         }
@@ -68,6 +72,7 @@ pub fn build_untested(files: Vec<SourceFile>) -> Result<Built, Rejected> {
         program: checked.program(None),
         config: checked.config.take().unwrap_or_default(),
         lock: checked.lock.take(),
+        responders: std::mem::take(&mut checked.responders),
         tests: 0,
     })
 }

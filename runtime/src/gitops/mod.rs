@@ -21,6 +21,7 @@ use mcpgate_compiler::Program;
 use mcpgate_compiler::config::Config;
 use mcpgate_compiler::ir::Policy;
 use mcpgate_compiler::lock::Lockfile;
+use mcpgate_compiler::responders::ResponderSet;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -64,6 +65,8 @@ impl Origin {
 struct Live {
     /// SHA-256 of the live `mcpgate.lock` (empty without one).
     lock: String,
+    /// How many responders are live, and their digest: a change to them alone is swapped in.
+    responders: (usize, String),
     commit: Option<String>,
     commit_time: Option<i64>,
     hash: String,
@@ -133,6 +136,8 @@ pub struct Start {
     pub config: Config,
     /// `mcpgate.lock` of the same commit.
     pub lock: Option<Lockfile>,
+    /// `responders.yaml` of the same commit.
+    pub responders: ResponderSet,
 }
 
 impl Syncer {
@@ -150,6 +155,7 @@ impl Syncer {
         let mut status = Status {
             live: Live {
                 lock: String::new(),
+                responders: (0, String::new()),
                 commit: None,
                 commit_time: None,
                 hash: String::new(),
@@ -208,10 +214,11 @@ impl Syncer {
                 });
             }
         }
-        let (program, config, lock) = if let Some((head, b)) = built {
+        let (program, config, lock, responders) = if let Some((head, b)) = built {
             status.last_build_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
             status.live = Live {
                 lock: lock_hash(b.lock.as_ref()),
+                responders: responders_of(&b.responders),
                 commit: Some(head.commit.clone()),
                 commit_time: Some(head.time),
                 hash: b.program.hash_hex(),
@@ -221,7 +228,7 @@ impl Syncer {
             };
             status.save_error = save(state, &status.live, &b);
             tracing::info!(commit = %head.commit, program = %status.live.hash, tests = b.tests, "policy built from the repository head");
-            (b.program, b.config, b.lock)
+            (b.program, b.config, b.lock, b.responders)
         } else if let Some((s, program)) = saved {
             let lock = match s.lock.as_deref().map(Lockfile::parse).transpose() {
                 Ok(l) => l,
@@ -235,6 +242,7 @@ impl Syncer {
             tracing::warn!(commit = ?s.commit, program = %s.hash, reason = %why_not, "serving the last good program from the state dir");
             status.live = Live {
                 lock: lock_hash(lock.as_ref()),
+                responders: responders_of(&s.responders),
                 commit: s.commit,
                 commit_time: s.commit_time,
                 hash: s.hash,
@@ -242,7 +250,7 @@ impl Syncer {
                 origin: Origin::Saved,
                 rules: program.rules().len(),
             };
-            (program, s.config, lock)
+            (program, s.config, lock, s.responders)
         } else {
             let reason = format!("no good policy yet ({why_not}); every request is denied");
             tracing::error!("{reason}");
@@ -250,7 +258,7 @@ impl Syncer {
             let program = Program::compile(&Policy::default(), None);
             status.live.hash = program.hash_hex();
             status.live.rules = program.rules().len();
-            (program, Config::default(), None)
+            (program, Config::default(), None, ResponderSet::default())
         };
         let syncer = Arc::new(Syncer {
             source: Source::Git(src),
@@ -268,6 +276,7 @@ impl Syncer {
             program,
             config,
             lock,
+            responders,
         }
     }
 
@@ -287,10 +296,11 @@ impl Syncer {
                 r.errors
             )
         })?;
-        let (program, config, lock) = (b.program, b.config, b.lock);
+        let (program, config, lock, responders) = (b.program, b.config, b.lock, b.responders);
         let status = Status {
             live: Live {
                 lock: lock_hash(lock.as_ref()),
+                responders: responders_of(&responders),
                 commit: None,
                 commit_time: None,
                 hash: program.hash_hex(),
@@ -321,6 +331,7 @@ impl Syncer {
             program,
             config,
             lock,
+            responders,
         })
     }
 
@@ -452,9 +463,14 @@ impl Syncer {
     fn install(&self, head: Option<Head>, b: Built, started: Instant) {
         let hash = b.program.hash_hex();
         let lock = lock_hash(b.lock.as_ref());
+        let responders = responders_of(&b.responders);
         let mut st = self.lock();
         st.last_error = None;
-        if st.live.hash == hash && st.live.lock == lock && st.live.origin != Origin::None {
+        if st.live.hash == hash
+            && st.live.lock == lock
+            && st.live.responders == responders
+            && st.live.origin != Origin::None
+        {
             // Same program (a commit that changed nothing the program holds).
             if let Some(h) = head {
                 st.live.commit = Some(h.commit);
@@ -467,6 +483,7 @@ impl Syncer {
         };
         let live = Live {
             lock,
+            responders,
             commit: head.as_ref().map(|h| h.commit.clone()),
             commit_time: head.as_ref().map(|h| h.time),
             hash: hash.clone(),
@@ -483,11 +500,10 @@ impl Syncer {
                 "`mcpgate.yaml` changed: servers and gateway settings take effect on restart"
             );
         }
-        gw.swap(LoadedProgram::with_lock(
-            b.program,
-            b.lock.as_ref(),
-            Some(&b.config),
-        ));
+        gw.swap(
+            LoadedProgram::with_lock(b.program, b.lock.as_ref(), Some(&b.config))
+                .with_responders(b.responders),
+        );
         self.metrics.swaps.fetch_add(1, Ordering::Relaxed);
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         st.last_build_ms = Some(ms);
@@ -524,6 +540,7 @@ impl Syncer {
                 "hash": st.live.hash,
                 "lock": (!st.live.lock.is_empty()).then_some(&st.live.lock),
                 "rules": st.live.rules,
+                "responders": st.live.responders.0,
                 "loaded_at": st.live.loaded_at,
                 "from": st.live.origin.as_str(),
             },
@@ -584,6 +601,10 @@ fn lock_hash(lock: Option<&Lockfile>) -> String {
     lock.map_or_else(String::new, Lockfile::hash_hex)
 }
 
+fn responders_of(set: &ResponderSet) -> (usize, String) {
+    (set.responders.len(), set.digest())
+}
+
 /// The config without what a swap applies live (lock modes, argument validation).
 fn restart_relevant(c: &Config) -> Config {
     let mut c = c.clone();
@@ -603,6 +624,7 @@ fn save(state: &Path, live: &Live, b: &Built) -> Option<String> {
         config: b.config.clone(),
         program: String::new(),
         lock: b.lock.as_ref().map(Lockfile::render),
+        responders: b.responders.clone(),
     };
     match store::save(state, saved, &b.program) {
         Ok(()) => None,

@@ -4,6 +4,7 @@
 use base64::Engine;
 use mcpgate_compiler::Program;
 use mcpgate_compiler::config::Config;
+use mcpgate_compiler::responders::ResponderSet;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,9 @@ pub struct Saved {
     /// `mcpgate.lock` of the same commit, as written by `mcpgate lock`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock: Option<String>,
+    /// `responders.yaml` of the same commit, as compiled.
+    #[serde(default, skip_serializing_if = "ResponderSet::is_empty")]
+    pub responders: ResponderSet,
 }
 
 /// The path of the saved program in `state`.
@@ -102,6 +106,7 @@ mod tests {
             config: Config::default(),
             program: String::new(),
             lock: None,
+            responders: ResponderSet::default(),
         }
     }
 

@@ -181,7 +181,12 @@ pub async fn retry(
     let mut outcome = Outcome::Unknown;
     let mut pending = None;
     let mut failed = None;
-    if let Some((server, local)) = &target {
+    let paused = target
+        .as_ref()
+        .and_then(|(server, local)| decide::paused(gw, session, target_of(method, server, local)));
+    if let Some(text) = paused {
+        outcome = Outcome::Deny(text);
+    } else if let Some((server, local)) = &target {
         let null = Value::Null;
         let args = params.get("arguments").unwrap_or(&null);
         let t = target_of(method, server, local);

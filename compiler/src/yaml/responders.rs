@@ -1,0 +1,773 @@
+//! `responders.yaml`: what the gateway does on its own when callers misbehave, reviewed in
+//! the policy repository like any rule. Triggers count events of the decision stream;
+//! actions pause a principal or session, or notify a named webhook.
+//!
+//! ```yaml
+//! responders:
+//!   - name: too-many-denials
+//!     when: { denials: 5, by: principal, within: 1m }
+//!     do:
+//!       - pause: principal
+//!         for: 15m
+//!       - notify: security
+//! notify:
+//!   security: { url: "https://hooks.example.com/x", secret: "${secret:hook}", format: slack }
+//! ```
+
+use super::node::{self, Kind, Node};
+use super::validate::{self, Schema};
+use crate::check::responders::{E0901, E0902, E0903, E0904};
+use crate::diag::Diagnostic;
+use crate::responders::{
+    Action, By, DEFAULT_HELD_QUIET, MAX_COUNT, MAX_DURATION, NotifyFormat, NotifyTarget,
+    PauseScope, Responder, ResponderSet, Trigger,
+};
+use crate::source::FileId;
+use mcpgate_grammar::Span;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// `responders.yaml`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "mcpgate responders")]
+pub struct RespondersDoc {
+    /// Each responder: a name, a trigger (`when`) and its actions (`do`).
+    #[serde(default)]
+    pub responders: Vec<ResponderDoc>,
+    /// Named webhooks the `notify` actions send to.
+    #[serde(default)]
+    pub notify: BTreeMap<String, NotifyDoc>,
+}
+
+/// One responder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResponderDoc {
+    /// Named in refusals, notifications and the audit: `too-many-denials`.
+    pub name: String,
+    /// The trigger: exactly one of `denials`, `calls`, `approval_denials`, `held`.
+    pub when: WhenDoc,
+    /// The actions, run in order when the trigger fires.
+    #[serde(rename = "do")]
+    pub actions: Vec<ActionDoc>,
+}
+
+/// A duration: `90s`, `15m`, `1h 30m`, or a bare number of seconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum DurationDoc {
+    Secs(u64),
+    Text(String),
+}
+
+/// The trigger. Unknown keys are reported by the checker (E0901), not the schema, so the
+/// message can list the triggers there are.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WhenDoc {
+    /// Refused tool calls (by a rule, the default deny or the lock, or answered as unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denials: Option<u64>,
+    /// Calls of one tool (`tool`, or each tool apart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls: Option<u64>,
+    /// Held calls a person refused, for the same principal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_denials: Option<u64>,
+    /// A call to a tool the lock holds since its definition changed: `any` or `server.tool`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
+    /// For `calls`: the tool counted (`server.tool`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// Whose events count together: `principal` (also `same principal`), `session`, or
+    /// `anyone` (for `calls`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// The sliding window (`1m`); for `held`, how long it stays quiet for the same tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<DurationDoc>,
+}
+
+/// One action: exactly one of `pause` (with `for`) and `notify`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ActionDoc {
+    /// What to pause: `principal` or `session`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<String>,
+    /// How long a pause lasts (`15m`).
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub for_: Option<DurationDoc>,
+    /// The webhook to notify, by its name in `notify:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<String>,
+}
+
+/// A named webhook.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyDoc {
+    /// `https://...` (`http://` for loopback receivers); may hold `${secret:NAME}`.
+    pub url: String,
+    /// The signing key as a reference (`${secret:NAME}`); the body's HMAC-SHA256 under it
+    /// is sent as `X-Mcpgate-Signature: sha256=HEX`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// The body: `json` (mcpgate's event, the default), `slack` (`{"text": ...}`) or
+    /// `pagerduty` (an Events API v2 trigger).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<NotifyFormatDoc>,
+    /// PagerDuty's integration key, as a reference (`${secret:NAME}`); required by
+    /// `format: pagerduty`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_key: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyFormatDoc {
+    Json,
+    Slack,
+    Pagerduty,
+}
+
+/// The JSON Schema of `responders.yaml`, generated from its serde model.
+pub fn json_schema() -> serde_json::Value {
+    schemars::schema_for!(RespondersDoc).to_value()
+}
+
+fn schema() -> &'static Schema {
+    static SCHEMA: OnceLock<Schema> = OnceLock::new();
+    SCHEMA.get_or_init(|| Schema::new(&json_schema()))
+}
+
+const TRIGGERS: [&str; 4] = ["denials", "calls", "approval_denials", "held"];
+const WHEN_KEYS: [&str; 7] = [
+    "denials",
+    "calls",
+    "approval_denials",
+    "held",
+    "tool",
+    "by",
+    "within",
+];
+const ACTION_KEYS: [&str; 3] = ["pause", "for", "notify"];
+
+/// Loads `responders.yaml` (at `path`); reports errors at their line and column. What is
+/// returned holds only the responders without errors.
+pub fn load(file: FileId, path: &str, src: &str, out: &mut Vec<Diagnostic>) -> ResponderSet {
+    let mut set = ResponderSet::default();
+    let mut root = match node::parse(src) {
+        Ok(n) => n,
+        Err(e) => {
+            out.push(validate::syntax_error(&e, file, src));
+            return set;
+        }
+    };
+    if matches!(root.kind, Kind::Null) {
+        return set;
+    }
+    let before = out.len();
+    validate::validate(schema(), &mut root, src, file, out);
+    if out.len() > before {
+        return set;
+    }
+    let doc: RespondersDoc = match serde_json::from_value(root.to_json()) {
+        Ok(d) => d,
+        Err(e) => {
+            out.push(crate::check::syntax::E0003.at(
+                format!("invalid responders: {e}"),
+                file,
+                root.span,
+            ));
+            return set;
+        }
+    };
+    let mut cx = Cx { file, out };
+    let empty = Node {
+        kind: Kind::Null,
+        span: root.span,
+    };
+    let notify_node = root.get("notify").unwrap_or(&empty);
+    for (name, target) in &doc.notify {
+        let at = notify_node.key_node(name).map_or(root.span, |n| n.span);
+        if let Some(t) = cx.notify_target(name, target, at) {
+            set.notify.insert(name.clone(), t);
+        }
+    }
+    let items = root.get("responders").map(Node::items).unwrap_or_default();
+    let mut names: Vec<&str> = Vec::new();
+    for (i, r) in doc.responders.iter().enumerate() {
+        let Some(n) = items.get(i) else { continue };
+        let name_span = n.get("name").map_or(n.span, |x| x.span);
+        if r.name.trim().is_empty() || r.name.chars().any(char::is_whitespace) {
+            cx.err(
+                E0904,
+                format!("invalid responder name `{}`", r.name),
+                name_span,
+                "a name is a non-empty word without blanks: `too-many-denials`",
+            );
+            continue;
+        }
+        if names.contains(&r.name.as_str()) {
+            cx.err(
+                E0904,
+                format!("two responders are named `{}`", r.name),
+                name_span,
+                "refusals and the audit name a responder by its name: give each its own",
+            );
+            continue;
+        }
+        names.push(&r.name);
+        let when = n.get("when").unwrap_or(n);
+        let trigger = cx.trigger(&r.when, when);
+        let do_node = n.get("do").unwrap_or(n);
+        let actions = cx.actions(&r.actions, do_node, &doc.notify);
+        if let (Some(trigger), Some(actions)) = (trigger, actions) {
+            let (line, col) = crate::source::line_col(src, n.span.start as usize);
+            set.responders.push(Responder {
+                name: r.name.clone(),
+                source: format!("{path}:{line}:{col}"),
+                trigger,
+                actions,
+            });
+        }
+    }
+    set
+}
+
+struct Cx<'o> {
+    file: FileId,
+    out: &'o mut Vec<Diagnostic>,
+}
+
+impl Cx<'_> {
+    fn err(&mut self, code: crate::check::Code, msg: String, span: Span, help: &str) {
+        self.out
+            .push(code.at(msg, self.file, span).with_help(help.to_owned()));
+    }
+
+    fn trigger(&mut self, w: &WhenDoc, node: &Node) -> Option<Trigger> {
+        let mut ok = true;
+        for (k, _) in node.entries() {
+            let key = k.as_str().unwrap_or_default();
+            if !WHEN_KEYS.contains(&key) {
+                self.err(
+                    E0901,
+                    format!("unknown trigger `{key}`"),
+                    k.span,
+                    "a trigger is one of `denials`, `calls`, `approval_denials`, `held`, with `by`, `within` and (for `calls`) `tool`",
+                );
+                ok = false;
+            }
+        }
+        let given: Vec<&str> = TRIGGERS
+            .iter()
+            .copied()
+            .filter(|t| node.get(t).is_some())
+            .collect();
+        if given.len() != 1 {
+            let msg = if given.is_empty() {
+                "this responder has no trigger".to_owned()
+            } else {
+                format!("one trigger per responder, not `{}`", given.join("` and `"))
+            };
+            self.err(
+                E0901,
+                msg,
+                node.span,
+                "write one of `denials: N`, `calls: N`, `approval_denials: N`, `held: any`",
+            );
+            return None;
+        }
+        let kind = given[0];
+        let at = |k: &str| node.get(k).map_or(node.span, |n| n.span);
+        let by = match w.by.as_deref().map(str::trim) {
+            None => None,
+            Some("principal" | "same principal") => Some(By::Principal),
+            Some("session" | "same session") => Some(By::Session),
+            Some("anyone") => Some(By::Anyone),
+            Some(other) => {
+                self.err(
+                    E0901,
+                    format!("unknown `by: {other}`"),
+                    at("by"),
+                    "`by` is `principal`, `session` or (for `calls`) `anyone`",
+                );
+                return None;
+            }
+        };
+        let within = match &w.within {
+            None => None,
+            Some(d) => Some(self.duration(d, at("within"), "within")?),
+        };
+        if kind != "calls" && w.tool.is_some() {
+            self.err(
+                E0901,
+                format!("`tool` is for the `calls` trigger, not `{kind}`"),
+                at("tool"),
+                "`held` names its tool itself: `held: server.tool`",
+            );
+            ok = false;
+        }
+        if let Some(t) = w
+            .tool
+            .as_deref()
+            .or(w.held.as_deref().filter(|h| *h != "any"))
+            && !valid_tool(t)
+        {
+            let key = if kind == "held" { "held" } else { "tool" };
+            self.err(
+                E0901,
+                format!("`{t}` does not name a tool"),
+                at(key),
+                "name a tool as policies do, `server.tool` (or `held: any`)",
+            );
+            ok = false;
+        }
+        if kind == "held" {
+            if by.is_some() {
+                self.err(
+                    E0901,
+                    "`held` takes no `by`".into(),
+                    at("by"),
+                    "a held tool is counted per tool",
+                );
+                return None;
+            }
+            return ok.then(|| Trigger::Held {
+                tool: w.held.clone().filter(|h| h != "any"),
+                quiet_ms: millis(within.unwrap_or(DEFAULT_HELD_QUIET)),
+            });
+        }
+        let count = w.denials.or(w.calls).or(w.approval_denials).unwrap_or(0);
+        if count == 0 || count > u64::from(MAX_COUNT) {
+            self.err(
+                E0901,
+                format!("`{kind}: {count}` is out of range"),
+                at(kind),
+                "count at least 1 and at most 10000 events",
+            );
+            ok = false;
+        }
+        let Some(within) = within else {
+            self.err(
+                E0901,
+                format!("`{kind}` needs a window: `within: 1m`"),
+                node.span,
+                "events are counted in a sliding window, e.g. `within: 1m`",
+            );
+            return None;
+        };
+        if !ok {
+            return None;
+        }
+        let count = u32::try_from(count).unwrap_or(MAX_COUNT);
+        let within_ms = millis(within);
+        match kind {
+            "denials" => match by.unwrap_or(By::Principal) {
+                By::Anyone => {
+                    self.err(
+                        E0901,
+                        "`denials` are counted per principal or session, not `anyone`".into(),
+                        at("by"),
+                        "write `by: principal` or `by: session`",
+                    );
+                    None
+                }
+                by => Some(Trigger::Denials {
+                    count,
+                    within_ms,
+                    by,
+                }),
+            },
+            "calls" => Some(Trigger::Calls {
+                count,
+                within_ms,
+                tool: w.tool.clone(),
+                by: by.unwrap_or(By::Anyone),
+            }),
+            _ => match by {
+                None | Some(By::Principal) => Some(Trigger::ApprovalDenials { count, within_ms }),
+                Some(_) => {
+                    self.err(
+                        E0901,
+                        "`approval_denials` are counted per principal".into(),
+                        at("by"),
+                        "leave `by` out, or write `by: principal`",
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    fn actions(
+        &mut self,
+        docs: &[ActionDoc],
+        node: &Node,
+        notify: &BTreeMap<String, NotifyDoc>,
+    ) -> Option<Vec<Action>> {
+        if docs.is_empty() {
+            self.err(
+                E0904,
+                "this responder does nothing".into(),
+                node.span,
+                "add an action: `- notify: NAME` or `- pause: principal` with `for: 15m`",
+            );
+            return None;
+        }
+        let mut actions = Vec::new();
+        let mut ok = true;
+        for (a, n) in docs.iter().zip(node.items()) {
+            match self.action(a, n, notify) {
+                Some(x) => actions.push(x),
+                None => ok = false,
+            }
+        }
+        ok.then_some(actions)
+    }
+
+    fn action(
+        &mut self,
+        a: &ActionDoc,
+        node: &Node,
+        notify: &BTreeMap<String, NotifyDoc>,
+    ) -> Option<Action> {
+        let at = |k: &str| node.get(k).map_or(node.span, |n| n.span);
+        for (k, _) in node.entries() {
+            let key = k.as_str().unwrap_or_default();
+            if !ACTION_KEYS.contains(&key) {
+                self.err(
+                    E0904,
+                    format!("unknown action `{key}`"),
+                    k.span,
+                    "an action is `pause: principal|session` with `for`, or `notify: NAME`",
+                );
+                return None;
+            }
+        }
+        match (&a.pause, &a.notify) {
+            (Some(scope), None) => {
+                let scope = match scope.trim() {
+                    "principal" => PauseScope::Principal,
+                    "session" => PauseScope::Session,
+                    other => {
+                        self.err(
+                            E0904,
+                            format!("cannot pause `{other}`"),
+                            at("pause"),
+                            "`pause` takes `principal` or `session`",
+                        );
+                        return None;
+                    }
+                };
+                let Some(d) = &a.for_ else {
+                    self.err(
+                        E0904,
+                        "a pause needs `for`".into(),
+                        node.span,
+                        "say how long: `for: 15m`",
+                    );
+                    return None;
+                };
+                let d = self.duration(d, at("for"), "for")?;
+                Some(Action::Pause {
+                    scope,
+                    for_ms: millis(d),
+                })
+            }
+            (None, Some(target)) => {
+                if a.for_.is_some() {
+                    self.err(
+                        E0904,
+                        "`for` is for `pause`, not `notify`".into(),
+                        at("for"),
+                        "remove `for`",
+                    );
+                    return None;
+                }
+                if !notify.contains_key(target) {
+                    let known: Vec<&str> = notify.keys().map(String::as_str).collect();
+                    let help = if known.is_empty() {
+                        "declare the webhook under `notify:` in responders.yaml".to_owned()
+                    } else {
+                        format!("the webhooks are: {}", known.join(", "))
+                    };
+                    self.err(
+                        E0903,
+                        format!("no webhook named `{target}`"),
+                        at("notify"),
+                        &help,
+                    );
+                    return None;
+                }
+                Some(Action::Notify {
+                    target: target.clone(),
+                })
+            }
+            _ => {
+                self.err(
+                    E0904,
+                    "an action is exactly one of `pause` and `notify`".into(),
+                    node.span,
+                    "split it into two actions",
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, d: &DurationDoc, span: Span, key: &str) -> Option<Duration> {
+        let parsed = match d {
+            DurationDoc::Secs(s) => Ok(Duration::from_secs(*s)),
+            DurationDoc::Text(t) => crate::duration::parse(t),
+        };
+        match parsed {
+            Ok(d) if d.is_zero() => {
+                self.err(
+                    E0902,
+                    format!("`{key}` is zero"),
+                    span,
+                    "give a duration longer than zero: `1m`",
+                );
+                None
+            }
+            Ok(d) if d > MAX_DURATION => {
+                self.err(
+                    E0902,
+                    format!("`{key}` is longer than a year"),
+                    span,
+                    "give at most `366d`",
+                );
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(
+                    E0902,
+                    format!("`{key}`: {e}"),
+                    span,
+                    "e.g. `90s`, `15m`, `1h 30m`",
+                );
+                None
+            }
+        }
+    }
+
+    fn notify_target(&mut self, name: &str, t: &NotifyDoc, at: Span) -> Option<NotifyTarget> {
+        let url = t.url.trim();
+        let scheme_ok = url.starts_with("https://")
+            || url.starts_with("${")
+            || ["http://127.", "http://localhost", "http://[::1]"]
+                .iter()
+                .any(|p| url.starts_with(p));
+        if !scheme_ok {
+            self.err(
+                E0903,
+                format!("webhook `{name}` has url `{url}`"),
+                at,
+                "use `https://...` (`http://` only for a receiver on 127.0.0.1 or localhost)",
+            );
+            return None;
+        }
+        let format = match t.format {
+            None | Some(NotifyFormatDoc::Json) => NotifyFormat::Json,
+            Some(NotifyFormatDoc::Slack) => NotifyFormat::Slack,
+            Some(NotifyFormatDoc::Pagerduty) => NotifyFormat::Pagerduty,
+        };
+        if format == NotifyFormat::Pagerduty && t.routing_key.is_none() {
+            self.err(
+                E0903,
+                format!("webhook `{name}` is `format: pagerduty` without a `routing_key`"),
+                at,
+                "add `routing_key: \"${secret:pagerduty}\"` (the integration key)",
+            );
+            return None;
+        }
+        Some(NotifyTarget {
+            url: url.to_owned(),
+            secret: t.secret.clone(),
+            format,
+            routing_key: t.routing_key.clone(),
+        })
+    }
+}
+
+/// `server.tool`, both parts non-empty, no blanks.
+fn valid_tool(t: &str) -> bool {
+    matches!(t.split_once('.'), Some((s, n)) if !s.is_empty() && !n.is_empty())
+        && !t.chars().any(char::is_whitespace)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceMap;
+
+    fn run(src: &str) -> (ResponderSet, Vec<Diagnostic>, SourceMap) {
+        let mut sources = SourceMap::new();
+        let file = sources.add("responders.yaml", src);
+        let mut out = Vec::new();
+        let set = load(file, "responders.yaml", src, &mut out);
+        (set, out, sources)
+    }
+
+    /// `CODE line:col` of each diagnostic.
+    fn located(src: &str) -> Vec<String> {
+        let (_, out, sources) = run(src);
+        out.iter()
+            .map(|d| {
+                let (l, c) = sources.line_col(d.primary.file, d.primary.span.start as usize);
+                format!("{} {l}:{c}", d.code)
+            })
+            .collect()
+    }
+
+    const GOOD: &str = "\
+responders:
+  - name: too-many-denials
+    when: { denials: 5, by: same principal, within: 1m }
+    do:
+      - pause: principal
+        for: 15m
+      - notify: security
+  - name: search-spike
+    when: { calls: 100, tool: github.search, within: 30s }
+    do: [{ notify: pager }]
+  - name: refused-approvals
+    when: { approval_denials: 3, within: 1h }
+    do: [{ pause: session, for: 90 }]
+  - name: held
+    when: { held: any }
+    do: [{ notify: security }]
+notify:
+  security: { url: \"http://127.0.0.1:9/hook\", secret: \"${secret:hook}\", format: slack }
+  pager: { url: \"https://events.pagerduty.com/v2/enqueue\", format: pagerduty, routing_key: \"${secret:pd}\" }
+";
+
+    #[test]
+    fn every_trigger_and_action_compiles() {
+        let (set, out, _) = run(GOOD);
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(set.responders.len(), 4);
+        let r = &set.responders[0];
+        assert_eq!(r.source, "responders.yaml:2:5");
+        assert_eq!(
+            r.trigger,
+            Trigger::Denials {
+                count: 5,
+                within_ms: 60_000,
+                by: By::Principal
+            }
+        );
+        assert_eq!(
+            r.actions,
+            [
+                Action::Pause {
+                    scope: PauseScope::Principal,
+                    for_ms: 900_000
+                },
+                Action::Notify {
+                    target: "security".into()
+                }
+            ]
+        );
+        assert_eq!(
+            set.responders[1].trigger,
+            Trigger::Calls {
+                count: 100,
+                within_ms: 30_000,
+                tool: Some("github.search".into()),
+                by: By::Anyone
+            }
+        );
+        assert_eq!(
+            set.responders[2].actions,
+            [Action::Pause {
+                scope: PauseScope::Session,
+                for_ms: 90_000
+            }]
+        );
+        assert_eq!(
+            set.responders[3].trigger,
+            Trigger::Held {
+                tool: None,
+                quiet_ms: 3_600_000
+            }
+        );
+        assert_eq!(set.notify["security"].format, NotifyFormat::Slack);
+        assert_eq!(set.notify["pager"].format, NotifyFormat::Pagerduty);
+        assert!(
+            set.responders[0]
+                .trigger
+                .describe()
+                .contains("5 denials within 1m")
+        );
+    }
+
+    #[test]
+    fn malformed_responders_are_errors_at_their_line() {
+        // Unknown trigger.
+        assert_eq!(
+            located(
+                "responders:\n  - name: a\n    when: { failures: 5, within: 1m }\n    do: [{ pause: principal, for: 1m }]\n"
+            ),
+            ["E0901 3:13", "E0901 3:11"]
+        );
+        // Zero count, bad duration.
+        assert_eq!(
+            located(
+                "responders:\n  - name: a\n    when: { denials: 0, within: 1m }\n    do: [{ pause: principal, for: 1m }]\n"
+            ),
+            ["E0901 3:22"]
+        );
+        assert_eq!(
+            located(
+                "responders:\n  - name: a\n    when:\n      denials: 5\n      within: soon\n    do: [{ pause: principal, for: 1m }]\n"
+            ),
+            ["E0902 5:15"]
+        );
+        assert_eq!(
+            located(
+                "responders:\n  - name: a\n    when: { denials: 5, within: 1m }\n    do:\n      - pause: principal\n        for: 15 minutes\n"
+            ),
+            ["E0902 6:14"]
+        );
+        // Unknown notify target, pause without `for`, unknown action.
+        assert_eq!(
+            located(
+                "responders:\n  - name: a\n    when: { denials: 5, within: 1m }\n    do:\n      - notify: securty\n      - pause: principal\n      - revoke: delegation\n"
+            ),
+            ["E0903 5:17", "E0904 6:9", "E0904 7:9"]
+        );
+        // Counted trigger without a window; two triggers; duplicate names.
+        assert_eq!(
+            located(
+                "responders:\n  - name: a\n    when: { denials: 5 }\n    do: [{ pause: session, for: 1m }]\n  - name: a\n    when: { denials: 5, held: any }\n    do: [{ pause: session, for: 1m }]\n"
+            ),
+            ["E0901 3:11", "E0904 5:11"]
+        );
+        // The schema still reports shapes: `do` must be a list.
+        let (_, out, _) = run("responders:\n  - name: a\n    when: { held: any }\n    do: 5\n");
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].code, "E0003");
+    }
+
+    #[test]
+    fn webhooks_are_checked() {
+        assert_eq!(
+            located(
+                "notify:\n  a: { url: \"http://example.com/x\" }\n  b: { url: \"https://x.example\", format: pagerduty }\n"
+            ),
+            ["E0903 2:3", "E0903 3:3"]
+        );
+    }
+}

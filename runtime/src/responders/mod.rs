@@ -1,0 +1,557 @@
+//! Responders: what the gateway does on its own when a caller misbehaves. The gateway
+//! hands every decided call (and each refused approval, each call the lock holds) to
+//! [`Responders::observe`] with the responders of the live program (`responders.yaml`);
+//! counts live in a [`window::CounterStore`]; a pause is kept in `state.db` and checked by
+//! [`Responders::paused`] before every decision; a notification goes to a named webhook.
+//! Every action is an audit event (`responder.paused`, `responder.notified`,
+//! `responder.refused`, `responder.unpaused`). See `docs/responders.md`.
+//!
+//! Files: `window.rs` (sliding-window counts), `pauses.rs` (the table), `notify.rs`
+//! (webhook bodies and delivery).
+//!
+//! Owns the counts, the pauses and the notifications. May use: `audit`, `vault`, `state`
+//! and the bottom layer; the gateway calls in, never the other way.
+
+pub mod notify;
+pub mod pauses;
+pub mod window;
+
+use crate::audit::AuditLog;
+use mcpgate_compiler::responders::{Action, By, PauseScope, Responder, ResponderSet, Trigger};
+use pauses::{Pause, PauseStore, now_ms};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use window::{CounterStore, MemoryCounters};
+
+/// What happened, as the gateway reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A tool call was decided; `refused` when it was denied (by a rule, the default deny
+    /// or the lock) or answered as unknown.
+    Decided { refused: bool },
+    /// A person refused a held call.
+    ApprovalDenied,
+    /// The lock held a call because the tool's definition changed since review.
+    Held,
+}
+
+/// One event of the decision stream.
+#[derive(Clone, Copy, Debug)]
+pub struct Event<'a> {
+    pub kind: EventKind,
+    /// The principal id.
+    pub principal: &'a str,
+    pub session: &'a str,
+    /// `server.tool`, when a tool is concerned.
+    pub tool: Option<&'a str>,
+}
+
+/// A responder that fired, as notifications and the audit describe it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Fired {
+    pub responder: String,
+    pub source: String,
+    /// `5 denials within 1m by principal`.
+    pub trigger: String,
+    pub principal: String,
+    pub session: String,
+    pub tool: Option<String>,
+    /// What was done: `paused principal `bob` for 15m`.
+    pub actions: Vec<String>,
+    pub time: String,
+}
+
+impl Fired {
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// One line for a chat message or an incident title.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "mcpgate responder `{}` fired: {} (principal `{}`",
+            self.responder, self.trigger, self.principal
+        );
+        if let Some(t) = &self.tool {
+            s.push_str(&format!(", tool `{t}`"));
+        }
+        s.push(')');
+        if !self.actions.is_empty() {
+            s.push_str("; ");
+            s.push_str(&self.actions.join("; "));
+        }
+        s
+    }
+
+    /// Who it is about: `principal:ID`.
+    pub fn subject(&self) -> String {
+        format!("principal:{}", self.principal)
+    }
+}
+
+/// Pauses known to this process (the database is the truth; see [`Responders::paused`]).
+#[derive(Debug, Default)]
+struct Live {
+    principals: HashMap<String, Pause>,
+    sessions: HashMap<String, Pause>,
+}
+
+impl Live {
+    fn map(&mut self, scope: PauseScope) -> &mut HashMap<String, Pause> {
+        match scope {
+            PauseScope::Principal => &mut self.principals,
+            PauseScope::Session => &mut self.sessions,
+        }
+    }
+}
+
+/// The gateway's responders service.
+#[derive(Debug)]
+pub struct Responders {
+    counters: Arc<dyn CounterStore>,
+    store: Option<Mutex<PauseStore>>,
+    live: Mutex<Live>,
+    notifier: notify::Notifier,
+    audit: OnceLock<Arc<AuditLog>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic between two statements leaves nothing half-done that matters here.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Responders {
+    /// Without a database: pauses last until the process ends (tests, `audit: off` setups
+    /// without a state dir).
+    pub fn in_memory() -> Responders {
+        Responders::with_store(None, notify::Notifier::new(None))
+    }
+
+    /// Pauses in `state`'s database (those still running are loaded); secrets of webhooks
+    /// from its vault.
+    ///
+    /// # Errors
+    /// When the database cannot be opened.
+    pub fn open(state: &Path) -> Result<Responders, String> {
+        let store = PauseStore::open(state).map_err(|e| e.to_string())?;
+        Ok(Responders::with_store(
+            Some(store),
+            notify::Notifier::new(Some(state.to_owned())),
+        ))
+    }
+
+    fn with_store(store: Option<PauseStore>, notifier: notify::Notifier) -> Responders {
+        let mut live = Live::default();
+        if let Some(s) = &store {
+            let now = now_ms();
+            let _ = s.purge(now);
+            match s.active(now) {
+                Ok(pauses) => {
+                    for p in pauses {
+                        let scope = if p.scope == "session" {
+                            PauseScope::Session
+                        } else {
+                            PauseScope::Principal
+                        };
+                        live.map(scope).insert(p.subject.clone(), p);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot read the pauses"),
+            }
+        }
+        Responders {
+            counters: Arc::new(MemoryCounters::default()),
+            store: store.map(Mutex::new),
+            live: Mutex::new(live),
+            notifier,
+            audit: OnceLock::new(),
+        }
+    }
+
+    /// Records every action in `log` from now on.
+    pub fn set_audit(&self, log: Arc<AuditLog>) {
+        let _ = self.audit.set(log);
+    }
+
+    /// Pauses in force, soonest end first (this process's view when there is no database).
+    pub fn list(&self) -> Vec<Pause> {
+        let now = now_ms();
+        if let Some(s) = &self.store {
+            return lock(s).active(now).unwrap_or_default();
+        }
+        let live = lock(&self.live);
+        let mut all: Vec<Pause> = live
+            .principals
+            .values()
+            .chain(live.sessions.values())
+            .filter(|p| p.until_ms > now)
+            .cloned()
+            .collect();
+        all.sort_by_key(|p| p.until_ms);
+        all
+    }
+
+    /// The pause that stops a call of `principal` in `session`, if any. A pause this
+    /// process knows of is confirmed in the database, so one lifted by `mcpgate pauses
+    /// unpause` (another process) ends at once; with no pause known, nothing is read.
+    pub fn paused(&self, principal: &str, session: &str) -> Option<Pause> {
+        let mut live = lock(&self.live);
+        if live.principals.is_empty() && live.sessions.is_empty() {
+            return None;
+        }
+        let now = now_ms();
+        for (scope, subject) in [
+            (PauseScope::Principal, principal),
+            (PauseScope::Session, session),
+        ] {
+            let Some(p) = live.map(scope).get(subject).cloned() else {
+                continue;
+            };
+            if p.until_ms <= now {
+                live.map(scope).remove(subject);
+                continue;
+            }
+            let Some(store) = &self.store else {
+                return Some(p);
+            };
+            match lock(store).get(scope.as_str(), subject, now) {
+                Ok(Some(current)) => return Some(current),
+                Ok(None) => {
+                    live.map(scope).remove(subject);
+                    self.record(
+                        "responder.unpaused",
+                        json!({"scope": scope.as_str(), "subject": subject, "responder": p.responder}),
+                    );
+                    tracing::info!(scope = scope.as_str(), subject, "pause lifted");
+                }
+                // Fail closed: a pause that cannot be confirmed still holds.
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the pauses; the pause holds");
+                    return Some(p);
+                }
+            }
+        }
+        None
+    }
+
+    /// The refusal text of a call stopped by `pause`.
+    pub fn refusal(pause: &Pause) -> String {
+        let until =
+            crate::audit::record::rfc3339(u64::try_from(pause.until_ms / 1000).unwrap_or(0), 0);
+        format!(
+            "paused by responder `{}` until {until} ({}); an operator can lift it with `mcpgate pauses unpause {}`",
+            pause.responder, pause.reason, pause.subject
+        )
+    }
+
+    /// Records a call refused because of `pause` (not a decision: the program was not
+    /// asked).
+    pub fn record_refusal(&self, pause: &Pause, principal: &str, session: &str, target: &str) {
+        self.record(
+            "responder.refused",
+            json!({
+                "responder": pause.responder,
+                "scope": pause.scope,
+                "principal": principal,
+                "session": session,
+                "target": target,
+            }),
+        );
+    }
+
+    /// Counts `ev` for each responder of `set` it concerns, and acts for those that fire.
+    pub fn observe(&self, set: &ResponderSet, ev: &Event<'_>) {
+        if set.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for r in &set.responders {
+            if self.fires(r, ev, now) {
+                self.act(set, r, ev);
+            }
+        }
+    }
+
+    fn fires(&self, r: &Responder, ev: &Event<'_>, now: Instant) -> bool {
+        let by_key = |by: By| match by {
+            By::Anyone => "",
+            By::Principal => ev.principal,
+            By::Session => ev.session,
+        };
+        let ms = Duration::from_millis;
+        match (&r.trigger, ev.kind) {
+            (
+                Trigger::Denials {
+                    count,
+                    within_ms,
+                    by,
+                },
+                EventKind::Decided { refused: true },
+            ) => {
+                let key = format!("{}\x1f{}\x1f{}", r.name, by.as_str(), by_key(*by));
+                self.counters.hit(&key, *count, ms(*within_ms), now)
+            }
+            (
+                Trigger::Calls {
+                    count,
+                    within_ms,
+                    tool,
+                    by,
+                },
+                EventKind::Decided { .. },
+            ) => {
+                let Some(called) = ev.tool else { return false };
+                if tool.as_deref().is_some_and(|t| t != called) {
+                    return false;
+                }
+                let key = format!(
+                    "{}\x1f{}\x1f{}\x1f{called}",
+                    r.name,
+                    by.as_str(),
+                    by_key(*by)
+                );
+                self.counters.hit(&key, *count, ms(*within_ms), now)
+            }
+            (Trigger::ApprovalDenials { count, within_ms }, EventKind::ApprovalDenied) => {
+                let key = format!("{}\x1fprincipal\x1f{}", r.name, ev.principal);
+                self.counters.hit(&key, *count, ms(*within_ms), now)
+            }
+            (Trigger::Held { tool, quiet_ms }, EventKind::Held) => {
+                let Some(held) = ev.tool else { return false };
+                if tool.as_deref().is_some_and(|t| t != held) {
+                    return false;
+                }
+                let key = format!("{}\x1fheld\x1f{held}", r.name);
+                self.counters.once_per(&key, ms(*quiet_ms), now)
+            }
+            _ => false,
+        }
+    }
+
+    fn act(&self, set: &ResponderSet, r: &Responder, ev: &Event<'_>) {
+        let mut fired = Fired {
+            responder: r.name.clone(),
+            source: r.source.clone(),
+            trigger: r.trigger.describe(),
+            principal: ev.principal.to_owned(),
+            session: ev.session.to_owned(),
+            tool: ev.tool.map(str::to_owned),
+            actions: Vec::new(),
+            time: crate::audit::record::now_rfc3339(),
+        };
+        tracing::warn!(
+            target: "mcpgate::responders",
+            responder = %r.name,
+            trigger = %fired.trigger,
+            principal = ev.principal,
+            "responder fired"
+        );
+        // Pauses first, so the notification says what was done.
+        for a in &r.actions {
+            if let Action::Pause { scope, for_ms } = a {
+                let text = self.pause(r, &fired, *scope, *for_ms);
+                fired.actions.push(text);
+            }
+        }
+        for a in &r.actions {
+            if let Action::Notify { target } = a {
+                let Some(t) = set.notify.get(target) else {
+                    continue;
+                };
+                self.notifier.send(target, t, &fired);
+                self.record(
+                    "responder.notified",
+                    json!({
+                        "responder": r.name,
+                        "source": r.source,
+                        "webhook": target,
+                        "format": t.format,
+                        "trigger": fired.trigger,
+                        "principal": fired.principal,
+                        "session": fired.session,
+                        "tool": fired.tool,
+                    }),
+                );
+            }
+        }
+    }
+
+    fn pause(&self, r: &Responder, fired: &Fired, scope: PauseScope, for_ms: u64) -> String {
+        let subject = match scope {
+            PauseScope::Principal => fired.principal.clone(),
+            PauseScope::Session => fired.session.clone(),
+        };
+        let now = now_ms();
+        let p = Pause {
+            scope: scope.as_str().to_owned(),
+            subject: subject.clone(),
+            responder: r.name.clone(),
+            reason: fired.trigger.clone(),
+            created_ms: now,
+            until_ms: now.saturating_add(i64::try_from(for_ms).unwrap_or(i64::MAX)),
+        };
+        if let Some(store) = &self.store
+            && let Err(e) = lock(store).put(&p)
+        {
+            // Still paused in this process: refusing is the safe side.
+            tracing::error!(error = %e, "cannot save a pause; it holds until restart");
+        }
+        {
+            let mut live = lock(&self.live);
+            live.map(scope).retain(|_, x| x.until_ms > now);
+            live.map(scope).insert(subject.clone(), p.clone());
+        }
+        let span = mcpgate_compiler::duration::format(Duration::from_millis(for_ms));
+        self.record(
+            "responder.paused",
+            json!({
+                "responder": r.name,
+                "source": r.source,
+                "trigger": fired.trigger,
+                "scope": scope.as_str(),
+                "subject": subject,
+                "until_ms": p.until_ms,
+                "for": span.to_string(),
+                "tool": fired.tool,
+            }),
+        );
+        format!("paused {} `{subject}` for {span}", scope.as_str())
+    }
+
+    fn record(&self, event: &str, data: Value) {
+        if let Some(log) = self.audit.get() {
+            log.append_nowait(crate::audit::event_fields(event, None, data));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcpgate_compiler::responders::NotifyTarget;
+
+    fn set(trigger: Trigger, actions: Vec<Action>) -> ResponderSet {
+        ResponderSet {
+            responders: vec![Responder {
+                name: "r".into(),
+                source: "responders.yaml:2:5".into(),
+                trigger,
+                actions,
+            }],
+            notify: std::collections::BTreeMap::<String, NotifyTarget>::new(),
+        }
+    }
+
+    fn ev(kind: EventKind, principal: &'static str) -> Event<'static> {
+        Event {
+            kind,
+            principal,
+            session: "s1",
+            tool: Some("fx.delete_item"),
+        }
+    }
+
+    const DENIED: EventKind = EventKind::Decided { refused: true };
+    const PAUSE: Action = Action::Pause {
+        scope: PauseScope::Principal,
+        for_ms: 60_000,
+    };
+
+    #[test]
+    fn denials_pause_the_principal_only() {
+        let r = Responders::in_memory();
+        let s = set(
+            Trigger::Denials {
+                count: 3,
+                within_ms: 60_000,
+                by: By::Principal,
+            },
+            vec![PAUSE],
+        );
+        for _ in 0..2 {
+            r.observe(&s, &ev(DENIED, "bob"));
+            r.observe(&s, &ev(DENIED, "carol"));
+            // Allowed calls do not count as denials.
+            r.observe(&s, &ev(EventKind::Decided { refused: false }, "bob"));
+        }
+        assert!(r.paused("bob", "s1").is_none());
+        r.observe(&s, &ev(DENIED, "bob"));
+        let p = r.paused("bob", "other-session").unwrap();
+        assert_eq!(p.responder, "r");
+        assert!(Responders::refusal(&p).contains("paused by responder `r`"));
+        assert!(r.paused("carol", "s1").is_none());
+        assert_eq!(r.list().len(), 1);
+    }
+
+    #[test]
+    fn a_pause_survives_a_restart_and_ends_when_lifted_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = set(
+            Trigger::ApprovalDenials {
+                count: 1,
+                within_ms: 60_000,
+            },
+            vec![Action::Pause {
+                scope: PauseScope::Session,
+                for_ms: 60_000,
+            }],
+        );
+        {
+            let r = Responders::open(dir.path()).unwrap();
+            r.observe(&s, &ev(EventKind::ApprovalDenied, "bob"));
+            assert!(r.paused("anyone", "s1").is_some());
+        }
+        let r = Responders::open(dir.path()).unwrap();
+        assert_eq!(r.paused("x", "s1").unwrap().scope, "session");
+        // Another process (the CLI) lifts it.
+        assert_eq!(
+            PauseStore::open(dir.path()).unwrap().remove("s1").unwrap(),
+            1
+        );
+        assert!(r.paused("x", "s1").is_none());
+    }
+
+    #[test]
+    fn spikes_count_per_tool_and_held_fires_once_per_quiet_period() {
+        let r = Responders::in_memory();
+        let s = set(
+            Trigger::Calls {
+                count: 2,
+                within_ms: 60_000,
+                tool: Some("fx.get_user".into()),
+                by: By::Anyone,
+            },
+            vec![PAUSE],
+        );
+        let call = |p: &'static str, tool: &'static str| Event {
+            kind: EventKind::Decided { refused: false },
+            principal: p,
+            session: "s",
+            tool: Some(tool),
+        };
+        r.observe(&s, &call("a", "fx.other"));
+        r.observe(&s, &call("a", "fx.other"));
+        assert!(r.paused("a", "s").is_none());
+        r.observe(&s, &call("a", "fx.get_user"));
+        r.observe(&s, &call("b", "fx.get_user"));
+        // By anyone: the call that made the count is paused.
+        assert!(r.paused("b", "x").is_some());
+        assert!(r.paused("a", "x").is_none());
+
+        let held = set(
+            Trigger::Held {
+                tool: None,
+                quiet_ms: 60_000,
+            },
+            vec![],
+        );
+        let now = Instant::now();
+        assert!(r.fires(&held.responders[0], &ev(EventKind::Held, "a"), now));
+        assert!(!r.fires(&held.responders[0], &ev(EventKind::Held, "b"), now));
+        assert!(!r.fires(&held.responders[0], &ev(DENIED, "b"), now));
+    }
+}
