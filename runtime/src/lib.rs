@@ -23,6 +23,7 @@ pub mod upstream;
 // Services: each owns one concern; none imports `gateway` or `cli`.
 pub mod approvals;
 pub mod audit;
+pub mod delegation;
 pub mod gitops;
 pub mod identity;
 pub mod lock;

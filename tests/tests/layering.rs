@@ -33,6 +33,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "approvals",
             "audit",
+            "delegation",
             "gitops",
             "identity",
             "lock",

@@ -21,6 +21,7 @@ pub mod secret;
 pub mod serve;
 pub mod sessions;
 pub mod test;
+pub mod delegate;
 pub mod token;
 pub mod who_can;
 
@@ -58,6 +59,8 @@ pub enum Command {
     Audit(audit::Args),
     /// Issue, list and revoke per-person grant tokens.
     Token(token::Args),
+    /// Let an agent act for you on a few tools (with your token), list and revoke that.
+    Delegate(delegate::Args),
     /// Set up a state dir (with the vault's master key) and a starter policy folder.
     Init(init::Args),
     /// Store, list and remove upstream credentials in the encrypted vault.
@@ -86,6 +89,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(a) => serve::run(a),
         Command::Audit(a) => audit::run(a),
         Command::Token(a) => token::run(a),
+        Command::Delegate(a) => delegate::run(a),
         Command::Init(a) => init::run(a),
         Command::Secret(a) => secret::run(a),
         Command::Approvals(a) => approvals::run(a),

@@ -179,7 +179,7 @@ pub fn run(args: Args) -> ExitCode {
         eprintln!("  help: write it as IP:PORT, e.g. `127.0.0.1:8080`");
         return ExitCode::from(2);
     };
-    let identity = match &config.identity {
+    let mut identity = match &config.identity {
         None => Authenticator::anonymous_only(),
         Some(cfg) => {
             // A relative `jwks_file` is read from the policy folder (the working directory
@@ -198,6 +198,21 @@ pub fn run(args: Args) -> ExitCode {
                 }
             }
         }
+    };
+    // People authenticated by the identity section may delegate to agents.
+    let delegations = match &config.identity {
+        None => None,
+        Some(_) => match crate::delegation::Delegations::open(&state) {
+            Ok(d) => {
+                let d = Arc::new(d);
+                identity.set_delegations(d.clone());
+                Some(d)
+            }
+            Err(e) => {
+                eprintln!("error: delegations: {e}");
+                return ExitCode::from(2);
+            }
+        },
     };
     if config.identity.as_ref().is_some_and(|i| i.anonymous) && !listen.ip().is_loopback() {
         tracing::warn!(%listen, "`identity.anonymous` is on: callers without a token are served as `anonymous`");
@@ -267,7 +282,11 @@ pub fn run(args: Args) -> ExitCode {
         let bound = listener.local_addr().unwrap_or(listen);
         let loaded = LoadedProgram::with_lock(program, lock.as_ref(), Some(&config));
         let gw = match Gateway::new(&config, loaded, sealer, bound, &secrets) {
-            Ok(g) => Arc::new(g.with_identity(identity).with_tasks(tasks)),
+            Ok(g) => Arc::new(
+                g.with_identity(identity)
+                    .with_tasks(tasks)
+                    .with_delegations(delegations),
+            ),
             Err(e) => {
                 eprintln!("error: {e}");
                 if e.contains("unknown secret `") {

@@ -243,6 +243,10 @@ pub async fn handle(
         let (status, value) = crate::gateway::approvers::handle(&gw, req).await;
         return Ok(json_response(status, &value));
     }
+    if crate::gateway::delegations::owns(&path) {
+        let (status, value) = crate::gateway::delegations::handle(&gw, req).await;
+        return Ok(json_response(status, &value));
+    }
     if path == "/admin/sync" {
         let (status, value) = crate::gateway::status::admin_sync(&gw, req).await;
         return Ok(json_response(status, &value));

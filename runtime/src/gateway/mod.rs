@@ -9,6 +9,7 @@
 pub mod aggregate;
 pub mod approvers;
 pub mod decide;
+pub mod delegations;
 pub mod dispatch;
 pub mod hold;
 pub mod http;
@@ -74,6 +75,8 @@ pub struct Gateway {
     pub approvals: std::sync::OnceLock<Arc<crate::approvals::Approvals>>,
     /// The stateless era's state: bridge sessions, parked multi round-trip calls.
     pub modern: modern::State,
+    /// Delegations to agents (`POST /delegations`); unset without an `identity` section.
+    pub delegations: Option<Arc<crate::delegation::Delegations>>,
     /// Which principal created which upstream task (in memory unless [`Gateway::with_tasks`]).
     pub tasks: Arc<tasks::Registry>,
 }
@@ -121,6 +124,7 @@ impl Gateway {
             identity: crate::identity::Authenticator::anonymous_only(),
             approvals: std::sync::OnceLock::new(),
             modern: modern::State::default(),
+            delegations: None,
             tasks: Arc::new(
                 tasks::Registry::in_memory().map_err(|e| format!("task registry: {e}"))?,
             ),
@@ -131,6 +135,16 @@ impl Gateway {
     #[must_use]
     pub fn with_identity(mut self, identity: crate::identity::Authenticator) -> Gateway {
         self.identity = identity;
+        self
+    }
+
+    /// Accepts delegations (`POST /delegations`) kept by `delegations`.
+    #[must_use]
+    pub fn with_delegations(
+        mut self,
+        delegations: Option<Arc<crate::delegation::Delegations>>,
+    ) -> Gateway {
+        self.delegations = delegations;
         self
     }
 
