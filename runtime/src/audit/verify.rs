@@ -636,7 +636,9 @@ pub fn check_decision(program: &Program, record: &Value) -> Option<String> {
         .flatten();
     let recorded_gate = s("/gate");
     if recorded_gate == Some(crate::decision::delegation::RULE_DELEGATION) && gate.is_none() {
-        return Some("recorded a refusal by the delegation, but the delegation allows the call".into());
+        return Some(
+            "recorded a refusal by the delegation, but the delegation allows the call".into(),
+        );
     }
     if let Some(g) = &gate
         && s("/action") == Some("forward")

@@ -145,7 +145,13 @@ fn person(state: &Path) -> Result<Authenticated, ExitCode> {
 fn create(a: &CreateArgs) -> ExitCode {
     let ttl_secs = match parse_ttl(&a.ttl) {
         Ok(Some(s)) => s,
-        Ok(None) => return fail("a delegation cannot live forever", Some("e.g. `--ttl 1h`"), 2),
+        Ok(None) => {
+            return fail(
+                "a delegation cannot live forever",
+                Some("e.g. `--ttl 1h`"),
+                2,
+            );
+        }
         Err(e) => return fail(&e, Some("e.g. `--ttl 1h`"), 2),
     };
     let (dir, delegations) = match open(a.state.as_deref()) {
@@ -257,7 +263,10 @@ fn revoke(a: &RevokeArgs) -> ExitCode {
     if let Some(person) = &a.person {
         return match delegations.revoke_person(person, &by, now) {
             Ok(n) => {
-                println!("revoked {n} delegation{} of `{person}`", if n == 1 { "" } else { "s" });
+                println!(
+                    "revoked {n} delegation{} of `{person}`",
+                    if n == 1 { "" } else { "s" }
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&e.to_string(), None, 2),

@@ -10,6 +10,7 @@ pub mod approvals;
 pub mod audit;
 pub mod can;
 pub mod check;
+pub mod delegate;
 pub mod demo_server;
 pub mod diff;
 pub mod explain;
@@ -21,7 +22,6 @@ pub mod secret;
 pub mod serve;
 pub mod sessions;
 pub mod test;
-pub mod delegate;
 pub mod token;
 pub mod who_can;
 

@@ -330,9 +330,10 @@ fn revoke(a: &RevokeArgs) -> ExitCode {
     if let Some(subject) = &a.subject {
         // Their agents lose access with them, whichever credential delegated.
         let dir = crate::state::dir_or_default(a.state.as_deref());
-        match crate::delegation::Delegations::open(&dir)
-            .and_then(|d| d.revoke_person(subject, &by, now).map_err(|e| e.to_string()))
-        {
+        match crate::delegation::Delegations::open(&dir).and_then(|d| {
+            d.revoke_person(subject, &by, now)
+                .map_err(|e| e.to_string())
+        }) {
             Ok(0) => {}
             Ok(n) => println!(
                 "revoked {n} delegation{} made by `{subject}`",

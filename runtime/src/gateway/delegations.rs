@@ -106,7 +106,10 @@ pub async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> (StatusCode, V
                 }
                 Err(e @ GrantError::Store(_)) => {
                     tracing::error!(error = %e, "delegation not created");
-                    error(StatusCode::SERVICE_UNAVAILABLE, "the delegation store is unavailable")
+                    error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the delegation store is unavailable",
+                    )
                 }
             }
         }
@@ -120,17 +123,29 @@ pub async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> (StatusCode, V
                 }
                 Ok(None) => false,
                 Err(_) => {
-                    return error(StatusCode::SERVICE_UNAVAILABLE, "the delegation store is unavailable");
+                    return error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the delegation store is unavailable",
+                    );
                 }
             };
             if !mine {
-                return error(StatusCode::NOT_FOUND, &format!("no delegation `{id}` of yours"));
+                return error(
+                    StatusCode::NOT_FOUND,
+                    &format!("no delegation `{id}` of yours"),
+                );
             }
             match delegations.revoke(id, &person.principal.id, now) {
                 Ok(_) => (StatusCode::OK, json!({"revoked": id})),
-                Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the delegation store is unavailable"),
+                Err(_) => error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the delegation store is unavailable",
+                ),
             }
         }
-        _ => error(StatusCode::METHOD_NOT_ALLOWED, "use POST /delegations or DELETE /delegations/{id}"),
+        _ => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "use POST /delegations or DELETE /delegations/{id}",
+        ),
     }
 }
