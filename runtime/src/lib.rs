@@ -22,6 +22,7 @@ pub mod session;
 pub mod upstream;
 // Services: each owns one concern; none imports `gateway` or `cli`.
 pub mod approvals;
+pub mod assertions;
 pub mod audit;
 pub mod delegation;
 pub mod gitops;

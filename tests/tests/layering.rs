@@ -32,6 +32,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "services",
         &[
             "approvals",
+            "assertions",
             "audit",
             "delegation",
             "gitops",

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 pub mod approvals;
+pub mod assertions;
 pub mod audit;
 pub mod can;
 pub mod check;
@@ -59,6 +60,8 @@ pub enum Command {
     Audit(audit::Args),
     /// Issue, list and revoke per-person grant tokens.
     Token(token::Args),
+    /// Rotate and list the keys that sign downstream assertions.
+    Assertions(assertions::Args),
     /// Let an agent act for you on a few tools (with your token), list and revoke that.
     Delegate(delegate::Args),
     /// Set up a state dir (with the vault's master key) and a starter policy folder.
@@ -90,6 +93,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Audit(a) => audit::run(a),
         Command::Token(a) => token::run(a),
         Command::Delegate(a) => delegate::run(a),
+        Command::Assertions(a) => assertions::run(a),
         Command::Init(a) => init::run(a),
         Command::Secret(a) => secret::run(a),
         Command::Approvals(a) => approvals::run(a),

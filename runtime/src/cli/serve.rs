@@ -199,6 +199,18 @@ pub fn run(args: Args) -> ExitCode {
             }
         }
     };
+    // Servers that get signed assertions: the signing key comes from the vault.
+    let assertions = if config.servers.values().any(|s| s.assertion.is_some()) {
+        match crate::assertions::Assertions::open(&state, crate::session::now_secs()) {
+            Ok(a) => Some(Arc::new(a)),
+            Err(e) => {
+                eprintln!("error: assertions: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
     // People authenticated by the identity section may delegate to agents.
     let delegations = match &config.identity {
         None => None,
@@ -285,7 +297,8 @@ pub fn run(args: Args) -> ExitCode {
             Ok(g) => Arc::new(
                 g.with_identity(identity)
                     .with_tasks(tasks)
-                    .with_delegations(delegations),
+                    .with_delegations(delegations)
+                    .with_assertions(assertions),
             ),
             Err(e) => {
                 eprintln!("error: {e}");

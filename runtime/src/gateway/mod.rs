@@ -8,6 +8,7 @@
 
 pub mod aggregate;
 pub mod approvers;
+pub mod assertion;
 pub mod decide;
 pub mod delegations;
 pub mod dispatch;
@@ -75,6 +76,11 @@ pub struct Gateway {
     pub approvals: std::sync::OnceLock<Arc<crate::approvals::Approvals>>,
     /// The stateless era's state: bridge sessions, parked multi round-trip calls.
     pub modern: modern::State,
+    /// Servers whose allowed calls carry a signed assertion, and how.
+    pub assertion_settings: BTreeMap<String, assertion::Setting>,
+    /// Signs assertions and serves `/.well-known/jwks.json`; set when a server asks for
+    /// assertions.
+    pub assertions: Option<Arc<crate::assertions::Assertions>>,
     /// Delegations to agents (`POST /delegations`); unset without an `identity` section.
     pub delegations: Option<Arc<crate::delegation::Delegations>>,
     /// Which principal created which upstream task (in memory unless [`Gateway::with_tasks`]).
@@ -124,6 +130,8 @@ impl Gateway {
             identity: crate::identity::Authenticator::anonymous_only(),
             approvals: std::sync::OnceLock::new(),
             modern: modern::State::default(),
+            assertion_settings: assertion::settings(config)?,
+            assertions: None,
             delegations: None,
             tasks: Arc::new(
                 tasks::Registry::in_memory().map_err(|e| format!("task registry: {e}"))?,
@@ -145,6 +153,16 @@ impl Gateway {
         delegations: Option<Arc<crate::delegation::Delegations>>,
     ) -> Gateway {
         self.delegations = delegations;
+        self
+    }
+
+    /// Signs the assertions of the servers that ask for them with `assertions`.
+    #[must_use]
+    pub fn with_assertions(
+        mut self,
+        assertions: Option<Arc<crate::assertions::Assertions>>,
+    ) -> Gateway {
+        self.assertions = assertions;
         self
     }
 
