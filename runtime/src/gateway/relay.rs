@@ -168,7 +168,7 @@ pub async fn forward_with(
 ) -> Reply {
     if input_bridge::applies(&session, upstream, &message) {
         return input_bridge::forward(
-            session, server, upstream, message, client_id, transform, timeout,
+            session, server, upstream, message, client_id, transform, timeout, extra,
         )
         .await;
     }
