@@ -167,3 +167,104 @@ impl DelegationVerifier for Delegations {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::tokens::NewToken;
+    use mcpgate_compiler::repo::{SourceFile, check_files};
+    use mcpgate_compiler::{Principal, PrincipalKind};
+
+    fn program() -> mcpgate_compiler::Program {
+        let files = vec![SourceFile {
+            path: "policies/a.mcpg".into(),
+            text: "allow gh.get_me, gh.list when \"eng\" in principal.groups;\n".into(),
+        }];
+        check_files(files).program(None)
+    }
+
+    fn ask(tools: &[&str], ttl_secs: u64) -> GrantRequest {
+        GrantRequest {
+            agent: "claude-code".into(),
+            tools: tools.iter().map(|t| (*t).to_owned()).collect(),
+            ttl_secs,
+            reason: "TICKET-1".into(),
+        }
+    }
+
+    fn setup() -> (Delegations, String, Authenticated) {
+        let tokens = TokenStore::in_memory().unwrap();
+        let (_, rec) = tokens
+            .issue(
+                NewToken {
+                    issuer: "ops".into(),
+                    subject: "ada@example.com".into(),
+                    kind: PrincipalKind::Human,
+                    agent: None,
+                    groups: vec!["eng".into()],
+                    servers: None,
+                    reason: "r".into(),
+                    ttl_secs: Some(1000),
+                },
+                100,
+            )
+            .unwrap();
+        let ada = Authenticated::from_token(&rec);
+        let store = Arc::new(SqliteStore::in_memory().unwrap());
+        (Delegations::with_store(store, Some(tokens)), rec.id, ada)
+    }
+
+    #[test]
+    fn a_delegation_is_checked_at_creation_and_at_every_request() {
+        let (d, token_id, ada) = setup();
+        let p = program();
+        let wider = d.create(&p, &ada, ask(&["gh.get_me", "gh.delete"], 60), 100);
+        assert!(
+            matches!(&wider, Err(GrantError::Wider { tools, .. }) if tools.len() == 1 && tools[0].starts_with("gh.delete")),
+            "{wider:?}"
+        );
+        assert!(matches!(
+            d.create(&p, &ada, ask(&["gh.*"], 60), 100),
+            Err(GrantError::Invalid(_))
+        ));
+        assert!(matches!(
+            d.create(&p, &Authenticated::anonymous(), ask(&["gh.get_me"], 60), 100),
+            Err(GrantError::NotAllowed(_))
+        ));
+        // Capped at the token's expiry (1100).
+        let (secret, rec) = d
+            .create(&p, &ada, ask(&["gh.get_me"], 5000), 100)
+            .unwrap();
+        assert_eq!(rec.expires, 1100);
+        let agent = d.verify(&secret, 200).unwrap();
+        assert_eq!(agent.principal.id, "claude-code");
+        assert_eq!(agent.principal.on_behalf_of(), Some("ada@example.com"));
+        assert_eq!(agent.servers.as_deref(), Some(&["gh".to_owned()][..]));
+        assert!(matches!(
+            d.create(&p, &agent, ask(&["gh.get_me"], 60), 200),
+            Err(GrantError::NotAllowed(_))
+        ));
+        assert!(d.verify(&secret, 1100).is_err(), "expired");
+        assert!(d.verify("mcpgd_nope", 200).is_err());
+        // The person's token revoked: the agent is refused.
+        let tokens = d.tokens.as_ref().unwrap();
+        assert!(tokens.revoke(&token_id, "ops", 300).unwrap());
+        let e = d.verify(&secret, 301).unwrap_err();
+        assert!(e.to_string().contains("no longer valid"), "{e}");
+    }
+
+    #[test]
+    fn a_revoked_delegation_is_refused_and_listed_as_revoked() {
+        let (d, _, ada) = setup();
+        let (secret, rec) = d.create(&program(), &ada, ask(&["gh.list"], 60), 100).unwrap();
+        assert!(d.revoke(&rec.id, "ops", 110).unwrap());
+        assert!(!d.revoke(&rec.id, "ops", 111).unwrap());
+        assert!(d.verify(&secret, 112).unwrap_err().to_string().contains("revoked"));
+        assert_eq!(d.get(&rec.id).unwrap().unwrap().status(112), Status::Revoked);
+        let bob = Principal {
+            id: "bob".into(),
+            ..Principal::anonymous()
+        };
+        assert_eq!(d.revoke_person(&bob.id, "ops", 113).unwrap(), 0);
+    }
+}
