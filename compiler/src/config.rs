@@ -95,6 +95,44 @@ pub struct ServerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "String")]
     pub ca_file: Option<String>,
+    /// Attach a signed assertion (a short-lived EdDSA JWT naming the caller, the tool and a
+    /// hash of the arguments) to every allowed call sent to this `url` server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assertion: Option<AssertionConfig>,
+}
+
+/// The signed assertion sent with each allowed call to one server (docs/assertions.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssertionConfig {
+    /// The HTTP header that carries it (default `X-Mcpgate-Assertion`).
+    #[serde(default = "default_assertion_header")]
+    pub header: String,
+    /// Its lifetime, a duration (default `60s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub ttl: Option<String>,
+    /// Its `aud` claim (default: the server's `url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+}
+
+/// The header an assertion rides in unless the config names another.
+pub const DEFAULT_ASSERTION_HEADER: &str = "X-Mcpgate-Assertion";
+/// An assertion's lifetime unless the config gives one.
+pub const DEFAULT_ASSERTION_TTL_SECS: u64 = 60;
+
+fn default_assertion_header() -> String {
+    DEFAULT_ASSERTION_HEADER.to_owned()
+}
+
+impl AssertionConfig {
+    /// The lifetime in whole seconds (at least one).
+    pub fn ttl_secs(&self) -> u64 {
+        secs_of(self.ttl.as_ref())
+            .unwrap_or(DEFAULT_ASSERTION_TTL_SECS)
+            .max(1)
+    }
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -121,6 +159,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("probe_timeout_secs", &self.probe_timeout_secs)
             .field("probe_timeout", &self.probe_timeout)
             .field("ca_file", &self.ca_file)
+            .field("assertion", &self.assertion)
             .finish()
     }
 }

@@ -24,5 +24,8 @@ pub mod testing;
 pub mod vm;
 pub mod yaml;
 
-pub use request::{Principal, PrincipalKind, Request, Target, ToolAnnotations, Verdict};
+pub use request::{
+    ATTR_DELEGATION, ATTR_ON_BEHALF_OF, Principal, PrincipalKind, Request, Target, ToolAnnotations,
+    Verdict,
+};
 pub use vm::{Decision, Program, RuleInfo, evaluate, visible};

@@ -5,6 +5,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
 
+/// The principal attribute holding the delegating person's id for a call made under a
+/// delegation (`principal.on_behalf_of`). Reserved: only the gateway sets it, and it removes
+/// it from every credential's own attributes.
+pub const ATTR_ON_BEHALF_OF: &str = "on_behalf_of";
+/// The principal attribute holding the delegation of a delegated call (`delegation.id`,
+/// `delegation.reason`, `delegation.expires`). Reserved like [`ATTR_ON_BEHALF_OF`].
+pub const ATTR_DELEGATION: &str = "delegation";
+
 /// Who is calling. Owned by the session; requests borrow it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,6 +27,18 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Removes the attributes only the gateway may set ([`ATTR_ON_BEHALF_OF`],
+    /// [`ATTR_DELEGATION`]), so no credential can claim to act for someone.
+    pub fn strip_reserved(&mut self) {
+        self.attrs.remove(ATTR_ON_BEHALF_OF);
+        self.attrs.remove(ATTR_DELEGATION);
+    }
+
+    /// The person a delegated principal acts for.
+    pub fn on_behalf_of(&self) -> Option<&str> {
+        self.attrs.get(ATTR_ON_BEHALF_OF).and_then(Value::as_str)
+    }
+
     /// The principal of a gateway without identity configured.
     pub fn anonymous() -> Self {
         Principal {

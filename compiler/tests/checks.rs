@@ -68,6 +68,16 @@ fn names() {
         dsl("deny demo.x when principal.attrs.team == \"a\";"),
         Vec::<&str>::new()
     );
+    // A delegated call's person and delegation.
+    assert_eq!(
+        dsl(
+            "deny demo.x when principal.on_behalf_of == \"a\" && delegation.reason starts_with \"N\" && delegation.expires < \"2030\" && exists(delegation.id);"
+        ),
+        Vec::<&str>::new()
+    );
+    assert_eq!(dsl("deny demo.x when delegation.why == 1;"), ["E0102"]);
+    assert_eq!(dsl("deny demo.x when delegation == 1;"), ["E0102"]);
+    assert_eq!(dsl("deny demo.x when principal.on_behalf_of.id == 1;"), ["E0102"]);
     assert_eq!(dsl("deny demo.x when size(args.a) > 1;"), ["E0103"]);
     assert_eq!(dsl("deny demo.x when exists(1);"), ["E0104"]);
     assert_eq!(
@@ -199,6 +209,20 @@ fn config_checks() {
     assert_eq!(
         config("servers:\n  a:\n    url: https://x.example\n    args: [x]\n"),
         ["E0601"]
+    );
+    assert_eq!(
+        config("servers:\n  a:\n    command: x\n    assertion: {}\n"),
+        ["E0601"]
+    );
+    assert_eq!(
+        config(
+            "servers:\n  a:\n    url: https://x.example\n    assertion: { header: X-A, ttl: 30s, audience: urn:a }\n"
+        ),
+        Vec::<&str>::new()
+    );
+    assert_eq!(
+        config("servers:\n  a:\n    url: https://x.example\n    assertion: { ttl: soon }\n"),
+        ["E0003"]
     );
     assert_eq!(config("servers:\n  A_b:\n    command: x\n"), ["E0602"]);
     assert_eq!(

@@ -22,7 +22,9 @@ pub mod session;
 pub mod upstream;
 // Services: each owns one concern; none imports `gateway` or `cli`.
 pub mod approvals;
+pub mod assertions;
 pub mod audit;
+pub mod delegation;
 pub mod gitops;
 pub mod identity;
 pub mod lock;

@@ -14,6 +14,7 @@ Tools:
     whoami           answers `ok`
     get_me           answers `ok` (named as GitHub's server names it, for the README's walkthrough)
     danger           {"force": bool}: answers `ran` (tests deny it when forced)
+    echo             {"text": T}: answers T
     env_digest       {"name": NAME}: whether the variable is set, and the SHA-256 of its value
                      (never the value)
     env_names        {"prefix": P}: names of the variables that start with P
@@ -61,6 +62,13 @@ def danger(force: bool = False) -> str:
     """A tool the policy denies when forced."""
     record({"tool": "danger", "arguments": {"force": force}})
     return "ran"
+
+
+@server.tool()
+def echo(text: str) -> str:
+    """Answers the text."""
+    record({"tool": "echo", "arguments": {"text": text}})
+    return text
 
 
 @server.tool()

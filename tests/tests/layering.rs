@@ -32,7 +32,9 @@ const LAYERS: &[(&str, &[&str])] = &[
         "services",
         &[
             "approvals",
+            "assertions",
             "audit",
+            "delegation",
             "gitops",
             "identity",
             "lock",

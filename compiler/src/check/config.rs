@@ -381,7 +381,7 @@ pub fn check_config(root: &Node, file: FileId, out: &mut Vec<Diagnostic>) {
                 let (kind, foreign): (&str, &[&str]) = if url.is_some() {
                     ("`url`", &["args", "env", "cwd"])
                 } else {
-                    ("`command`", &["headers", "transport"])
+                    ("`command`", &["headers", "transport", "assertion"])
                 };
                 for f in foreign {
                     if let Some(k) = server.key_node(f) {

@@ -3,6 +3,7 @@
 use super::Code;
 use crate::diag::{Diagnostic, Severity, did_you_mean};
 use crate::ir::{Annotation, PathSeg, Var};
+use crate::request::{ATTR_DELEGATION, ATTR_ON_BEHALF_OF};
 use crate::source::FileId;
 use mcpgate_grammar::ast::{Path, Segment, Spanned};
 
@@ -85,8 +86,19 @@ Use instead: `exists(args.text)`.
 pub const CODES: &[Code] = &[E0101, E0102, E0103, E0104];
 
 /// The roots an expression path can start with.
-pub const ROOTS: &[&str] = &["args", "principal", "agent", "client", "server", "tool"];
-const PRINCIPAL_FIELDS: &[&str] = &["id", "kind", "groups", "attrs"];
+pub const ROOTS: &[&str] = &[
+    "args",
+    "principal",
+    "agent",
+    "client",
+    "server",
+    "tool",
+    "delegation",
+];
+const PRINCIPAL_FIELDS: &[&str] = &["id", "kind", "groups", "attrs", "on_behalf_of"];
+/// The fields of `delegation`: set by the gateway for a call made under a delegation.
+const DELEGATION_FIELDS: &[&str] = &["id", "reason", "expires"];
+
 const TOOL_FIELDS: &[&str] = &["read_only", "destructive", "idempotent", "open_world"];
 /// The functions of the expression language.
 pub const FUNCTIONS: &[&str] = &["len", "exists"];
@@ -127,6 +139,12 @@ pub fn resolve_path(path: &Path, file: FileId) -> Result<Var, Box<Diagnostic>> {
             Some(("attrs", _)) => Ok(Var::PrincipalAttr(
                 segs.iter().skip(1).map(|s| to_seg(&s.node)).collect(),
             )),
+            // A view of the attribute only the gateway sets for a delegated call.
+            Some(("on_behalf_of", _)) => no_more(
+                1,
+                Var::PrincipalAttr(vec![PathSeg::Key(ATTR_ON_BEHALF_OF.into())]),
+                "principal.on_behalf_of",
+            ),
             Some((name, s)) => Err(Box::new(unknown_field("principal", name, PRINCIPAL_FIELDS, s, file))),
         },
         "agent" => match field(0) {
@@ -149,6 +167,28 @@ pub fn resolve_path(path: &Path, file: FileId) -> Result<Var, Box<Diagnostic>> {
             Some((name, s)) => Err(Box::new(unknown_field("client", name, &["name", "version"], s, file))),
         },
         "server" => no_more(0, Var::Server, "server"),
+        "delegation" => match field(0) {
+            Some((name @ ("id" | "reason" | "expires"), _)) => no_more(
+                1,
+                Var::PrincipalAttr(vec![
+                    PathSeg::Key(ATTR_DELEGATION.into()),
+                    PathSeg::Key(name.into()),
+                ]),
+                &format!("delegation.{name}"),
+            ),
+            None => Err(Box::new(
+                E0102
+                    .at("`delegation` is not a value", file, path.root.span)
+                    .with_help("use `delegation.id`, `delegation.reason` or `delegation.expires`"),
+            )),
+            Some((name, s)) => Err(Box::new(unknown_field(
+                "delegation",
+                name,
+                DELEGATION_FIELDS,
+                s,
+                file,
+            ))),
+        },
         "tool" => match field(0) {
             None => Ok(Var::Tool),
             Some((name, s)) => {
@@ -166,7 +206,7 @@ pub fn resolve_path(path: &Path, file: FileId) -> Result<Var, Box<Diagnostic>> {
             let help = did_you_mean(other, ROOTS.iter().copied())
                 .map(|s| format!("did you mean `{s}`?"))
                 .unwrap_or_else(|| {
-                    "paths start with `args`, `principal`, `agent`, `client`, `server` or `tool`"
+                    "paths start with `args`, `principal`, `agent`, `client`, `server`, `tool` or `delegation`"
                         .into()
                 });
             Err(Box::new(

@@ -59,6 +59,21 @@ fn common(kind: &str, caller: &Caller<'_>, loaded: &LoadedProgram) -> Fields {
     if let Some(agent) = agent_of(caller.declared) {
         f.insert("agent".into(), json!(agent));
     }
+    // A delegated call: who the agent acts for and under which delegation, on every record
+    // (the principal's attributes hold the same, for re-evaluation).
+    match crate::decision::delegation::Delegated::of(caller.declared) {
+        Some(Ok(d)) => {
+            f.insert("on_behalf_of".into(), json!(d.person.id));
+            f.insert(
+                "delegation".into(),
+                json!({"id": d.id, "reason": d.reason, "expires": d.expires}),
+            );
+        }
+        Some(Err(())) => {
+            f.insert("on_behalf_of".into(), json!(caller.declared.on_behalf_of()));
+        }
+        None => {}
+    }
     let mut client = Map::new();
     if let Some(n) = caller.client_name {
         client.insert("name".into(), json!(n));

@@ -8,6 +8,8 @@ use serde_json::Value;
 pub struct Filter {
     /// `principal.id`, exactly.
     pub principal: Option<String>,
+    /// The person an agent acted for under a delegation (`on_behalf_of`), exactly.
+    pub on_behalf_of: Option<String>,
     /// `server.tool`, `tool`, or a glob with `*` over `server.name`.
     pub tool: Option<String>,
     /// `allow`, `deny`, `hide`, `approve`.
@@ -24,6 +26,11 @@ impl Filter {
         let s = |p: &str| record.pointer(p).and_then(Value::as_str);
         if let Some(p) = &self.principal
             && s("/principal/id") != Some(p.as_str())
+        {
+            return false;
+        }
+        if let Some(p) = &self.on_behalf_of
+            && s("/on_behalf_of") != Some(p.as_str())
         {
             return false;
         }
@@ -108,9 +115,18 @@ pub fn render(record: &Value) -> String {
     let seq = record.get("seq").and_then(Value::as_u64).unwrap_or(0);
     let head = format!("{} #{seq}", s("/time"));
     let id = |p: &str| s(p).chars().take(8).collect::<String>();
+    // An agent acting under a delegation: for whom, by which delegation, why.
+    let delegated = match record.get("on_behalf_of").and_then(Value::as_str) {
+        Some(person) => format!(
+            " for={person} delegation={} reason={}",
+            s("/delegation/id"),
+            Value::String(s("/delegation/reason").to_owned())
+        ),
+        None => String::new(),
+    };
     match s("/type") {
         "decision" => format!(
-            "{head} decision {} {}.{} {} rule={} action={} req={}",
+            "{head} decision {} {}.{} {} rule={} action={} req={}{delegated}",
             s("/principal/id"),
             s("/server"),
             s("/target/name"),

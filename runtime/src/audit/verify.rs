@@ -630,6 +630,21 @@ pub fn check_decision(program: &Program, record: &Value) -> Option<String> {
             recorded_listed.map_or_else(|| "-".into(), |b| b.to_string())
         ));
     }
+    // A delegated call also needs its delegation's scope and its person's own verdict.
+    let gate = (matches!(decision.verdict, Verdict::Allow | Verdict::Approve) && listed)
+        .then(|| crate::decision::delegation::refusal(program, &request, decision.verdict))
+        .flatten();
+    let recorded_gate = s("/gate");
+    if recorded_gate == Some(crate::decision::delegation::RULE_DELEGATION) && gate.is_none() {
+        return Some(
+            "recorded a refusal by the delegation, but the delegation allows the call".into(),
+        );
+    }
+    if let Some(g) = &gate
+        && s("/action") == Some("forward")
+    {
+        return Some(format!("the call was forwarded, but {}", g.message));
+    }
     // An approved call goes ahead too; its approval is recorded as an event.
     let may_forward = matches!(decision.verdict, Verdict::Allow | Verdict::Approve) && listed;
     if s("/action") == Some("forward") && !may_forward {

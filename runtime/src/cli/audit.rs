@@ -22,6 +22,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Show the last records (and follow new ones with `-f`).
     Tail(TailArgs),
+    /// Show every selected record (e.g. `--on-behalf-of ada@example.com`).
+    Query(QueryArgs),
     /// Write records as JSON lines, for log shippers.
     Export(ExportArgs),
 }
@@ -51,6 +53,9 @@ pub struct Select {
     /// Only records of this principal id.
     #[arg(long)]
     pub principal: Option<String>,
+    /// Only what agents did for this person under a delegation.
+    #[arg(long)]
+    pub on_behalf_of: Option<String>,
     /// Only records about this tool: `server.tool`, `tool`, or a glob (`github.create_*`).
     #[arg(long)]
     pub tool: Option<String>,
@@ -73,6 +78,7 @@ impl Select {
         };
         Ok(Filter {
             principal: self.principal.clone(),
+            on_behalf_of: self.on_behalf_of.clone(),
             tool: self.tool.clone(),
             verdict: self.verdict.clone(),
             kind: self.kind.clone(),
@@ -123,6 +129,17 @@ pub struct TailArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub at: Where,
+    #[command(flatten)]
+    pub select: Select,
+    /// Print the records as JSON lines instead of one summary line each.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct ExportArgs {
     #[command(flatten)]
     pub at: Where,
@@ -140,6 +157,7 @@ pub fn run(args: Args) -> ExitCode {
     let result = match args.command {
         Command::Verify(a) => run_verify(&a),
         Command::Tail(a) => run_tail(&a),
+        Command::Query(a) => run_query(&a),
         Command::Export(a) => run_export(&a),
     };
     result.unwrap_or_else(|e| {
@@ -317,6 +335,27 @@ fn run_tail(a: &TailArgs) -> Result<ExitCode, String> {
             }
         }
     }
+}
+
+fn run_query(a: &QueryArgs) -> Result<ExitCode, String> {
+    let filter = a.select.filter()?;
+    let dir = a.at.log_path();
+    read::files(&dir)?;
+    let mut follower = Follower {
+        dir,
+        position: None,
+    };
+    let mut out = std::io::stdout().lock();
+    for line in follower.poll()? {
+        if let Some(v) = selected(&filter, &line) {
+            let text = if a.json { line } else { query::render(&v) };
+            if writeln!(out, "{text}").is_err() {
+                break;
+            }
+        }
+    }
+    let _ = out.flush();
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_export(a: &ExportArgs) -> Result<ExitCode, String> {

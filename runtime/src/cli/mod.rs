@@ -7,9 +7,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 pub mod approvals;
+pub mod assertions;
 pub mod audit;
 pub mod can;
 pub mod check;
+pub mod delegate;
 pub mod demo_server;
 pub mod diff;
 pub mod explain;
@@ -59,6 +61,10 @@ pub enum Command {
     Audit(audit::Args),
     /// Issue, list and revoke per-person grant tokens.
     Token(token::Args),
+    /// Rotate and list the keys that sign downstream assertions.
+    Assertions(assertions::Args),
+    /// Let an agent act for you on a few tools (with your token), list and revoke that.
+    Delegate(delegate::Args),
     /// Set up a state dir (with the vault's master key) and a starter policy folder.
     Init(init::Args),
     /// Store, list and remove upstream credentials in the encrypted vault.
@@ -89,6 +95,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(a) => serve::run(a),
         Command::Audit(a) => audit::run(a),
         Command::Token(a) => token::run(a),
+        Command::Delegate(a) => delegate::run(a),
+        Command::Assertions(a) => assertions::run(a),
         Command::Init(a) => init::run(a),
         Command::Secret(a) => secret::run(a),
         Command::Approvals(a) => approvals::run(a),

@@ -180,7 +180,7 @@ pub fn run(args: Args) -> ExitCode {
         eprintln!("  help: write it as IP:PORT, e.g. `127.0.0.1:8080`");
         return ExitCode::from(2);
     };
-    let identity = match &config.identity {
+    let mut identity = match &config.identity {
         None => Authenticator::anonymous_only(),
         Some(cfg) => {
             // A relative `jwks_file` is read from the policy folder (the working directory
@@ -199,6 +199,33 @@ pub fn run(args: Args) -> ExitCode {
                 }
             }
         }
+    };
+    // Servers that get signed assertions: the signing key comes from the vault.
+    let assertions = if config.servers.values().any(|s| s.assertion.is_some()) {
+        match crate::assertions::Assertions::open(&state, crate::session::now_secs()) {
+            Ok(a) => Some(Arc::new(a)),
+            Err(e) => {
+                eprintln!("error: assertions: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
+    // People authenticated by the identity section may delegate to agents.
+    let delegations = match &config.identity {
+        None => None,
+        Some(_) => match crate::delegation::Delegations::open(&state) {
+            Ok(d) => {
+                let d = Arc::new(d);
+                identity.set_delegations(d.clone());
+                Some(d)
+            }
+            Err(e) => {
+                eprintln!("error: delegations: {e}");
+                return ExitCode::from(2);
+            }
+        },
     };
     if config.identity.as_ref().is_some_and(|i| i.anonymous) && !listen.ip().is_loopback() {
         tracing::warn!(%listen, "`identity.anonymous` is on: callers without a token are served as `anonymous`");
@@ -279,7 +306,9 @@ pub fn run(args: Args) -> ExitCode {
             Ok(g) => Arc::new(
                 g.with_identity(identity)
                     .with_tasks(tasks)
-                    .with_responders(pauses),
+                    .with_responders(pauses)
+                    .with_delegations(delegations)
+                    .with_assertions(assertions),
             ),
             Err(e) => {
                 eprintln!("error: {e}");

@@ -328,6 +328,22 @@ fn revoke(a: &RevokeArgs) -> ExitCode {
     let by = a.by.clone().unwrap_or_else(os_user);
     let now = now_secs();
     if let Some(subject) = &a.subject {
+        // Their agents lose access with them, whichever credential delegated.
+        let dir = crate::state::dir_or_default(a.state.as_deref());
+        match crate::delegation::Delegations::open(&dir).and_then(|d| {
+            d.revoke_person(subject, &by, now)
+                .map_err(|e| e.to_string())
+        }) {
+            Ok(0) => {}
+            Ok(n) => println!(
+                "revoked {n} delegation{} made by `{subject}`",
+                if n == 1 { "" } else { "s" }
+            ),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
         return match store.revoke_subject(subject, &by, now) {
             Ok(0) => {
                 eprintln!("error: `{subject}` has no unrevoked token");

@@ -2,6 +2,7 @@
 //! from its answer, kept together so no part of the gateway asks again or differently.
 
 use super::caller::Caller;
+use super::delegation;
 use super::lock::Refusal;
 use super::outcome::{Hold, Outcome};
 use super::quota::{self, Claim, QuotaStore};
@@ -25,7 +26,8 @@ pub struct Decision<'a> {
     pub vm: vm::Decision,
     /// Whether the caller may see the target in a list.
     pub listed: bool,
-    /// The lock's refusal, when it turned an allow or approve into a denial.
+    /// The lock's or the delegation's refusal, when it turned an allow or approve into a
+    /// denial.
     pub lock: Option<Refusal>,
     pub outcome: Outcome,
     /// How long deciding took (the lock check included when the caller measured it).
@@ -79,8 +81,13 @@ pub fn decide<'a>(
     // an unconditional `deny` keeps off the list: that call gets the denial and its reason.
     let listed = visible(program, &caller.principal, target);
     // The lock decides only what the policy would let through.
-    let lock =
-        refusal.filter(|_| listed && matches!(vm.verdict, Verdict::Allow | Verdict::Approve));
+    let passes = listed && matches!(vm.verdict, Verdict::Allow | Verdict::Approve);
+    // Then a delegated call must be in its delegation's scope and allowed to its person.
+    let lock = refusal.filter(|_| passes).or_else(|| {
+        passes
+            .then(|| delegation::refusal(program, &request, vm.verdict))
+            .flatten()
+    });
     let mut d = Decision {
         caller,
         target,

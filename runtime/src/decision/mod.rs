@@ -7,6 +7,7 @@
 
 pub mod caller;
 pub mod decide;
+pub mod delegation;
 pub mod lock;
 pub mod outcome;
 pub mod quota;

@@ -212,7 +212,11 @@ pub fn filter_page(
         let Some(name) = item.get(kind.name_field()).and_then(Value::as_str) else {
             return false;
         };
-        if !visible(&loaded.program, &principal, kind.target(server, name)) {
+        let target = kind.target(server, name);
+        // A delegated caller sees only its delegation's tools.
+        if !visible(&loaded.program, &principal, target)
+            || !decision::delegation::lists(&principal, target)
+        {
             return false;
         }
         // Under `lock: enforce`, a tool that is new or changed since review is held.

@@ -126,6 +126,8 @@ struct Decided {
     masks: Vec<RuleIdx>,
     /// For a held call: the `limit` buckets it takes from when it runs.
     claims: Vec<Claim>,
+    /// For an allowed tool call to a server that asks for it: the signed assertion header.
+    assertion: Option<crate::upstream::ExtraHeader>,
 }
 
 /// Decides a request once and writes its audit record before anything is forwarded; the
@@ -177,11 +179,28 @@ async fn decide_recorded(
     } else {
         Vec::new()
     };
+    let assertion = if d.outcome == Outcome::Allow {
+        let request_id = pending
+            .as_ref()
+            .map_or_else(audit::new_request_id, |p| p.request_id().to_owned());
+        // Never forwarded without the assertion its server expects.
+        super::assertion::for_call(gw, loaded, &d, &request_id).map_err(|e| {
+            tracing::error!(server, error = %e, "call refused: its assertion cannot be signed");
+            Reply::Json(jsonrpc::error(
+                client_id.clone(),
+                jsonrpc::INTERNAL_ERROR,
+                "the gateway could not sign this call's assertion; it was not forwarded",
+            ))
+        })?
+    } else {
+        None
+    };
     Ok(Decided {
         outcome: d.outcome,
         pending,
         masks,
         claims,
+        assertion,
     })
 }
 
@@ -224,10 +243,11 @@ async fn single(
     }
     if let Some(kind) = ListKind::of_method(method) {
         let t = filter_transform(gw.clone(), loaded, session.clone(), server.to_owned(), kind);
-        return forward_to(gw, session, server, message, client_id, Some(t)).await;
+        return forward_to(gw, session, server, message, client_id, Some(t), None).await;
     }
     let mut pending = None;
     let mut masks = None;
+    let mut assertion = None;
     if let Some((kind, name)) = decision_point(method, &message) {
         let d = match decide_recorded(
             gw, &loaded, session, kind, server, &name, method, &message, &client_id,
@@ -259,9 +279,10 @@ async fn single(
             plan,
         );
         pending = d.pending;
+        assertion = d.assertion;
     }
     let t = redact::with_audit(pending, masks);
-    forward_to(gw, session, server, message, client_id, t).await
+    forward_to(gw, session, server, message, client_id, t, assertion).await
 }
 
 /// Holds a tool call for approval, with its result masks; counted against the deciding
@@ -286,7 +307,8 @@ async fn hold_call(
     hold(approvals.clone(), call, h, &loaded.hash).await
 }
 
-/// Forwards `message` to the session's upstream `server` under that server's timeout.
+/// Forwards `message` to the session's upstream `server` under that server's timeout, with
+/// the call's signed assertion when its server asks for one.
 async fn forward_to(
     gw: &Arc<Gateway>,
     session: &Arc<Session>,
@@ -294,12 +316,13 @@ async fn forward_to(
     message: Value,
     client_id: Value,
     transform: Option<Transform>,
+    assertion: Option<crate::upstream::ExtraHeader>,
 ) -> Reply {
     let Some(up) = session.upstreams.get(server) else {
         return Reply::SessionGone;
     };
     let timeout = gw.timeout(server);
-    relay::forward(
+    relay::forward_with(
         session.clone(),
         server,
         up,
@@ -307,6 +330,7 @@ async fn forward_to(
         client_id,
         transform,
         timeout,
+        assertion,
     )
     .await
 }
@@ -355,7 +379,7 @@ async fn aggregated(
             let masks = tasks::on_call(gw, session, server, name, &message, pending.as_ref(), plan);
             message["params"]["name"] = Value::String(name.to_owned());
             let t = redact::with_audit(pending, masks);
-            forward_to(gw, session, server, message, client_id, t).await
+            forward_to(gw, session, server, message, client_id, t, d.assertion).await
         }
         Some((ListOrItem::Resource, uri)) => {
             resource(gw, &loaded, session, client_id, &uri, message).await
@@ -392,7 +416,7 @@ async fn resource(
         }
         let masks = redact::transform(loaded, d.masks);
         let t = redact::with_audit(d.pending, masks);
-        return forward_to(gw, session, &server, message, client_id, t).await;
+        return forward_to(gw, session, &server, message, client_id, t, None).await;
     }
     let mut last = Outcome::Unknown;
     let params = message.get("params").cloned().unwrap_or(json!({}));
@@ -502,7 +526,7 @@ async fn other(
             if let Some(n) = rename {
                 message["params"]["ref"]["name"] = Value::String(n);
             }
-            return forward_to(gw, session, &server, message, client_id, None).await;
+            return forward_to(gw, session, &server, message, client_id, None, None).await;
         }
         _ => {}
     }
@@ -510,7 +534,7 @@ async fn other(
     if session.upstreams.len() == 1
         && let Some(server) = session.upstreams.keys().next()
     {
-        return forward_to(gw, session, server, message, client_id, None).await;
+        return forward_to(gw, session, server, message, client_id, None, None).await;
     }
     Reply::Json(jsonrpc::error(
         client_id,

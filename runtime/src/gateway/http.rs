@@ -243,9 +243,25 @@ pub async fn handle(
         let (status, value) = crate::gateway::approvers::handle(&gw, req).await;
         return Ok(json_response(status, &value));
     }
+    if crate::gateway::delegations::owns(&path) {
+        let (status, value) = crate::gateway::delegations::handle(&gw, req).await;
+        return Ok(json_response(status, &value));
+    }
     if path == "/admin/sync" {
         let (status, value) = crate::gateway::status::admin_sync(&gw, req).await;
         return Ok(json_response(status, &value));
+    }
+    if path == crate::gateway::assertion::JWKS_PATH {
+        return Ok(match &gw.assertions {
+            None => plain(StatusCode::NOT_FOUND, "no assertions are signed here"),
+            Some(a) => match a.jwks(crate::clock::now_secs()) {
+                Ok(jwks) => json_response(StatusCode::OK, &jwks),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the assertion keys");
+                    plain(StatusCode::SERVICE_UNAVAILABLE, "the keys cannot be read")
+                }
+            },
+        });
     }
     if path.starts_with(metadata::WELL_KNOWN) {
         let known = |s: &str| gw.upstreams.contains_key(s);

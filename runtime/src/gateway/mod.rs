@@ -8,7 +8,9 @@
 
 pub mod aggregate;
 pub mod approvers;
+pub mod assertion;
 pub mod decide;
+pub mod delegations;
 pub mod dispatch;
 pub mod hold;
 pub mod http;
@@ -74,6 +76,13 @@ pub struct Gateway {
     pub approvals: std::sync::OnceLock<Arc<crate::approvals::Approvals>>,
     /// The stateless era's state: bridge sessions, parked multi round-trip calls.
     pub modern: modern::State,
+    /// Servers whose allowed calls carry a signed assertion, and how.
+    pub assertion_settings: BTreeMap<String, assertion::Setting>,
+    /// Signs assertions and serves `/.well-known/jwks.json`; set when a server asks for
+    /// assertions.
+    pub assertions: Option<Arc<crate::assertions::Assertions>>,
+    /// Delegations to agents (`POST /delegations`); unset without an `identity` section.
+    pub delegations: Option<Arc<crate::delegation::Delegations>>,
     /// Which principal created which upstream task (in memory unless [`Gateway::with_tasks`]).
     pub tasks: Arc<tasks::Registry>,
     /// Counts the decision stream for `responders.yaml` and keeps the pauses (in memory
@@ -124,6 +133,9 @@ impl Gateway {
             identity: crate::identity::Authenticator::anonymous_only(),
             approvals: std::sync::OnceLock::new(),
             modern: modern::State::default(),
+            assertion_settings: assertion::settings(config)?,
+            assertions: None,
+            delegations: None,
             tasks: Arc::new(
                 tasks::Registry::in_memory().map_err(|e| format!("task registry: {e}"))?,
             ),
@@ -135,6 +147,26 @@ impl Gateway {
     #[must_use]
     pub fn with_identity(mut self, identity: crate::identity::Authenticator) -> Gateway {
         self.identity = identity;
+        self
+    }
+
+    /// Accepts delegations (`POST /delegations`) kept by `delegations`.
+    #[must_use]
+    pub fn with_delegations(
+        mut self,
+        delegations: Option<Arc<crate::delegation::Delegations>>,
+    ) -> Gateway {
+        self.delegations = delegations;
+        self
+    }
+
+    /// Signs the assertions of the servers that ask for them with `assertions`.
+    #[must_use]
+    pub fn with_assertions(
+        mut self,
+        assertions: Option<Arc<crate::assertions::Assertions>>,
+    ) -> Gateway {
+        self.assertions = assertions;
         self
     }
 

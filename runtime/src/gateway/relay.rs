@@ -8,7 +8,8 @@ use crate::gateway::input_bridge;
 use crate::gateway::resource_updates::deliverable;
 use crate::jsonrpc;
 use crate::session::Session;
-use crate::upstream::{Exchange, Message, UpstreamError, UpstreamSession};
+
+use crate::upstream::{Exchange, ExtraHeader, Message, UpstreamError, UpstreamSession};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -146,9 +147,28 @@ pub async fn forward(
     transform: Option<Transform>,
     timeout: Duration,
 ) -> Reply {
+    forward_with(
+        session, server, upstream, message, client_id, transform, timeout, None,
+    )
+    .await
+}
+
+/// As [`forward`], with one more header on the upstream HTTP request (the call's signed
+/// assertion).
+#[allow(clippy::too_many_arguments)]
+pub async fn forward_with(
+    session: Arc<Session>,
+    server: &str,
+    upstream: &UpstreamSession,
+    message: Value,
+    client_id: Value,
+    transform: Option<Transform>,
+    timeout: Duration,
+    extra: Option<ExtraHeader>,
+) -> Reply {
     if input_bridge::applies(&session, upstream, &message) {
         return input_bridge::forward(
-            session, server, upstream, message, client_id, transform, timeout,
+            session, server, upstream, message, client_id, transform, timeout, extra,
         )
         .await;
     }
@@ -163,7 +183,7 @@ pub async fn forward(
         done: false,
     };
     let mut exchange = match upstream
-        .request(jsonrpc::with_id(message, gid.clone()))
+        .request_with(jsonrpc::with_id(message, gid.clone()), extra.as_ref())
         .await
     {
         Ok(x) => x,

@@ -30,6 +30,8 @@ pub enum Credential {
     Token { id: String },
     /// An OIDC JWT of `issuer` for `subject` (`sub`).
     Oidc { issuer: String, subject: String },
+    /// An agent's token under a person's delegation, by the delegation's id (`dlg_...`).
+    Delegation { id: String },
 }
 
 impl Credential {
@@ -40,6 +42,7 @@ impl Credential {
             Credential::Anonymous => String::new(),
             Credential::Token { id } => format!("token:{id}"),
             Credential::Oidc { issuer, subject } => format!("oidc:{issuer}#{subject}"),
+            Credential::Delegation { id } => format!("delegation:{id}"),
         }
     }
 
@@ -103,6 +106,20 @@ impl AuthError {
     }
 }
 
+/// Every agent token issued under a delegation starts with this.
+pub const DELEGATION_TOKEN_PREFIX: &str = "mcpgd_";
+
+/// Checks an agent's delegation token: implemented by the delegation service, which
+/// identity does not import.
+pub trait DelegationVerifier: Send + Sync + std::fmt::Debug {
+    /// The caller a presented delegation token stands for at `now`.
+    ///
+    /// # Errors
+    /// [`AuthError::Invalid`] for an unknown, expired or revoked delegation, or one whose
+    /// person lost their access; [`AuthError::Unavailable`] when the store fails.
+    fn verify(&self, token: &str, now: u64) -> Result<Authenticated, AuthError>;
+}
+
 /// Checks the credentials of each request.
 #[derive(Debug)]
 pub struct Authenticator {
@@ -110,6 +127,7 @@ pub struct Authenticator {
     config: Option<IdentityConfig>,
     tokens: Option<TokenStore>,
     oidc: Option<Arc<jwt::Oidc>>,
+    delegations: Option<Arc<dyn DelegationVerifier>>,
 }
 
 impl Default for Authenticator {
@@ -146,6 +164,7 @@ impl Authenticator {
             config: None,
             tokens: None,
             oidc: None,
+            delegations: None,
         }
     }
 
@@ -174,6 +193,7 @@ impl Authenticator {
             config: Some(cfg.clone()),
             tokens,
             oidc,
+            delegations: None,
         })
     }
 
@@ -183,7 +203,13 @@ impl Authenticator {
             config: Some(cfg),
             tokens: Some(tokens),
             oidc: None,
+            delegations: None,
         }
+    }
+
+    /// Accepts agents' delegation tokens, checked by `verifier`.
+    pub fn set_delegations(&mut self, verifier: Arc<dyn DelegationVerifier>) {
+        self.delegations = Some(verifier);
     }
 
     /// Whether an `identity` section is in force.
@@ -215,6 +241,15 @@ impl Authenticator {
     /// [`AuthError::Invalid`] for a refused token, [`AuthError::Unavailable`] when the token
     /// store fails.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Authenticated, AuthError> {
+        let mut auth = self.authenticate_any(headers).await?;
+        // Only a delegation may say its principal acts for someone.
+        if !matches!(auth.credential, Credential::Delegation { .. }) {
+            auth.principal.strip_reserved();
+        }
+        Ok(auth)
+    }
+
+    async fn authenticate_any(&self, headers: &HeaderMap) -> Result<Authenticated, AuthError> {
         let Some(cfg) = &self.config else {
             return Ok(Authenticated::anonymous());
         };
@@ -223,6 +258,14 @@ impl Authenticator {
             None => return Err(AuthError::Missing),
             Some(t) => t?,
         };
+        if token.starts_with(DELEGATION_TOKEN_PREFIX) {
+            return match &self.delegations {
+                Some(d) => d.verify(token, now_secs()),
+                None => Err(AuthError::Invalid(
+                    "delegation tokens are not accepted here".into(),
+                )),
+            };
+        }
         if tokens::looks_like_token(token) {
             let Some(store) = &self.tokens else {
                 return Err(AuthError::Invalid(
@@ -230,7 +273,7 @@ impl Authenticator {
                 ));
             };
             return match store.verify(token, now_secs()) {
-                Ok(record) => Ok(from_record(&record)),
+                Ok(record) => Ok(Authenticated::from_token(&record)),
                 Err(e @ (TokenError::Unknown | TokenError::Expired | TokenError::Revoked)) => {
                     Err(AuthError::Invalid(e.to_string()))
                 }
@@ -259,7 +302,13 @@ impl Authenticator {
     }
 }
 
-/// The caller a gateway token describes.
+impl Authenticated {
+    /// The caller a gateway token's record describes.
+    pub fn from_token(r: &tokens::TokenRecord) -> Authenticated {
+        from_record(r)
+    }
+}
+
 fn from_record(r: &tokens::TokenRecord) -> Authenticated {
     let mut attrs = serde_json::Map::new();
     if let Some(agent) = &r.agent {

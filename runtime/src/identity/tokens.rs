@@ -349,6 +349,19 @@ impl TokenStore {
         Ok(n)
     }
 
+    /// The status of token `id` at `now`; `None` when no token has that id.
+    ///
+    /// # Errors
+    /// When the database read fails.
+    pub fn status_of(&self, id: &str, now: u64) -> Result<Option<Status>, TokenError> {
+        let conn = lock(&self.conn);
+        let found = conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM tokens WHERE id = ?1"))?
+            .query_row([id], row_to_record)
+            .optional()?;
+        Ok(found.map(|(r, _)| r.status(now)))
+    }
+
     fn clear_cache(&self) {
         let mut c = lock(&self.cache);
         c.entries.clear();

@@ -94,7 +94,7 @@ impl HttpUpstream {
             protocol_version: None,
         };
         let key = request_key(&initialize)?;
-        let resp = session.post(&initialize).await?;
+        let resp = session.post(&initialize, None).await?;
         let session_id = match resp.headers().get(SESSION_HEADER) {
             Some(v) if v.to_str().is_ok() && !v.is_empty() => Some(v.clone()),
             Some(_) => {
@@ -165,7 +165,11 @@ impl HttpSession {
         b
     }
 
-    async fn post(&self, message: &Message) -> Result<http::Response<Incoming>, UpstreamError> {
+    async fn post(
+        &self,
+        message: &Message,
+        extra: Option<&super::session::ExtraHeader>,
+    ) -> Result<http::Response<Incoming>, UpstreamError> {
         let body = serde_json::to_vec(message)
             .map_err(|e| UpstreamError::Protocol(format!("cannot encode message: {e}")))?;
         let mut b = self
@@ -173,6 +177,9 @@ impl HttpSession {
             .header(CONTENT_TYPE, "application/json");
         if let Some(headers) = b.headers_mut() {
             modern_headers(message, headers, &self.up.params);
+            if let Some((name, value)) = extra {
+                headers.insert(name.clone(), value.clone());
+            }
         }
         let req = b
             .body(Full::new(Bytes::from(body)))
@@ -219,10 +226,14 @@ impl HttpSession {
     }
 
     /// Sends a request; the [`Exchange`] yields related messages, then the response.
-    pub(crate) async fn request(&self, message: Message) -> Result<Exchange, UpstreamError> {
+    pub(crate) async fn request(
+        &self,
+        message: Message,
+        extra: Option<&super::session::ExtraHeader>,
+    ) -> Result<Exchange, UpstreamError> {
         let key = request_key(&message)?;
         let lists_tools = message.get("method").and_then(Message::as_str) == Some("tools/list");
-        let resp = self.post(&message).await?;
+        let resp = self.post(&message, extra).await?;
         self.open_exchange(resp, key, lists_tools).await
     }
 
@@ -365,7 +376,7 @@ impl HttpSession {
 
     /// Sends a notification or a response; the upstream answers 202.
     pub(crate) async fn notify(&self, message: Message) -> Result<(), UpstreamError> {
-        let resp = self.post(&message).await?;
+        let resp = self.post(&message, None).await?;
         let status = resp.status();
         let bytes = client::read_body(
             resp.into_body(),

@@ -55,7 +55,7 @@ use crate::vault::references as secrets;
 pub use build::DEFAULT_TIMEOUT;
 pub use error::UpstreamError;
 pub(crate) use session::final_response;
-pub use session::{SessionState, UpstreamSession};
+pub use session::{ExtraHeader, SessionState, UpstreamSession};
 pub use stdio::StdioProcesses;
 
 use serde_json::Value;

@@ -37,6 +37,9 @@ pub(crate) async fn final_response(
     Err(UpstreamError::Protocol("no response to the request".into()))
 }
 
+/// One more header for one upstream HTTP request.
+pub type ExtraHeader = (::http::HeaderName, ::http::HeaderValue);
+
 /// A session with one upstream. Cheap to clone; all clones share the connection.
 #[derive(Clone, Debug)]
 pub struct UpstreamSession {
@@ -72,6 +75,20 @@ impl UpstreamSession {
     /// # Errors
     /// The request could not be sent; later failures arrive in the exchange.
     pub async fn request(&self, message: Message) -> Result<Exchange, UpstreamError> {
+        self.request_with(message, None).await
+    }
+
+    /// As [`UpstreamSession::request`], with one more HTTP header on the request (a signed
+    /// assertion). Only HTTP upstreams carry it; the gateway refuses to configure it for
+    /// others.
+    ///
+    /// # Errors
+    /// As [`UpstreamSession::request`].
+    pub async fn request_with(
+        &self,
+        message: Message,
+        extra: Option<&ExtraHeader>,
+    ) -> Result<Exchange, UpstreamError> {
         if let Some(answer) = self
             .modern
             .as_ref()
@@ -84,7 +101,7 @@ impl UpstreamSession {
             None => message,
         };
         let sent = match &self.kind {
-            SessionKind::Http(s) => s.request(message).await,
+            SessionKind::Http(s) => s.request(message, extra).await,
             SessionKind::Stdio(s) => s.request(message).await,
             SessionKind::Sse(s) => s.request(message).await,
         };

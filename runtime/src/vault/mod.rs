@@ -379,6 +379,17 @@ impl Vault {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// SQLite's `PRAGMA data_version` of this connection: it changes when another
+    /// connection (an operator command) commits, so a reader knows to read again.
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn data_version(&self) -> Result<i64, VaultError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
     /// Removes secret `name`; `false` when there was none.
     ///
     /// # Errors

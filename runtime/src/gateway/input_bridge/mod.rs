@@ -16,7 +16,7 @@ use crate::gateway::relay::{self, Reply, Transform};
 use crate::jsonrpc;
 use crate::session::Session;
 use crate::session::inputs::id_key;
-use crate::upstream::{Exchange, UpstreamError, UpstreamSession};
+use crate::upstream::{Exchange, ExtraHeader, UpstreamError, UpstreamSession};
 use requests::{declared, input_requests, is_input_required};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -100,7 +100,9 @@ impl Drop for Running {
 
 /// Forwards a call to a stateless upstream and drives its `input_required` rounds with the
 /// legacy client. Answers with plain JSON when the first round is final and nothing came
-/// before it, otherwise with a stream.
+/// before it, otherwise with a stream. `extra` (the call's signed assertion) rides on every
+/// round.
+#[allow(clippy::too_many_arguments)]
 pub async fn forward(
     session: Arc<Session>,
     server: &str,
@@ -109,6 +111,7 @@ pub async fn forward(
     client_id: Value,
     transform: Option<Transform>,
     timeout: Duration,
+    extra: Option<ExtraHeader>,
 ) -> Reply {
     let (tx, mut rx) = mpsc::channel(64);
     let call = Call {
@@ -119,6 +122,7 @@ pub async fn forward(
         message,
         timeout,
         tx,
+        extra,
     };
     let answer_id = client_id.clone();
     tokio::spawn(async move {
@@ -165,6 +169,7 @@ struct Call {
     message: Value,
     timeout: Duration,
     tx: mpsc::Sender<Value>,
+    extra: Option<ExtraHeader>,
 }
 
 /// How a wait ended early.
@@ -254,7 +259,7 @@ impl Call {
         }
         let token = self.running.token.clone();
         let sent = tokio::select! {
-            sent = self.upstream.request(message) => sent,
+            sent = self.upstream.request_with(message, self.extra.as_ref()) => sent,
             () = token.cancelled() => return Err(Stop::Gone),
             () = self.tx.closed() => return Err(Stop::Gone),
         };
