@@ -30,6 +30,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use window::{CounterStore, MemoryCounters};
 
+/// How often the gateway looks for pauses lifted by another process.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// Pauses known to this process (the database is the truth; see [`Responders::paused`]).
 #[derive(Debug, Default)]
 struct Live {
@@ -132,6 +135,68 @@ impl Responders {
         all
     }
 
+    /// Looks every `every` for pauses lifted by `mcpgate pauses unpause` (another process)
+    /// or run out, so the audit records a lift even when the paused caller never comes
+    /// back; until `shutdown`.
+    pub fn spawn_sweep(
+        self: &Arc<Self>,
+        every: Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = shutdown.cancelled() => return,
+                }
+                let this = this.clone();
+                let _ = tokio::task::spawn_blocking(move || this.sweep()).await;
+            }
+        });
+    }
+
+    /// Forgets pauses that ran out, and records those lifted elsewhere.
+    pub fn sweep(&self) {
+        let mut live = lock(&self.live);
+        if live.principals.is_empty() && live.sessions.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        for scope in [PauseScope::Principal, PauseScope::Session] {
+            live.map(scope).retain(|_, p| p.until_ms > now);
+            let Some(store) = &self.store else { continue };
+            let known: Vec<(String, String)> = live
+                .map(scope)
+                .iter()
+                .map(|(k, p)| (k.clone(), p.responder.clone()))
+                .collect();
+            for (subject, responder) in known {
+                match lock(store).get(scope.as_str(), &subject, now) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        live.map(scope).remove(&subject);
+                        self.lifted(scope, &subject, &responder);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the pauses");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn lifted(&self, scope: PauseScope, subject: &str, responder: &str) {
+        self.record(
+            "responder.unpaused",
+            json!({"scope": scope.as_str(), "subject": subject, "responder": responder}),
+        );
+        tracing::info!(scope = scope.as_str(), subject, "pause lifted");
+    }
+
     /// The pause that stops a call of `principal` in `session`, if any. A pause this
     /// process knows of is confirmed in the database, so one lifted by `mcpgate pauses
     /// unpause` (another process) ends at once; with no pause known, nothing is read.
@@ -159,11 +224,7 @@ impl Responders {
                 Ok(Some(current)) => return Some(current),
                 Ok(None) => {
                     live.map(scope).remove(subject);
-                    self.record(
-                        "responder.unpaused",
-                        json!({"scope": scope.as_str(), "subject": subject, "responder": p.responder}),
-                    );
-                    tracing::info!(scope = scope.as_str(), subject, "pause lifted");
+                    self.lifted(scope, subject, &p.responder);
                 }
                 // Fail closed: a pause that cannot be confirmed still holds.
                 Err(e) => {
@@ -444,11 +505,13 @@ mod tests {
         }
         let r = Responders::open(dir.path()).unwrap();
         assert_eq!(r.paused("x", "s1").unwrap().scope, "session");
-        // Another process (the CLI) lifts it.
+        // Another process (the CLI) lifts it; the sweep notices without a call.
         assert_eq!(
             PauseStore::open(dir.path()).unwrap().remove("s1").unwrap(),
             1
         );
+        r.sweep();
+        assert!(lock(&r.live).sessions.is_empty());
         assert!(r.paused("x", "s1").is_none());
     }
 
