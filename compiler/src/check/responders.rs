@@ -438,7 +438,46 @@ impl Cx<'_> {
         }
     }
 
-    pub fn notify_target(&mut self, name: &str, t: &NotifyDoc, at: Span) -> Option<NotifyTarget> {
+    /// Reports credentials written in clear in a webhook (its `secret` and `routing_key`
+    /// must be references; its `url` may not hold a token or a chat webhook's path) and
+    /// malformed references (E0603, E0604, as in `mcpgate.yaml`).
+    pub fn credentials(&mut self, webhook: &Node) {
+        if let Some(v) = webhook.get("url")
+            && !super::config::check_value(v, "url", self.file, self.out)
+            && let Some(url) = v.as_str()
+            && chat_hook_in_clear(url)
+        {
+            self.out.push(super::config::credential(
+                v,
+                self.file,
+                "`url` holds a chat webhook's secret path",
+            ));
+        }
+        for field in ["secret", "routing_key"] {
+            let Some(v) = webhook.get(field) else {
+                continue;
+            };
+            let reported = super::config::check_value(v, field, self.file, self.out);
+            let text = v.as_str().unwrap_or_default().trim();
+            let referenced = text.starts_with("${") && text.ends_with('}');
+            if !reported && !referenced {
+                self.out.push(super::config::credential(
+                    v,
+                    self.file,
+                    &format!("`{field}` is written in clear"),
+                ));
+            }
+        }
+    }
+
+    /// `at` is the webhook's name, `url_at` its url.
+    pub fn notify_target(
+        &mut self,
+        name: &str,
+        t: &NotifyDoc,
+        at: Span,
+        url_at: Span,
+    ) -> Option<NotifyTarget> {
         let url = t.url.trim();
         let scheme_ok = url.starts_with("https://")
             || url.starts_with("${")
@@ -449,7 +488,7 @@ impl Cx<'_> {
             self.err(
                 E0903,
                 format!("webhook `{name}` has url `{url}`"),
-                at,
+                url_at,
                 "use `https://...` (`http://` only for a receiver on 127.0.0.1 or localhost)",
             );
             return None;
@@ -475,6 +514,17 @@ impl Cx<'_> {
             routing_key: t.routing_key.clone(),
         })
     }
+}
+
+/// A Slack or Discord incoming-webhook URL whose secret path is written out rather than
+/// referenced.
+fn chat_hook_in_clear(url: &str) -> bool {
+    ["hooks.slack.com/services/", "discord.com/api/webhooks/"]
+        .iter()
+        .any(|p| {
+            url.split_once(p)
+                .is_some_and(|(_, path)| !path.is_empty() && !path.starts_with("${"))
+        })
 }
 
 /// `server.tool`, both parts non-empty, no blanks.

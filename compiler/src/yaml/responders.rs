@@ -177,7 +177,14 @@ pub fn load(file: FileId, path: &str, src: &str, out: &mut Vec<Diagnostic>) -> R
     let notify_node = root.get("notify").unwrap_or(&empty);
     for (name, target) in &doc.notify {
         let at = notify_node.key_node(name).map_or(root.span, |n| n.span);
-        if let Some(t) = cx.notify_target(name, target, at) {
+        let url_at = notify_node
+            .get(name)
+            .and_then(|n| n.get("url"))
+            .map_or(at, |n| n.span);
+        if let Some(n) = notify_node.get(name) {
+            cx.credentials(n);
+        }
+        if let Some(t) = cx.notify_target(name, target, at, url_at) {
             set.notify.insert(name.clone(), t);
         }
     }
@@ -378,12 +385,36 @@ notify:
     }
 
     #[test]
+    fn credentials_in_clear_are_refused() {
+        let codes = |src: &str| -> Vec<&'static str> {
+            let (_, out, _) = run(src);
+            out.iter().map(|d| d.code).collect()
+        };
+        assert_eq!(
+            codes(
+                "notify:\n  a: { url: \"https://hooks.slack.com/services/T0/B0/abcdef\", secret: plain-text-key }\n"
+            ),
+            ["E0604", "E0604"]
+        );
+        assert_eq!(
+            codes("notify:\n  a: { url: \"https://x.example/h\", secret: \"${secrets:x}\" }\n"),
+            ["E0603"]
+        );
+        assert!(
+            codes(
+                "notify:\n  a: { url: \"https://hooks.slack.com/services/${secret:slack}\", secret: \"${secret:k}\" }\n"
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
     fn webhooks_are_checked() {
         assert_eq!(
             located(
                 "notify:\n  a: { url: \"http://example.com/x\" }\n  b: { url: \"https://x.example\", format: pagerduty }\n"
             ),
-            ["E0903 2:3", "E0903 3:3"]
+            ["E0903 2:13", "E0903 3:3"]
         );
     }
 }
