@@ -65,44 +65,42 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Responders {
-    /// Without a database: pauses last until the process ends (tests, `audit: off` setups
-    /// without a state dir).
+    /// Without a database: pauses last until the process ends (a gateway built without
+    /// [`Responders::open`], as in unit tests).
     pub fn in_memory() -> Responders {
-        Responders::with_store(None, notify::Notifier::new(None))
+        Responders::with(None, Live::default(), notify::Notifier::new(None))
     }
 
-    /// Pauses in `state`'s database (those still running are loaded); secrets of webhooks
-    /// from its vault.
+    /// Pauses in `state`'s database, those still running loaded; secrets of webhooks from
+    /// its vault.
     ///
     /// # Errors
-    /// When the database cannot be opened.
+    /// When the database cannot be opened or read (the gateway does not start rather than
+    /// forget a pause).
     pub fn open(state: &Path) -> Result<Responders, String> {
         let store = PauseStore::open(state).map_err(|e| e.to_string())?;
-        Ok(Responders::with_store(
+        let now = now_ms();
+        let _ = store.purge(now);
+        let pauses = store
+            .active(now)
+            .map_err(|e| format!("cannot read the pauses: {e}"))?;
+        let mut live = Live::default();
+        for p in pauses {
+            let scope = if p.scope == PauseScope::Session.as_str() {
+                PauseScope::Session
+            } else {
+                PauseScope::Principal
+            };
+            live.map(scope).insert(p.subject.clone(), p);
+        }
+        Ok(Responders::with(
             Some(store),
+            live,
             notify::Notifier::new(Some(state.to_owned())),
         ))
     }
 
-    fn with_store(store: Option<PauseStore>, notifier: notify::Notifier) -> Responders {
-        let mut live = Live::default();
-        if let Some(s) = &store {
-            let now = now_ms();
-            let _ = s.purge(now);
-            match s.active(now) {
-                Ok(pauses) => {
-                    for p in pauses {
-                        let scope = if p.scope == "session" {
-                            PauseScope::Session
-                        } else {
-                            PauseScope::Principal
-                        };
-                        live.map(scope).insert(p.subject.clone(), p);
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "cannot read the pauses"),
-            }
-        }
+    fn with(store: Option<PauseStore>, live: Live, notifier: notify::Notifier) -> Responders {
         Responders {
             counters: Arc::new(MemoryCounters::default()),
             store: store.map(Mutex::new),
