@@ -75,10 +75,12 @@ pub const E0604: Code = Code {
 ### What it does
 Reports a value that looks like a credential: a bearer token, a known token format
 (`ghp_`, `github_pat_`, `glpat-`, `xoxb-`, `sk_live_`, `sk-`, `AKIA...`), a password in a
-URL, or a long high-entropy string in `headers` or `env`.
+URL, or a long high-entropy string in `headers` or `env`. In `responders.yaml`, also a
+webhook's `secret` or `routing_key` that is not a `${secret:NAME}` reference, and a Slack
+or Discord webhook URL with its secret path written out.
 
 ### Why is this bad?
-`mcpgate.yaml` lives in git. A credential committed there is readable by everyone who can
+`mcpgate.yaml` (like every file of the policy repository) lives in git. A credential committed there is readable by everyone who can
 read the repository, forever.
 
 ### Example
@@ -436,7 +438,7 @@ pub fn check_config(root: &Node, file: FileId, out: &mut Vec<Diagnostic>) {
     }
 }
 
-fn credential(v: &Node, file: FileId, msg: &str) -> Diagnostic {
+pub(crate) fn credential(v: &Node, file: FileId, msg: &str) -> Diagnostic {
     E0604
         .at(msg.to_owned(), file, v.span)
         .with_label_message("do not commit credentials")
@@ -445,7 +447,7 @@ fn credential(v: &Node, file: FileId, msg: &str) -> Diagnostic {
 
 /// Checks references and token formats in one string value; true when it reported a
 /// credential.
-fn check_value(v: &Node, field: &str, file: FileId, out: &mut Vec<Diagnostic>) -> bool {
+pub(crate) fn check_value(v: &Node, field: &str, file: FileId, out: &mut Vec<Diagnostic>) -> bool {
     let Some(text) = v.as_str() else { return false };
     let mut rest = text;
     let mut base = 0usize;

@@ -16,19 +16,14 @@
 
 use super::node::{self, Kind, Node};
 use super::validate::{self, Schema};
-use crate::check::responders::{E0901, E0902, E0903, E0904};
+use crate::check::responders::{Cx, E0904};
 use crate::diag::Diagnostic;
-use crate::responders::{
-    Action, By, DEFAULT_HELD_QUIET, MAX_COUNT, MAX_DURATION, NotifyFormat, NotifyTarget,
-    PauseScope, Responder, ResponderSet, Trigger,
-};
+use crate::responders::{Responder, ResponderSet};
 use crate::source::FileId;
-use mcpgate_grammar::Span;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 /// `responders.yaml`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -144,18 +139,6 @@ fn schema() -> &'static Schema {
     SCHEMA.get_or_init(|| Schema::new(&json_schema()))
 }
 
-const TRIGGERS: [&str; 4] = ["denials", "calls", "approval_denials", "held"];
-const WHEN_KEYS: [&str; 7] = [
-    "denials",
-    "calls",
-    "approval_denials",
-    "held",
-    "tool",
-    "by",
-    "within",
-];
-const ACTION_KEYS: [&str; 3] = ["pause", "for", "notify"];
-
 /// Loads `responders.yaml` (at `path`); reports errors at their line and column. What is
 /// returned holds only the responders without errors.
 pub fn load(file: FileId, path: &str, src: &str, out: &mut Vec<Diagnostic>) -> ResponderSet {
@@ -194,7 +177,14 @@ pub fn load(file: FileId, path: &str, src: &str, out: &mut Vec<Diagnostic>) -> R
     let notify_node = root.get("notify").unwrap_or(&empty);
     for (name, target) in &doc.notify {
         let at = notify_node.key_node(name).map_or(root.span, |n| n.span);
-        if let Some(t) = cx.notify_target(name, target, at) {
+        let url_at = notify_node
+            .get(name)
+            .and_then(|n| n.get("url"))
+            .map_or(at, |n| n.span);
+        if let Some(n) = notify_node.get(name) {
+            cx.credentials(n);
+        }
+        if let Some(t) = cx.notify_target(name, target, at, url_at) {
             set.notify.insert(name.clone(), t);
         }
     }
@@ -239,377 +229,10 @@ pub fn load(file: FileId, path: &str, src: &str, out: &mut Vec<Diagnostic>) -> R
     set
 }
 
-struct Cx<'o> {
-    file: FileId,
-    out: &'o mut Vec<Diagnostic>,
-}
-
-impl Cx<'_> {
-    fn err(&mut self, code: crate::check::Code, msg: String, span: Span, help: &str) {
-        self.out
-            .push(code.at(msg, self.file, span).with_help(help.to_owned()));
-    }
-
-    fn trigger(&mut self, w: &WhenDoc, node: &Node) -> Option<Trigger> {
-        let mut ok = true;
-        for (k, _) in node.entries() {
-            let key = k.as_str().unwrap_or_default();
-            if !WHEN_KEYS.contains(&key) {
-                self.err(
-                    E0901,
-                    format!("unknown trigger `{key}`"),
-                    k.span,
-                    "a trigger is one of `denials`, `calls`, `approval_denials`, `held`, with `by`, `within` and (for `calls`) `tool`",
-                );
-                ok = false;
-            }
-        }
-        let given: Vec<&str> = TRIGGERS
-            .iter()
-            .copied()
-            .filter(|t| node.get(t).is_some())
-            .collect();
-        if given.len() != 1 {
-            let msg = if given.is_empty() {
-                "this responder has no trigger".to_owned()
-            } else {
-                format!("one trigger per responder, not `{}`", given.join("` and `"))
-            };
-            self.err(
-                E0901,
-                msg,
-                node.span,
-                "write one of `denials: N`, `calls: N`, `approval_denials: N`, `held: any`",
-            );
-            return None;
-        }
-        let kind = given[0];
-        let at = |k: &str| node.get(k).map_or(node.span, |n| n.span);
-        let by = match w.by.as_deref().map(str::trim) {
-            None => None,
-            Some("principal" | "same principal") => Some(By::Principal),
-            Some("session" | "same session") => Some(By::Session),
-            Some("anyone") => Some(By::Anyone),
-            Some(other) => {
-                self.err(
-                    E0901,
-                    format!("unknown `by: {other}`"),
-                    at("by"),
-                    "`by` is `principal`, `session` or (for `calls`) `anyone`",
-                );
-                return None;
-            }
-        };
-        let within = match &w.within {
-            None => None,
-            Some(d) => Some(self.duration(d, at("within"), "within")?),
-        };
-        if kind != "calls" && w.tool.is_some() {
-            self.err(
-                E0901,
-                format!("`tool` is for the `calls` trigger, not `{kind}`"),
-                at("tool"),
-                "`held` names its tool itself: `held: server.tool`",
-            );
-            ok = false;
-        }
-        if let Some(t) = w
-            .tool
-            .as_deref()
-            .or(w.held.as_deref().filter(|h| *h != "any"))
-            && !valid_tool(t)
-        {
-            let key = if kind == "held" { "held" } else { "tool" };
-            self.err(
-                E0901,
-                format!("`{t}` does not name a tool"),
-                at(key),
-                "name a tool as policies do, `server.tool` (or `held: any`)",
-            );
-            ok = false;
-        }
-        if kind == "held" {
-            if by.is_some() {
-                self.err(
-                    E0901,
-                    "`held` takes no `by`".into(),
-                    at("by"),
-                    "a held tool is counted per tool",
-                );
-                return None;
-            }
-            return ok.then(|| Trigger::Held {
-                tool: w.held.clone().filter(|h| h != "any"),
-                quiet_ms: millis(within.unwrap_or(DEFAULT_HELD_QUIET)),
-            });
-        }
-        let count = w.denials.or(w.calls).or(w.approval_denials).unwrap_or(0);
-        if count == 0 || count > u64::from(MAX_COUNT) {
-            self.err(
-                E0901,
-                format!("`{kind}: {count}` is out of range"),
-                at(kind),
-                "count at least 1 and at most 10000 events",
-            );
-            ok = false;
-        }
-        let Some(within) = within else {
-            self.err(
-                E0901,
-                format!("`{kind}` needs a window: `within: 1m`"),
-                node.span,
-                "events are counted in a sliding window, e.g. `within: 1m`",
-            );
-            return None;
-        };
-        if !ok {
-            return None;
-        }
-        let count = u32::try_from(count).unwrap_or(MAX_COUNT);
-        let within_ms = millis(within);
-        match kind {
-            "denials" => match by.unwrap_or(By::Principal) {
-                By::Anyone => {
-                    self.err(
-                        E0901,
-                        "`denials` are counted per principal or session, not `anyone`".into(),
-                        at("by"),
-                        "write `by: principal` or `by: session`",
-                    );
-                    None
-                }
-                by => Some(Trigger::Denials {
-                    count,
-                    within_ms,
-                    by,
-                }),
-            },
-            "calls" => Some(Trigger::Calls {
-                count,
-                within_ms,
-                tool: w.tool.clone(),
-                by: by.unwrap_or(By::Anyone),
-            }),
-            _ => match by {
-                None | Some(By::Principal) => Some(Trigger::ApprovalDenials { count, within_ms }),
-                Some(_) => {
-                    self.err(
-                        E0901,
-                        "`approval_denials` are counted per principal".into(),
-                        at("by"),
-                        "leave `by` out, or write `by: principal`",
-                    );
-                    None
-                }
-            },
-        }
-    }
-
-    fn actions(
-        &mut self,
-        docs: &[ActionDoc],
-        node: &Node,
-        notify: &BTreeMap<String, NotifyDoc>,
-    ) -> Option<Vec<Action>> {
-        if docs.is_empty() {
-            self.err(
-                E0904,
-                "this responder does nothing".into(),
-                node.span,
-                "add an action: `- notify: NAME` or `- pause: principal` with `for: 15m`",
-            );
-            return None;
-        }
-        let mut actions = Vec::new();
-        let mut ok = true;
-        for (a, n) in docs.iter().zip(node.items()) {
-            match self.action(a, n, notify) {
-                Some(x) => actions.push(x),
-                None => ok = false,
-            }
-        }
-        ok.then_some(actions)
-    }
-
-    fn action(
-        &mut self,
-        a: &ActionDoc,
-        node: &Node,
-        notify: &BTreeMap<String, NotifyDoc>,
-    ) -> Option<Action> {
-        let at = |k: &str| node.get(k).map_or(node.span, |n| n.span);
-        for (k, _) in node.entries() {
-            let key = k.as_str().unwrap_or_default();
-            if !ACTION_KEYS.contains(&key) {
-                self.err(
-                    E0904,
-                    format!("unknown action `{key}`"),
-                    k.span,
-                    "an action is `pause: principal|session` with `for`, or `notify: NAME`",
-                );
-                return None;
-            }
-        }
-        match (&a.pause, &a.notify) {
-            (Some(scope), None) => {
-                let scope = match scope.trim() {
-                    "principal" => PauseScope::Principal,
-                    "session" => PauseScope::Session,
-                    other => {
-                        self.err(
-                            E0904,
-                            format!("cannot pause `{other}`"),
-                            at("pause"),
-                            "`pause` takes `principal` or `session`",
-                        );
-                        return None;
-                    }
-                };
-                let Some(d) = &a.for_ else {
-                    self.err(
-                        E0904,
-                        "a pause needs `for`".into(),
-                        node.span,
-                        "say how long: `for: 15m`",
-                    );
-                    return None;
-                };
-                let d = self.duration(d, at("for"), "for")?;
-                Some(Action::Pause {
-                    scope,
-                    for_ms: millis(d),
-                })
-            }
-            (None, Some(target)) => {
-                if a.for_.is_some() {
-                    self.err(
-                        E0904,
-                        "`for` is for `pause`, not `notify`".into(),
-                        at("for"),
-                        "remove `for`",
-                    );
-                    return None;
-                }
-                if !notify.contains_key(target) {
-                    let known: Vec<&str> = notify.keys().map(String::as_str).collect();
-                    let help = if known.is_empty() {
-                        "declare the webhook under `notify:` in responders.yaml".to_owned()
-                    } else {
-                        format!("the webhooks are: {}", known.join(", "))
-                    };
-                    self.err(
-                        E0903,
-                        format!("no webhook named `{target}`"),
-                        at("notify"),
-                        &help,
-                    );
-                    return None;
-                }
-                Some(Action::Notify {
-                    target: target.clone(),
-                })
-            }
-            _ => {
-                self.err(
-                    E0904,
-                    "an action is exactly one of `pause` and `notify`".into(),
-                    node.span,
-                    "split it into two actions",
-                );
-                None
-            }
-        }
-    }
-
-    fn duration(&mut self, d: &DurationDoc, span: Span, key: &str) -> Option<Duration> {
-        let parsed = match d {
-            DurationDoc::Secs(s) => Ok(Duration::from_secs(*s)),
-            DurationDoc::Text(t) => crate::duration::parse(t),
-        };
-        match parsed {
-            Ok(d) if d.is_zero() => {
-                self.err(
-                    E0902,
-                    format!("`{key}` is zero"),
-                    span,
-                    "give a duration longer than zero: `1m`",
-                );
-                None
-            }
-            Ok(d) if d > MAX_DURATION => {
-                self.err(
-                    E0902,
-                    format!("`{key}` is longer than a year"),
-                    span,
-                    "give at most `366d`",
-                );
-                None
-            }
-            Ok(d) => Some(d),
-            Err(e) => {
-                self.err(
-                    E0902,
-                    format!("`{key}`: {e}"),
-                    span,
-                    "e.g. `90s`, `15m`, `1h 30m`",
-                );
-                None
-            }
-        }
-    }
-
-    fn notify_target(&mut self, name: &str, t: &NotifyDoc, at: Span) -> Option<NotifyTarget> {
-        let url = t.url.trim();
-        let scheme_ok = url.starts_with("https://")
-            || url.starts_with("${")
-            || ["http://127.", "http://localhost", "http://[::1]"]
-                .iter()
-                .any(|p| url.starts_with(p));
-        if !scheme_ok {
-            self.err(
-                E0903,
-                format!("webhook `{name}` has url `{url}`"),
-                at,
-                "use `https://...` (`http://` only for a receiver on 127.0.0.1 or localhost)",
-            );
-            return None;
-        }
-        let format = match t.format {
-            None | Some(NotifyFormatDoc::Json) => NotifyFormat::Json,
-            Some(NotifyFormatDoc::Slack) => NotifyFormat::Slack,
-            Some(NotifyFormatDoc::Pagerduty) => NotifyFormat::Pagerduty,
-        };
-        if format == NotifyFormat::Pagerduty && t.routing_key.is_none() {
-            self.err(
-                E0903,
-                format!("webhook `{name}` is `format: pagerduty` without a `routing_key`"),
-                at,
-                "add `routing_key: \"${secret:pagerduty}\"` (the integration key)",
-            );
-            return None;
-        }
-        Some(NotifyTarget {
-            url: url.to_owned(),
-            secret: t.secret.clone(),
-            format,
-            routing_key: t.routing_key.clone(),
-        })
-    }
-}
-
-/// `server.tool`, both parts non-empty, no blanks.
-fn valid_tool(t: &str) -> bool {
-    matches!(t.split_once('.'), Some((s, n)) if !s.is_empty() && !n.is_empty())
-        && !t.chars().any(char::is_whitespace)
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::responders::{Action, By, NotifyFormat, PauseScope, Trigger};
     use crate::source::SourceMap;
 
     fn run(src: &str) -> (ResponderSet, Vec<Diagnostic>, SourceMap) {
@@ -762,12 +385,36 @@ notify:
     }
 
     #[test]
+    fn credentials_in_clear_are_refused() {
+        let codes = |src: &str| -> Vec<&'static str> {
+            let (_, out, _) = run(src);
+            out.iter().map(|d| d.code).collect()
+        };
+        assert_eq!(
+            codes(
+                "notify:\n  a: { url: \"https://hooks.slack.com/services/T0/B0/abcdef\", secret: plain-text-key }\n"
+            ),
+            ["E0604", "E0604"]
+        );
+        assert_eq!(
+            codes("notify:\n  a: { url: \"https://x.example/h\", secret: \"${secrets:x}\" }\n"),
+            ["E0603"]
+        );
+        assert!(
+            codes(
+                "notify:\n  a: { url: \"https://hooks.slack.com/services/${secret:slack}\", secret: \"${secret:k}\" }\n"
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
     fn webhooks_are_checked() {
         assert_eq!(
             located(
                 "notify:\n  a: { url: \"http://example.com/x\" }\n  b: { url: \"https://x.example\", format: pagerduty }\n"
             ),
-            ["E0903 2:3", "E0903 3:3"]
+            ["E0903 2:13", "E0903 3:3"]
         );
     }
 }

@@ -329,6 +329,8 @@ pub fn run(args: Args) -> ExitCode {
             gw.responders.set_audit(log.clone());
         }
         gw.identity.start(gw.shutdown.clone());
+        gw.responders
+            .spawn_sweep(crate::responders::SWEEP_EVERY, gw.shutdown.clone());
         let approvals = crate::approvals::Approvals::open(
             &state,
             &config.approvals,

@@ -121,6 +121,20 @@ mod tests {
         assert_eq!(back.hash_hex(), program.hash_hex());
         assert!(!dir.path().join(format!("{LAST_GOOD}.tmp")).exists());
 
+        // The responders of the same commit come back with it.
+        let mut with = saved();
+        with.responders = mcpgate_compiler::repo::check_files(vec![
+            mcpgate_compiler::repo::SourceFile {
+                path: "responders.yaml".into(),
+                text: "responders:\n  - name: r\n    when: { held: any }\n    do: [{ pause: session, for: 1m }]\n".into(),
+            },
+        ])
+        .responders;
+        assert_eq!(with.responders.responders.len(), 1);
+        save(dir.path(), with.clone(), &program).unwrap();
+        let (s, _) = load(dir.path()).unwrap().unwrap();
+        assert_eq!(s.responders, with.responders);
+
         // A program that does not match its recorded commit is refused.
         let mut other = saved();
         other.commit = Some("def".into());

@@ -6,20 +6,23 @@
 //! Every action is an audit event (`responder.paused`, `responder.notified`,
 //! `responder.refused`, `responder.unpaused`). See `docs/responders.md`.
 //!
-//! Files: `window.rs` (sliding-window counts), `pauses.rs` (the table), `notify.rs`
-//! (webhook bodies and delivery).
+//! Files: `event.rs` (what the gateway reports, what a firing says), `window.rs`
+//! (sliding-window counts), `pauses.rs` (the table), `notify.rs` (webhook bodies and
+//! delivery).
 //!
 //! Owns the counts, the pauses and the notifications. May use: `audit`, `vault`, `state`
 //! and the bottom layer; the gateway calls in, never the other way.
 
+pub mod event;
 pub mod notify;
 pub mod pauses;
 pub mod window;
 
+pub use event::{Event, EventKind, Fired};
+
 use crate::audit::AuditLog;
 use mcpgate_compiler::responders::{Action, By, PauseScope, Responder, ResponderSet, Trigger};
 use pauses::{Pause, PauseStore, now_ms};
-use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::Path;
@@ -27,71 +30,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use window::{CounterStore, MemoryCounters};
 
-/// What happened, as the gateway reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventKind {
-    /// A tool call was decided; `refused` when it was denied (by a rule, the default deny
-    /// or the lock) or answered as unknown.
-    Decided { refused: bool },
-    /// A person refused a held call.
-    ApprovalDenied,
-    /// The lock held a call because the tool's definition changed since review.
-    Held,
-}
-
-/// One event of the decision stream.
-#[derive(Clone, Copy, Debug)]
-pub struct Event<'a> {
-    pub kind: EventKind,
-    /// The principal id.
-    pub principal: &'a str,
-    pub session: &'a str,
-    /// `server.tool`, when a tool is concerned.
-    pub tool: Option<&'a str>,
-}
-
-/// A responder that fired, as notifications and the audit describe it.
-#[derive(Clone, Debug, Serialize)]
-pub struct Fired {
-    pub responder: String,
-    pub source: String,
-    /// `5 denials within 1m by principal`.
-    pub trigger: String,
-    pub principal: String,
-    pub session: String,
-    pub tool: Option<String>,
-    /// What was done: `paused principal `bob` for 15m`.
-    pub actions: Vec<String>,
-    pub time: String,
-}
-
-impl Fired {
-    pub fn to_json(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
-    }
-
-    /// One line for a chat message or an incident title.
-    pub fn summary(&self) -> String {
-        let mut s = format!(
-            "mcpgate responder `{}` fired: {} (principal `{}`",
-            self.responder, self.trigger, self.principal
-        );
-        if let Some(t) = &self.tool {
-            s.push_str(&format!(", tool `{t}`"));
-        }
-        s.push(')');
-        if !self.actions.is_empty() {
-            s.push_str("; ");
-            s.push_str(&self.actions.join("; "));
-        }
-        s
-    }
-
-    /// Who it is about: `principal:ID`.
-    pub fn subject(&self) -> String {
-        format!("principal:{}", self.principal)
-    }
-}
+/// How often the gateway looks for pauses lifted by another process.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Pauses known to this process (the database is the truth; see [`Responders::paused`]).
 #[derive(Debug, Default)]
@@ -125,44 +65,42 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Responders {
-    /// Without a database: pauses last until the process ends (tests, `audit: off` setups
-    /// without a state dir).
+    /// Without a database: pauses last until the process ends (a gateway built without
+    /// [`Responders::open`], as in unit tests).
     pub fn in_memory() -> Responders {
-        Responders::with_store(None, notify::Notifier::new(None))
+        Responders::with(None, Live::default(), notify::Notifier::new(None))
     }
 
-    /// Pauses in `state`'s database (those still running are loaded); secrets of webhooks
-    /// from its vault.
+    /// Pauses in `state`'s database, those still running loaded; secrets of webhooks from
+    /// its vault.
     ///
     /// # Errors
-    /// When the database cannot be opened.
+    /// When the database cannot be opened or read (the gateway does not start rather than
+    /// forget a pause).
     pub fn open(state: &Path) -> Result<Responders, String> {
         let store = PauseStore::open(state).map_err(|e| e.to_string())?;
-        Ok(Responders::with_store(
+        let now = now_ms();
+        let _ = store.purge(now);
+        let pauses = store
+            .active(now)
+            .map_err(|e| format!("cannot read the pauses: {e}"))?;
+        let mut live = Live::default();
+        for p in pauses {
+            let scope = if p.scope == PauseScope::Session.as_str() {
+                PauseScope::Session
+            } else {
+                PauseScope::Principal
+            };
+            live.map(scope).insert(p.subject.clone(), p);
+        }
+        Ok(Responders::with(
             Some(store),
+            live,
             notify::Notifier::new(Some(state.to_owned())),
         ))
     }
 
-    fn with_store(store: Option<PauseStore>, notifier: notify::Notifier) -> Responders {
-        let mut live = Live::default();
-        if let Some(s) = &store {
-            let now = now_ms();
-            let _ = s.purge(now);
-            match s.active(now) {
-                Ok(pauses) => {
-                    for p in pauses {
-                        let scope = if p.scope == "session" {
-                            PauseScope::Session
-                        } else {
-                            PauseScope::Principal
-                        };
-                        live.map(scope).insert(p.subject.clone(), p);
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "cannot read the pauses"),
-            }
-        }
+    fn with(store: Option<PauseStore>, live: Live, notifier: notify::Notifier) -> Responders {
         Responders {
             counters: Arc::new(MemoryCounters::default()),
             store: store.map(Mutex::new),
@@ -195,6 +133,68 @@ impl Responders {
         all
     }
 
+    /// Looks every `every` for pauses lifted by `mcpgate pauses unpause` (another process)
+    /// or run out, so the audit records a lift even when the paused caller never comes
+    /// back; until `shutdown`.
+    pub fn spawn_sweep(
+        self: &Arc<Self>,
+        every: Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = shutdown.cancelled() => return,
+                }
+                let this = this.clone();
+                let _ = tokio::task::spawn_blocking(move || this.sweep()).await;
+            }
+        });
+    }
+
+    /// Forgets pauses that ran out, and records those lifted elsewhere.
+    pub fn sweep(&self) {
+        let mut live = lock(&self.live);
+        if live.principals.is_empty() && live.sessions.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        for scope in [PauseScope::Principal, PauseScope::Session] {
+            live.map(scope).retain(|_, p| p.until_ms > now);
+            let Some(store) = &self.store else { continue };
+            let known: Vec<(String, String)> = live
+                .map(scope)
+                .iter()
+                .map(|(k, p)| (k.clone(), p.responder.clone()))
+                .collect();
+            for (subject, responder) in known {
+                match lock(store).get(scope.as_str(), &subject, now) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        live.map(scope).remove(&subject);
+                        self.lifted(scope, &subject, &responder);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the pauses");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn lifted(&self, scope: PauseScope, subject: &str, responder: &str) {
+        self.record(
+            "responder.unpaused",
+            json!({"scope": scope.as_str(), "subject": subject, "responder": responder}),
+        );
+        tracing::info!(scope = scope.as_str(), subject, "pause lifted");
+    }
+
     /// The pause that stops a call of `principal` in `session`, if any. A pause this
     /// process knows of is confirmed in the database, so one lifted by `mcpgate pauses
     /// unpause` (another process) ends at once; with no pause known, nothing is read.
@@ -222,11 +222,7 @@ impl Responders {
                 Ok(Some(current)) => return Some(current),
                 Ok(None) => {
                     live.map(scope).remove(subject);
-                    self.record(
-                        "responder.unpaused",
-                        json!({"scope": scope.as_str(), "subject": subject, "responder": p.responder}),
-                    );
-                    tracing::info!(scope = scope.as_str(), subject, "pause lifted");
+                    self.lifted(scope, subject, &p.responder);
                 }
                 // Fail closed: a pause that cannot be confirmed still holds.
                 Err(e) => {
@@ -507,11 +503,13 @@ mod tests {
         }
         let r = Responders::open(dir.path()).unwrap();
         assert_eq!(r.paused("x", "s1").unwrap().scope, "session");
-        // Another process (the CLI) lifts it.
+        // Another process (the CLI) lifts it; the sweep notices without a call.
         assert_eq!(
             PauseStore::open(dir.path()).unwrap().remove("s1").unwrap(),
             1
         );
+        r.sweep();
+        assert!(lock(&r.live).sessions.is_empty());
         assert!(r.paused("x", "s1").is_none());
     }
 
