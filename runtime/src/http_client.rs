@@ -195,6 +195,18 @@ pub(crate) fn parse_url(url: &str) -> Result<Uri, String> {
     Ok(uri)
 }
 
+/// [`parse_url`] for a URL whose references were resolved: when they brought in a secret (a
+/// Slack webhook's path, a token in the query), the error does not repeat the URL.
+pub(crate) fn parse_resolved_url(url: &str, sensitive: bool) -> Result<Uri, String> {
+    parse_url(url).map_err(|e| {
+        if sensitive {
+            "the url, once its references are resolved, is not an http(s) URL with a host".into()
+        } else {
+            e
+        }
+    })
+}
+
 /// A URL as `Debug` output shows it: no user info, and a query only as `?<redacted>` (either
 /// may carry a credential).
 pub(crate) fn redacted_url(uri: &Uri) -> String {

@@ -46,7 +46,9 @@ impl Webhook {
     pub fn new(config: &WebhookConfig, secrets: &dyn SecretResolver) -> Result<Webhook, String> {
         let url = resolve_references(&config.url, secrets)
             .map_err(|e| format!("approvals webhook url: {e}"))?;
-        let url = client::parse_url(&url.value).map_err(|e| format!("approvals webhook: {e}"))?;
+        // A resolved URL may carry a credential: the error repeats it only when it does not.
+        let url = client::parse_resolved_url(&url.value, url.sensitive)
+            .map_err(|e| format!("approvals webhook: {e}"))?;
         let secret = match &config.secret {
             Some(s) => Some(
                 resolve_references(s, secrets)
@@ -123,5 +125,30 @@ impl Webhook {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed;
+    impl SecretResolver for Fixed {
+        fn resolve(&self, _kind: &str, name: &str) -> Option<String> {
+            (name == "hook").then(|| "hooks.example/T0/B0/s3cr3t".to_owned())
+        }
+    }
+
+    #[test]
+    fn a_bad_url_is_repeated_in_the_error_only_when_no_secret_went_into_it() {
+        let config = |url: &str| WebhookConfig {
+            url: url.into(),
+            secret: None,
+        };
+        let e = Webhook::new(&config("${secret:hook}"), &Fixed).unwrap_err();
+        assert!(e.starts_with("approvals webhook: "), "{e}");
+        assert!(!e.contains("s3cr3t"), "{e}");
+        let e = Webhook::new(&config("ftp://plain.example/x"), &Fixed).unwrap_err();
+        assert!(e.contains("ftp://plain.example/x"), "{e}");
     }
 }

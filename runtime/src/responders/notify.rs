@@ -68,13 +68,7 @@ fn prepare(
 ) -> Result<Ready, String> {
     let url = resolve_references(&target.url, secrets).map_err(|e| format!("url: {e}"))?;
     // A resolved URL may carry a credential (a Slack webhook's path): never in a message.
-    let url = client::parse_url(&url.value).map_err(|e| {
-        if url.sensitive {
-            "the url, once its references are resolved, is not an http(s) URL with a host".into()
-        } else {
-            e
-        }
-    })?;
+    let url = client::parse_resolved_url(&url.value, url.sensitive)?;
     let secret = match &target.secret {
         Some(s) => Some(
             resolve_references(s, secrets)
