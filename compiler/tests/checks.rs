@@ -77,7 +77,10 @@ fn names() {
     );
     assert_eq!(dsl("deny demo.x when delegation.why == 1;"), ["E0102"]);
     assert_eq!(dsl("deny demo.x when delegation == 1;"), ["E0102"]);
-    assert_eq!(dsl("deny demo.x when principal.on_behalf_of.id == 1;"), ["E0102"]);
+    assert_eq!(
+        dsl("deny demo.x when principal.on_behalf_of.id == 1;"),
+        ["E0102"]
+    );
     assert_eq!(dsl("deny demo.x when size(args.a) > 1;"), ["E0103"]);
     assert_eq!(dsl("deny demo.x when exists(1);"), ["E0104"]);
     assert_eq!(

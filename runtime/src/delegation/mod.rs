@@ -228,13 +228,16 @@ mod tests {
             Err(GrantError::Invalid(_))
         ));
         assert!(matches!(
-            d.create(&p, &Authenticated::anonymous(), ask(&["gh.get_me"], 60), 100),
+            d.create(
+                &p,
+                &Authenticated::anonymous(),
+                ask(&["gh.get_me"], 60),
+                100
+            ),
             Err(GrantError::NotAllowed(_))
         ));
         // Capped at the token's expiry (1100).
-        let (secret, rec) = d
-            .create(&p, &ada, ask(&["gh.get_me"], 5000), 100)
-            .unwrap();
+        let (secret, rec) = d.create(&p, &ada, ask(&["gh.get_me"], 5000), 100).unwrap();
         assert_eq!(rec.expires, 1100);
         let agent = d.verify(&secret, 200).unwrap();
         assert_eq!(agent.principal.id, "claude-code");
@@ -256,11 +259,21 @@ mod tests {
     #[test]
     fn a_revoked_delegation_is_refused_and_listed_as_revoked() {
         let (d, _, ada) = setup();
-        let (secret, rec) = d.create(&program(), &ada, ask(&["gh.list"], 60), 100).unwrap();
+        let (secret, rec) = d
+            .create(&program(), &ada, ask(&["gh.list"], 60), 100)
+            .unwrap();
         assert!(d.revoke(&rec.id, "ops", 110).unwrap());
         assert!(!d.revoke(&rec.id, "ops", 111).unwrap());
-        assert!(d.verify(&secret, 112).unwrap_err().to_string().contains("revoked"));
-        assert_eq!(d.get(&rec.id).unwrap().unwrap().status(112), Status::Revoked);
+        assert!(
+            d.verify(&secret, 112)
+                .unwrap_err()
+                .to_string()
+                .contains("revoked")
+        );
+        assert_eq!(
+            d.get(&rec.id).unwrap().unwrap().status(112),
+            Status::Revoked
+        );
         let bob = Principal {
             id: "bob".into(),
             ..Principal::anonymous()
