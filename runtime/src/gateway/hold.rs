@@ -37,6 +37,8 @@ pub struct Call {
     pub masks: Option<Transform>,
     /// The deciding program's `limit` buckets the call counts against when it runs.
     pub quotas: Option<Quotas>,
+    /// The signed assertion its server expects, signed when the call is forwarded.
+    pub assertion: Option<crate::gateway::assertion::Prepared>,
 }
 
 /// Where a held call takes its calls from when it runs: the deciding program, the store
@@ -66,7 +68,14 @@ impl Call {
             audit,
             masks: None,
             quotas: None,
+            assertion: None,
         }
+    }
+
+    /// Forwarded with this assertion, signed when it runs.
+    pub fn assertion(mut self, assertion: Option<crate::gateway::assertion::Prepared>) -> Call {
+        self.assertion = assertion;
+        self
     }
 
     /// With the `redact` rules' masks for the result.
@@ -326,8 +335,19 @@ async fn forward(call: &mut Call) -> Reply {
     let Some(up) = call.session.upstreams.get(&call.server) else {
         return Reply::SessionGone;
     };
+    // Signed now, so its lifetime counts from the approval, not from the request.
+    let assertion = match call.assertion.as_ref().map(|p| p.sign()).transpose() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "approved call refused: its assertion cannot be signed");
+            return Reply::Json(refused(
+                call,
+                "the gateway could not sign this call's assertion; it was not forwarded",
+            ));
+        }
+    };
     let transform = crate::gateway::redact::with_audit(call.audit.take(), call.masks.take());
-    relay::forward(
+    relay::forward_with(
         call.session.clone(),
         &call.server,
         up,
@@ -335,6 +355,7 @@ async fn forward(call: &mut Call) -> Reply {
         call.client_id.clone(),
         transform,
         call.upstream_timeout,
+        assertion,
     )
     .await
 }
