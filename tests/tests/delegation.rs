@@ -236,6 +236,26 @@ fn a_delegation_narrower_than_its_person_is_enforced_and_audited() {
         "an agent cannot delegate further: {chained}"
     );
 
+    // Only its person ends a delegation over HTTP; its agent's next call gets 401.
+    let night_id = night.json()["id"].as_str().unwrap().to_owned();
+    let delete = |token: &str| {
+        let bearer = format!("Bearer {token}");
+        let headers = [("Host", "127.0.0.1"), ("Authorization", bearer.as_str())];
+        http::request(
+            gw.addr(),
+            "DELETE",
+            &format!("/delegations/{night_id}"),
+            &headers,
+            b"",
+        )
+    };
+    assert_eq!(delete(&bob).status, 404, "Bob cannot end Ada's delegation");
+    assert_eq!(delete(&ada).status, 200);
+    let r = McpHttp::new(gw.addr(), "/mcp/rec")
+        .with_bearer(&night_token)
+        .post(&initialize_request(1));
+    assert_eq!(r.status, 401, "{r}");
+
     // Only `get_me` (the agent's) and `whoami` (Ada's own) reached the server.
     let calls: Vec<String> = peers::recorded(&record)
         .iter()

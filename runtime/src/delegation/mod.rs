@@ -82,10 +82,10 @@ impl Delegations {
         let Some(tokens) = &self.tokens else {
             return Ok(None);
         };
-        let all = tokens
-            .list()
+        let token = tokens
+            .get(id)
             .map_err(|e| GrantError::Store(e.to_string()))?;
-        Ok(all.into_iter().find(|t| t.id == id).and_then(|t| t.expires))
+        Ok(token.and_then(|t| t.expires))
     }
 
     /// The delegation with this id.
