@@ -296,6 +296,18 @@ fn a_delegation_narrower_than_its_person_is_enforced_and_audited() {
         "{ada_agent:?}"
     );
     assert_eq!(ada_agent[1]["gate"], "delegation", "{}", ada_agent[1]);
+    let events: Vec<(&str, &Value)> = records
+        .iter()
+        .filter(|r| r["type"] == "event")
+        .filter_map(|r| Some((r["event"].as_str()?, &r["data"])))
+        .filter(|(e, _)| e.starts_with("delegation."))
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0].0, "delegation.created");
+    assert_eq!(events[0].1["reason"], "NIGHT-7");
+    assert_eq!(events[0].1["person"], "ada@example.com");
+    assert_eq!(events[1].0, "delegation.revoked");
+    assert_eq!(events[1].1["by"], "ada@example.com");
     assert_eq!(ada_agent[2]["rule"], "night-shift", "{}", ada_agent[2]);
     let state = gw.state().to_str().unwrap().to_owned();
     let query = cli::mcpgate(
