@@ -43,12 +43,8 @@ pub trait QuotaStore: Send + Sync + std::fmt::Debug {
 /// The key value a limit counts by for `request`.
 pub fn key_of<'a>(key: LimitKey, request: &'a Request<'a>) -> Cow<'a, str> {
     match key {
-        // An agent acting for a person counts apart from the same agent acting for another
-        // (`claude-code` of Ada and of Bob are two callers).
-        LimitKey::Principal => match request.principal.on_behalf_of() {
-            Some(person) => Cow::Owned(format!("{}\u{1f}{person}", request.principal.id)),
-            None => Cow::Borrowed(request.principal.id.as_str()),
-        },
+        // An agent acting for a person counts apart from the same agent acting for another.
+        LimitKey::Principal => super::delegation::caller_key(request.principal),
         LimitKey::Agent => Cow::Borrowed(request.agent.or(request.client_name).unwrap_or("-")),
         LimitKey::Server => Cow::Borrowed(request.target.server()),
         LimitKey::Tool => Cow::Owned(format!(

@@ -106,6 +106,8 @@ impl Call {
     fn key(&self) -> CallKey {
         CallKey {
             principal: self.session.principal.id.clone(),
+            // An agent under a delegation reuses only approvals of the same person.
+            on_behalf_of: self.session.principal.on_behalf_of().map(str::to_owned),
             server: self.server.clone(),
             tool: self.tool.clone(),
             args_hash: approval::args_hash(&self.arguments()),
@@ -132,6 +134,7 @@ pub async fn hold(approvals: Arc<Approvals>, mut call: Call, hold: &Hold, progra
         None => call.session.principal.clone(),
     };
     let new = NewApproval {
+        on_behalf_of: principal.on_behalf_of().map(str::to_owned),
         server: call.server.clone(),
         tool: call.tool.clone(),
         arguments: call.arguments(),
