@@ -440,6 +440,13 @@ fn expiry_and_the_persons_revocation_end_the_agents_access() {
         get_me(&carol_agent, 3)["result"]["content"][0]["text"],
         "ok"
     );
+    let listed = cli::mcpgate(gw.state(), ["delegate", "list", "--state", &state]);
+    let ada_line = listed
+        .stdout
+        .lines()
+        .find(|l| l.contains("for ada@example.com") && l.contains("TICKET-2"))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(ada_line.contains(" ended "), "{listed}");
 
     // Revoking one delegation by id (the responders' API does the same) stops that agent.
     let listed = cli::mcpgate(

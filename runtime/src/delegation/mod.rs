@@ -96,6 +96,26 @@ impl Delegations {
         self.store.get(id)
     }
 
+    /// Where a delegation stands at `now`, its person's token included: `active`,
+    /// `expired`, `revoked`, or `ended` (the token it was made with is revoked or expired).
+    ///
+    /// # Errors
+    /// When the token store fails.
+    pub fn standing(&self, d: &Delegation, now: u64) -> Result<&'static str, StoreError> {
+        let own = d.status(now);
+        if own != Status::Active {
+            return Ok(own.as_str());
+        }
+        let (Some(parent), Some(tokens)) = (&d.parent_token, &self.tokens) else {
+            return Ok(own.as_str());
+        };
+        match tokens.status_of(parent, now) {
+            Ok(Some(TokenStatus::Active)) => Ok("active"),
+            Ok(_) => Ok("ended"),
+            Err(e) => Err(StoreError::Tokens(e.to_string())),
+        }
+    }
+
     /// Every delegation, newest first.
     ///
     /// # Errors
