@@ -165,3 +165,21 @@ impl fmt::Display for Verdict {
         f.write_str(self.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_attributes_are_removed_and_others_kept() {
+        let mut p: Principal = serde_json::from_value(serde_json::json!({
+            "id": "eve", "kind": "human",
+            "attrs": {"on_behalf_of": "ada", "delegation": {"reason": "x"}, "team": "red"}
+        }))
+        .unwrap();
+        assert_eq!(p.on_behalf_of(), Some("ada"));
+        p.strip_reserved();
+        assert_eq!(p.on_behalf_of(), None);
+        assert_eq!(p.attrs.keys().collect::<Vec<_>>(), ["team"]);
+    }
+}

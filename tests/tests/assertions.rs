@@ -298,3 +298,74 @@ fn the_verifier_accepts_the_gateways_assertions_and_refuses_altered_ones() {
     assert_eq!(header["alg"], "EdDSA");
     assert_eq!(verifier_log(&log).last().unwrap()["accepted"], true);
 }
+
+/// A call held for approval is signed when it is approved, and the verifier runs it.
+#[test]
+fn an_approved_call_carries_an_assertion_signed_when_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let jwks_file = dir.path().join("jwks.json");
+    let log = dir.path().join("verifier.jsonl");
+    let verifier = start_verifier(&jwks_file, &log);
+    let config = json!({
+        "servers": {"ver": {"url": verifier.url, "assertion": {"ttl": "30s"}}},
+        "approvals": {"timeout": "10m"},
+    });
+    let repo = PolicyRepo::with(&config, "@id(\"ask-ops\")\napprove ver.echo by \"ops\";\n");
+    let gw = Gateway::start_with_env(&repo, &[], &[("MCPGATE_MASTER_KEY", MASTER_KEY)]);
+    let r = http::request(
+        gw.addr(),
+        "GET",
+        "/.well-known/jwks.json",
+        &[("Host", "127.0.0.1")],
+        b"",
+    );
+    std::fs::write(&jwks_file, r.json().to_string()).unwrap();
+
+    let url = gw.url("/mcp/ver");
+    let call = std::thread::spawn(move || {
+        peers::py_client(
+            json!({"url": url}),
+            json!([{"op": "call_tool", "name": "echo", "arguments": {"text": "held"}, "timeout": 150}]),
+        )
+    });
+    let state = gw.state().to_str().unwrap().to_owned();
+    let approvals = |args: &[&str]| {
+        let mut all = vec!["approvals"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--state", &state]);
+        mcpgate_tests::cli::mcpgate(gw.state(), all)
+    };
+    let mut id = None;
+    for _ in 0..600 {
+        let listed = approvals(&["list", "--format", "json"]);
+        let v: Value =
+            serde_json::from_str(&listed.stdout).unwrap_or_else(|e| panic!("{e}: {listed}"));
+        if let Some(a) = v["approvals"].as_array().and_then(|a| a.first()) {
+            id = a["id"].as_str().map(str::to_owned);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let id = id.unwrap_or_else(|| panic!("no pending approval: {}", gw.log()));
+    assert!(
+        verifier_log(&log).is_empty(),
+        "nothing reaches the server while held"
+    );
+    let out = approvals(&["approve", &id, "--as", "alice@example.com"]);
+    assert_eq!(out.code(), 0, "{out}");
+    let report = call.join().unwrap();
+    assert_eq!(
+        result_text(peers::ok(&report, 0)),
+        "held",
+        "{report}\n{}",
+        gw.log()
+    );
+    let checked = verifier_log(&log);
+    assert_eq!(checked.len(), 1, "{checked:?}");
+    assert_eq!(checked[0]["accepted"], true, "{checked:?}");
+    let decision = audit_log::records(&gw.state().join("audit"))
+        .into_iter()
+        .find(|r| r["type"] == "decision" && r["server"] == "ver")
+        .unwrap();
+    assert_eq!(checked[0]["jti"], decision["request_id"]);
+}

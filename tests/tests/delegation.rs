@@ -236,6 +236,26 @@ fn a_delegation_narrower_than_its_person_is_enforced_and_audited() {
         "an agent cannot delegate further: {chained}"
     );
 
+    // Only its person ends a delegation over HTTP; its agent's next call gets 401.
+    let night_id = night.json()["id"].as_str().unwrap().to_owned();
+    let delete = |token: &str| {
+        let bearer = format!("Bearer {token}");
+        let headers = [("Host", "127.0.0.1"), ("Authorization", bearer.as_str())];
+        http::request(
+            gw.addr(),
+            "DELETE",
+            &format!("/delegations/{night_id}"),
+            &headers,
+            b"",
+        )
+    };
+    assert_eq!(delete(&bob).status, 404, "Bob cannot end Ada's delegation");
+    assert_eq!(delete(&ada).status, 200);
+    let r = McpHttp::new(gw.addr(), "/mcp/rec")
+        .with_bearer(&night_token)
+        .post(&initialize_request(1));
+    assert_eq!(r.status, 401, "{r}");
+
     // Only `get_me` (the agent's) and `whoami` (Ada's own) reached the server.
     let calls: Vec<String> = peers::recorded(&record)
         .iter()
@@ -276,6 +296,18 @@ fn a_delegation_narrower_than_its_person_is_enforced_and_audited() {
         "{ada_agent:?}"
     );
     assert_eq!(ada_agent[1]["gate"], "delegation", "{}", ada_agent[1]);
+    let events: Vec<(&str, &Value)> = records
+        .iter()
+        .filter(|r| r["type"] == "event")
+        .filter_map(|r| Some((r["event"].as_str()?, &r["data"])))
+        .filter(|(e, _)| e.starts_with("delegation."))
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0].0, "delegation.created");
+    assert_eq!(events[0].1["reason"], "NIGHT-7");
+    assert_eq!(events[0].1["person"], "ada@example.com");
+    assert_eq!(events[1].0, "delegation.revoked");
+    assert_eq!(events[1].1["by"], "ada@example.com");
     assert_eq!(ada_agent[2]["rule"], "night-shift", "{}", ada_agent[2]);
     let state = gw.state().to_str().unwrap().to_owned();
     let query = cli::mcpgate(
@@ -408,6 +440,13 @@ fn expiry_and_the_persons_revocation_end_the_agents_access() {
         get_me(&carol_agent, 3)["result"]["content"][0]["text"],
         "ok"
     );
+    let listed = cli::mcpgate(gw.state(), ["delegate", "list", "--state", &state]);
+    let ada_line = listed
+        .stdout
+        .lines()
+        .find(|l| l.contains("for ada@example.com") && l.contains("TICKET-2"))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(ada_line.contains(" ended "), "{listed}");
 
     // Revoking one delegation by id (the responders' API does the same) stops that agent.
     let listed = cli::mcpgate(

@@ -112,7 +112,19 @@ pub fn var(v: &Var) -> String {
         Var::PrincipalId => "principal.id".into(),
         Var::PrincipalKind => "principal.kind".into(),
         Var::PrincipalGroups => "principal.groups".into(),
-        Var::PrincipalAttr(p) => path("principal.attrs", p),
+        Var::PrincipalAttr(p) => match p.as_slice() {
+            // The names a policy reads a delegated call's person and delegation by.
+            [PathSeg::Key(k)] if k == crate::request::ATTR_ON_BEHALF_OF => {
+                "principal.on_behalf_of".into()
+            }
+            [PathSeg::Key(d), PathSeg::Key(f)]
+                if d == crate::request::ATTR_DELEGATION
+                    && matches!(f.as_str(), "id" | "reason" | "expires") =>
+            {
+                format!("delegation.{f}")
+            }
+            _ => path("principal.attrs", p),
+        },
         Var::AgentName => "agent.name".into(),
         Var::ClientName => "client.name".into(),
         Var::ClientVersion => "client.version".into(),
@@ -149,9 +161,12 @@ mod tests {
             r#"args.base == "main" || !exists(args.base)"#,
             r#"len(principal.attrs.team) >= 2 && args.q matches "^a\\.b$""#,
             r#"!(args.c in ["A", "B"]) && principal.kind != "agent""#,
+            r#"principal.on_behalf_of == "ada" && delegation.reason starts_with "T""#,
+            r#"delegation.expires < "2030" && principal.attrs.delegation.tools == 1"#,
         ] {
             let e = condition(&format!("allow a.b when {cond};"));
             let printed = expr(&e);
+            assert!(!printed.contains("attrs.on_behalf_of"), "{printed}");
             assert_eq!(
                 condition(&format!("allow a.b when {printed};")),
                 e,

@@ -15,7 +15,7 @@ pub const E0101: Code = Code {
     doc: r#"
 ### What it does
 Reports a path whose first name is not one of `args`, `principal`, `agent`, `client`,
-`server` or `tool`, with the closest known name.
+`server`, `tool` or `delegation`, with the closest known name.
 
 ### Example
 ```
@@ -32,9 +32,10 @@ pub const E0102: Code = Code {
     name: "unknown-field",
     doc: r#"
 ### What it does
-Reports a field that does not exist: `principal` has `id`, `kind`, `groups` and
-`attrs.NAME`; `agent` has `name`; `client` has `name` and `version`; `tool` has
-`read_only`, `destructive`, `idempotent` and `open_world`; `server` has none.
+Reports a field that does not exist: `principal` has `id`, `kind`, `groups`,
+`attrs.NAME` and `on_behalf_of`; `agent` has `name`; `client` has `name` and `version`;
+`tool` has `read_only`, `destructive`, `idempotent` and `open_world`; `delegation` has
+`id`, `reason` and `expires`; `server` has none.
 
 ### Why is this bad?
 An unknown field is always missing at run time, so the condition would never hold (or, in

@@ -95,6 +95,9 @@ pub struct Approval {
     /// The last status written to the audit log.
     #[serde(skip)]
     pub logged: Option<Status>,
+    /// The person an agent acted for under a delegation (who may then not approve it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
 }
 
 /// What a new approval is made of.
@@ -117,12 +120,16 @@ pub struct NewApproval {
     pub grant: Duration,
     /// The audit log's id of the held request.
     pub request_id: Option<String>,
+    /// The person an agent acts for under a delegation.
+    pub on_behalf_of: Option<String>,
 }
 
 /// A held call's identity across connections and restarts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallKey {
     pub principal: String,
+    /// The person an agent acts for: the same agent acting for another is another caller.
+    pub on_behalf_of: Option<String>,
     pub server: String,
     pub tool: String,
     pub args_hash: String,
@@ -158,6 +165,7 @@ impl Approval {
     pub fn key(&self) -> CallKey {
         CallKey {
             principal: self.principal.id.clone(),
+            on_behalf_of: self.on_behalf_of.clone(),
             server: self.server.clone(),
             tool: self.tool.clone(),
             args_hash: self.args_hash.clone(),

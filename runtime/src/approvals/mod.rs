@@ -95,7 +95,10 @@ pub fn group_list(groups: &[String]) -> String {
 /// The [`Refusal`], answered with 403.
 pub fn authorize(approval: &Approval, approver: &Approver) -> Result<(), Refusal> {
     let groups = group_list(&approval.approvers);
-    if approver.id == approval.principal.id {
+    // An agent's call under a delegation is its person's own call.
+    if approver.id == approval.principal.id
+        || approval.on_behalf_of.as_deref() == Some(approver.id.as_str())
+    {
         return Err(Refusal::OwnCall(approver.id.clone(), groups));
     }
     if approver.operator.is_none()
@@ -335,6 +338,7 @@ mod tests {
                 timeout: Duration::from_secs(60),
                 grant: Duration::from_secs(60),
                 request_id: None,
+                on_behalf_of: None,
             },
             1,
         )
@@ -367,6 +371,21 @@ mod tests {
         // Not even an operator on the CLI.
         let err = authorize(&a, &who("bob@example.com", &[], Some("root"))).unwrap_err();
         assert!(matches!(err, Refusal::OwnCall(..)));
+    }
+
+    #[test]
+    fn a_person_does_not_decide_their_agents_call() {
+        let mut a = approval();
+        a.principal.id = "claude-code".into();
+        a.on_behalf_of = Some("ada@example.com".into());
+        let err = authorize(&a, &who("ada@example.com", &["finance"], None)).unwrap_err();
+        assert!(matches!(err, Refusal::OwnCall(..)), "{err}");
+        let err = authorize(&a, &who("ada@example.com", &[], Some("root"))).unwrap_err();
+        assert!(matches!(err, Refusal::OwnCall(..)), "{err}");
+        assert_eq!(
+            authorize(&a, &who("alice@example.com", &["finance"], None)),
+            Ok(())
+        );
     }
 
     #[test]

@@ -13,9 +13,10 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The approvals schema.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    name: "approvals.v1",
-    sql: "CREATE TABLE approvals (
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "approvals.v1",
+        sql: "CREATE TABLE approvals (
             id TEXT PRIMARY KEY,
             status TEXT NOT NULL
               CHECK (status IN ('pending', 'approved', 'denied', 'expired', 'executed')),
@@ -51,7 +52,14 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
           CREATE INDEX approvals_unlogged ON approvals (logged, status);
           CREATE INDEX approvals_by_call
             ON approvals (principal_id, server, tool, args_hash, status);",
-}];
+    },
+    // The person an agent acted for under a delegation: their own approval is refused, and
+    // an approval for Ada's agent never serves Bob's agent of the same name.
+    Migration {
+        name: "approvals.v2",
+        sql: "ALTER TABLE approvals ADD COLUMN on_behalf_of TEXT;",
+    },
+];
 
 /// The approvals table, over one connection.
 #[derive(Debug)]
@@ -62,7 +70,7 @@ pub struct Store {
 const COLUMNS: &str = "id, status, server, tool, arguments, args_hash, principal_id, \
     principal_kind, principal_groups, agent, client, session, rule, rule_source, reason, \
     approvers, program, created_ms, expires_ms, decided_ms, decided_by, decided_via, \
-    operator, note, grant_until_ms, executed_ms, request_id, logged";
+    operator, note, grant_until_ms, executed_ms, request_id, logged, on_behalf_of";
 
 fn json_list(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
@@ -104,6 +112,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Approval> {
         executed_ms: r.get(25)?,
         request_id: r.get(26)?,
         logged: r.get::<_, Option<String>>(27)?.map(|s| Status::parse(&s)),
+        on_behalf_of: r.get(28)?,
     })
 }
 
@@ -161,9 +170,9 @@ impl Store {
             "INSERT INTO approvals (id, status, server, tool, arguments, args_hash,
                 principal_id, principal_kind, principal_groups, agent, client, session, rule,
                 rule_source, reason, approvers, program, created_ms, expires_ms, grant_ms,
-                request_id)
+                request_id, on_behalf_of)
              VALUES (?1, 'pending', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
-                ?15, ?16, ?17, ?18, ?19, ?20)",
+                ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
             params![
                 id,
                 new.server,
@@ -185,6 +194,7 @@ impl Store {
                 now.saturating_add(millis(new.timeout)),
                 millis(new.grant),
                 new.request_id,
+                new.on_behalf_of,
             ],
         )?;
         self.get(&id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
@@ -229,10 +239,17 @@ impl Store {
                 &format!(
                     "SELECT {COLUMNS} FROM approvals WHERE principal_id = ?1 AND server = ?2
                        AND tool = ?3 AND args_hash = ?4 AND status = 'pending'
-                       AND expires_ms > ?5
+                       AND expires_ms > ?5 AND on_behalf_of IS ?6
                      ORDER BY created_ms LIMIT 1"
                 ),
-                params![key.principal, key.server, key.tool, key.args_hash, now],
+                params![
+                    key.principal,
+                    key.server,
+                    key.tool,
+                    key.args_hash,
+                    now,
+                    key.on_behalf_of
+                ],
                 from_row,
             )
             .optional()
@@ -329,9 +346,17 @@ impl Store {
                 "UPDATE approvals SET status = 'executed', executed_ms = ?5
                  WHERE id = (SELECT id FROM approvals WHERE principal_id = ?1 AND server = ?2
                      AND tool = ?3 AND args_hash = ?4 AND status = 'approved'
-                     AND grant_until_ms > ?5 ORDER BY decided_ms LIMIT 1)
+                     AND grant_until_ms > ?5 AND on_behalf_of IS ?6
+                     ORDER BY decided_ms LIMIT 1)
                  RETURNING id",
-                params![key.principal, key.server, key.tool, key.args_hash, now],
+                params![
+                    key.principal,
+                    key.server,
+                    key.tool,
+                    key.args_hash,
+                    now,
+                    key.on_behalf_of
+                ],
                 |r| r.get(0),
             )
             .optional()?;
@@ -399,6 +424,7 @@ mod tests {
             timeout: Duration::from_secs(60),
             grant: Duration::from_secs(30),
             request_id: Some("req-1".into()),
+            on_behalf_of: None,
         }
     }
 
@@ -511,6 +537,10 @@ mod tests {
         s.decide(&other.id, &verdict(true), 2_000).unwrap();
         // Past the grant: refused.
         assert!(s.take_grant(&a.key(), 40_000).unwrap().is_none());
+        // Not by the same agent acting for someone else.
+        let mut theirs = a.key();
+        theirs.on_behalf_of = Some("ada@example.com".into());
+        assert!(s.take_grant(&theirs, 3_000).unwrap().is_none());
         let got = s.take_grant(&a.key(), 3_000).unwrap().unwrap();
         assert_eq!(got.id, a.id);
         assert_eq!(got.status, Status::Executed);

@@ -227,22 +227,37 @@ fn list(a: &ListArgs) -> ExitCode {
         Err(e) => return fail(&e.to_string(), None, 2),
     };
     let now = now_secs();
+    let mut standing = Vec::with_capacity(all.len());
+    for d in &all {
+        match delegations.standing(d, now) {
+            Ok(s) => standing.push(s),
+            Err(e) => return fail(&e.to_string(), None, 2),
+        }
+    }
     match a.format {
         Format::Json => {
-            let v: Vec<_> = all.iter().map(|d| record_json(d, now)).collect();
+            let v: Vec<_> = all
+                .iter()
+                .zip(&standing)
+                .map(|(d, s)| {
+                    let mut v = record_json(d, now);
+                    v["status"] = json!(s);
+                    v
+                })
+                .collect();
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }
         Format::Text => {
             if all.is_empty() {
                 println!("no delegations");
             }
-            for d in &all {
+            for (d, status) in all.iter().zip(&standing) {
                 println!(
                     "{}  {}  for {}  {}  until {}  [{}]  {}",
                     d.id,
                     d.agent,
                     d.person,
-                    d.status(now).as_str(),
+                    status,
                     rfc3339(d.expires),
                     d.tools.join(","),
                     d.reason

@@ -100,6 +100,16 @@ fn read(principal: &Principal, person_id: &Value) -> Option<Delegated> {
     })
 }
 
+/// Who a caller is for what it owns or counts (quota buckets, approvals it may reuse,
+/// tasks it may read): its id, and for an agent acting under a delegation its id with the
+/// person's, so Ada's `claude-code` never shares with Bob's.
+pub fn caller_key(principal: &Principal) -> std::borrow::Cow<'_, str> {
+    match principal.on_behalf_of() {
+        Some(person) => std::borrow::Cow::Owned(format!("{}\u{1f}{person}", principal.id)),
+        None => std::borrow::Cow::Borrowed(principal.id.as_str()),
+    }
+}
+
 /// Whether a caller may see `target` in a list: always for a principal acting for no one;
 /// for a delegated one, only the tools of its scope.
 pub fn lists(principal: &Principal, target: Target<'_>) -> bool {

@@ -43,7 +43,8 @@ pub trait QuotaStore: Send + Sync + std::fmt::Debug {
 /// The key value a limit counts by for `request`.
 pub fn key_of<'a>(key: LimitKey, request: &'a Request<'a>) -> Cow<'a, str> {
     match key {
-        LimitKey::Principal => Cow::Borrowed(request.principal.id.as_str()),
+        // An agent acting for a person counts apart from the same agent acting for another.
+        LimitKey::Principal => super::delegation::caller_key(request.principal),
         LimitKey::Agent => Cow::Borrowed(request.agent.or(request.client_name).unwrap_or("-")),
         LimitKey::Server => Cow::Borrowed(request.target.server()),
         LimitKey::Tool => Cow::Owned(format!(
@@ -164,4 +165,55 @@ pub fn denial_text(program: &Program, idx: RuleIdx, ask: &Ask<'_>, retry: Durati
         text.push_str(reason);
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::delegation::Delegated;
+    use mcpgate_compiler::{Principal, PrincipalKind, Target, ToolAnnotations};
+    use serde_json::Value;
+
+    fn agent_of(person: &str) -> Principal {
+        Delegated {
+            id: "dlg_1".into(),
+            person: Principal {
+                id: person.into(),
+                kind: PrincipalKind::Human,
+                ..Principal::default()
+            },
+            agent: "claude-code".into(),
+            reason: "r".into(),
+            expires: "2030-01-01T00:00:00Z".into(),
+            tools: vec![],
+        }
+        .principal()
+    }
+
+    #[test]
+    fn the_same_agent_for_two_people_counts_as_two_principals() {
+        let (ada, bob) = (agent_of("ada"), agent_of("bob"));
+        let plain = Principal {
+            id: "claude-code".into(),
+            ..Principal::default()
+        };
+        let key = |p: &Principal| {
+            let request = Request {
+                principal: p,
+                agent: Some("claude-code"),
+                client_name: None,
+                client_version: None,
+                target: Target::Tool {
+                    server: "s",
+                    tool: "t",
+                },
+                args: &Value::Null,
+                annotations: ToolAnnotations::default(),
+            };
+            key_of(LimitKey::Principal, &request).into_owned()
+        };
+        assert_ne!(key(&ada), key(&bob));
+        assert_ne!(key(&ada), key(&plain));
+        assert_eq!(key(&plain), "claude-code");
+    }
 }

@@ -82,10 +82,10 @@ impl Delegations {
         let Some(tokens) = &self.tokens else {
             return Ok(None);
         };
-        let all = tokens
-            .list()
+        let token = tokens
+            .get(id)
             .map_err(|e| GrantError::Store(e.to_string()))?;
-        Ok(all.into_iter().find(|t| t.id == id).and_then(|t| t.expires))
+        Ok(token.and_then(|t| t.expires))
     }
 
     /// The delegation with this id.
@@ -94,6 +94,26 @@ impl Delegations {
     /// When the store fails.
     pub fn get(&self, id: &str) -> Result<Option<Delegation>, StoreError> {
         self.store.get(id)
+    }
+
+    /// Where a delegation stands at `now`, its person's token included: `active`,
+    /// `expired`, `revoked`, or `ended` (the token it was made with is revoked or expired).
+    ///
+    /// # Errors
+    /// When the token store fails.
+    pub fn standing(&self, d: &Delegation, now: u64) -> Result<&'static str, StoreError> {
+        let own = d.status(now);
+        if own != Status::Active {
+            return Ok(own.as_str());
+        }
+        let (Some(parent), Some(tokens)) = (&d.parent_token, &self.tokens) else {
+            return Ok(own.as_str());
+        };
+        match tokens.status_of(parent, now) {
+            Ok(Some(TokenStatus::Active)) => Ok("active"),
+            Ok(_) => Ok("ended"),
+            Err(e) => Err(StoreError::Tokens(e.to_string())),
+        }
     }
 
     /// Every delegation, newest first.

@@ -44,6 +44,9 @@ pub enum StoreError {
     Open(#[from] DbError),
     #[error("delegation store: {0}")]
     Db(#[from] rusqlite::Error),
+    /// The person's token could not be read.
+    #[error("token store: {0}")]
+    Tokens(String),
 }
 
 /// Keeps delegations. The gateway, `mcpgate delegate` and other services (a responder

@@ -86,6 +86,19 @@ pub async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> (StatusCode, V
             };
             match delegations.create(&loaded.program, &person, request, now) {
                 Ok((token, d)) => {
+                    let event = json!({
+                        "delegation": d.id, "person": d.person, "agent": d.agent,
+                        "tools": d.tools, "reason": d.reason, "expires": rfc3339(d.expires),
+                    });
+                    // The consent is in the audit log too, or the delegation does not stand.
+                    if let Err(e) = record(gw, "delegation.created", event).await {
+                        tracing::error!(error = %e, "delegation withdrawn: its audit event cannot be written");
+                        let _ = delegations.revoke(&d.id, "gateway", now);
+                        return error(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "the audit log is unavailable; no delegation was made",
+                        );
+                    }
                     tracing::info!(delegation = %d.id, person = %d.person, agent = %d.agent, "delegation created");
                     (
                         StatusCode::CREATED,
@@ -136,7 +149,14 @@ pub async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> (StatusCode, V
                 );
             }
             match delegations.revoke(id, &person.principal.id, now) {
-                Ok(_) => (StatusCode::OK, json!({"revoked": id})),
+                Ok(_) => {
+                    let event = json!({"delegation": id, "by": person.principal.id});
+                    if let Err(e) = record(gw, "delegation.revoked", event).await {
+                        // Revoked all the same: the store is what the gateway checks.
+                        tracing::error!(error = %e, "delegation revoked, its audit event lost");
+                    }
+                    (StatusCode::OK, json!({"revoked": id}))
+                }
                 Err(_) => error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the delegation store is unavailable",
@@ -147,5 +167,17 @@ pub async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> (StatusCode, V
             StatusCode::METHOD_NOT_ALLOWED,
             "use POST /delegations or DELETE /delegations/{id}",
         ),
+    }
+}
+
+/// Records a delegation event in the audit log, when the gateway keeps one.
+async fn record(gw: &Gateway, event: &str, data: Value) -> Result<(), String> {
+    match gw.audit.get() {
+        Some(log) => log
+            .record_event(event, None, data)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        None => Ok(()),
     }
 }

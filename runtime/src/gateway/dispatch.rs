@@ -128,6 +128,8 @@ struct Decided {
     claims: Vec<Claim>,
     /// For an allowed tool call to a server that asks for it: the signed assertion header.
     assertion: Option<crate::upstream::ExtraHeader>,
+    /// For a held call to such a server: its assertion, signed when it is approved.
+    held_assertion: Option<super::assertion::Prepared>,
 }
 
 /// Decides a request once and writes its audit record before anything is forwarded; the
@@ -179,21 +181,26 @@ async fn decide_recorded(
     } else {
         Vec::new()
     };
-    let assertion = if d.outcome == Outcome::Allow {
+    // Never forwarded without the assertion its server expects.
+    let unsigned = |e: String| {
+        tracing::error!(server, error = %e, "call refused: its assertion cannot be signed");
+        Reply::Json(jsonrpc::error(
+            client_id.clone(),
+            jsonrpc::INTERNAL_ERROR,
+            "the gateway could not sign this call's assertion; it was not forwarded",
+        ))
+    };
+    let prepared = if matches!(d.outcome, Outcome::Allow | Outcome::Approve(_)) {
         let request_id = pending
             .as_ref()
             .map_or_else(audit::new_request_id, |p| p.request_id().to_owned());
-        // Never forwarded without the assertion its server expects.
-        super::assertion::for_call(gw, loaded, &d, &request_id).map_err(|e| {
-            tracing::error!(server, error = %e, "call refused: its assertion cannot be signed");
-            Reply::Json(jsonrpc::error(
-                client_id.clone(),
-                jsonrpc::INTERNAL_ERROR,
-                "the gateway could not sign this call's assertion; it was not forwarded",
-            ))
-        })?
+        super::assertion::prepare(gw, loaded, &d, &request_id).map_err(unsigned)?
     } else {
         None
+    };
+    let (assertion, held_assertion) = match (prepared, &d.outcome) {
+        (Some(p), Outcome::Allow) => (Some(p.sign().map_err(unsigned)?), None),
+        (p, _) => (None, p),
     };
     Ok(Decided {
         outcome: d.outcome,
@@ -201,6 +208,7 @@ async fn decide_recorded(
         masks,
         claims,
         assertion,
+        held_assertion,
     })
 }
 
@@ -263,7 +271,8 @@ async fn single(
         {
             let p = d.pending;
             let masks = tasks::on_call(gw, session, server, &name, &message, p.as_ref(), plan);
-            let call = Call::new(session, server, &name, message, client_id, p);
+            let call = Call::new(session, server, &name, message, client_id, p)
+                .assertion(d.held_assertion);
             return hold_call(gw, approvals, &loaded, call, masks, d.claims, h).await;
         }
         if d.outcome != Outcome::Allow {
@@ -370,7 +379,8 @@ async fn aggregated(
                 let masks =
                     tasks::on_call(gw, session, server, name, &message, pending.as_ref(), plan);
                 message["params"]["name"] = Value::String(name.to_owned());
-                let call = Call::new(session, server, name, message, client_id, pending);
+                let call = Call::new(session, server, name, message, client_id, pending)
+                    .assertion(d.held_assertion);
                 return hold_call(gw, approvals, &loaded, call, masks, d.claims, h).await;
             }
             if d.outcome != Outcome::Allow {

@@ -37,6 +37,8 @@ pub struct Call {
     pub masks: Option<Transform>,
     /// The deciding program's `limit` buckets the call counts against when it runs.
     pub quotas: Option<Quotas>,
+    /// The signed assertion its server expects, signed when the call is forwarded.
+    pub assertion: Option<crate::gateway::assertion::Prepared>,
 }
 
 /// Where a held call takes its calls from when it runs: the deciding program, the store
@@ -66,7 +68,14 @@ impl Call {
             audit,
             masks: None,
             quotas: None,
+            assertion: None,
         }
+    }
+
+    /// Forwarded with this assertion, signed when it runs.
+    pub fn assertion(mut self, assertion: Option<crate::gateway::assertion::Prepared>) -> Call {
+        self.assertion = assertion;
+        self
     }
 
     /// With the `redact` rules' masks for the result.
@@ -97,6 +106,8 @@ impl Call {
     fn key(&self) -> CallKey {
         CallKey {
             principal: self.session.principal.id.clone(),
+            // An agent under a delegation reuses only approvals of the same person.
+            on_behalf_of: self.session.principal.on_behalf_of().map(str::to_owned),
             server: self.server.clone(),
             tool: self.tool.clone(),
             args_hash: approval::args_hash(&self.arguments()),
@@ -123,6 +134,7 @@ pub async fn hold(approvals: Arc<Approvals>, mut call: Call, hold: &Hold, progra
         None => call.session.principal.clone(),
     };
     let new = NewApproval {
+        on_behalf_of: principal.on_behalf_of().map(str::to_owned),
         server: call.server.clone(),
         tool: call.tool.clone(),
         arguments: call.arguments(),
@@ -326,8 +338,19 @@ async fn forward(call: &mut Call) -> Reply {
     let Some(up) = call.session.upstreams.get(&call.server) else {
         return Reply::SessionGone;
     };
+    // Signed now, so its lifetime counts from the approval, not from the request.
+    let assertion = match call.assertion.as_ref().map(|p| p.sign()).transpose() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "approved call refused: its assertion cannot be signed");
+            return Reply::Json(refused(
+                call,
+                "the gateway could not sign this call's assertion; it was not forwarded",
+            ));
+        }
+    };
     let transform = crate::gateway::redact::with_audit(call.audit.take(), call.masks.take());
-    relay::forward(
+    relay::forward_with(
         call.session.clone(),
         &call.server,
         up,
@@ -335,6 +358,7 @@ async fn forward(call: &mut Call) -> Reply {
         call.client_id.clone(),
         transform,
         call.upstream_timeout,
+        assertion,
     )
     .await
 }

@@ -349,17 +349,25 @@ impl TokenStore {
         Ok(n)
     }
 
-    /// The status of token `id` at `now`; `None` when no token has that id.
+    /// The record of token `id`; `None` when no token has that id.
     ///
     /// # Errors
     /// When the database read fails.
-    pub fn status_of(&self, id: &str, now: u64) -> Result<Option<Status>, TokenError> {
+    pub fn get(&self, id: &str) -> Result<Option<TokenRecord>, TokenError> {
         let conn = lock(&self.conn);
         let found = conn
             .prepare_cached(&format!("SELECT {COLUMNS} FROM tokens WHERE id = ?1"))?
             .query_row([id], row_to_record)
             .optional()?;
-        Ok(found.map(|(r, _)| r.status(now)))
+        Ok(found.map(|(r, _)| r))
+    }
+
+    /// The status of token `id` at `now`; `None` when no token has that id.
+    ///
+    /// # Errors
+    /// When the database read fails.
+    pub fn status_of(&self, id: &str, now: u64) -> Result<Option<Status>, TokenError> {
+        Ok(self.get(id)?.map(|r| r.status(now)))
     }
 
     fn clear_cache(&self) {

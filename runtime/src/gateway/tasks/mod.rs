@@ -6,6 +6,7 @@
 pub mod registry;
 
 use crate::audit::decision::{Pending, record_task_outcome};
+use crate::decision::delegation::caller_key;
 use crate::gateway::pages;
 use crate::gateway::relay::{self, Reply, Transform};
 use crate::gateway::{Gateway, LoadedProgram, decide, redact};
@@ -54,7 +55,7 @@ pub fn on_call(
     let registry = gw.tasks.clone();
     let server = server.to_owned();
     let tool = tool.to_owned();
-    let principal = session.principal.id.clone();
+    let principal = caller_key(&session.principal).into_owned();
     let sid = session.sid.clone();
     let arguments = message
         .pointer("/params/arguments")
@@ -120,7 +121,7 @@ pub async fn request(
     else {
         return unknown_task(client_id);
     };
-    let principal = session.principal.id.as_str();
+    let principal = &*caller_key(&session.principal);
     let now = now_ms();
     let owned = match &session.endpoint {
         Endpoint::Server(server) => gw.tasks.owned(principal, server, task_id, now),
@@ -226,7 +227,7 @@ async fn list_one(
         return Reply::SessionGone;
     };
     let registry = gw.tasks.clone();
-    let principal = session.principal.id.clone();
+    let principal = caller_key(&session.principal).into_owned();
     let name = server.to_owned();
     let transform: Transform = Box::new(move |mut m: Value| {
         if let Some(result) = m.get_mut("result") {
@@ -255,7 +256,7 @@ async fn list_all(
     client_id: Value,
     message: &Value,
 ) -> Value {
-    let principal = session.principal.id.as_str();
+    let principal = &*caller_key(&session.principal);
     let walked = pages::walk(
         gw,
         session,
