@@ -39,6 +39,11 @@ impl Principal {
         self.attrs.get(ATTR_ON_BEHALF_OF).and_then(Value::as_str)
     }
 
+    /// The id of the delegation a delegated principal acts under (`dlg_...`).
+    pub fn delegation_id(&self) -> Option<&str> {
+        self.attrs.get(ATTR_DELEGATION)?.get("id")?.as_str()
+    }
+
     /// The principal of a gateway without identity configured.
     pub fn anonymous() -> Self {
         Principal {

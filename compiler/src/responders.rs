@@ -136,6 +136,9 @@ pub enum PauseScope {
     Principal,
     /// Every call of the session.
     Session,
+    /// Every call made under the delegation of the call that fired (its agent, for its
+    /// person); nothing when that call was made for no one.
+    Delegation,
 }
 
 impl PauseScope {
@@ -143,17 +146,30 @@ impl PauseScope {
         match self {
             PauseScope::Principal => "principal",
             PauseScope::Session => "session",
+            PauseScope::Delegation => "delegation",
+        }
+    }
+
+    /// The scope a stored name stands for.
+    pub fn parse(name: &str) -> Option<PauseScope> {
+        match name {
+            "principal" => Some(PauseScope::Principal),
+            "session" => Some(PauseScope::Session),
+            "delegation" => Some(PauseScope::Delegation),
+            _ => None,
         }
     }
 }
 
-/// What a responder does. Scopes that act on delegations (`pause: delegation`,
-/// `revoke: delegation`) are new variants here, checked where the YAML is read.
+/// What a responder does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
-    /// Refuse every call of the principal or session for `for_ms`.
+    /// Refuse every call of the principal, session or delegation for `for_ms`.
     Pause { scope: PauseScope, for_ms: u64 },
+    /// End the delegation of the call that fired, for good (`revoke: delegation`): its
+    /// agent's next request gets 401.
+    RevokeDelegation,
     /// Send the event to the webhook named `target` in the `notify:` section.
     Notify { target: String },
 }

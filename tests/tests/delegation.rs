@@ -506,3 +506,103 @@ fn expiry_and_the_persons_revocation_end_the_agents_access() {
         .post(&initialize_request(1));
     assert_eq!(r.status, 401, "{r}");
 }
+
+const RESPONDERS: &str = r#"responders:
+  - name: agent-probing
+    when: { denials: 2, by: session, within: 1m }
+    do:
+      - pause: delegation
+        for: 1h
+      - revoke: delegation
+"#;
+
+fn responder_event(gw: &Gateway, name: &str) -> Value {
+    for _ in 0..100 {
+        let found = audit_log::records(&gw.state().join("audit"))
+            .into_iter()
+            .find(|r| r["type"] == "event" && r["event"] == name);
+        if let Some(r) = found {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "no `{name}` event in the audit log; gateway log:\n{}",
+        gw.log()
+    );
+}
+
+#[test]
+fn a_responder_ends_the_delegation_that_misbehaves_and_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo(&dir.path().join("calls.jsonl")).file("responders.yaml", RESPONDERS);
+    let gw = Gateway::start(&repo);
+    let ada = gw.issue_token("ada@example.com", &["--groups", "eng", "--ttl", "1h"]);
+    let carol = gw.issue_token("carol@example.com", &["--groups", "eng", "--ttl", "1h"]);
+    let adas = agent_token(&delegate(
+        &gw,
+        repo.path(),
+        &ada,
+        "rec.get_me",
+        "10m",
+        "TICKET-5",
+    ));
+    // The same agent, acting for Carol: another delegation.
+    let carols = agent_token(&delegate(
+        &gw,
+        repo.path(),
+        &carol,
+        "rec.get_me",
+        "10m",
+        "TICKET-6",
+    ));
+    let mut ada_agent = McpHttp::new(gw.addr(), "/mcp/rec").with_bearer(&adas);
+    ada_agent.initialize();
+    let mut carol_agent = McpHttp::new(gw.addr(), "/mcp/rec").with_bearer(&carols);
+    carol_agent.initialize();
+    let call = |client: &McpHttp, id: u64, tool: &str| {
+        client.call(id, "tools/call", json!({"name": tool, "arguments": {}}))
+    };
+
+    // Two calls outside Ada's delegation: refused, and the responder fires.
+    for id in 2..4 {
+        let r = call(&ada_agent, id, "whoami");
+        assert_eq!(r["result"]["isError"], json!(true), "{r}");
+    }
+    let revoked = responder_event(&gw, "responder.revoked");
+    let dlg = revoked["data"]["delegation"].as_str().unwrap().to_owned();
+    assert!(dlg.starts_with("dlg_"), "{revoked}");
+    assert_eq!(revoked["data"]["responder"], "agent-probing", "{revoked}");
+    assert!(
+        revoked["data"]["result"]
+            .as_str()
+            .unwrap()
+            .starts_with("revoked delegation"),
+        "{revoked}"
+    );
+    let paused = responder_event(&gw, "responder.paused");
+    assert_eq!(paused["data"]["scope"], "delegation", "{paused}");
+    assert_eq!(paused["data"]["subject"], dlg.as_str(), "{paused}");
+
+    // Ada's agent is out; the same agent acting for Carol goes on.
+    let r = ada_agent.post(&http::rpc(
+        5,
+        "tools/call",
+        json!({"name": "get_me", "arguments": {}}),
+    ));
+    assert_eq!(r.status, 401, "{r}");
+    assert_eq!(
+        call(&carol_agent, 2, "get_me")["result"]["content"][0]["text"],
+        "ok"
+    );
+    let state = gw.state().to_str().unwrap().to_owned();
+    let listed = cli::mcpgate(gw.state(), ["pauses", "list", "--state", &state]);
+    assert!(listed.stdout.contains(&dlg), "{listed}");
+    let delegations = cli::mcpgate(gw.state(), ["delegate", "list", "--state", &state]);
+    let line = delegations
+        .stdout
+        .lines()
+        .find(|l| l.contains("TICKET-5"))
+        .unwrap_or_else(|| panic!("{delegations}"));
+    assert!(line.contains(" revoked "), "{delegations}");
+}

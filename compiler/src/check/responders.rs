@@ -91,8 +91,9 @@ pub const E0904: Code = Code {
     name: "responder-action",
     doc: r#"
 ### What it does
-Reports an action that is not exactly one of `pause` and `notify`, a `pause` of something
-other than `principal` or `session`, a `pause` without `for`, a responder without actions,
+Reports an action that is not exactly one of `pause`, `revoke` and `notify`, a `pause` of
+something other than `principal`, `session` or `delegation`, a `revoke` of something other
+than `delegation`, a `pause` without `for`, a responder without actions,
 and two responders with the same name (refusals and the audit name a responder by it).
 
 ### Example
@@ -116,7 +117,7 @@ const WHEN_KEYS: [&str; 7] = [
     "by",
     "within",
 ];
-const ACTION_KEYS: [&str; 3] = ["pause", "for", "notify"];
+const ACTION_KEYS: [&str; 4] = ["pause", "for", "notify", "revoke"];
 
 /// Checks one `responders.yaml` and turns its parts into what the gateway runs.
 pub(crate) struct Cx<'o> {
@@ -325,25 +326,42 @@ impl Cx<'_> {
                     E0904,
                     format!("unknown action `{key}`"),
                     k.span,
-                    "an action is `pause: principal|session` with `for`, or `notify: NAME`",
+                    "an action is `pause: principal|session|delegation` with `for`, `revoke: delegation`, or `notify: NAME`",
                 );
                 return None;
             }
         }
-        match (&a.pause, &a.notify) {
-            (Some(scope), None) => {
-                let scope = match scope.trim() {
-                    "principal" => PauseScope::Principal,
-                    "session" => PauseScope::Session,
-                    other => {
-                        self.err(
-                            E0904,
-                            format!("cannot pause `{other}`"),
-                            at("pause"),
-                            "`pause` takes `principal` or `session`",
-                        );
-                        return None;
-                    }
+        match (&a.pause, &a.notify, &a.revoke) {
+            (None, None, Some(what)) => {
+                if what.trim() != "delegation" {
+                    self.err(
+                        E0904,
+                        format!("cannot revoke `{}`", what.trim()),
+                        at("revoke"),
+                        "`revoke` takes `delegation` (pause a principal or session instead)",
+                    );
+                    return None;
+                }
+                if a.for_.is_some() {
+                    self.err(
+                        E0904,
+                        "a revocation is for good: `for` is for `pause`".into(),
+                        at("for"),
+                        "remove `for`, or write `pause: delegation` with `for`",
+                    );
+                    return None;
+                }
+                Some(Action::RevokeDelegation)
+            }
+            (Some(scope), None, None) => {
+                let Some(scope) = PauseScope::parse(scope.trim()) else {
+                    self.err(
+                        E0904,
+                        format!("cannot pause `{}`", scope.trim()),
+                        at("pause"),
+                        "`pause` takes `principal`, `session` or `delegation`",
+                    );
+                    return None;
                 };
                 let Some(d) = &a.for_ else {
                     self.err(
@@ -360,7 +378,7 @@ impl Cx<'_> {
                     for_ms: millis(d),
                 })
             }
-            (None, Some(target)) => {
+            (None, Some(target), None) => {
                 if a.for_.is_some() {
                     self.err(
                         E0904,
@@ -392,7 +410,7 @@ impl Cx<'_> {
             _ => {
                 self.err(
                     E0904,
-                    "an action is exactly one of `pause` and `notify`".into(),
+                    "an action is exactly one of `pause`, `revoke` and `notify`".into(),
                     node.span,
                     "split it into two actions",
                 );

@@ -1,6 +1,7 @@
 //! `responders.yaml`: what the gateway does on its own when callers misbehave, reviewed in
 //! the policy repository like any rule. Triggers count events of the decision stream;
-//! actions pause a principal or session, or notify a named webhook.
+//! actions pause a principal, session or delegation, revoke a delegation, or notify a
+//! named webhook.
 //!
 //! ```yaml
 //! responders:
@@ -87,10 +88,10 @@ pub struct WhenDoc {
     pub within: Option<DurationDoc>,
 }
 
-/// One action: exactly one of `pause` (with `for`) and `notify`.
+/// One action: exactly one of `pause` (with `for`), `revoke` and `notify`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ActionDoc {
-    /// What to pause: `principal` or `session`.
+    /// What to pause: `principal`, `session` or `delegation`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause: Option<String>,
     /// How long a pause lasts (`15m`).
@@ -99,6 +100,9 @@ pub struct ActionDoc {
     /// The webhook to notify, by its name in `notify:`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<String>,
+    /// What to end for good: `delegation` (the delegation of the call that fired).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke: Option<String>,
 }
 
 /// A named webhook.
@@ -268,6 +272,9 @@ responders:
   - name: refused-approvals
     when: { approval_denials: 3, within: 1h }
     do: [{ pause: session, for: 90 }]
+  - name: agent-spike
+    when: { calls: 50, by: principal, within: 1m }
+    do: [{ pause: delegation, for: 1h }, { revoke: delegation }]
   - name: held
     when: { held: any }
     do: [{ notify: security }]
@@ -280,7 +287,7 @@ notify:
     fn every_trigger_and_action_compiles() {
         let (set, out, _) = run(GOOD);
         assert!(out.is_empty(), "{out:?}");
-        assert_eq!(set.responders.len(), 4);
+        assert_eq!(set.responders.len(), 5);
         let r = &set.responders[0];
         assert_eq!(r.source, "responders.yaml:2:5");
         assert_eq!(
@@ -320,7 +327,17 @@ notify:
             }]
         );
         assert_eq!(
-            set.responders[3].trigger,
+            set.responders[3].actions,
+            [
+                Action::Pause {
+                    scope: PauseScope::Delegation,
+                    for_ms: 3_600_000
+                },
+                Action::RevokeDelegation
+            ]
+        );
+        assert_eq!(
+            set.responders[4].trigger,
             Trigger::Held {
                 tool: None,
                 quiet_ms: 3_600_000
@@ -364,12 +381,19 @@ notify:
             ),
             ["E0902 6:14"]
         );
-        // Unknown notify target, pause without `for`, unknown action.
+        // Unknown notify target, pause without `for`, a revocation of what cannot be
+        // revoked, a revocation with `for`, unknown action.
         assert_eq!(
             located(
-                "responders:\n  - name: a\n    when: { denials: 5, within: 1m }\n    do:\n      - notify: securty\n      - pause: principal\n      - revoke: delegation\n"
+                "responders:\n  - name: a\n    when: { denials: 5, within: 1m }\n    do:\n      - notify: securty\n      - pause: principal\n      - revoke: session\n      - { revoke: delegation, for: 1m }\n      - block: principal\n"
             ),
-            ["E0903 5:17", "E0904 6:9", "E0904 7:9"]
+            [
+                "E0903 5:17",
+                "E0904 6:9",
+                "E0904 7:17",
+                "E0904 8:36",
+                "E0904 9:9"
+            ]
         );
         // Counted trigger without a window; two triggers; duplicate names.
         assert_eq!(

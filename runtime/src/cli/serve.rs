@@ -331,6 +331,9 @@ pub fn run(args: Args) -> ExitCode {
         gw.identity.start(gw.shutdown.clone());
         gw.responders
             .spawn_sweep(crate::responders::SWEEP_EVERY, gw.shutdown.clone());
+        if let Some(d) = &gw.delegations {
+            gw.responders.set_delegations(d.clone());
+        }
         let approvals = crate::approvals::Approvals::open(
             &state,
             &config.approvals,
@@ -397,6 +400,9 @@ fn refused_approvals_to_responders(gw: &Arc<Gateway>) -> crate::approvals::StepL
                 kind: crate::responders::EventKind::ApprovalDenied,
                 principal: &a.principal.id,
                 session: &a.session,
+                // An approval keeps the person, not the delegation id: `pause: delegation`
+                // and `revoke: delegation` have nothing to act on here.
+                delegation: None,
                 tool: Some(&tool),
             },
         );

@@ -66,7 +66,11 @@ pub fn decide<'a>(
 /// The refusal of a call by a session whose principal or session a responder paused (see
 /// `responders/`), recorded in the audit; `None` when nothing is paused.
 pub fn paused(gw: &Gateway, session: &Session, target: Target<'_>) -> Option<String> {
-    let pause = gw.responders.paused(&session.principal.id, &session.sid)?;
+    let pause = gw.responders.paused(
+        &session.principal.id,
+        &session.sid,
+        session.principal.delegation_id(),
+    )?;
     gw.responders.record_refusal(
         &pause,
         &session.principal.id,
@@ -95,10 +99,12 @@ pub fn observe(gw: &Gateway, loaded: &LoadedProgram, d: &Decision<'_>) {
     let name = format!("{server}.{tool}");
     let principal = d.caller.declared.id.as_str();
     let session = d.caller.session;
+    let delegation = d.caller.declared.delegation_id();
     let ev = |kind| crate::responders::Event {
         kind,
         principal,
         session,
+        delegation,
         tool: Some(&name),
     };
     // Answered as unknown counts too: probing for tools one may not see is what a

@@ -23,6 +23,8 @@ pub struct Event<'a> {
     /// The principal id.
     pub principal: &'a str,
     pub session: &'a str,
+    /// The delegation the call was made under, when the caller acts for a person.
+    pub delegation: Option<&'a str>,
     /// `server.tool`, when a tool is concerned.
     pub tool: Option<&'a str>,
 }
@@ -36,6 +38,8 @@ pub struct Fired {
     pub trigger: String,
     pub principal: String,
     pub session: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delegation: Option<String>,
     pub tool: Option<String>,
     /// What was done: `paused principal `bob` for 15m`.
     pub actions: Vec<String>,

@@ -21,6 +21,7 @@ pub mod window;
 pub use event::{Event, EventKind, Fired};
 
 use crate::audit::AuditLog;
+use crate::delegation::Delegations;
 use mcpgate_compiler::responders::{Action, By, PauseScope, Responder, ResponderSet, Trigger};
 use pauses::{Pause, PauseStore, now_ms};
 use serde_json::{Value, json};
@@ -38,6 +39,7 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 struct Live {
     principals: HashMap<String, Pause>,
     sessions: HashMap<String, Pause>,
+    delegations: HashMap<String, Pause>,
 }
 
 impl Live {
@@ -45,9 +47,20 @@ impl Live {
         match scope {
             PauseScope::Principal => &mut self.principals,
             PauseScope::Session => &mut self.sessions,
+            PauseScope::Delegation => &mut self.delegations,
         }
     }
+
+    fn is_empty(&self) -> bool {
+        self.principals.is_empty() && self.sessions.is_empty() && self.delegations.is_empty()
+    }
 }
+
+const SCOPES: [PauseScope; 3] = [
+    PauseScope::Principal,
+    PauseScope::Session,
+    PauseScope::Delegation,
+];
 
 /// The gateway's responders service.
 #[derive(Debug)]
@@ -57,6 +70,8 @@ pub struct Responders {
     live: Mutex<Live>,
     notifier: notify::Notifier,
     audit: OnceLock<Arc<AuditLog>>,
+    /// Where `revoke: delegation` ends a delegation; unset without delegations.
+    delegations: OnceLock<Arc<Delegations>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -86,11 +101,9 @@ impl Responders {
             .map_err(|e| format!("cannot read the pauses: {e}"))?;
         let mut live = Live::default();
         for p in pauses {
-            let scope = if p.scope == PauseScope::Session.as_str() {
-                PauseScope::Session
-            } else {
-                PauseScope::Principal
-            };
+            // A scope this build does not know is kept as a principal pause: refusing a
+            // subject too many is the safe side.
+            let scope = PauseScope::parse(&p.scope).unwrap_or(PauseScope::Principal);
             live.map(scope).insert(p.subject.clone(), p);
         }
         Ok(Responders::with(
@@ -107,7 +120,13 @@ impl Responders {
             live: Mutex::new(live),
             notifier,
             audit: OnceLock::new(),
+            delegations: OnceLock::new(),
         }
+    }
+
+    /// Lets `revoke: delegation` end delegations kept by `d`.
+    pub fn set_delegations(&self, d: Arc<Delegations>) {
+        let _ = self.delegations.set(d);
     }
 
     /// Records every action in `log` from now on.
@@ -126,6 +145,7 @@ impl Responders {
             .principals
             .values()
             .chain(live.sessions.values())
+            .chain(live.delegations.values())
             .filter(|p| p.until_ms > now)
             .cloned()
             .collect();
@@ -159,11 +179,11 @@ impl Responders {
     /// Forgets pauses that ran out, and records those lifted elsewhere.
     pub fn sweep(&self) {
         let mut live = lock(&self.live);
-        if live.principals.is_empty() && live.sessions.is_empty() {
+        if live.is_empty() {
             return;
         }
         let now = now_ms();
-        for scope in [PauseScope::Principal, PauseScope::Session] {
+        for scope in SCOPES {
             live.map(scope).retain(|_, p| p.until_ms > now);
             let Some(store) = &self.store else { continue };
             let known: Vec<(String, String)> = live
@@ -198,16 +218,23 @@ impl Responders {
     /// The pause that stops a call of `principal` in `session`, if any. A pause this
     /// process knows of is confirmed in the database, so one lifted by `mcpgate pauses
     /// unpause` (another process) ends at once; with no pause known, nothing is read.
-    pub fn paused(&self, principal: &str, session: &str) -> Option<Pause> {
+    pub fn paused(
+        &self,
+        principal: &str,
+        session: &str,
+        delegation: Option<&str>,
+    ) -> Option<Pause> {
         let mut live = lock(&self.live);
-        if live.principals.is_empty() && live.sessions.is_empty() {
+        if live.is_empty() {
             return None;
         }
         let now = now_ms();
         for (scope, subject) in [
-            (PauseScope::Principal, principal),
-            (PauseScope::Session, session),
+            (PauseScope::Principal, Some(principal)),
+            (PauseScope::Session, Some(session)),
+            (PauseScope::Delegation, delegation),
         ] {
+            let Some(subject) = subject else { continue };
             let Some(p) = live.map(scope).get(subject).cloned() else {
                 continue;
             };
@@ -335,6 +362,7 @@ impl Responders {
             trigger: r.trigger.describe(),
             principal: ev.principal.to_owned(),
             session: ev.session.to_owned(),
+            delegation: ev.delegation.map(str::to_owned),
             tool: ev.tool.map(str::to_owned),
             actions: Vec::new(),
             time: crate::audit::record::now_rfc3339(),
@@ -346,12 +374,14 @@ impl Responders {
             principal = ev.principal,
             "responder fired"
         );
-        // Pauses first, so the notification says what was done.
+        // Pauses and revocations first, so the notification says what was done.
         for a in &r.actions {
-            if let Action::Pause { scope, for_ms } = a {
-                let text = self.pause(r, &fired, *scope, *for_ms);
-                fired.actions.push(text);
-            }
+            let text = match a {
+                Action::Pause { scope, for_ms } => self.pause(r, &fired, *scope, *for_ms),
+                Action::RevokeDelegation => self.revoke(r, &fired),
+                Action::Notify { .. } => continue,
+            };
+            fired.actions.push(text);
         }
         for a in &r.actions {
             if let Action::Notify { target } = a {
@@ -380,6 +410,10 @@ impl Responders {
         let subject = match scope {
             PauseScope::Principal => fired.principal.clone(),
             PauseScope::Session => fired.session.clone(),
+            PauseScope::Delegation => match &fired.delegation {
+                Some(id) => id.clone(),
+                None => return "no delegation to pause: the call was made for no one".into(),
+            },
         };
         let now = now_ms();
         let p = Pause {
@@ -418,6 +452,38 @@ impl Responders {
         format!("paused {} `{subject}` for {span}", scope.as_str())
     }
 
+    /// Ends the delegation of the call that fired, for good.
+    fn revoke(&self, r: &Responder, fired: &Fired) -> String {
+        let Some(id) = &fired.delegation else {
+            return "no delegation to revoke: the call was made for no one".into();
+        };
+        let Some(store) = self.delegations.get() else {
+            return format!("cannot revoke delegation `{id}`: delegations are not kept here");
+        };
+        let now = crate::clock::now_secs();
+        let text = match store.revoke(id, &format!("responder:{}", r.name), now) {
+            Ok(true) => format!("revoked delegation `{id}`"),
+            Ok(false) => format!("delegation `{id}` was already ended"),
+            Err(e) => {
+                // The pause actions of the same responder (if any) still hold.
+                tracing::error!(error = %e, delegation = %id, "cannot revoke a delegation");
+                format!("could not revoke delegation `{id}`: {e}")
+            }
+        };
+        self.record(
+            "responder.revoked",
+            json!({
+                "responder": r.name,
+                "source": r.source,
+                "trigger": fired.trigger,
+                "delegation": id,
+                "principal": fired.principal,
+                "result": text,
+            }),
+        );
+        text
+    }
+
     fn record(&self, event: &str, data: Value) {
         if let Some(log) = self.audit.get() {
             log.append_nowait(crate::audit::event_fields(event, None, data));
@@ -447,6 +513,7 @@ mod tests {
             kind,
             principal,
             session: "s1",
+            delegation: None,
             tool: Some("fx.delete_item"),
         }
     }
@@ -474,13 +541,46 @@ mod tests {
             // Allowed calls do not count as denials.
             r.observe(&s, &ev(EventKind::Decided { refused: false }, "bob"));
         }
-        assert!(r.paused("bob", "s1").is_none());
+        assert!(r.paused("bob", "s1", None).is_none());
         r.observe(&s, &ev(DENIED, "bob"));
-        let p = r.paused("bob", "other-session").unwrap();
+        let p = r.paused("bob", "other-session", None).unwrap();
         assert_eq!(p.responder, "r");
         assert!(Responders::refusal(&p).contains("paused by responder `r`"));
-        assert!(r.paused("carol", "s1").is_none());
+        assert!(r.paused("carol", "s1", None).is_none());
         assert_eq!(r.list().len(), 1);
+    }
+
+    #[test]
+    fn a_delegation_pause_stops_that_delegation_only() {
+        let r = Responders::in_memory();
+        let s = set(
+            Trigger::Denials {
+                count: 1,
+                within_ms: 60_000,
+                by: By::Session,
+            },
+            vec![
+                Action::Pause {
+                    scope: PauseScope::Delegation,
+                    for_ms: 60_000,
+                },
+                // No delegation service here: the revocation is reported, not done.
+                Action::RevokeDelegation,
+            ],
+        );
+        // A call made for no one has no delegation to pause.
+        r.observe(&s, &ev(DENIED, "agent"));
+        assert!(r.list().is_empty());
+        let mut delegated = ev(DENIED, "agent");
+        delegated.delegation = Some("dlg_ada");
+        r.observe(&s, &delegated);
+        let p = r.paused("agent", "other", Some("dlg_ada")).unwrap();
+        assert_eq!(
+            (p.scope.as_str(), p.subject.as_str()),
+            ("delegation", "dlg_ada")
+        );
+        assert!(r.paused("agent", "other", Some("dlg_carol")).is_none());
+        assert!(r.paused("agent", "other", None).is_none());
     }
 
     #[test]
@@ -499,10 +599,10 @@ mod tests {
         {
             let r = Responders::open(dir.path()).unwrap();
             r.observe(&s, &ev(EventKind::ApprovalDenied, "bob"));
-            assert!(r.paused("anyone", "s1").is_some());
+            assert!(r.paused("anyone", "s1", None).is_some());
         }
         let r = Responders::open(dir.path()).unwrap();
-        assert_eq!(r.paused("x", "s1").unwrap().scope, "session");
+        assert_eq!(r.paused("x", "s1", None).unwrap().scope, "session");
         // Another process (the CLI) lifts it; the sweep notices without a call.
         assert_eq!(
             PauseStore::open(dir.path()).unwrap().remove("s1").unwrap(),
@@ -510,7 +610,7 @@ mod tests {
         );
         r.sweep();
         assert!(lock(&r.live).sessions.is_empty());
-        assert!(r.paused("x", "s1").is_none());
+        assert!(r.paused("x", "s1", None).is_none());
     }
 
     #[test]
@@ -529,16 +629,17 @@ mod tests {
             kind: EventKind::Decided { refused: false },
             principal: p,
             session: "s",
+            delegation: None,
             tool: Some(tool),
         };
         r.observe(&s, &call("a", "fx.other"));
         r.observe(&s, &call("a", "fx.other"));
-        assert!(r.paused("a", "s").is_none());
+        assert!(r.paused("a", "s", None).is_none());
         r.observe(&s, &call("a", "fx.get_user"));
         r.observe(&s, &call("b", "fx.get_user"));
         // By anyone: the call that made the count is paused.
-        assert!(r.paused("b", "x").is_some());
-        assert!(r.paused("a", "x").is_none());
+        assert!(r.paused("b", "x", None).is_some());
+        assert!(r.paused("a", "x", None).is_none());
 
         let held = set(
             Trigger::Held {

@@ -204,6 +204,7 @@ mod tests {
             trigger: "5 denials within 1m by principal".into(),
             principal: "bob@example.com".into(),
             session: "s1".into(),
+            delegation: None,
             tool: Some("fx.delete_item".into()),
             actions: vec!["paused principal `bob@example.com` for 15m".into()],
             time: "2026-01-01T00:00:00.000000Z".into(),
