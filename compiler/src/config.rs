@@ -27,6 +27,43 @@ pub struct Config {
     /// Calls held by `approve` rules: how long they wait, and who is told.
     #[serde(default)]
     pub approvals: ApprovalsConfig,
+    /// The operator's web console under `/console` (on by default).
+    #[serde(default)]
+    pub console: ConsoleConfig,
+    /// OpenTelemetry traces over OTLP/HTTP. Absent: traces are exported only when the
+    /// standard `OTEL_EXPORTER_OTLP_*ENDPOINT` variables are set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<TelemetryConfig>,
+}
+
+/// The operator's web console (see `docs/console.md`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// `false`: `/console` answers 404.
+    pub enabled: bool,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig { enabled: true }
+    }
+}
+
+/// OpenTelemetry export (see `docs/telemetry.md`). The standard `OTEL_*` variables fill in
+/// what this section leaves out, and override nothing it sets.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `false`: no export, whatever the environment says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// The OTLP/HTTP base URL (`http://collector:4318`); traces go to `/v1/traces` under it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// `service.name` of the exported spans (default `mcpgate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
 }
 
 /// One upstream: either `url` (Streamable HTTP, or legacy HTTP+SSE with `transport: sse`)

@@ -214,6 +214,7 @@ fn decision_fields(
         "mcpgate.decision_ns" = ns,
         "error.type" = tracing::field::Empty,
         "mcpgate.outcome" = tracing::field::Empty,
+        "mcpgate.upstream_ns" = tracing::field::Empty,
     );
     (f, span)
 }
@@ -280,6 +281,12 @@ impl Pending {
         &self.request_id
     }
 
+    /// The call's `mcp.request` span: the upstream request runs inside it (its
+    /// `traceparent` names it).
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
     /// Records the outcome `response` shows.
     pub fn finish(&mut self, response: &Value) {
         let (status, detail) = outcome_status(response);
@@ -301,6 +308,7 @@ impl Pending {
         }
         f.insert("upstream_ns".into(), json!(ns));
         self.span.record("mcpgate.outcome", status);
+        self.span.record("mcpgate.upstream_ns", ns);
         if status != "ok" {
             self.span.record("error.type", status);
         }

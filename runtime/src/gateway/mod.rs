@@ -76,6 +76,8 @@ pub struct Gateway {
     pub modern: modern::State,
     /// Which principal created which upstream task (in memory unless [`Gateway::with_tasks`]).
     pub tasks: Arc<tasks::Registry>,
+    /// Another HTTP face on the gateway's port (the web console), set by `serve`.
+    pub mounted: std::sync::OnceLock<Arc<dyn http::Mounted>>,
 }
 
 impl Gateway {
@@ -124,6 +126,7 @@ impl Gateway {
             tasks: Arc::new(
                 tasks::Registry::in_memory().map_err(|e| format!("task registry: {e}"))?,
             ),
+            mounted: std::sync::OnceLock::new(),
         })
     }
 

@@ -186,6 +186,11 @@ impl Authenticator {
         }
     }
 
+    /// The gateway token store, when gateway tokens are accepted.
+    pub fn tokens(&self) -> Option<&TokenStore> {
+        self.tokens.as_ref()
+    }
+
     /// Whether an `identity` section is in force.
     pub fn enabled(&self) -> bool {
         self.config.is_some()

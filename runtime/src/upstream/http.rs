@@ -173,6 +173,7 @@ impl HttpSession {
             .header(CONTENT_TYPE, "application/json");
         if let Some(headers) = b.headers_mut() {
             modern_headers(message, headers, &self.up.params);
+            crate::telemetry::inject(headers);
         }
         let req = b
             .body(Full::new(Bytes::from(body)))

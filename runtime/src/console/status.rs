@@ -1,0 +1,158 @@
+//! The status page: the live policy (commit, when it went live, the last sync error), the
+//! upstreams, the tool changes held since review, and the signed-in person's own tokens with
+//! a revoke button. Secrets never appear: tokens are listed by their public id.
+
+use super::layout::{self, Viewer};
+use crate::gateway::Gateway;
+use crate::identity::tokens::{TokenRecord, TokenStore};
+use maud::{Markup, html};
+use serde_json::Value;
+
+/// The signed-in person's tokens (revoked and expired ones too), newest first.
+///
+/// # Errors
+/// When the token store cannot be read.
+pub fn own_tokens(store: &TokenStore, subject: &str) -> Result<Vec<TokenRecord>, String> {
+    let mut mine: Vec<TokenRecord> = store
+        .list()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|t| t.subject == subject)
+        .collect();
+    mine.sort_by_key(|t| std::cmp::Reverse(t.created));
+    Ok(mine)
+}
+
+fn secs(t: u64) -> String {
+    layout::time_ms(i64::try_from(t.saturating_mul(1000)).unwrap_or(i64::MAX))
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn policy(p: Option<&Value>) -> Markup {
+    let Some(p) = p else {
+        return html! { p { "No policy follower (the program was given at start)." } };
+    };
+    let g = |ptr: &str| p.pointer(ptr).map(text).unwrap_or_else(|| "-".into());
+    html! {
+        dl.policy {
+            dt { "Source" } dd { (g("/source/kind")) " " code { (g("/source/url")) (g("/source/path")) } }
+            dt { "Live commit" } dd { code.commit { (g("/live/commit")) } }
+            dt { "Program hash" } dd { code { (g("/live/hash")) } }
+            dt { "Live since" } dd.live-since { (g("/live/loaded_at")) " (" (g("/live/from")) ")" }
+            dt { "Rules" } dd { (g("/live/rules")) }
+            dt { "Last fetch" } dd { (g("/last_fetch/at")) @if p.pointer("/last_fetch/error").is_some_and(|e| !e.is_null()) { " — " span.bad { (g("/last_fetch/error")) } } }
+            dt { "Last sync error" }
+            dd.last-error {
+                @match p.get("last_error").filter(|e| !e.is_null()) {
+                    None => "none",
+                    Some(e) => span.bad { "commit " (e.get("commit").map(text).unwrap_or_default()) " at "
+                        (e.get("at").map(text).unwrap_or_default()) ": "
+                        (e.get("errors").map(text).unwrap_or_default()) }
+                }
+            }
+            @if p.get("fail_closed").and_then(Value::as_bool) == Some(true) {
+                dt { "Fail closed" } dd.bad { "yes: the policy could not be loaded, every call is denied" }
+            }
+        }
+    }
+}
+
+fn held(lock: &Value) -> Markup {
+    let servers = lock.get("servers").and_then(Value::as_object);
+    let rows: Vec<(&String, &Value)> = servers
+        .into_iter()
+        .flatten()
+        .flat_map(|(name, s)| {
+            s.get("held")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(move |t| (name, t))
+        })
+        .collect();
+    html! {
+        @if rows.is_empty() {
+            p.empty { "No tool changes are held." }
+        } @else {
+            table.held {
+                thead { tr { th { "Server" } th { "Tool" } th { "Why it is held" } th { "Changed fields (review with " code { "mcpgate lock diff" } ")" } } }
+                tbody {
+                    @for (server, t) in rows {
+                        tr {
+                            td { (server) }
+                            td { code { (t.get("tool").map(text).unwrap_or_default()) } }
+                            td { (t.get("reason").map(text).unwrap_or_default()) }
+                            td { (t.get("fields").map(text).unwrap_or_default()) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The status page.
+pub fn page(
+    gw: &Gateway,
+    viewer: &Viewer<'_>,
+    tokens: &Result<Vec<TokenRecord>, String>,
+    flash: Option<&str>,
+) -> Markup {
+    let loaded = gw.program.load_full();
+    let policy_json = gw.policy.get().map(|p| p.status_json());
+    let lock = crate::lock::gate::status_json(&loaded.pins);
+    let now = crate::clock::now_secs();
+    let body = html! {
+        h1 { "Gateway status" }
+        @if let Some(f) = flash { p.flash role="status" { (f) } }
+        h2 { "Policy" }
+        (policy(policy_json.as_ref()))
+        h2 { "Upstreams" }
+        p { (gw.sessions.len()) " client sessions open." }
+        table.upstreams {
+            thead { tr { th { "Server" } th { "Request timeout" } } }
+            tbody {
+                @for (name, up) in &gw.upstreams {
+                    tr { td { (name) } td { (up.timeout().as_secs()) " s" } }
+                }
+            }
+        }
+        h2 { "Held tool changes" }
+        (held(&lock))
+        h2 { "Your tokens" }
+        @match tokens {
+            Err(e) => p.error { (e) },
+            Ok(list) if list.is_empty() => p.empty { "No gateway tokens are issued to you." },
+            Ok(list) => table.tokens {
+                thead { tr { th { "Id" } th { "Issued" } th { "Expires" } th { "Servers" } th { "Reason" } th { "Status" } th {} } }
+                tbody {
+                    @for t in list {
+                        @let status = t.status(now);
+                        tr data-token=(t.id) {
+                            td { code { (t.id) } }
+                            td { (secs(t.created)) }
+                            td { (t.expires.map_or_else(|| "never".to_owned(), secs)) }
+                            td { (t.servers.as_ref().map_or_else(|| "any".to_owned(), |s| s.join(", "))) }
+                            td { (t.reason) }
+                            td { (status.as_str()) }
+                            td { @if status == crate::identity::tokens::Status::Active {
+                                form method="post" action={ "/console/tokens/" (t.id) "/revoke" } {
+                                    input type="hidden" name="csrf" value=(viewer.csrf);
+                                    button.deny type="submit" { "Revoke" }
+                                }
+                            } }
+                        }
+                    }
+                }
+            },
+        }
+    };
+    layout::page("Status", "/console/status", Some(viewer), &body)
+}

@@ -1,0 +1,221 @@
+//! The web console end to end, in real headless Chromium (`tests/peers/console_browser.py`,
+//! Playwright driving /usr/bin/chromium): an approver signs in with a gateway token, sees a
+//! held call appear without reloading, approves it, and the waiting Python SDK client gets
+//! its result; an approver outside the rule's `by` groups does not see the call; a form
+//! without its CSRF token is refused; the audit explorer finds the call.
+//!
+//! With `MCPGATE_CONSOLE_SCREENSHOTS=DIR` the browser saves the three pages there (the
+//! pictures of docs/console.md).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use mcpgate_tests::http::request;
+use mcpgate_tests::peers::{self, ok, result_text};
+use mcpgate_tests::{Gateway, PolicyRepo, paths, process};
+use serde_json::{Value, json};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const RULES: &str = r#"
+allow demo.echo;
+
+@id("payments-need-finance")
+approve demo.send_payment by "finance" because "money leaves the company";
+"#;
+
+/// Bounds, not assertions: how long the browser and the gateway may take.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(240);
+const WAIT: Duration = Duration::from_secs(90);
+
+fn gateway() -> (PolicyRepo, Gateway) {
+    let config = json!({
+        "servers": {"demo": {"command": paths::mcpgate_bin(), "args": ["demo-server"]}},
+        "approvals": {"timeout": "10m"},
+        "identity": {},
+    });
+    let repo = PolicyRepo::with(&config, RULES).file(
+        "principals.yaml",
+        "groups:\n  finance: [fin@example.com]\n  engineering: [eve@example.com]\n",
+    );
+    let gw = Gateway::start(&repo);
+    (repo, gw)
+}
+
+fn browse(scenario: Value) -> Value {
+    let mut cmd = Command::new(paths::python());
+    cmd.arg(paths::peer_sources().join("console_browser.py"))
+        .arg("-");
+    let done = process::run(
+        "console browser",
+        &mut cmd,
+        scenario.to_string().as_bytes(),
+        BROWSER_TIMEOUT,
+    );
+    let last = done.stdout.lines().rev().find(|l| l.starts_with('{'));
+    let report: Value = last
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("the browser script printed no report\n{done}"));
+    report
+}
+
+#[test]
+fn an_approver_decides_a_held_call_in_the_browser() {
+    let (_repo, gw) = gateway();
+    let fin = gw.issue_token("fin@example.com", &[]);
+    let eve = gw.issue_token("eve@example.com", &[]);
+    let carol = gw.issue_token("carol@example.com", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    let shots = std::env::var("MCPGATE_CONSOLE_SCREENSHOTS").ok();
+    let scenario = json!({
+        "base": gw.url(""),
+        "approver": fin,
+        "outsider": eve,
+        "ready_file": ready,
+        "screenshots": shots,
+    });
+    let browser = thread::spawn(move || browse(scenario));
+
+    // The call is made once the approver's inbox is open and live.
+    let deadline = Instant::now() + WAIT;
+    while !ready.exists() {
+        if browser.is_finished() {
+            let report = browser.join().unwrap();
+            panic!(
+                "the browser stopped early: {}\ngateway log:\n{}",
+                report["fatal"].as_str().unwrap_or(&report.to_string()),
+                gw.log()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the inbox never became live; gateway log:\n{}",
+            gw.log()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let url = gw.url("/mcp/demo");
+    let call = thread::spawn(move || {
+        peers::py_client(
+            json!({"url": url, "headers": {"Authorization": format!("Bearer {carol}")}}),
+            json!([{"op": "call_tool", "name": "send_payment",
+                    "arguments": {"to": "dan", "amount": 42}, "timeout": 150}]),
+        )
+    });
+
+    let report = browser.join().unwrap();
+    assert!(
+        report.get("fatal").is_none(),
+        "the browser failed: {}\ngateway log:\n{}",
+        report["fatal"].as_str().unwrap_or_default(),
+        gw.log()
+    );
+    // Signed out, the console sends the browser to sign in; every page carries the CSP.
+    assert!(
+        report["unsigned_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/console/login"),
+        "{report}"
+    );
+    let csp = report["csp"].as_str().unwrap_or_default();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    let session = report["cookies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "mcpgate_console")
+        .unwrap_or_else(|| panic!("no session cookie: {report}"));
+    assert_eq!(session["httpOnly"], true, "{session}");
+    assert_eq!(session["secure"], true, "{session}");
+    assert_eq!(session["sameSite"], "Strict", "{session}");
+
+    // The held call appeared in the open page, with who asked and under which rule.
+    assert_eq!(
+        report["same_document"], true,
+        "the inbox was reloaded: {report}"
+    );
+    let held = report["held"]["text"].as_str().unwrap();
+    for part in [
+        "demo.send_payment",
+        "carol@example.com",
+        "payments-need-finance",
+        "\"amount\": 42",
+    ] {
+        assert!(
+            held.contains(part),
+            "`{part}` not in the held call's card:\n{held}"
+        );
+    }
+    // Eve is not in `finance`: her inbox is empty.
+    assert_eq!(report["outsider"]["cards"], 0, "{report}");
+    // A form without its CSRF token changes nothing.
+    assert_eq!(report["without_csrf"], 403, "{report}");
+    assert!(
+        report["flash"].as_str().unwrap().starts_with("Approved"),
+        "{report}"
+    );
+
+    let answer = call.join().unwrap();
+    let result = ok(&answer, 0);
+    assert_eq!(result["isError"], false, "{answer}");
+    assert!(
+        result_text(result).contains("pretended to send 42 to dan"),
+        "{answer}"
+    );
+
+    // The audit explorer finds the held call's decision; its record links into the chain and
+    // the live policy re-derives its verdict.
+    let rows = report["audit"].as_array().unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r.as_str().unwrap().contains("carol@example.com")
+                && r.as_str().unwrap().contains("approve")),
+        "{rows:?}"
+    );
+    let rederived = report["record"]["rederived"].as_str().unwrap_or_default();
+    assert!(rederived.contains("re-derives"), "{report}");
+    assert!(
+        report["record"]["chain"].as_str().unwrap().contains("hash"),
+        "{report}"
+    );
+    // The status page lists fin's own token.
+    assert_eq!(report["status"]["tokens"], 1, "{report}");
+}
+
+/// Without a session nothing is served but the sign-in page; a sign-in form without its
+/// CSRF cookie is refused; `console: {enabled: false}` removes the console.
+#[test]
+fn the_console_refuses_strangers_and_can_be_turned_off() {
+    let (_repo, gw) = gateway();
+    let get = |path: &str| request(gw.addr(), "GET", path, &[], b"");
+    assert_eq!(get("/console").status, 303);
+    assert_eq!(get("/console/status").status, 303);
+    assert_eq!(get("/console/events").status, 401);
+    let token = gw.issue_token("fin@example.com", &[]);
+    let body = format!("csrf=guess&token={token}");
+    let login = request(
+        gw.addr(),
+        "POST",
+        "/console/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        body.as_bytes(),
+    );
+    assert_eq!(login.status, 403, "{login}");
+    assert!(login.header("set-cookie").is_none(), "{login}");
+    let css = get("/console/assets/console.css");
+    assert_eq!(css.status, 200);
+    assert!(css.header("content-security-policy").is_some());
+
+    let config = json!({
+        "servers": {"demo": {"command": paths::mcpgate_bin(), "args": ["demo-server"]}},
+        "console": {"enabled": false},
+    });
+    let repo = PolicyRepo::with(&config, RULES);
+    let off = Gateway::start(&repo);
+    assert_eq!(request(off.addr(), "GET", "/console", &[], b"").status, 404);
+}
