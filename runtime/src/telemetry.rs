@@ -109,6 +109,7 @@ where
         .with_tracer(tracer)
         .with_location(false)
         .with_threads(false)
+        .with_tracked_inactivity(false)
         .with_filter(filter_fn(|meta| {
             ON.load(Ordering::Relaxed) && meta.target() == TARGET
         }))

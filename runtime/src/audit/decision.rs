@@ -211,7 +211,8 @@ fn decision_fields(
         "mcpgate.rule" = program.rule_id(decision.rule),
         "mcpgate.policy.hash" = %loaded.hash,
         "mcpgate.policy.commit" = program.commit().unwrap_or_default(),
-        "mcpgate.decision_ns" = ns,
+        // Signed: exporters send an unsigned 64-bit value as text.
+        "mcpgate.decision_ns" = i64::try_from(ns).unwrap_or(i64::MAX),
         "error.type" = tracing::field::Empty,
         "mcpgate.outcome" = tracing::field::Empty,
         "mcpgate.upstream_ns" = tracing::field::Empty,
@@ -308,7 +309,8 @@ impl Pending {
         }
         f.insert("upstream_ns".into(), json!(ns));
         self.span.record("mcpgate.outcome", status);
-        self.span.record("mcpgate.upstream_ns", ns);
+        self.span
+            .record("mcpgate.upstream_ns", i64::try_from(ns).unwrap_or(i64::MAX));
         if status != "ok" {
             self.span.record("error.type", status);
         }
