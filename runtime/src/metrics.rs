@@ -127,6 +127,27 @@ impl UpstreamStats {
         self.latency.observe(d);
     }
 
+    /// How many calls were answered.
+    pub fn answered(&self) -> u64 {
+        self.latency.count.load(Ordering::Relaxed)
+    }
+
+    /// The mean time to an answer, once there is one.
+    pub fn mean(&self) -> Option<Duration> {
+        let n = self.answered();
+        (n > 0).then(|| Duration::from_nanos(self.latency.sum_ns.load(Ordering::Relaxed) / n))
+    }
+
+    /// The failures counted so far, by kind (kinds with none left out).
+    pub fn failures(&self) -> Vec<(&'static str, u64)> {
+        UPSTREAM_ERRORS
+            .iter()
+            .zip(&self.errors)
+            .map(|(k, c)| (*k, c.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
     /// Counts a failure of kind `kind` (one of [`UPSTREAM_ERRORS`]).
     pub fn error(&self, kind: &str) {
         if let Some(c) = UPSTREAM_ERRORS

@@ -11,7 +11,7 @@ Usage: console_browser.py - (the scenario on stdin):
 The approver signs in, waits on the inbox until a held call appears (without reloading),
 the outsider signs in (a second browser) and looks at their inbox, a form posted without
 its CSRF token is answered, the approver approves, then searches the audit log for the
-call, opens its record, and reads the status page. Failures print {"fatal": "..."}.
+call, opens its record, reads the status page, and asks who can reach the tool. Failures print {"fatal": "..."}.
 """
 
 from __future__ import annotations
@@ -124,6 +124,10 @@ def run(sc, report):
         }
         if shots:
             page.screenshot(path=os.path.join(shots, "console-status.png"), full_page=True)
+
+        page.goto(base + "/console/who-can?target=demo.send_payment")
+        page.wait_for_selector("table.who-can")
+        report["who_can"] = page.inner_text("table.who-can")
         approver.close()
 
 

@@ -185,6 +185,12 @@ fn an_approver_decides_a_held_call_in_the_browser() {
     );
     // The status page lists fin's own token.
     assert_eq!(report["status"]["tokens"], 1, "{report}");
+    // Who can reach the tool: held for `finance`, by the rule that says so.
+    let who_can = report["who_can"].as_str().unwrap_or_default();
+    assert!(
+        who_can.contains("approve by finance") && who_can.contains("payments-need-finance"),
+        "{who_can}"
+    );
 }
 
 /// Without a session nothing is served but the sign-in page; a sign-in form without its
@@ -218,4 +224,119 @@ fn the_console_refuses_strangers_and_can_be_turned_off() {
     let repo = PolicyRepo::with(&config, RULES);
     let off = Gateway::start(&repo);
     assert_eq!(request(off.addr(), "GET", "/console", &[], b"").status, 404);
+}
+
+/// The `name=value` of a `Set-Cookie` header named `name`.
+fn set_cookie(r: &mcpgate_tests::http::Response, name: &str) -> String {
+    r.headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
+        .filter_map(|(_, v)| v.split(';').next())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no `{name}` cookie: {r}"))
+        .to_owned()
+}
+
+/// The CSRF token of the first form of a page.
+fn csrf_of(page: &str) -> String {
+    let re = regex::Regex::new(r#"name="csrf" value="([0-9a-f]+)""#).unwrap();
+    re.captures(page)
+        .unwrap_or_else(|| panic!("no CSRF field in {page}"))[1]
+        .to_owned()
+}
+
+/// Signs in over plain HTTP (no browser); returns the session cookie.
+fn sign_in(gw: &Gateway, token: &str) -> String {
+    let form = request(gw.addr(), "GET", "/console/login", &[], b"");
+    let login_cookie = set_cookie(&form, "mcpgate_console_login");
+    let body = format!("csrf={}&token={token}", csrf_of(&form.text()));
+    let done = request(
+        gw.addr(),
+        "POST",
+        "/console/login",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Cookie", &login_cookie),
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(done.status, 303, "{done}");
+    set_cookie(&done, "mcpgate_console")
+}
+
+/// Only one's own tokens can be revoked, and revoking the token a console session signed in
+/// with ends that session.
+#[test]
+fn revoking_ones_own_token_ends_the_console_session() {
+    let (_repo, gw) = gateway();
+    let fin = gw.issue_token("fin@example.com", &[]);
+    let _eve = gw.issue_token("eve@example.com", &[]);
+    let cookie = sign_in(&gw, &fin);
+    let get = |path: &str| request(gw.addr(), "GET", path, &[("Cookie", &cookie)], b"");
+    let status = get("/console/status");
+    assert_eq!(status.status, 200, "{status}");
+    let page = status.text();
+    let csrf = csrf_of(&page);
+    let ids: Vec<String> = regex::Regex::new(r#"data-token="(tok_[0-9a-f]+)""#)
+        .unwrap()
+        .captures_iter(&page)
+        .map(|c| c[1].to_owned())
+        .collect();
+    assert_eq!(ids.len(), 1, "fin sees only fin's token: {page}");
+    let post = |path: &str, body: &str| {
+        request(
+            gw.addr(),
+            "POST",
+            path,
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Cookie", &cookie),
+            ],
+            body.as_bytes(),
+        )
+    };
+    // Eve's token, by its id from the token list: refused.
+    let list = mcpgate_tests::cli::mcpgate(
+        gw.state(),
+        [
+            "token",
+            "list",
+            "--state",
+            gw.state().to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
+    let all: Value = serde_json::from_str(&list.stdout).unwrap_or_else(|e| panic!("{e}: {list}"));
+    let eves = all
+        .as_array()
+        .unwrap_or_else(|| panic!("{all}"))
+        .iter()
+        .find(|t| t["subject"] == "eve@example.com")
+        .unwrap_or_else(|| panic!("{all}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let theirs = post(
+        &format!("/console/tokens/{eves}/revoke"),
+        &format!("csrf={csrf}"),
+    );
+    assert_eq!(theirs.status, 403, "{theirs}");
+    let no_csrf = post(&format!("/console/tokens/{}/revoke", ids[0]), "");
+    assert_eq!(no_csrf.status, 403, "{no_csrf}");
+    assert_eq!(
+        get("/console/status").status,
+        200,
+        "a refused form changed something"
+    );
+    let mine = post(
+        &format!("/console/tokens/{}/revoke", ids[0]),
+        &format!("csrf={csrf}"),
+    );
+    assert_eq!(mine.status, 303, "{mine}");
+    assert_eq!(
+        get("/console/status").status,
+        303,
+        "the session outlived its token"
+    );
 }

@@ -65,7 +65,7 @@ pub fn list(items: &[Approval], csrf: &str) -> Markup {
                         dd { code { (a.rule) } " at " (a.rule_source)
                             @if let Some(r) = &a.reason { ": " (r) } }
                         dt { "Decided by" }
-                        dd { (crate::approvals::group_list(&a.approvers)) }
+                        dd.approvers { "a member of " (a.approvers.join(" or ")) }
                         dt { "Requested" }
                         dd { (layout::time_ms(a.created_ms)) }
                         dt { "Expires" }

@@ -8,6 +8,7 @@ const NAV: &[(&str, &str)] = &[
     ("/console", "Approvals"),
     ("/console/audit", "Audit"),
     ("/console/status", "Status"),
+    ("/console/who-can", "Who can"),
 ];
 
 /// Who is signed in, as the frame shows them.
@@ -27,6 +28,7 @@ pub fn page(title: &str, current: &str, viewer: Option<&Viewer<'_>>, body: &Mark
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · mcpgate" }
                 link rel="stylesheet" href="/console/assets/console.css";
+                link rel="icon" href="/console/assets/icon.svg";
                 script src="/console/assets/console.js" defer {}
             }
             body {
@@ -59,6 +61,11 @@ pub fn page(title: &str, current: &str, viewer: Option<&Viewer<'_>>, body: &Mark
 /// A page that only says something went wrong (no details a stranger should see).
 pub fn message(title: &str, text: &str) -> Markup {
     page(title, "", None, &html! { h1 { (title) } p { (text) } })
+}
+
+/// Seconds since the epoch as an RFC 3339 time (UTC).
+pub fn time_secs(secs: u64) -> String {
+    time_ms(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX))
 }
 
 /// Milliseconds since the epoch as an RFC 3339 time (UTC, seconds).

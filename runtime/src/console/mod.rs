@@ -6,7 +6,7 @@
 //! See `docs/console.md`.
 //!
 //! Files: `auth.rs` (sign-in and sessions), `web.rs` (responses, forms), `layout.rs` (the
-//! page frame), `inbox.rs`, `audit.rs`, `status.rs`, `assets/`.
+//! page frame), `inbox.rs`, `audit.rs`, `status.rs`, `who_can.rs`, `assets/`.
 //!
 //! Gateway level: uses `gateway` (which routes to it through [`crate::gateway::http::Mounted`]),
 //! the services and `session`; only `cli` uses it.
@@ -17,6 +17,7 @@ pub mod inbox;
 pub mod layout;
 pub mod status;
 pub mod web;
+pub mod who_can;
 
 use crate::approvals::Approver;
 use crate::gateway::Gateway;
@@ -35,6 +36,7 @@ use std::sync::Arc;
 
 const CSS: &str = include_str!("assets/console.css");
 const JS: &str = include_str!("assets/console.js");
+const ICON: &str = include_str!("assets/icon.svg");
 
 /// The console, mounted on a gateway by `serve`.
 #[derive(Debug, Clone, Default)]
@@ -139,6 +141,9 @@ impl Console {
                     JS,
                 ));
             }
+            (&Method::GET, "/console/assets/icon.svg") => {
+                return cached(web::bytes(StatusCode::OK, "image/svg+xml", ICON));
+            }
             (&Method::GET, "/console/login") => return login_form(&gw, None),
             (&Method::POST, "/console/login") => return self.login(&gw, req).await,
             _ => {}
@@ -181,6 +186,7 @@ impl Console {
             },
             "/console/audit" => audit_page(&gw, &who, query).await,
             "/console/status" => status_page(&gw, &who, &query).await,
+            "/console/who-can" => who_can_page(&gw, &who, &query).await,
             p => match p.strip_prefix("/console/audit/").map(str::parse::<u64>) {
                 Some(Ok(seq)) => record_page(&gw, &who, seq).await,
                 _ => not_found(),
@@ -416,6 +422,37 @@ async fn status_page(gw: &Gateway, who: &Who, query: &HashMap<String, String>) -
     web::html(
         StatusCode::OK,
         status::page(gw, &who.viewer(), &tokens, decided_flash(query).as_deref()),
+    )
+}
+
+async fn who_can_page(gw: &Gateway, who: &Who, query: &HashMap<String, String>) -> Response<Body> {
+    if let Err(r) = may_read_status(gw, who, "/console/who-can").await {
+        return r;
+    }
+    let target = web::field(query, "target").unwrap_or_default().to_owned();
+    let result = if target.is_empty() {
+        None
+    } else {
+        let folder = gw
+            .policy
+            .get()
+            .and_then(|p| who_can::folder(p.source()).map(std::path::Path::to_path_buf));
+        Some(match folder {
+            None => Err(
+                "This gateway follows a repository: run `mcpgate who-can TARGET` in a checkout of the live commit."
+                    .to_owned(),
+            ),
+            Some(dir) => {
+                let (t, live) = (target.clone(), gw.program.load().hash.clone());
+                tokio::task::spawn_blocking(move || who_can::answer(&dir, &t, &live))
+                    .await
+                    .unwrap_or_else(|_| Err("the analysis failed".into()))
+            }
+        })
+    };
+    web::html(
+        StatusCode::OK,
+        who_can::page(&who.viewer(), &target, result.as_ref()),
     )
 }
 

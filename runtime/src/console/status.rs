@@ -24,7 +24,7 @@ pub fn own_tokens(store: &TokenStore, subject: &str) -> Result<Vec<TokenRecord>,
 }
 
 fn secs(t: u64) -> String {
-    layout::time_ms(i64::try_from(t.saturating_mul(1000)).unwrap_or(i64::MAX))
+    layout::time_secs(t)
 }
 
 fn text(v: &Value) -> String {
@@ -42,10 +42,22 @@ fn policy(p: Option<&Value>) -> Markup {
     let g = |ptr: &str| p.pointer(ptr).map(text).unwrap_or_else(|| "-".into());
     html! {
         dl.policy {
-            dt { "Source" } dd { (g("/source/kind")) " " code { (g("/source/url")) (g("/source/path")) } }
-            dt { "Live commit" } dd { code.commit { (g("/live/commit")) } }
+            dt { "Source" }
+            dd { @match p.pointer("/source/url").and_then(Value::as_str) {
+                Some(url) => { "git " code { (url) } " branch " code { (g("/source/branch")) } },
+                None => { "folder " code { (g("/source/path")) } },
+            } }
+            dt { "Live commit" }
+            dd { @match p.pointer("/live/commit").and_then(Value::as_str) {
+                Some(c) => code.commit { (c) },
+                None => "none (a folder)",
+            } }
             dt { "Program hash" } dd { code { (g("/live/hash")) } }
-            dt { "Live since" } dd.live-since { (g("/live/loaded_at")) " (" (g("/live/from")) ")" }
+            dt { "Live since" }
+            dd.live-since {
+                (p.pointer("/live/loaded_at").and_then(Value::as_u64).map_or_else(|| "-".to_owned(), secs))
+                " (" (g("/live/from")) ")"
+            }
             dt { "Rules" } dd { (g("/live/rules")) }
             dt { "Last fetch" } dd { (g("/last_fetch/at")) @if p.pointer("/last_fetch/error").is_some_and(|e| !e.is_null()) { " — " span.bad { (g("/last_fetch/error")) } } }
             dt { "Last sync error" }
@@ -117,10 +129,22 @@ pub fn page(
         h2 { "Upstreams" }
         p { (gw.sessions.len()) " client sessions open." }
         table.upstreams {
-            thead { tr { th { "Server" } th { "Request timeout" } } }
+            thead { tr { th { "Server" } th { "Request timeout" } th { "Calls answered" } th { "Mean latency" } th { "Failures since start" } } }
             tbody {
                 @for (name, up) in &gw.upstreams {
-                    tr { td { (name) } td { (up.timeout().as_secs()) " s" } }
+                    @let stats = crate::metrics::upstream(name);
+                    @let failures = stats.failures();
+                    tr {
+                        td { (name) }
+                        td { (up.timeout().as_secs()) " s" }
+                        td { (stats.answered()) }
+                        td { (stats.mean().map_or_else(|| "-".to_owned(), |d| format!("{:.1} ms", d.as_secs_f64() * 1e3))) }
+                        td class=[(!failures.is_empty()).then_some("bad")] {
+                            @if failures.is_empty() { "none" } @else {
+                                (failures.iter().map(|(k, n)| format!("{k}: {n}")).collect::<Vec<_>>().join(", "))
+                            }
+                        }
+                    }
                 }
             }
         }
