@@ -42,12 +42,44 @@ pub struct Config {
 pub struct ConsoleConfig {
     /// `false`: `/console` answers 404.
     pub enabled: bool,
+    /// Sign-in with the OIDC provider of `identity.oidc` (authorization code flow with
+    /// PKCE), beside gateway tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<ConsoleOidcConfig>,
 }
 
 impl Default for ConsoleConfig {
     fn default() -> Self {
-        ConsoleConfig { enabled: true }
+        ConsoleConfig {
+            enabled: true,
+            oidc: None,
+        }
     }
+}
+
+/// The console as an OIDC client of the `identity.oidc` provider: a public client (PKCE,
+/// no secret). Its ID tokens are checked as bearer tokens are, so `client_id` must be one of
+/// `identity.oidc.audience`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleOidcConfig {
+    /// The client id registered with the provider.
+    pub client_id: String,
+    /// Where the provider sends the browser back:
+    /// `https://gateway.example.com/console/login/callback`. Default: that path on the
+    /// request's `Host`, over `http` for a loopback host and `https` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_url: Option<String>,
+    /// Scopes asked for (default `openid email profile`).
+    #[serde(default = "default_console_scopes")]
+    pub scopes: Vec<String>,
+}
+
+fn default_console_scopes() -> Vec<String> {
+    ["openid", "email", "profile"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// OpenTelemetry export (see `docs/telemetry.md`). The standard `OTEL_*` variables fill in

@@ -340,3 +340,92 @@ fn revoking_ones_own_token_ends_the_console_session() {
         "the session outlived its token"
     );
 }
+
+/// The path and query of `url` on `origin`.
+fn path_on<'a>(url: &'a str, origin: &str) -> &'a str {
+    url.strip_prefix(origin)
+        .unwrap_or_else(|| panic!("`{url}` is not on {origin}"))
+}
+
+/// Sign-in with the identity provider: the authorization code flow with PKCE against a
+/// stand-in provider (`tests/peers/oidc_provider.py`, which checks the verifier against the
+/// challenge); the state binds the answer to the browser that asked, and a code is used once.
+#[test]
+fn an_operator_signs_in_with_the_oidc_provider_using_pkce() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(paths::python());
+    cmd.arg(paths::peer_sources().join("oidc_provider.py"))
+        .arg(dir.path())
+        .arg("mcpgate-console")
+        .arg("fin@example.com")
+        .arg("finance");
+    let provider = process::Proc::spawn("oidc provider", &mut cmd);
+    let port = provider
+        .output
+        .wait_for(WAIT, |l| {
+            l.strip_prefix("provider listening on 127.0.0.1:")
+                .and_then(|p| p.trim().parse::<u16>().ok())
+        })
+        .unwrap_or_else(|| panic!("the provider did not start: {}", provider.output.text()));
+    let issuer = format!("http://127.0.0.1:{port}");
+    let provider_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let config = json!({
+        "servers": {"demo": {"command": paths::mcpgate_bin(), "args": ["demo-server"]}},
+        "identity": {"oidc": {
+            "issuer": issuer,
+            "audience": "mcpgate-console",
+            "jwks_file": dir.path().join("jwks.json"),
+        }},
+        "console": {"oidc": {"client_id": "mcpgate-console"}},
+    });
+    let repo = PolicyRepo::with(&config, RULES);
+    let gw = Gateway::start(&repo);
+    let origin = gw.url("");
+
+    let login = request(gw.addr(), "GET", "/console/login", &[], b"");
+    assert!(login.text().contains("/console/login/oidc"), "{login}");
+
+    // One sign-in, as a browser follows it.
+    let begin = |gw: &Gateway| {
+        let r = request(gw.addr(), "GET", "/console/login/oidc", &[], b"");
+        assert_eq!(r.status, 303, "{r}");
+        let to = r.header("location").unwrap().to_owned();
+        assert!(to.contains("code_challenge_method=S256"), "{to}");
+        let at = request(provider_addr, "GET", path_on(&to, &issuer), &[], b"");
+        assert_eq!(at.status, 302, "{at}");
+        let back = at.header("location").unwrap().to_owned();
+        (set_cookie(&r, "mcpgate_console_oidc"), back)
+    };
+    let (state, back) = begin(&gw);
+    let callback = path_on(&back, &origin).to_owned();
+    let done = request(gw.addr(), "GET", &callback, &[("Cookie", &state)], b"");
+    assert_eq!(done.status, 303, "{done}\n{}", gw.log());
+    let session = set_cookie(&done, "mcpgate_console");
+    let inbox = request(gw.addr(), "GET", "/console", &[("Cookie", &session)], b"");
+    assert_eq!(inbox.status, 200, "{inbox}");
+    assert!(
+        inbox.text().contains("fin@example.com") && inbox.text().contains("(finance)"),
+        "{}",
+        inbox.text()
+    );
+    assert!(
+        provider.output.text().contains("token: ok"),
+        "{}",
+        provider.output.text()
+    );
+
+    // The same answer again: its state is spent.
+    let again = request(gw.addr(), "GET", &callback, &[("Cookie", &state)], b"");
+    assert_eq!(again.status, 401, "{again}");
+    // An answer brought to a browser that did not start the sign-in.
+    let (_, other) = begin(&gw);
+    let foreign = request(
+        gw.addr(),
+        "GET",
+        path_on(&other, &origin),
+        &[("Cookie", &state)],
+        b"",
+    );
+    assert_eq!(foreign.status, 403, "{foreign}");
+    assert!(foreign.header("set-cookie").is_none(), "{foreign}");
+}

@@ -321,7 +321,29 @@ pub fn run(args: Args) -> ExitCode {
             }
         }
         if config.console.enabled {
-            let _ = gw.mounted.set(Arc::new(crate::console::Console::new()));
+            let flow = match &config.console.oidc {
+                None => None,
+                Some(c) => {
+                    let issuer = config
+                        .identity
+                        .as_ref()
+                        .and_then(|i| i.oidc.as_ref())
+                        .map(|o| o.issuer.clone());
+                    let Some(issuer) = issuer else {
+                        eprintln!("error: `console.oidc` signs in with the `identity.oidc` provider, and there is none");
+                        eprintln!("  help: configure `identity.oidc`, or remove `console.oidc`");
+                        return ExitCode::from(2);
+                    };
+                    match crate::console::oidc::Flow::new(c.clone(), &issuer) {
+                        Ok(f) => Some(f),
+                        Err(e) => {
+                            eprintln!("error: console.oidc: {e}");
+                            return ExitCode::from(2);
+                        }
+                    }
+                }
+            };
+            let _ = gw.mounted.set(Arc::new(crate::console::Console::new(flow)));
         }
         syncer.attach(&gw);
         let _ = gw.policy.set(syncer.clone());

@@ -16,6 +16,8 @@ use zeroize::Zeroizing;
 pub const COOKIE: &str = "mcpgate_console";
 /// The pre-session cookie of the sign-in form (its CSRF token, double-submitted).
 pub const LOGIN_COOKIE: &str = "mcpgate_console_login";
+/// The OIDC sign-in's `state`.
+pub const OIDC_COOKIE: &str = "mcpgate_console_oidc";
 /// How long a console session lasts, whatever happens in it.
 pub const LIFETIME: Duration = Duration::from_secs(8 * 3600);
 /// Most console sessions kept; the oldest goes first beyond it.
@@ -131,8 +133,19 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 /// A `Set-Cookie` value for the console: `HttpOnly`, `Secure`, `SameSite=Strict`, scoped to
 /// `/console`; `max_age` 0 deletes it.
 pub fn set_cookie(name: &str, value: &str, max_age: Duration) -> Option<HeaderValue> {
+    cookie_with(name, value, max_age, "Strict")
+}
+
+/// The OIDC sign-in's `state` cookie: `SameSite=Lax`, since the provider sends the browser
+/// back with a top-level navigation from its own site (which a `Strict` cookie would miss).
+/// It only binds the answer to the browser that started the sign-in.
+pub fn set_state_cookie(value: &str, max_age: Duration) -> Option<HeaderValue> {
+    cookie_with(OIDC_COOKIE, value, max_age, "Lax")
+}
+
+fn cookie_with(name: &str, value: &str, max_age: Duration, same_site: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/console; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+        "{name}={value}; Path=/console; HttpOnly; Secure; SameSite={same_site}; Max-Age={}",
         max_age.as_secs()
     ))
     .ok()

@@ -5,7 +5,7 @@
 //! behind `HttpOnly` `SameSite=Strict` cookies and a CSRF token on every state change.
 //! See `docs/console.md`.
 //!
-//! Files: `auth.rs` (sign-in and sessions), `web.rs` (responses, forms), `layout.rs` (the
+//! Files: `auth.rs` (sign-in and sessions), `oidc.rs` (sign-in with the OIDC provider), `web.rs` (responses, forms), `layout.rs` (the
 //! page frame), `inbox.rs`, `audit.rs`, `status.rs`, `who_can.rs`, `assets/`.
 //!
 //! Gateway level: uses `gateway` (which routes to it through [`crate::gateway::http::Mounted`]),
@@ -15,6 +15,7 @@ pub mod audit;
 pub mod auth;
 pub mod inbox;
 pub mod layout;
+pub mod oidc;
 pub mod status;
 pub mod web;
 pub mod who_can;
@@ -42,11 +43,16 @@ const ICON: &str = include_str!("assets/icon.svg");
 #[derive(Debug, Clone, Default)]
 pub struct Console {
     sessions: Arc<Sessions>,
+    oidc: Option<Arc<oidc::Flow>>,
 }
 
 impl Console {
-    pub fn new() -> Console {
-        Console::default()
+    /// A console; `oidc` adds sign-in with the identity provider.
+    pub fn new(oidc: Option<oidc::Flow>) -> Console {
+        Console {
+            sessions: Arc::default(),
+            oidc: oidc.map(Arc::new),
+        }
     }
 }
 
@@ -144,7 +150,11 @@ impl Console {
             (&Method::GET, "/console/assets/icon.svg") => {
                 return cached(web::bytes(StatusCode::OK, "image/svg+xml", ICON));
             }
-            (&Method::GET, "/console/login") => return login_form(&gw, None),
+            (&Method::GET, "/console/login") => return self.login_form(&gw, None),
+            (&Method::GET, "/console/login/oidc") => return self.oidc_begin(&gw, &req).await,
+            (&Method::GET, "/console/login/callback") => {
+                return self.oidc_callback(&gw, &req).await;
+            }
             (&Method::POST, "/console/login") => return self.login(&gw, req).await,
             _ => {}
         }
@@ -208,34 +218,158 @@ impl Console {
             );
         }
         let Some(token) = web::field(&fields, "token") else {
-            return login_form(gw, Some("Paste a gateway token."));
+            return self.login_form(gw, Some("Paste a gateway token."));
         };
         let mut headers = HeaderMap::new();
         let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {token}")) else {
-            return login_form(gw, Some("That is not a token."));
+            return self.login_form(gw, Some("That is not a token."));
         };
         value.set_sensitive(true);
         headers.insert(header::AUTHORIZATION, value);
         match Console::principal(gw, &headers).await {
             Ok(p) => {
                 tracing::info!(principal = %p.id, "console sign-in");
-                let id = self.sessions.start(token);
-                let mut r = web::redirect("/console");
-                let h = r.headers_mut();
-                if let Some(c) = auth::set_cookie(auth::COOKIE, &id, auth::LIFETIME) {
-                    h.append(header::SET_COOKIE, c);
-                }
-                if let Some(c) = auth::set_cookie(auth::LOGIN_COOKIE, "", std::time::Duration::ZERO)
-                {
-                    h.append(header::SET_COOKIE, c);
+                self.signed_in(token)
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "console sign-in refused");
+                self.login_form(gw, Some(&format!("Sign-in refused: {e}.")))
+            }
+        }
+    }
+
+    fn login_form(&self, gw: &Gateway, error: Option<&str>) -> Response<Body> {
+        let csrf = auth::random_id();
+        let body = html! {
+            h1 { "Sign in" }
+            @if !gw.identity.enabled() {
+                p.error role="alert" { "This gateway has no " code { "identity" } " section, so nobody can sign in. Configure identity with gateway tokens (see docs/identity.md)." }
+            }
+            @if let Some(e) = error { p.error role="alert" { (e) } }
+            form.login method="post" action="/console/login" {
+                input type="hidden" name="csrf" value=(csrf);
+                label { "Gateway token "
+                    input type="password" name="token" autocomplete="off" required placeholder="mcpg_..."; }
+                button type="submit" { "Sign in" }
+            }
+            p.hint { "Issue one with " code { "mcpgate token issue --subject you@example.com --kind human" } "." }
+            @if let Some(flow) = &self.oidc {
+                p.oidc { a.button href="/console/login/oidc" { "Sign in with " (flow.issuer()) } }
+            }
+        };
+        let mut r = web::html(
+            if error.is_some() {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::OK
+            },
+            layout::page("Sign in", "", None, &body),
+        );
+        if let Some(c) = auth::set_cookie(
+            auth::LOGIN_COOKIE,
+            &csrf,
+            std::time::Duration::from_secs(3600),
+        ) {
+            r.headers_mut().append(header::SET_COOKIE, c);
+        }
+        r
+    }
+
+    /// A new session for `token` (already checked): the cookie, and the inbox.
+    fn signed_in(&self, token: &str) -> Response<Body> {
+        let id = self.sessions.start(token);
+        let mut r = web::redirect("/console");
+        let h = r.headers_mut();
+        if let Some(c) = auth::set_cookie(auth::COOKIE, &id, auth::LIFETIME) {
+            h.append(header::SET_COOKIE, c);
+        }
+        for gone in [auth::LOGIN_COOKIE, auth::OIDC_COOKIE] {
+            if let Some(c) = auth::set_cookie(gone, "", std::time::Duration::ZERO) {
+                h.append(header::SET_COOKIE, c);
+            }
+        }
+        r
+    }
+
+    /// `GET /console/login/oidc`: to the provider, with PKCE.
+    async fn oidc_begin(&self, gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
+        let Some(flow) = &self.oidc else {
+            return not_found();
+        };
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        match flow.begin(host).await {
+            Ok((location, state)) => {
+                let mut r = web::redirect(&location);
+                if let Some(c) = auth::set_state_cookie(&state, oidc::PENDING_FOR) {
+                    r.headers_mut().append(header::SET_COOKIE, c);
                 }
                 r
             }
             Err(e) => {
-                tracing::info!(error = %e, "console sign-in refused");
-                login_form(gw, Some(&format!("Sign-in refused: {e}.")))
+                tracing::warn!(error = %e, "console OIDC sign-in cannot start");
+                self.login_form(gw, Some(&format!("Sign-in with the provider failed: {e}.")))
             }
         }
+    }
+
+    /// `GET /console/login/callback`: the provider's answer. The state must be the one this
+    /// browser started with, the ID token must pass the gateway's identity check and carry
+    /// this sign-in's nonce.
+    async fn oidc_callback(&self, gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
+        let Some(flow) = &self.oidc else {
+            return not_found();
+        };
+        let q = web::query(req.uri());
+        if let Some(e) = web::field(&q, "error") {
+            return self.login_form(gw, Some(&format!("The provider refused the sign-in: {e}.")));
+        }
+        let (Some(state), Some(code)) = (web::field(&q, "state"), web::field(&q, "code")) else {
+            return refused(
+                StatusCode::BAD_REQUEST,
+                "The provider's answer has no code or state.",
+            );
+        };
+        let ours = auth::cookie(req.headers(), auth::OIDC_COOKIE);
+        if !ours.as_deref().is_some_and(|c| auth::same(c, state)) {
+            tracing::warn!("console OIDC callback refused: the state is not this browser's");
+            return refused(
+                StatusCode::FORBIDDEN,
+                "This sign-in was not started in this browser; start again.",
+            );
+        }
+        let (id_token, nonce) = match flow.finish(state, code).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::info!(error = %e, "console OIDC sign-in refused");
+                return self.login_form(gw, Some(&format!("Sign-in refused: {e}.")));
+            }
+        };
+        let mut headers = HeaderMap::new();
+        let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {id_token}")) else {
+            return self.login_form(gw, Some("The provider returned an unusable token."));
+        };
+        value.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, value);
+        let principal = match Console::principal(gw, &headers).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::info!(error = %e, "console OIDC sign-in refused");
+                return self.login_form(gw, Some(&format!("Sign-in refused: {e}.")));
+            }
+        };
+        if !oidc::nonce_of(&id_token).is_some_and(|n| auth::same(&n, &nonce)) {
+            tracing::warn!(principal = %principal.id, "console OIDC sign-in refused: the ID token's nonce is not this sign-in's");
+            return refused(
+                StatusCode::FORBIDDEN,
+                "The ID token is not for this sign-in.",
+            );
+        }
+        tracing::info!(principal = %principal.id, "console sign-in (OIDC)");
+        self.signed_in(&id_token)
     }
 
     async fn post(
@@ -277,40 +411,6 @@ fn cached(mut r: Response<Body>) -> Response<Body> {
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, max-age=300"),
     );
-    r
-}
-
-fn login_form(gw: &Gateway, error: Option<&str>) -> Response<Body> {
-    let csrf = auth::random_id();
-    let body = html! {
-        h1 { "Sign in" }
-        @if !gw.identity.enabled() {
-            p.error role="alert" { "This gateway has no " code { "identity" } " section, so nobody can sign in. Configure identity with gateway tokens (see docs/identity.md)." }
-        }
-        @if let Some(e) = error { p.error role="alert" { (e) } }
-        form.login method="post" action="/console/login" {
-            input type="hidden" name="csrf" value=(csrf);
-            label { "Gateway token "
-                input type="password" name="token" autocomplete="off" required placeholder="mcpg_..."; }
-            button type="submit" { "Sign in" }
-        }
-        p.hint { "Issue one with " code { "mcpgate token issue --subject you@example.com --kind human" } "." }
-    };
-    let mut r = web::html(
-        if error.is_some() {
-            StatusCode::UNAUTHORIZED
-        } else {
-            StatusCode::OK
-        },
-        layout::page("Sign in", "", None, &body),
-    );
-    if let Some(c) = auth::set_cookie(
-        auth::LOGIN_COOKIE,
-        &csrf,
-        std::time::Duration::from_secs(3600),
-    ) {
-        r.headers_mut().append(header::SET_COOKIE, c);
-    }
     r
 }
 
