@@ -5,7 +5,7 @@
 //!
 //! The tracing layer is installed with the log subscriber, before the configuration is
 //! read; it creates no span until [`start`] turns export on, so a gateway without telemetry
-//! pays one atomic load per span callsite. Spans are sent by the SDK's batch processor
+//! pays one atomic load per `mcp.request` span (other callsites are never asked). Spans are sent by the SDK's batch processor
 //! through the gateway's own HTTP client (hyper and rustls: no second HTTP or TLS stack).
 //!
 //! Bottom layer: uses only `http_client`.
@@ -25,9 +25,10 @@ use opentelemetry_sdk::trace::{
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tracing::subscriber::Interest;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::Layer;
-use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::filter::dynamic_filter_fn;
 use tracing_subscriber::registry::LookupSpan;
 
 /// The target of the spans (and their events) that are exported.
@@ -110,9 +111,18 @@ where
         .with_location(false)
         .with_threads(false)
         .with_tracked_inactivity(false)
-        .with_filter(filter_fn(|meta| {
-            ON.load(Ordering::Relaxed) && meta.target() == TARGET
-        }))
+        .with_filter(
+            dynamic_filter_fn(|meta, _| ON.load(Ordering::Relaxed) && meta.target() == TARGET)
+                // Callsites of other targets are never asked again: the log's `debug!` and
+                // `trace!` callsites stay cached as off.
+                .with_callsite_filter(|meta| {
+                    if meta.target() == TARGET {
+                        Interest::sometimes()
+                    } else {
+                        Interest::never()
+                    }
+                }),
+        )
 }
 
 /// Where traces go, from the section and the environment: `None` when export is off.
