@@ -30,8 +30,8 @@ pub struct Config {
     /// The operator's web console under `/console` (on by default).
     #[serde(default)]
     pub console: ConsoleConfig,
-    /// OpenTelemetry traces over OTLP/HTTP. Absent: traces are exported only when the
-    /// standard `OTEL_EXPORTER_OTLP_*ENDPOINT` variables are set.
+    /// OpenTelemetry traces and metrics over OTLP/HTTP. Absent: they are exported only when
+    /// the standard `OTEL_EXPORTER_OTLP_*ENDPOINT` variables are set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub telemetry: Option<TelemetryConfig>,
 }
@@ -90,10 +90,11 @@ pub struct TelemetryConfig {
     /// `false`: no export, whatever the environment says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-    /// The OTLP/HTTP base URL (`http://collector:4318`); traces go to `/v1/traces` under it.
+    /// The OTLP/HTTP base URL (`http://collector:4318`); traces go to `/v1/traces` and
+    /// metrics to `/v1/metrics` under it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// `service.name` of the exported spans (default `mcpgate`).
+    /// `service.name` of what is exported (default `mcpgate`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_name: Option<String>,
 }

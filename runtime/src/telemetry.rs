@@ -1,6 +1,7 @@
-//! OpenTelemetry traces over OTLP/HTTP: the `mcp.request` span of every decided request
-//! (target `mcpgate::audit`, see `audit::decision`) is exported, and W3C `traceparent` is sent
-//! to HTTP upstreams inside it. Configured by the `telemetry` section of `mcpgate.yaml` and
+//! OpenTelemetry over OTLP/HTTP: the `mcp.request` span of every decided request (target
+//! `mcpgate::audit`, see `audit::decision`) is exported, W3C `traceparent` is sent to HTTP
+//! upstreams inside it, and the counters of `/metrics` are exported as metrics
+//! (`telemetry/metrics.rs`). Configured by the `telemetry` section of `mcpgate.yaml` and
 //! the standard `OTEL_*` variables (see `docs/telemetry.md`).
 //!
 //! The tracing layer is installed with the log subscriber, before the configuration is
@@ -8,7 +9,9 @@
 //! pays one atomic load per `mcp.request` span (other callsites are never asked). Spans are sent by the SDK's batch processor
 //! through the gateway's own HTTP client (hyper and rustls: no second HTTP or TLS stack).
 //!
-//! Bottom layer: uses only `http_client`.
+//! Bottom layer: uses `http_client` and `metrics`.
+
+pub mod metrics;
 
 use crate::http_client;
 use bytes::Bytes;
@@ -125,31 +128,59 @@ where
         )
 }
 
-/// Where traces go, from the section and the environment: `None` when export is off.
+/// What is exported: each has its OTLP path and its own variables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Traces,
+    Metrics,
+}
+
+impl Signal {
+    fn name(self) -> &'static str {
+        match self {
+            Signal::Traces => "TRACES",
+            Signal::Metrics => "METRICS",
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Signal::Traces => "/v1/traces",
+            Signal::Metrics => "/v1/metrics",
+        }
+    }
+}
+
+/// Where `signal` goes, from the section and the environment: `None` when its export is
+/// off.
 pub fn endpoint(
     cfg: Option<&TelemetryConfig>,
+    signal: Signal,
     env: impl Fn(&str) -> Option<String>,
 ) -> Option<String> {
     let set = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+    let exporter = format!("OTEL_{}_EXPORTER", signal.name());
     if cfg.and_then(|c| c.enabled) == Some(false)
         || set("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
-        || set("OTEL_TRACES_EXPORTER").is_some_and(|v| v.trim().eq_ignore_ascii_case("none"))
+        || set(&exporter).is_some_and(|v| v.trim().eq_ignore_ascii_case("none"))
     {
         return None;
     }
     if let Some(base) = cfg.and_then(|c| c.endpoint.as_deref()) {
-        return Some(format!("{}/v1/traces", base.trim_end_matches('/')));
+        return Some(format!("{}{}", base.trim_end_matches('/'), signal.path()));
     }
-    if let Some(url) = set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+    if let Some(url) = set(&format!("OTEL_EXPORTER_OTLP_{}_ENDPOINT", signal.name())) {
         return Some(url);
     }
-    set("OTEL_EXPORTER_OTLP_ENDPOINT").map(|b| format!("{}/v1/traces", b.trim_end_matches('/')))
+    set("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .map(|b| format!("{}{}", b.trim_end_matches('/'), signal.path()))
 }
 
-/// The exporter's HTTP client: the gateway's pooled client, its requests run on the
-/// gateway's runtime (the batch processor exports from its own thread).
+/// The exporters' HTTP client: the gateway's pooled client, its requests run on the
+/// gateway's runtime (the batch processor and the metric reader export from their own
+/// threads).
 #[derive(Debug)]
-struct Client {
+pub struct Client {
     client: http_client::HttpClient,
     runtime: tokio::runtime::Handle,
 }
@@ -193,29 +224,18 @@ impl opentelemetry_http::HttpClient for Client {
     }
 }
 
-/// Turns export on when the configuration or the environment names an endpoint; returns
-/// the traces URL. Call once, inside the gateway's runtime.
+/// Turns export on for each signal whose endpoint the configuration or the environment
+/// names; returns the URLs exported to. Call once, inside the gateway's runtime.
 ///
 /// # Errors
-/// When the exporter cannot be built (a bad URL, a bad header variable).
-pub fn start(cfg: Option<&TelemetryConfig>) -> Result<Option<String>, String> {
-    let Some(url) = endpoint(cfg, |k| std::env::var(k).ok()) else {
-        return Ok(None);
-    };
-    let Some(shared) = DEFERRED.get() else {
-        return Err("the tracing layer is not installed".into());
-    };
-    let client = Client {
-        client: http_client::build_client()?,
-        runtime: tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?,
-    };
-    use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_http_client(client)
-        .with_endpoint(url.clone())
-        .build()
-        .map_err(|e| format!("telemetry: {e}"))?;
+/// When an exporter cannot be built (a bad URL, a bad header variable).
+pub fn start(cfg: Option<&TelemetryConfig>) -> Result<Vec<String>, String> {
+    let env = |k: &str| std::env::var(k).ok();
+    let traces = endpoint(cfg, Signal::Traces, env);
+    let metrics = endpoint(cfg, Signal::Metrics, env);
+    if traces.is_none() && metrics.is_none() {
+        return Ok(Vec::new());
+    }
     let service = cfg
         .and_then(|c| c.service_name.clone())
         .or_else(|| {
@@ -224,21 +244,51 @@ pub fn start(cfg: Option<&TelemetryConfig>) -> Result<Option<String>, String> {
                 .filter(|s| !s.is_empty())
         })
         .unwrap_or_else(|| "mcpgate".into());
+    let resource = Resource::builder()
+        .with_service_name(service)
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.version",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .build();
+    let mut started = Vec::new();
+    if let Some(url) = traces {
+        start_traces(&url, &resource)?;
+        started.push(url);
+    }
+    if let Some(url) = metrics {
+        metrics::start(client()?, &url, resource)?;
+        started.push(url);
+    }
+    Ok(started)
+}
+
+/// The exporters' client, on the current runtime.
+fn client() -> Result<Client, String> {
+    Ok(Client {
+        client: http_client::build_client()?,
+        runtime: tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?,
+    })
+}
+
+fn start_traces(url: &str, resource: &Resource) -> Result<(), String> {
+    let Some(shared) = DEFERRED.get() else {
+        return Err("the tracing layer is not installed".into());
+    };
+    use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_http_client(client()?)
+        .with_endpoint(url)
+        .build()
+        .map_err(|e| format!("telemetry: {e}"))?;
     let mut batch = BatchSpanProcessor::builder(exporter).build();
-    batch.set_resource(
-        &Resource::builder()
-            .with_service_name(service)
-            .with_attribute(opentelemetry::KeyValue::new(
-                "service.version",
-                env!("CARGO_PKG_VERSION"),
-            ))
-            .build(),
-    );
+    batch.set_resource(resource);
     if shared.inner.set(batch).is_err() {
         return Err("telemetry is already started".into());
     }
     ON.store(true, Ordering::Relaxed);
-    Ok(Some(url))
+    Ok(())
 }
 
 /// Sends what is still buffered (at shutdown). Blocks: call off the async threads.
@@ -249,6 +299,7 @@ pub fn flush() {
     {
         tracing::warn!(error = %e, "telemetry: spans could not be flushed");
     }
+    metrics::flush();
 }
 
 /// Adds the W3C `traceparent` (and `tracestate`) of the current span to `headers`, when
@@ -266,7 +317,9 @@ pub fn inject(headers: &mut http::HeaderMap) {
 mod tests {
     use super::*;
 
-    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    fn env(
+        pairs: &'static [(&'static str, &'static str)],
+    ) -> impl Fn(&str) -> Option<String> + Copy {
         move |k| {
             pairs
                 .iter()
@@ -277,48 +330,47 @@ mod tests {
 
     #[test]
     fn the_endpoint_comes_from_the_section_then_the_environment() {
+        use Signal::{Metrics, Traces};
         let cfg = TelemetryConfig {
             endpoint: Some("http://collector:4318/".into()),
             ..TelemetryConfig::default()
         };
+        let other = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://other:4318")]);
         assert_eq!(
-            endpoint(
-                Some(&cfg),
-                env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://other:4318")])
-            ),
+            endpoint(Some(&cfg), Traces, other),
             Some("http://collector:4318/v1/traces".into())
         );
-        assert_eq!(endpoint(None, env(&[])), None);
         assert_eq!(
-            endpoint(
-                None,
-                env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")])
-            ),
-            Some("http://c:4318/v1/traces".into())
+            endpoint(Some(&cfg), Metrics, other),
+            Some("http://collector:4318/v1/metrics".into())
+        );
+        assert_eq!(endpoint(None, Traces, env(&[])), None);
+        assert_eq!(
+            endpoint(None, Metrics, other),
+            Some("http://other:4318/v1/metrics".into())
+        );
+        let specific = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:1/x"),
+        ]);
+        assert_eq!(
+            endpoint(None, Traces, specific),
+            Some("http://t:1/x".into())
         );
         assert_eq!(
-            endpoint(
-                None,
-                env(&[
-                    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
-                    ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:1/x")
-                ])
-            ),
-            Some("http://t:1/x".into())
+            endpoint(None, Metrics, specific),
+            Some("http://c:4318/v1/metrics".into())
         );
         let off = TelemetryConfig {
             enabled: Some(false),
             ..cfg.clone()
         };
-        assert_eq!(endpoint(Some(&off), env(&[])), None);
-        assert_eq!(
-            endpoint(Some(&cfg), env(&[("OTEL_SDK_DISABLED", "true")])),
-            None
-        );
-        assert_eq!(
-            endpoint(Some(&cfg), env(&[("OTEL_TRACES_EXPORTER", "none")])),
-            None
-        );
+        assert_eq!(endpoint(Some(&off), Traces, env(&[])), None);
+        let disabled = env(&[("OTEL_SDK_DISABLED", "true")]);
+        assert_eq!(endpoint(Some(&cfg), Metrics, disabled), None);
+        let no_traces = env(&[("OTEL_TRACES_EXPORTER", "none")]);
+        assert_eq!(endpoint(Some(&cfg), Traces, no_traces), None);
+        assert!(endpoint(Some(&cfg), Metrics, no_traces).is_some());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! OpenTelemetry end to end: the gateway exports one `mcp.request` span per decided call to
 //! an OTLP/HTTP receiver in the test (127.0.0.1, protobuf decoded with the OTLP types), with
-//! the documented attributes, and the HTTP upstream (`tests/peers/header_recorder_server.py`)
-//! receives a W3C `traceparent` naming the call's span.
+//! the documented attributes, and its decision and upstream counters as metrics; the HTTP
+//! upstream (`tests/peers/header_recorder_server.py`) receives a W3C `traceparent` naming the
+//! call's span.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,8 +13,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use mcpgate_tests::peers::{self, HttpPeer, ok, result_text};
 use mcpgate_tests::{Gateway, PolicyRepo};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use serde_json::{Value, json};
@@ -98,7 +101,9 @@ impl Receiver {
     fn spans(&self) -> Vec<(String, Span)> {
         let mut out = Vec::new();
         for (path, kind, body) in self.got.lock().unwrap().iter() {
-            assert_eq!(path, "/v1/traces");
+            if path != "/v1/traces" {
+                continue;
+            }
             assert_eq!(kind, "application/x-protobuf");
             let req = ExportTraceServiceRequest::decode(body.as_ref())
                 .unwrap_or_else(|e| panic!("not an OTLP trace export: {e}"));
@@ -113,6 +118,42 @@ impl Receiver {
                     for span in ss.spans {
                         out.push((text(&Some(&service)), span));
                     }
+                }
+            }
+        }
+        out
+    }
+
+    /// The latest value of each counter data point received: `name{attr=value,...}`.
+    fn counters(&self) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        for (path, kind, body) in self.got.lock().unwrap().iter() {
+            if path != "/v1/metrics" {
+                continue;
+            }
+            assert_eq!(kind, "application/x-protobuf");
+            let req = ExportMetricsServiceRequest::decode(body.as_ref())
+                .unwrap_or_else(|e| panic!("not an OTLP metrics export: {e}"));
+            for m in req
+                .resource_metrics
+                .iter()
+                .flat_map(|r| &r.scope_metrics)
+                .flat_map(|s| &s.metrics)
+            {
+                let Some(metric::Data::Sum(sum)) = &m.data else {
+                    continue;
+                };
+                for p in &sum.data_points {
+                    let labels: Vec<String> = attrs(&p.attributes)
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", text(&Some(v))))
+                        .collect();
+                    let value = match p.value {
+                        Some(number_data_point::Value::AsInt(i)) => i as f64,
+                        Some(number_data_point::Value::AsDouble(d)) => d,
+                        None => continue,
+                    };
+                    out.insert(format!("{}{{{}}}", m.name, labels.join(",")), value);
                 }
             }
         }
@@ -149,7 +190,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 #[test]
-fn each_call_is_one_exported_span_and_its_upstream_request_carries_traceparent() {
+fn each_call_is_one_span_with_traceparent_upstream_and_the_counters_are_metrics() {
     let receiver = Receiver::start();
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("requests.jsonl");
@@ -164,7 +205,14 @@ fn each_call_is_one_exported_span_and_its_upstream_request_carries_traceparent()
     let rules = "allow rec.whoami;\n@id(\"no-danger\")\ndeny rec.danger;\n";
     let repo = PolicyRepo::with(&config, rules);
     // A short batch delay: spans are sent a moment after they end, not five seconds later.
-    let gw = Gateway::start_with_env(&repo, &[], &[("OTEL_BSP_SCHEDULE_DELAY", "100")]);
+    let gw = Gateway::start_with_env(
+        &repo,
+        &[],
+        &[
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
+        ],
+    );
 
     let report = peers::py_client(
         json!({"url": gw.url("/mcp/rec")}),
@@ -262,5 +310,37 @@ fn each_call_is_one_exported_span_and_its_upstream_request_carries_traceparent()
         traceparent,
         format!("00-{}-{}-01", hex(&allowed.trace_id), hex(&allowed.span_id)),
         "{call}"
+    );
+
+    // The counters arrive as cumulative sums, once a collection has seen the calls.
+    let deadline = Instant::now() + WAIT;
+    let counters = loop {
+        let c = receiver.counters();
+        let seen = |k: &str| c.get(k).copied().unwrap_or(0.0) >= 1.0;
+        if seen("mcpgate.decisions{mcpgate.verdict=allow}")
+            && seen("mcpgate.decisions{mcpgate.verdict=deny}")
+            && seen("mcpgate.upstream.requests{server.name=rec}")
+        {
+            break c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counters received: {c:?}\n{}",
+            gw.log()
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        counters["mcpgate.decision.duration{}"] > 0.0,
+        "{counters:?}"
+    );
+    assert!(
+        counters["mcpgate.upstream.duration{server.name=rec}"] > 0.0,
+        "{counters:?}"
+    );
+    assert_eq!(
+        counters.get("mcpgate.upstream.errors{error.type=timeout,server.name=rec}"),
+        Some(&0.0),
+        "{counters:?}"
     );
 }

@@ -264,8 +264,11 @@ pub fn run(args: Args) -> ExitCode {
     };
     runtime.block_on(async move {
         match crate::telemetry::start(config.telemetry.as_ref()) {
-            Ok(Some(url)) => tracing::info!(%url, "exporting traces over OTLP/HTTP"),
-            Ok(None) => {}
+            Ok(urls) => {
+                for url in urls {
+                    tracing::info!(%url, "exporting over OTLP/HTTP");
+                }
+            }
             Err(e) => {
                 eprintln!("error: telemetry: {e}");
                 eprintln!("  help: fix the `telemetry` section of mcpgate.yaml or the OTEL_* variables");
