@@ -50,7 +50,7 @@ fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed_unsync()
 }
 
-pub fn plain(status: StatusCode, text: &str) -> Response<Body> {
+pub(crate) fn plain(status: StatusCode, text: &str) -> Response<Body> {
     let mut r = Response::new(full(format!("{text}\n")));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -60,7 +60,7 @@ pub fn plain(status: StatusCode, text: &str) -> Response<Body> {
     r
 }
 
-pub fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     let mut r = Response::new(full(serde_json::to_vec(value).unwrap_or_default()));
     *r.status_mut() = status;
     let h = r.headers_mut();
