@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use mcpgate_tests::peers::{self, HttpPeer, ok, result_text};
-use mcpgate_tests::{Gateway, PolicyRepo};
+use mcpgate_tests::{Gateway, PolicyRepo, cli};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
@@ -342,5 +342,93 @@ fn each_call_is_one_span_with_traceparent_upstream_and_the_counters_are_metrics(
         counters.get("mcpgate.upstream.errors{error.type=timeout,server.name=rec}"),
         Some(&0.0),
         "{counters:?}"
+    );
+}
+
+/// A held call's span covers its wait; once approved, its upstream request carries the
+/// span's `traceparent` too.
+#[test]
+fn an_approved_calls_upstream_request_carries_its_traceparent() {
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("requests.jsonl");
+    let upstream = HttpPeer::header_recorder(&record);
+    let config = json!({
+        "servers": {"rec": {"url": upstream.url}},
+        "approvals": {"timeout": "10m"},
+        "telemetry": {"endpoint": format!("http://{}", receiver.addr)},
+    });
+    let repo = PolicyRepo::with(&config, "approve rec.get_me by \"ops\";\n");
+    let gw = Gateway::start_with_env(&repo, &[], &[("OTEL_BSP_SCHEDULE_DELAY", "100")]);
+    let url = gw.url("/mcp/rec");
+    let call = thread::spawn(move || {
+        peers::py_client(
+            json!({"url": url}),
+            json!([{"op": "call_tool", "name": "get_me", "arguments": {}, "timeout": 150}]),
+        )
+    });
+    let state = gw.state().to_str().unwrap().to_owned();
+    let deadline = Instant::now() + WAIT;
+    let id = loop {
+        let out = cli::mcpgate(
+            gw.state(),
+            ["approvals", "list", "--format", "json", "--state", &state],
+        );
+        let listed: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
+        if let Some(id) = listed["approvals"][0]["id"].as_str() {
+            break id.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing held: {out}\n{}",
+            gw.log()
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    let approved = cli::mcpgate(
+        gw.state(),
+        [
+            "approvals",
+            "approve",
+            &id,
+            "--as",
+            "alice@example.com",
+            "--state",
+            &state,
+        ],
+    );
+    assert_eq!(approved.code(), 0, "{approved}");
+    let report = call.join().unwrap();
+    assert_eq!(result_text(ok(&report, 0)), "ok", "{report}");
+
+    let deadline = Instant::now() + WAIT;
+    let span = loop {
+        if let Some((_, s)) = receiver
+            .spans()
+            .into_iter()
+            .find(|(_, s)| s.name == "tools/call get_me")
+        {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no span\n{}", gw.log());
+        thread::sleep(Duration::from_millis(100));
+    };
+    let a = attrs(&span.attributes);
+    assert_eq!(a["mcpgate.verdict"], "approve", "{a:?}");
+    assert_eq!(a["mcpgate.action"], "hold", "{a:?}");
+    assert_eq!(a["mcpgate.outcome"], "ok", "{a:?}");
+    let requests = peers::recorded(&record);
+    let sent = requests
+        .iter()
+        .find(|r| {
+            r["body"]
+                .as_str()
+                .is_some_and(|b| b.contains("tools/call") && b.contains("get_me"))
+        })
+        .unwrap_or_else(|| panic!("the upstream saw no tools/call: {requests:?}"));
+    assert_eq!(
+        sent["headers"]["traceparent"],
+        format!("00-{}-{}-01", hex(&span.trace_id), hex(&span.span_id)),
+        "{sent}"
     );
 }
