@@ -5,6 +5,7 @@
 use super::layout::{self, Viewer};
 use crate::gateway::Gateway;
 use crate::identity::tokens::{TokenRecord, TokenStore};
+use crate::lock::gate::HeldTool;
 use maud::{Markup, html};
 use serde_json::Value;
 
@@ -76,32 +77,37 @@ fn policy(p: Option<&Value>) -> Markup {
     }
 }
 
-fn held(lock: &Value) -> Markup {
-    let servers = lock.get("servers").and_then(Value::as_object);
-    let rows: Vec<(&String, &Value)> = servers
-        .into_iter()
-        .flatten()
-        .flat_map(|(name, s)| {
-            s.get("held")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .map(move |t| (name, t))
-        })
-        .collect();
+fn pretty(v: Option<&Value>) -> String {
+    v.map_or_else(
+        || "(absent)".to_owned(),
+        |v| serde_json::to_string_pretty(v).unwrap_or_default(),
+    )
+}
+
+/// The held tools, each changed field as pinned beside as listed now.
+fn held(tools: &[HeldTool]) -> Markup {
     html! {
-        @if rows.is_empty() {
+        @if tools.is_empty() {
             p.empty { "No tool changes are held." }
         } @else {
-            table.held {
-                thead { tr { th { "Server" } th { "Tool" } th { "Why it is held" } th { "Changed fields (review with " code { "mcpgate lock diff" } ")" } } }
-                tbody {
-                    @for (server, t) in rows {
-                        tr {
-                            td { (server) }
-                            td { code { (t.get("tool").map(text).unwrap_or_default()) } }
-                            td { (t.get("reason").map(text).unwrap_or_default()) }
-                            td { (t.get("fields").map(text).unwrap_or_default()) }
+            p.hint { "Review, then pin what you accept with " code { "mcpgate lock" } " and commit the lock file." }
+            @for t in tools {
+                article.held data-tool={ (t.server) "." (t.tool) } {
+                    h3 { code { (t.server) "." (t.tool) } " " span.bad { (t.reason) } }
+                    @if t.changes.is_empty() {
+                        p.empty { "No field to show." }
+                    } @else {
+                        table.diff {
+                            thead { tr { th { "Field" } th { "Pinned" } th { "Listed now" } } }
+                            tbody {
+                                @for c in &t.changes {
+                                    tr {
+                                        td { code { (c.field) } }
+                                        td.pinned { pre { (pretty(c.pinned.as_ref())) } }
+                                        td.listed { pre { (pretty(c.listed.as_ref())) } }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
@@ -119,7 +125,7 @@ pub fn page(
 ) -> Markup {
     let loaded = gw.program.load_full();
     let policy_json = gw.policy.get().map(|p| p.status_json());
-    let lock = crate::lock::gate::status_json(&loaded.pins);
+    let held_tools = crate::lock::gate::held_changes(&loaded.pins);
     let now = crate::clock::now_secs();
     let body = html! {
         h1 { "Gateway status" }
@@ -149,7 +155,7 @@ pub fn page(
             }
         }
         h2 { "Held tool changes" }
-        (held(&lock))
+        (held(&held_tools))
         h2 { "Your tokens" }
         @match tokens {
             Err(e) => p.error { (e) },
