@@ -27,6 +27,76 @@ pub struct Config {
     /// Calls held by `approve` rules: how long they wait, and who is told.
     #[serde(default)]
     pub approvals: ApprovalsConfig,
+    /// The operator's web console under `/console` (on by default).
+    #[serde(default)]
+    pub console: ConsoleConfig,
+    /// OpenTelemetry traces and metrics over OTLP/HTTP. Absent: they are exported only when
+    /// the standard `OTEL_EXPORTER_OTLP_*ENDPOINT` variables are set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<TelemetryConfig>,
+}
+
+/// The operator's web console (see `docs/console.md`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// `false`: `/console` answers 404.
+    pub enabled: bool,
+    /// Sign-in with the OIDC provider of `identity.oidc` (authorization code flow with
+    /// PKCE), beside gateway tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<ConsoleOidcConfig>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            enabled: true,
+            oidc: None,
+        }
+    }
+}
+
+/// The console as an OIDC client of the `identity.oidc` provider: a public client (PKCE,
+/// no secret). Its ID tokens are checked as bearer tokens are, so `client_id` must be one of
+/// `identity.oidc.audience`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleOidcConfig {
+    /// The client id registered with the provider.
+    pub client_id: String,
+    /// Where the provider sends the browser back:
+    /// `https://gateway.example.com/console/login/callback`. Default: that path on the
+    /// request's `Host`, over `http` for a loopback host and `https` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_url: Option<String>,
+    /// Scopes asked for (default `openid email profile`).
+    #[serde(default = "default_console_scopes")]
+    pub scopes: Vec<String>,
+}
+
+fn default_console_scopes() -> Vec<String> {
+    ["openid", "email", "profile"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// OpenTelemetry export (see `docs/telemetry.md`). The standard `OTEL_*` variables fill in
+/// what this section leaves out, and override nothing it sets.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `false`: no export, whatever the environment says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// The OTLP/HTTP base URL (`http://collector:4318`); traces go to `/v1/traces` and
+    /// metrics to `/v1/metrics` under it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// `service.name` of what is exported (default `mcpgate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
 }
 
 /// One upstream: either `url` (Streamable HTTP, or legacy HTTP+SSE with `transport: sse`)

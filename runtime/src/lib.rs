@@ -5,22 +5,24 @@
 //!
 //! ```text
 //! cli                                   the `mcpgate` command
-//! gateway                               client endpoints, dispatch, relay, era bridging
+//! gateway console                       client endpoints, dispatch, relay, era bridging;
+//!                                       the operator's web console (mounted on the gateway)
 //! session upstream                      client sessions; connections to MCP servers
 //! audit approvals quota identity vault lock gitops responders     services
 //! decision                              the loaded program, the request, the verdict
 //! jsonrpc sse mcp_headers protocol_version http_client http_proxy state git clock metrics
-//! signature demo                        wire formats, storage, small values
+//! signature demo telemetry              wire formats, storage, small values, trace export
 //! ```
 
 // The command line.
 pub mod cli;
-// The client-facing gateway.
+// The client-facing gateway, and the web console it serves.
+pub mod console;
 pub mod gateway;
 // Client sessions and upstream connections.
 pub mod session;
 pub mod upstream;
-// Services: each owns one concern; none imports `gateway` or `cli`.
+// Services: each owns one concern; none imports `gateway`, `console` or `cli`.
 pub mod approvals;
 pub mod assertions;
 pub mod audit;
@@ -46,3 +48,4 @@ pub mod protocol_version;
 pub mod signature;
 pub mod sse;
 pub mod state;
+pub mod telemetry;

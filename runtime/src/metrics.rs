@@ -127,6 +127,27 @@ impl UpstreamStats {
         self.latency.observe(d);
     }
 
+    /// How many calls were answered.
+    pub fn answered(&self) -> u64 {
+        self.latency.count.load(Ordering::Relaxed)
+    }
+
+    /// The mean time to an answer, once there is one.
+    pub fn mean(&self) -> Option<Duration> {
+        let n = self.answered();
+        (n > 0).then(|| Duration::from_nanos(self.latency.sum_ns.load(Ordering::Relaxed) / n))
+    }
+
+    /// The failures counted so far, by kind (kinds with none left out).
+    pub fn failures(&self) -> Vec<(&'static str, u64)> {
+        UPSTREAM_ERRORS
+            .iter()
+            .zip(&self.errors)
+            .map(|(k, c)| (*k, c.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
     /// Counts a failure of kind `kind` (one of [`UPSTREAM_ERRORS`]).
     pub fn error(&self, kind: &str) {
         if let Some(c) = UPSTREAM_ERRORS
@@ -225,6 +246,54 @@ pub fn count_decision(verdict: &str) {
         .unwrap_or(VERDICTS.len() - 1);
     if let Some(c) = DECISIONS.get(i) {
         c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The decision and upstream counters of this process, as numbers (for OTLP export).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Snapshot {
+    /// Decisions by verdict.
+    pub decisions: Vec<(&'static str, u64)>,
+    /// Time spent deciding, in seconds, all decisions together.
+    pub decision_seconds: f64,
+    pub upstreams: Vec<UpstreamSnapshot>,
+}
+
+/// One upstream server's counters.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct UpstreamSnapshot {
+    pub server: String,
+    /// Requests answered.
+    pub answered: u64,
+    /// Time to the answers, in seconds, all together.
+    pub seconds: f64,
+    /// Failures by kind (every kind, zeros included).
+    pub errors: Vec<(&'static str, u64)>,
+}
+
+/// The counters now.
+pub fn snapshot() -> Snapshot {
+    let all = UPSTREAMS.read().unwrap_or_else(PoisonError::into_inner);
+    Snapshot {
+        decisions: VERDICTS
+            .iter()
+            .zip(&DECISIONS)
+            .map(|(v, c)| (*v, c.load(Ordering::Relaxed)))
+            .collect(),
+        decision_seconds: DECISION_LATENCY.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
+        upstreams: all
+            .iter()
+            .map(|(server, s)| UpstreamSnapshot {
+                server: server.clone(),
+                answered: s.answered(),
+                seconds: s.latency.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
+                errors: UPSTREAM_ERRORS
+                    .iter()
+                    .zip(&s.errors)
+                    .map(|(k, c)| (*k, c.load(Ordering::Relaxed)))
+                    .collect(),
+            })
+            .collect(),
     }
 }
 

@@ -151,7 +151,9 @@ async fn body(req: Request<Incoming>) -> Result<Value, (StatusCode, Value)> {
     }
 }
 
-async fn decide(
+/// Approves or denies approval `id` as `approver` (who must pass [`authorize`]): the status
+/// and JSON answer of the API; the web console decides through it too.
+pub async fn decide(
     approvals: &Approvals,
     approver: &Approver,
     id: &str,

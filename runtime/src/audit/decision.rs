@@ -226,9 +226,11 @@ fn decision_fields(
         "mcpgate.rule" = program.rule_id(decision.rule),
         "mcpgate.policy.hash" = %loaded.hash,
         "mcpgate.policy.commit" = program.commit().unwrap_or_default(),
-        "mcpgate.decision_ns" = ns,
+        // Signed: exporters send an unsigned 64-bit value as text.
+        "mcpgate.decision_ns" = i64::try_from(ns).unwrap_or(i64::MAX),
         "error.type" = tracing::field::Empty,
         "mcpgate.outcome" = tracing::field::Empty,
+        "mcpgate.upstream_ns" = tracing::field::Empty,
     );
     (f, span)
 }
@@ -295,6 +297,12 @@ impl Pending {
         &self.request_id
     }
 
+    /// The call's `mcp.request` span: the upstream request runs inside it (its
+    /// `traceparent` names it).
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
     /// Records the outcome `response` shows.
     pub fn finish(&mut self, response: &Value) {
         let (status, detail) = outcome_status(response);
@@ -316,6 +324,8 @@ impl Pending {
         }
         f.insert("upstream_ns".into(), json!(ns));
         self.span.record("mcpgate.outcome", status);
+        self.span
+            .record("mcpgate.upstream_ns", i64::try_from(ns).unwrap_or(i64::MAX));
         if status != "ok" {
             self.span.record("error.type", status);
         }

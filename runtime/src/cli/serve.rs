@@ -93,16 +93,22 @@ fn git_token(flag: Option<&str>) -> Result<Option<String>, String> {
 
 fn init_logging(format: LogFormat) {
     use std::io::IsTerminal;
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     // Escape codes only where a person reads them: a log file or collector gets plain text.
-    let _ = match format {
-        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).try_init(),
-        LogFormat::Json => fmt.json().with_current_span(false).try_init(),
+    let fmt = match format {
+        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        LogFormat::Json => fmt.json().with_current_span(false).boxed(),
     };
+    // The log level filters the log only: exported spans have their own filter.
+    let _ = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(crate::telemetry::layer())
+        .try_init();
 }
 
 fn parse_listen(s: &str) -> Option<SocketAddr> {
@@ -292,6 +298,18 @@ pub fn run(args: Args) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        match crate::telemetry::start(config.telemetry.as_ref()) {
+            Ok(urls) => {
+                for url in urls {
+                    tracing::info!(%url, "exporting over OTLP/HTTP");
+                }
+            }
+            Err(e) => {
+                eprintln!("error: telemetry: {e}");
+                eprintln!("  help: fix the `telemetry` section of mcpgate.yaml or the OTEL_* variables");
+                return ExitCode::from(2);
+            }
+        }
         let listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -354,6 +372,31 @@ pub fn run(args: Args) -> ExitCode {
                 return ExitCode::from(2);
             }
         }
+        if config.console.enabled {
+            let flow = match &config.console.oidc {
+                None => None,
+                Some(c) => {
+                    let issuer = config
+                        .identity
+                        .as_ref()
+                        .and_then(|i| i.oidc.as_ref())
+                        .map(|o| o.issuer.clone());
+                    let Some(issuer) = issuer else {
+                        eprintln!("error: `console.oidc` signs in with the `identity.oidc` provider, and there is none");
+                        eprintln!("  help: configure `identity.oidc`, or remove `console.oidc`");
+                        return ExitCode::from(2);
+                    };
+                    match crate::console::oidc::Flow::new(c.clone(), &issuer) {
+                        Ok(f) => Some(f),
+                        Err(e) => {
+                            eprintln!("error: console.oidc: {e}");
+                            return ExitCode::from(2);
+                        }
+                    }
+                }
+            };
+            let _ = gw.mounted.set(Arc::new(crate::console::Console::new(flow)));
+        }
         syncer.attach(&gw);
         let _ = gw.policy.set(syncer.clone());
         if args.policy_repo.is_some() {
@@ -379,6 +422,7 @@ pub fn run(args: Args) -> ExitCode {
         if let Some(log) = &audit {
             log.close();
         }
+        let _ = tokio::task::spawn_blocking(crate::telemetry::flush).await;
         ExitCode::SUCCESS
     })
 }

@@ -20,6 +20,7 @@ use mcpgate_compiler::Target;
 use mcpgate_compiler::vm::RuleIdx;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// Handles one client request in a session.
 pub async fn request(
@@ -290,8 +291,17 @@ async fn single(
         pending = d.pending;
         assertion = d.assertion;
     }
+    let span = call_span(pending.as_ref());
     let t = redact::with_audit(pending, masks);
-    forward_to(gw, session, server, message, client_id, t, assertion).await
+    forward_to(gw, session, server, message, client_id, t, assertion)
+        .instrument(span)
+        .await
+}
+
+/// The span the upstream request runs in: the call's `mcp.request` span (none without an
+/// audit log), so telemetry links the upstream's trace to it.
+fn call_span(pending: Option<&audit::Pending>) -> tracing::Span {
+    pending.map_or_else(tracing::Span::none, |p| p.span().clone())
 }
 
 /// Holds a tool call for approval, with its result masks; counted against the deciding
@@ -388,8 +398,11 @@ async fn aggregated(
             }
             let masks = tasks::on_call(gw, session, server, name, &message, pending.as_ref(), plan);
             message["params"]["name"] = Value::String(name.to_owned());
+            let span = call_span(pending.as_ref());
             let t = redact::with_audit(pending, masks);
-            forward_to(gw, session, server, message, client_id, t, d.assertion).await
+            forward_to(gw, session, server, message, client_id, t, d.assertion)
+                .instrument(span)
+                .await
         }
         Some((ListOrItem::Resource, uri)) => {
             resource(gw, &loaded, session, client_id, &uri, message).await

@@ -349,16 +349,24 @@ async fn forward(call: &mut Call) -> Reply {
             ));
         }
     };
+    // In the call's span: the approved call's upstream request carries its `traceparent`.
+    let span = call
+        .audit
+        .as_ref()
+        .map_or_else(tracing::Span::none, |p| p.span().clone());
     let transform = crate::gateway::redact::with_audit(call.audit.take(), call.masks.take());
-    relay::forward_with(
-        call.session.clone(),
-        &call.server,
-        up,
-        call.message.clone(),
-        call.client_id.clone(),
-        transform,
-        call.upstream_timeout,
-        assertion,
+    tracing::Instrument::instrument(
+        relay::forward_with(
+            call.session.clone(),
+            &call.server,
+            up,
+            call.message.clone(),
+            call.client_id.clone(),
+            transform,
+            call.upstream_timeout,
+            assertion,
+        ),
+        span,
     )
     .await
 }

@@ -26,6 +26,19 @@ use tokio::sync::mpsc;
 /// A response body: a full buffer or an SSE stream.
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
+/// An HTTP face served on the gateway's port under its own path prefix (the web console):
+/// the gateway defines it and routes to it, the module above implements it.
+pub trait Mounted: Send + Sync + std::fmt::Debug {
+    /// Whether `path` is this face's.
+    fn owns(&self, path: &str) -> bool;
+    /// Answers one request (the Host and Origin checks have passed).
+    fn handle(
+        &self,
+        gw: Arc<Gateway>,
+        req: Request<Incoming>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>>;
+}
+
 /// The session header.
 pub const SESSION_HEADER: &str = "mcp-session-id";
 /// The protocol version header.
@@ -229,6 +242,11 @@ pub async fn handle(
         if !ok {
             return Ok(plain(StatusCode::FORBIDDEN, "origin not allowed"));
         }
+    }
+    if let Some(face) = gw.mounted.get().cloned()
+        && face.owns(&path)
+    {
+        return Ok(face.handle(gw, req).await);
     }
     if path == "/status" || path == "/metrics" {
         if let Err(refused) = super::status_access::check(&gw, req.headers(), &path).await {

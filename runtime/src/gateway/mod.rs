@@ -88,6 +88,8 @@ pub struct Gateway {
     /// Counts the decision stream for `responders.yaml` and keeps the pauses (in memory
     /// unless [`Gateway::with_responders`]).
     pub responders: Arc<crate::responders::Responders>,
+    /// Another HTTP face on the gateway's port (the web console), set by `serve`.
+    pub mounted: std::sync::OnceLock<Arc<dyn http::Mounted>>,
 }
 
 impl Gateway {
@@ -140,6 +142,7 @@ impl Gateway {
                 tasks::Registry::in_memory().map_err(|e| format!("task registry: {e}"))?,
             ),
             responders: Arc::new(crate::responders::Responders::in_memory()),
+            mounted: std::sync::OnceLock::new(),
         })
     }
 

@@ -212,6 +212,11 @@ impl Authenticator {
         self.delegations = Some(verifier);
     }
 
+    /// The gateway token store, when gateway tokens are accepted.
+    pub fn tokens(&self) -> Option<&TokenStore> {
+        self.tokens.as_ref()
+    }
+
     /// Whether an `identity` section is in force.
     pub fn enabled(&self) -> bool {
         self.config.is_some()

@@ -248,6 +248,61 @@ pub fn status_json(pins: &Pins) -> Value {
     })
 }
 
+/// One held tool as a reviewer reads it: why it is held and, per field that differs from
+/// its pin, the pinned value and the value listed now (`None`: absent).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeldTool {
+    pub server: String,
+    pub tool: String,
+    pub reason: &'static str,
+    pub changes: Vec<FieldChange>,
+}
+
+/// One hashed field of a held tool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FieldChange {
+    pub field: String,
+    pub pinned: Option<Value>,
+    pub listed: Option<Value>,
+}
+
+/// The held tools with what changed: for a changed tool each differing field, for a new
+/// one every field as listed (nothing was pinned).
+pub fn held_changes(pins: &Pins) -> Vec<HeldTool> {
+    let held = held(pins);
+    let mut out = Vec::new();
+    with_state(|st| {
+        for (server, tools) in &held {
+            let sp = pins.server(server);
+            for (name, check) in tools {
+                let listed = st.observed.get(server).and_then(|t| t.get(name));
+                let pinned = sp.and_then(|p| p.tool(name)).map(|t| &t.pinned.fields);
+                let field_names: Vec<String> = match check {
+                    ToolCheck::Changed(fields) => fields.iter().map(|f| (*f).to_owned()).collect(),
+                    _ => listed
+                        .map(|o| o.hashed.keys().filter(|k| *k != "name").cloned().collect())
+                        .unwrap_or_default(),
+                };
+                let changes = field_names
+                    .into_iter()
+                    .map(|f| FieldChange {
+                        pinned: pinned.and_then(|p| p.get(&f)).cloned(),
+                        listed: listed.and_then(|o| o.hashed.get(&f)).cloned(),
+                        field: f,
+                    })
+                    .collect();
+                out.push(HeldTool {
+                    server: server.clone(),
+                    tool: name.clone(),
+                    reason: check.reason().unwrap_or("held"),
+                    changes,
+                });
+            }
+        }
+    });
+    out
+}
+
 fn label(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -304,4 +359,52 @@ pub fn metrics_text(pins: &Pins) -> String {
         }
     });
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcpgate_compiler::lock::{Lockfile, ServerLock};
+
+    #[test]
+    fn a_changed_tool_shows_its_pinned_and_listed_fields() {
+        // The observed definitions are process-wide: a server name of this test's own.
+        let server = "held-changes-test";
+        let old =
+            json!({"name": "send", "description": "Send money", "inputSchema": {"type": "object"}});
+        let new = json!({"name": "send", "description": "Send all the money", "inputSchema": {"type": "object"}});
+        let added =
+            json!({"name": "wipe", "description": "Wipe", "inputSchema": {"type": "object"}});
+        let (pinned, _) = ServerLock::pin(&[(Kind::Tool, vec![old])]);
+        let lock = Lockfile {
+            servers: [(server.to_owned(), pinned)].into(),
+        };
+        let pins = Pins::new(Some(&lock), None);
+        for def in [&new, &added] {
+            let name = def["name"].as_str().unwrap();
+            observe(server, name, lock::digest(Kind::Tool, def), def);
+        }
+        let held: Vec<HeldTool> = held_changes(&pins)
+            .into_iter()
+            .filter(|h| h.server == server)
+            .collect();
+        assert_eq!(held.len(), 2, "{held:?}");
+        let send = held.iter().find(|h| h.tool == "send").unwrap();
+        assert_eq!(send.reason, "changed");
+        assert_eq!(
+            send.changes,
+            [FieldChange {
+                field: "description".into(),
+                pinned: Some(json!("Send money")),
+                listed: Some(json!("Send all the money")),
+            }]
+        );
+        let wipe = held.iter().find(|h| h.tool == "wipe").unwrap();
+        assert_eq!(wipe.reason, "new");
+        assert!(wipe.changes.iter().all(|c| c.pinned.is_none()), "{wipe:?}");
+        assert!(
+            wipe.changes.iter().any(|c| c.field == "description"),
+            "{wipe:?}"
+        );
+    }
 }

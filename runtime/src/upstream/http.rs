@@ -180,6 +180,7 @@ impl HttpSession {
             if let Some((name, value)) = extra {
                 headers.insert(name.clone(), value.clone());
             }
+            crate::telemetry::inject(headers);
         }
         let req = b
             .body(Full::new(Bytes::from(body)))

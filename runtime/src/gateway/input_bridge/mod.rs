@@ -125,7 +125,8 @@ pub async fn forward(
         extra,
     };
     let answer_id = client_id.clone();
-    tokio::spawn(async move {
+    // In the call's span: its upstream requests carry the call's `traceparent`.
+    let task = async move {
         let mut call = call;
         if let Some(last) = call.drive().await {
             let last = jsonrpc::with_id(last, client_id);
@@ -135,7 +136,8 @@ pub async fn forward(
             };
             let _ = call.tx.send(last).await;
         }
-    });
+    };
+    tokio::spawn(tracing::Instrument::in_current_span(task));
     let Some(first) = rx.recv().await else {
         return Reply::Json(jsonrpc::error(
             answer_id,
