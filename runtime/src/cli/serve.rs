@@ -128,6 +128,20 @@ pub fn secret_resolver(state: &Path) -> Result<Box<dyn SecretResolver>, String> 
         })
 }
 
+/// The quota store `state.redis` names (its references resolved), else the in-process one.
+fn quota_store(
+    state: Option<&mcpgate_compiler::config::StateConfig>,
+    secrets: &dyn SecretResolver,
+) -> Result<Arc<dyn crate::quota::QuotaStore>, String> {
+    let Some(url) = state.and_then(|s| s.redis.as_deref()) else {
+        return Ok(Arc::new(crate::quota::MemoryStore::new()));
+    };
+    let url = crate::vault::references::resolve_references(url, secrets)?;
+    let store = crate::quota::RedisStore::open(&url.value)?;
+    tracing::info!(redis = %store.address(), "quota counts are kept in Redis");
+    Ok(Arc::new(store))
+}
+
 pub fn run(args: Args) -> ExitCode {
     init_logging(args.log_format);
     let state = crate::state::dir_or_default(args.state.as_deref());
@@ -266,8 +280,22 @@ pub fn run(args: Args) -> ExitCode {
         };
         let bound = listener.local_addr().unwrap_or(listen);
         let loaded = LoadedProgram::with_lock(program, lock.as_ref(), Some(&config));
+        let quotas = match quota_store(config.state.as_ref(), &secrets) {
+            Ok(q) => q,
+            Err(e) => {
+                eprintln!("error: state.redis: {e}");
+                eprintln!(
+                    "  help: set `state.redis` to `${{env:MCPGATE_REDIS_URL}}` or `${{secret:NAME}}` holding `redis://HOST:PORT[/DB]`"
+                );
+                return ExitCode::from(2);
+            }
+        };
         let gw = match Gateway::new(&config, loaded, sealer, bound, &secrets) {
-            Ok(g) => Arc::new(g.with_identity(identity).with_tasks(tasks)),
+            Ok(g) => Arc::new(
+                g.with_identity(identity)
+                    .with_tasks(tasks)
+                    .with_quotas(quotas),
+            ),
             Err(e) => {
                 eprintln!("error: {e}");
                 if e.contains("unknown secret `") {

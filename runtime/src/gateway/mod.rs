@@ -76,6 +76,8 @@ pub struct Gateway {
     pub modern: modern::State,
     /// Which principal created which upstream task (in memory unless [`Gateway::with_tasks`]).
     pub tasks: Arc<tasks::Registry>,
+    /// This replica's name (`state.replica_id`, else the host name), in `/status`.
+    pub replica: String,
 }
 
 impl Gateway {
@@ -124,6 +126,11 @@ impl Gateway {
             tasks: Arc::new(
                 tasks::Registry::in_memory().map_err(|e| format!("task registry: {e}"))?,
             ),
+            replica: config
+                .state
+                .as_ref()
+                .and_then(|s| s.replica_id.clone())
+                .unwrap_or_else(host_name),
         })
     }
 
@@ -131,6 +138,13 @@ impl Gateway {
     #[must_use]
     pub fn with_identity(mut self, identity: crate::identity::Authenticator) -> Gateway {
         self.identity = identity;
+        self
+    }
+
+    /// Keeps quota counts in `store` (Redis for a fleet) instead of this process.
+    #[must_use]
+    pub fn with_quotas(mut self, store: Arc<dyn crate::quota::QuotaStore>) -> Gateway {
+        self.quotas = store;
         self
     }
 
@@ -179,4 +193,14 @@ impl crate::gitops::ProgramSink for Gateway {
     fn swap(&self, loaded: LoadedProgram) {
         Gateway::swap(self, loaded);
     }
+}
+
+/// The host name (`HOSTNAME`, else `/etc/hostname`), or `-`.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "-".to_owned())
 }

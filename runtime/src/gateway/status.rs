@@ -1,4 +1,5 @@
-//! The gateway endpoints of the policy follower: `POST /admin/sync` and `/metrics`.
+//! The gateway endpoints of the policy follower (`POST /admin/sync`, `/metrics`) and of
+//! the stores (`/readyz`, the `state` part of `/status`).
 
 use crate::gateway::Gateway;
 use crate::gateway::http::Body;
@@ -23,6 +24,31 @@ pub fn metrics(gw: &Gateway) -> Response<Body> {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     r
+}
+
+/// `/readyz`: 200 when every store answers, else 503 naming the store that does not. The
+/// error itself (an address) is only in `/status`, which may be access-controlled.
+pub fn readyz(gw: &Gateway) -> (StatusCode, Value) {
+    let quota = gw.quotas.probe();
+    let up = quota.error.is_none();
+    let stores = json!({"quota": {"store": quota.store, "up": up}});
+    if up {
+        (StatusCode::OK, json!({"ready": true, "stores": stores}))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"ready": false, "stores": stores}),
+        )
+    }
+}
+
+/// The `state` part of `/status`: this replica and whether each store answers.
+pub fn state_json(gw: &Gateway) -> Value {
+    let quota = gw.quotas.probe();
+    json!({
+        "replica": gw.replica,
+        "quota": {"store": quota.store, "up": quota.error.is_none(), "error": quota.error},
+    })
 }
 
 /// `POST /admin/sync`: checks the token or webhook signature, then syncs and answers with

@@ -1,0 +1,175 @@
+//! Fleet mode: several `mcpgate serve` replicas behind one Redis share their quota counts.
+//! A `limit` allows exactly N calls across the replicas; with Redis gone, counted calls are
+//! refused with the documented error while uncounted ones go on, and the replicas recover
+//! by themselves when Redis returns. The test runs its own `redis-server`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use mcpgate_tests::http::{McpHttp, request};
+use mcpgate_tests::stores::Redis;
+use mcpgate_tests::{Gateway, PolicyRepo};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const RULES: &str = r#"allow demo.add, demo.echo;
+
+@id("fleet-adds")
+limit demo.add 10 per minute per server;
+"#;
+
+/// A policy whose `state.redis` reads the URL from the environment, and `n` replicas
+/// serving it, each with its own state dir.
+fn fleet(redis: &Redis, n: usize) -> (PolicyRepo, Vec<Gateway>) {
+    let config = json!({
+        "servers": {"demo": {"command": "mcpgate", "args": ["demo-server"]}},
+        "state": {"redis": "${env:MCPGATE_REDIS_URL}"},
+    });
+    let repo = PolicyRepo::with(&config, RULES);
+    let url = redis.url();
+    let replicas = (0..n)
+        .map(|_| Gateway::start_with_env(&repo, &[], &[("MCPGATE_REDIS_URL", &url)]))
+        .collect();
+    (repo, replicas)
+}
+
+fn client(gw: &Gateway) -> McpHttp {
+    let mut c = McpHttp::new(gw.addr(), "/mcp/demo");
+    c.initialize();
+    c
+}
+
+fn call(c: &McpHttp, id: u64, name: &str, args: Value) -> Value {
+    c.call(id, "tools/call", json!({"name": name, "arguments": args}))
+}
+
+fn text(response: &Value) -> String {
+    response["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn denied(response: &Value) -> bool {
+    response["result"]["isError"] == json!(true)
+}
+
+fn get(gw: &Gateway, path: &str) -> (u16, Value) {
+    let r = request(gw.addr(), "GET", path, &[], b"");
+    (r.status, r.json())
+}
+
+#[test]
+fn a_limit_allows_exactly_n_calls_across_replicas() {
+    let redis = Redis::start();
+    let (_repo, replicas) = fleet(&redis, 3);
+    let clients: Vec<McpHttp> = replicas.iter().map(client).collect();
+    let mut allowed = [0usize; 3];
+    for i in 0..30u64 {
+        let r = i as usize % 3;
+        let answer = call(&clients[r], 10 + i, "add", json!({"a": 1, "b": 2}));
+        if denied(&answer) {
+            let refusal = text(&answer);
+            assert!(refusal.contains("denied by limit fleet-adds"), "{refusal}");
+            assert!(refusal.contains("retry in"), "{refusal}");
+        } else {
+            assert_eq!(text(&answer), "3", "{answer}");
+            allowed[r] += 1;
+        }
+    }
+    // One call refills every 6 s, far longer than these calls take: exactly 10 in all,
+    // spread over the replicas (each replica alone would have let 10 through).
+    assert_eq!(allowed.iter().sum::<usize>(), 10, "{allowed:?}");
+    assert!(allowed.iter().all(|&n| n > 0), "{allowed:?}");
+
+    let (status, ready) = get(&replicas[1], "/readyz");
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(
+        ready["stores"]["quota"],
+        json!({"store": "redis", "up": true})
+    );
+    let (_, status) = get(&replicas[2], "/status");
+    assert_eq!(status["state"]["quota"]["store"], "redis", "{status}");
+    assert_eq!(status["state"]["quota"]["up"], true, "{status}");
+}
+
+#[test]
+fn with_redis_down_counted_calls_are_refused_and_others_go_on() {
+    let mut redis = Redis::start();
+    let (_repo, replicas) = fleet(&redis, 2);
+    let clients: Vec<McpHttp> = replicas.iter().map(client).collect();
+    assert_eq!(
+        text(&call(&clients[0], 1, "add", json!({"a": 2, "b": 2}))),
+        "4"
+    );
+
+    redis.stop();
+    let refused = call(&clients[1], 2, "add", json!({"a": 2, "b": 2}));
+    assert!(
+        denied(&refused),
+        "a counted call passed with Redis down: {refused}"
+    );
+    let refusal = text(&refused);
+    assert!(
+        refusal.contains("denied by limit fleet-adds")
+            && refusal.contains("quota store unavailable"),
+        "{refusal}"
+    );
+    // No limit counts `echo`: it does not need Redis.
+    for (i, c) in clients.iter().enumerate() {
+        let id = 10 + i as u64;
+        assert_eq!(text(&call(c, id, "echo", json!({"text": "up"}))), "up");
+    }
+    let (status, ready) = get(&replicas[0], "/readyz");
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(
+        ready["stores"]["quota"],
+        json!({"store": "redis", "up": false})
+    );
+    // `/status` says why; the URL it names carries no credentials.
+    let (_, status) = get(&replicas[0], "/status");
+    assert_eq!(status["state"]["quota"]["up"], false, "{status}");
+    assert!(status["state"]["quota"]["error"].is_string(), "{status}");
+
+    redis.resume();
+    // Each replica answers again on its own, within a bounded wait.
+    for (i, c) in clients.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut id = 100 * (i as u64 + 1);
+        loop {
+            id += 1;
+            let r = call(c, id, "add", json!({"a": 1, "b": 1}));
+            if !denied(&r) {
+                assert_eq!(text(&r), "2");
+                break;
+            }
+            assert!(
+                text(&r).contains("quota store unavailable"),
+                "refused for another reason: {r}"
+            );
+            assert!(Instant::now() < deadline, "replica {i} never recovered");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(get(&replicas[i], "/readyz").0, 200);
+    }
+}
+
+#[test]
+fn an_unusable_redis_url_stops_the_gateway_with_a_clear_error() {
+    let config = json!({
+        "servers": {"demo": {"command": "mcpgate", "args": ["demo-server"]}},
+        "state": {"redis": "${env:MCPGATE_REDIS_URL}"},
+    });
+    let repo = PolicyRepo::with(&config, RULES);
+    let state = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(mcpgate_tests::paths::mcpgate_bin());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--policy"])
+        .arg(repo.path())
+        .arg("--state")
+        .arg(state.path())
+        .env("MCPGATE_REDIS_URL", "rediss://:hunter2@cache:6380/0");
+    let done = mcpgate_tests::process::run("mcpgate serve", &mut cmd, b"", Duration::from_secs(60));
+    assert_eq!(done.code(), 2, "{done}");
+    let out = done.to_string();
+    assert!(out.contains("state.redis") && out.contains("TLS"), "{out}");
+    assert!(!out.contains("hunter2"), "the password was printed: {out}");
+}
