@@ -44,6 +44,12 @@ pub struct StateConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "String")]
     pub redis: Option<String>,
+    /// The PostgreSQL database holding gateway tokens and their revocations, as a
+    /// reference (`${env:MCPGATE_PG_URL}`) or a URL without a password
+    /// (`postgres://mcpgate@db:5432/mcpgate`). Absent: tokens are in each state dir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub postgres: Option<String>,
     /// This replica's name in `/status` and the logs (default: the host name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "String")]
@@ -55,6 +61,7 @@ impl std::fmt::Debug for StateConfig {
         // The URL may hold a password once references are resolved.
         f.debug_struct("StateConfig")
             .field("redis", &self.redis.as_deref().map(redacted_url))
+            .field("postgres", &self.postgres.as_deref().map(redacted_url))
             .field("replica_id", &self.replica_id)
             .finish()
     }

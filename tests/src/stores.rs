@@ -75,3 +75,70 @@ impl Drop for Redis {
         self.stop();
     }
 }
+
+/// The variable naming the PostgreSQL server of the fleet tests (`scripts/start-postgres`
+/// prints it; `.ci/run` exports it).
+pub const PG_URL_ENV: &str = "MCPGATE_TEST_PG_URL";
+
+/// A database of the test's own on the server `MCPGATE_TEST_PG_URL` names (its role may
+/// create databases); dropped on drop.
+pub struct PgDatabase {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+fn psql(url: &str, sql: &str) -> crate::process::Finished {
+    let mut cmd = Command::new("psql");
+    cmd.args([url, "-v", "ON_ERROR_STOP=1", "-qtAc", sql]);
+    crate::process::run("psql", &mut cmd, b"", Duration::from_secs(30))
+}
+
+impl PgDatabase {
+    /// Creates a fresh database; fails (never skips) when PostgreSQL is not there.
+    pub fn create() -> PgDatabase {
+        let admin = std::env::var(PG_URL_ENV).unwrap_or_else(|_| {
+            panic!(
+                "{PG_URL_ENV} is not set: run `export {PG_URL_ENV}=$(scripts/start-postgres)` \
+                 (after `apt-get install postgresql`; .ci/run does both)"
+            )
+        });
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let name = format!("mcpgate_t{}_{n}_{nanos}", std::process::id());
+        let done = psql(&admin, &format!("CREATE DATABASE {name}"));
+        assert_eq!(
+            done.code(),
+            0,
+            "cannot create a test database on {PG_URL_ENV}:\n{done}"
+        );
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        let url = format!("{base}/{name}");
+        PgDatabase { admin, name, url }
+    }
+
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB` of this database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Runs one SQL statement in this database; its output.
+    pub fn query(&self, sql: &str) -> String {
+        let done = psql(&self.url, sql);
+        assert_eq!(done.code(), 0, "psql failed:\n{done}");
+        done.stdout.trim().to_owned()
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let _ = psql(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}

@@ -1,12 +1,15 @@
-//! Fleet mode: several `mcpgate serve` replicas behind one Redis share their quota counts.
-//! A `limit` allows exactly N calls across the replicas; with Redis gone, counted calls are
-//! refused with the documented error while uncounted ones go on, and the replicas recover
-//! by themselves when Redis returns. The test runs its own `redis-server`.
+//! Fleet mode: several `mcpgate serve` replicas share their quota counts in Redis and their
+//! gateway tokens in PostgreSQL. A `limit` allows exactly N calls across the replicas; with
+//! Redis gone, counted calls are refused with the documented error while uncounted ones go
+//! on, and the replicas recover by themselves when Redis returns. A token issued once works
+//! on every replica, and revoked through one is refused by the others on their next request.
+//! The tests run their own `redis-server`, and each uses a database of its own on the
+//! PostgreSQL server `MCPGATE_TEST_PG_URL` names.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use mcpgate_tests::http::{McpHttp, request};
-use mcpgate_tests::stores::Redis;
+use mcpgate_tests::stores::{PgDatabase, Redis};
 use mcpgate_tests::{Gateway, PolicyRepo};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -172,4 +175,95 @@ fn an_unusable_redis_url_stops_the_gateway_with_a_clear_error() {
     let out = done.to_string();
     assert!(out.contains("state.redis") && out.contains("TLS"), "{out}");
     assert!(!out.contains("hunter2"), "the password was printed: {out}");
+}
+
+/// `mcpgate token ARGS --state STATE --policy REPO` with the database URL in the environment.
+fn token_cli(repo: &PolicyRepo, state: &std::path::Path, pg: &PgDatabase, args: &[&str]) -> String {
+    let mut cmd = std::process::Command::new(mcpgate_tests::paths::mcpgate_bin());
+    cmd.arg("token")
+        .args(args)
+        .arg("--state")
+        .arg(state)
+        .arg("--policy")
+        .arg(repo.path())
+        .env("MCPGATE_PG_URL", pg.url());
+    let done = mcpgate_tests::process::run("mcpgate token", &mut cmd, b"", Duration::from_secs(60));
+    assert_eq!(done.code(), 0, "mcpgate token {args:?}:\n{done}");
+    done.stdout.trim().to_owned()
+}
+
+#[test]
+fn a_token_revoked_through_one_replica_is_refused_by_the_others() {
+    let pg = PgDatabase::create();
+    let config = json!({
+        "servers": {"demo": {"command": "mcpgate", "args": ["demo-server"]}},
+        "identity": {},
+        "state": {"postgres": "${env:MCPGATE_PG_URL}"},
+    });
+    let repo = PolicyRepo::with(&config, "allow demo.echo;\n");
+    let env = [("MCPGATE_PG_URL", pg.url())];
+    let a = Gateway::start_with_env(&repo, &[], &env);
+    let b = Gateway::start_with_env(&repo, &[], &env);
+
+    // Issued against A's state dir: the record is in PostgreSQL, not in A's state.db.
+    let token = token_cli(
+        &repo,
+        a.state(),
+        &pg,
+        &[
+            "issue",
+            "--subject",
+            "alice@example.com",
+            "--kind",
+            "human",
+            "--reason",
+            "fleet test",
+        ],
+    );
+    assert!(token.starts_with("mcpg_"), "{token}");
+    assert_eq!(pg.query("SELECT count(*) FROM mcpgate_tokens"), "1");
+
+    let mut on_a = McpHttp::new(a.addr(), "/mcp/demo").with_bearer(&token);
+    let mut on_b = McpHttp::new(b.addr(), "/mcp/demo").with_bearer(&token);
+    on_a.initialize();
+    on_b.initialize();
+    assert_eq!(
+        text(&call(&on_a, 2, "echo", json!({"text": "via a"}))),
+        "via a"
+    );
+    assert_eq!(
+        text(&call(&on_b, 2, "echo", json!({"text": "via b"}))),
+        "via b"
+    );
+
+    let listed: Value = serde_json::from_str(&token_cli(
+        &repo,
+        a.state(),
+        &pg,
+        &["list", "--format", "json"],
+    ))
+    .expect("token list --format json");
+    let id = listed[0]["id"].as_str().expect("a token id").to_owned();
+    token_cli(&repo, a.state(), &pg, &["revoke", &id]);
+
+    // B's next request, on the session it already has, is refused.
+    let r = on_b.post(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "again"}}}));
+    assert_eq!(r.status, 401, "{r}");
+    assert!(
+        r.text().contains("revoked")
+            || r.header("www-authenticate")
+                .is_some_and(|h| h.contains("invalid_token")),
+        "{r}"
+    );
+    let r = on_a.post(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "again"}}}));
+    assert_eq!(r.status, 401, "{r}");
+
+    let (status, ready) = get(&b, "/readyz");
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(
+        ready["stores"]["tokens"],
+        json!({"store": "postgres", "up": true})
+    );
 }

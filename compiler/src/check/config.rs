@@ -184,12 +184,13 @@ pub const E0609: Code = Code {
     doc: r#"
 ### What it does
 Reports a `state` section whose `redis` is neither a reference (`${env:NAME}`,
-`${secret:NAME}`) nor a `redis://` URL, or whose `replica_id` is empty or holds blanks. A
-password written in the URL is E0604.
+`${secret:NAME}`) nor a `redis://` URL, whose `postgres` is neither a reference nor a
+`postgres://` URL, or whose `replica_id` is empty or holds blanks. A password written in a
+URL is E0604.
 
 ### Why is this bad?
-The replicas of a fleet share quota counts through this store; a gateway that cannot reach
-it refuses every call a `limit` rule counts.
+The replicas of a fleet share quota counts and tokens through these stores; a gateway that
+cannot reach them refuses the calls that need them.
 
 ### Example
 ```yaml
@@ -478,6 +479,20 @@ fn check_state(state: &Node, file: FileId, out: &mut Vec<Diagnostic>) {
                 E0609
                     .at(format!("`state.redis` is not a `redis://` URL: `{text}`"), file, v.span)
                     .with_help("write `${env:MCPGATE_REDIS_URL}` and set the variable to `redis://HOST:6379`"),
+            );
+        }
+    }
+    if let Some(v) = state.get("postgres") {
+        let reported = check_value(v, "url", file, out);
+        if let Some(text) = v.as_str()
+            && !reported
+            && !text.contains("${")
+            && !(text.starts_with("postgres://") || text.starts_with("postgresql://"))
+        {
+            out.push(
+                E0609
+                    .at(format!("`state.postgres` is not a `postgres://` URL: `{text}`"), file, v.span)
+                    .with_help("write `${env:MCPGATE_PG_URL}` and set the variable to `postgres://USER:PASSWORD@HOST:5432/DB`"),
             );
         }
     }

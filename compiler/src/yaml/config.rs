@@ -109,13 +109,18 @@ mod tests {
         assert_eq!(codes(&out), ["E0604"], "{out:?}");
 
         let mut out = Vec::new();
-        let src = "state:\n  redis: cache:6379\n  replica_id: \"a b\"\n";
+        let src = "state:\n  redis: cache:6379\n  postgres: db:5432\n  replica_id: \"a b\"\n";
         assert!(load(FileId(0), src, &mut out).is_none());
-        assert_eq!(codes(&out), ["E0609", "E0609"], "{out:?}");
+        assert_eq!(codes(&out), ["E0609", "E0609", "E0609"], "{out:?}");
+
+        let mut out = Vec::new();
+        let src = "state:\n  postgres: postgres://gw:s3cretpass@db/mcpgate\n";
+        assert!(load(FileId(0), src, &mut out).is_none());
+        assert_eq!(codes(&out), ["E0604"], "{out:?}");
 
         // A store the gateway does not have is an error, never ignored.
         let mut out = Vec::new();
-        let src = "state:\n  postgress: x\n";
+        let src = "state:\n  mysql: x\n";
         assert!(load(FileId(0), src, &mut out).is_none());
         assert!(!out.is_empty());
         // A password-less URL is accepted as written.

@@ -128,6 +128,25 @@ pub fn secret_resolver(state: &Path) -> Result<Box<dyn SecretResolver>, String> 
         })
 }
 
+/// The token store of a fleet: the tokens table in the PostgreSQL `url` names (its
+/// references resolved), migrated.
+///
+/// # Errors
+/// When the URL cannot be resolved or used, or the database does not answer.
+pub fn postgres_tokens(
+    url: &str,
+    secrets: &dyn SecretResolver,
+) -> Result<crate::identity::tokens::TokenStore, String> {
+    let url = crate::vault::references::resolve_references(url, secrets)
+        .map_err(|e| format!("state.postgres: {e}"))?;
+    let pg = crate::state::postgres::Pg::open(&url.value, crate::identity::postgres::MIGRATIONS)
+        .map_err(|e| format!("state.postgres: {e}"))?;
+    tracing::info!(postgres = %pg.address(), "gateway tokens are kept in PostgreSQL");
+    Ok(crate::identity::tokens::TokenStore::over(Box::new(
+        crate::identity::postgres::PgTokens::new(Arc::new(pg)),
+    )))
+}
+
 /// The quota store `state.redis` names (its references resolved), else the in-process one.
 fn quota_store(
     state: Option<&mcpgate_compiler::config::StateConfig>,
@@ -280,6 +299,19 @@ pub fn run(args: Args) -> ExitCode {
         };
         let bound = listener.local_addr().unwrap_or(listen);
         let loaded = LoadedProgram::with_lock(program, lock.as_ref(), Some(&config));
+        let identity = match config.state.as_ref().and_then(|s| s.postgres.as_deref()) {
+            Some(url) if identity.tokens().is_some() => match postgres_tokens(url, &secrets) {
+                Ok(store) => identity.with_token_store(store),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    eprintln!(
+                        "  help: set `state.postgres` to `${{env:MCPGATE_PG_URL}}` holding `postgres://USER:PASSWORD@HOST:5432/DB`, and check that the server answers"
+                    );
+                    return ExitCode::from(2);
+                }
+            },
+            _ => identity,
+        };
         let quotas = match quota_store(config.state.as_ref(), &secrets) {
             Ok(q) => q,
             Err(e) => {

@@ -26,29 +26,44 @@ pub fn metrics(gw: &Gateway) -> Response<Body> {
     r
 }
 
+/// Whether each store answers: (name, store kind, error).
+fn stores(gw: &Gateway) -> Vec<(&'static str, &'static str, Option<String>)> {
+    let quota = gw.quotas.probe();
+    let mut out = vec![("quota", quota.store, quota.error)];
+    if let Some(tokens) = gw.identity.tokens() {
+        out.push(("tokens", tokens.kind(), tokens.probe()));
+    }
+    out
+}
+
 /// `/readyz`: 200 when every store answers, else 503 naming the store that does not. The
 /// error itself (an address) is only in `/status`, which may be access-controlled.
 pub fn readyz(gw: &Gateway) -> (StatusCode, Value) {
-    let quota = gw.quotas.probe();
-    let up = quota.error.is_none();
-    let stores = json!({"quota": {"store": quota.store, "up": up}});
-    if up {
-        (StatusCode::OK, json!({"ready": true, "stores": stores}))
+    let stores = stores(gw);
+    let ready = stores.iter().all(|(_, _, e)| e.is_none());
+    let listed: serde_json::Map<String, Value> = stores
+        .into_iter()
+        .map(|(name, store, e)| (name.to_owned(), json!({"store": store, "up": e.is_none()})))
+        .collect();
+    let status = if ready {
+        StatusCode::OK
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"ready": false, "stores": stores}),
-        )
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, json!({"ready": ready, "stores": listed}))
 }
 
 /// The `state` part of `/status`: this replica and whether each store answers.
 pub fn state_json(gw: &Gateway) -> Value {
-    let quota = gw.quotas.probe();
-    json!({
-        "replica": gw.replica,
-        "quota": {"store": quota.store, "up": quota.error.is_none(), "error": quota.error},
-    })
+    let mut out = serde_json::Map::new();
+    out.insert("replica".into(), json!(gw.replica));
+    for (name, store, e) in stores(gw) {
+        out.insert(
+            name.into(),
+            json!({"store": store, "up": e.is_none(), "error": e}),
+        );
+    }
+    Value::Object(out)
 }
 
 /// `POST /admin/sync`: checks the token or webhook signature, then syncs and answers with

@@ -8,6 +8,7 @@
 
 pub mod jwt;
 pub mod metadata;
+pub mod postgres;
 pub mod time;
 pub mod tokens;
 
@@ -175,6 +176,21 @@ impl Authenticator {
             tokens,
             oidc,
         })
+    }
+
+    /// Keeps gateway tokens in `tokens` (PostgreSQL for a fleet) instead of `state.db`;
+    /// nothing changes when the `identity` section does not accept tokens.
+    #[must_use]
+    pub fn with_token_store(mut self, tokens: TokenStore) -> Authenticator {
+        if self.tokens.is_some() {
+            self.tokens = Some(tokens);
+        }
+        self
+    }
+
+    /// The token store, if gateway tokens are accepted.
+    pub fn tokens(&self) -> Option<&TokenStore> {
+        self.tokens.as_ref()
     }
 
     /// An authenticator over a given token store (tests, embedding).

@@ -1,10 +1,12 @@
 //! The gateway's state directory and its SQLite database (`state.db`): tokens, the
 //! credential vault, pending approvals. One file, opened by `serve` and by the operator
-//! commands (`token`, `secret`, `approvals`), which may run while the gateway does.
+//! commands (`token`, `secret`, `approvals`), which may run while the gateway does; and
+//! PostgreSQL (`state.postgres`), for what the replicas of a fleet share.
 //!
 //! Bottom layer: uses nothing of the crate.
 
 pub mod db;
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 
