@@ -44,7 +44,8 @@ pub struct StateConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "String")]
     pub redis: Option<String>,
-    /// The PostgreSQL database holding gateway tokens and their revocations, as a
+    /// The PostgreSQL database holding gateway tokens, their revocations and the
+    /// approvals of held calls, as a
     /// reference (`${env:MCPGATE_PG_URL}`) or a URL without a password
     /// (`postgres://mcpgate@db:5432/mcpgate`). Absent: tokens are in each state dir.
     #[serde(default, skip_serializing_if = "Option::is_none")]

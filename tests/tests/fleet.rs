@@ -2,7 +2,8 @@
 //! gateway tokens in PostgreSQL. A `limit` allows exactly N calls across the replicas; with
 //! Redis gone, counted calls are refused with the documented error while uncounted ones go
 //! on, and the replicas recover by themselves when Redis returns. A token issued once works
-//! on every replica, and revoked through one is refused by the others on their next request.
+//! on every replica, and revoked through one is refused by the others on their next request;
+//! a call held for approval on one replica is approved through another's API and completes.
 //! The tests run their own `redis-server`, and each uses a database of its own on the
 //! PostgreSQL server `MCPGATE_TEST_PG_URL` names.
 
@@ -264,6 +265,103 @@ fn a_token_revoked_through_one_replica_is_refused_by_the_others() {
     assert_eq!(status, 200, "{ready}");
     assert_eq!(
         ready["stores"]["tokens"],
+        json!({"store": "postgres", "up": true})
+    );
+}
+
+#[test]
+fn a_call_held_on_one_replica_is_approved_through_another() {
+    let pg = PgDatabase::create();
+    let config = json!({
+        "servers": {"demo": {"command": "mcpgate", "args": ["demo-server"]}},
+        "identity": {},
+        "approvals": {"timeout": "10m"},
+        "state": {"postgres": "${env:MCPGATE_PG_URL}"},
+    });
+    let rules = "@id(\"payments-need-finance\")\napprove demo.send_payment by \"finance\";\n";
+    let repo = PolicyRepo::with(&config, rules)
+        .file("principals.yaml", "groups:\n  finance: [fin@example.com]\n");
+    let env = [("MCPGATE_PG_URL", pg.url())];
+    let a = Gateway::start_with_env(&repo, &[], &env);
+    let b = Gateway::start_with_env(&repo, &[], &env);
+    let issue = |subject: &str| {
+        token_cli(
+            &repo,
+            a.state(),
+            &pg,
+            &[
+                "issue",
+                "--subject",
+                subject,
+                "--kind",
+                "human",
+                "--reason",
+                "fleet test",
+            ],
+        )
+    };
+    let (alice, fin) = (issue("alice@example.com"), issue("fin@example.com"));
+
+    // Alice's call waits on A.
+    let mut c = McpHttp::new(a.addr(), "/mcp/demo").with_bearer(&alice);
+    c.initialize();
+    let held = std::thread::spawn(move || {
+        c.post(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "send_payment", "arguments": {"to": "dan", "amount": 5}}}))
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let id = loop {
+        let pending = pg.query("SELECT id FROM mcpgate_approvals WHERE status = 'pending'");
+        if !pending.is_empty() {
+            break pending;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no approval was recorded:\n{}",
+            a.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+
+    // B lists it and approves it.
+    let auth = format!("Bearer {fin}");
+    let listed = request(
+        b.addr(),
+        "GET",
+        "/approvals",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(listed.status, 200, "{listed}");
+    assert!(listed.text().contains(&id), "{listed}");
+    let approved = request(
+        b.addr(),
+        "POST",
+        &format!("/approvals/{id}/approve"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
+        b"{\"note\": \"ok\"}",
+    );
+    assert_eq!(approved.status, 200, "{approved}");
+
+    // A notices and runs the call; the approval is used once.
+    let answer = held.join().unwrap();
+    assert!(
+        answer.text().contains("pretended to send 5 to dan"),
+        "the approved call did not run: {answer}\n{}",
+        a.log()
+    );
+    assert_eq!(
+        pg.query(&format!(
+            "SELECT status FROM mcpgate_approvals WHERE id = '{id}'"
+        )),
+        "executed"
+    );
+    let (_, ready) = get(&a, "/readyz");
+    assert_eq!(
+        ready["stores"]["approvals"],
         json!({"store": "postgres", "up": true})
     );
 }

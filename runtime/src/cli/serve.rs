@@ -128,22 +128,60 @@ pub fn secret_resolver(state: &Path) -> Result<Box<dyn SecretResolver>, String> 
         })
 }
 
-/// The token store of a fleet: the tokens table in the PostgreSQL `url` names (its
-/// references resolved), migrated.
+/// The PostgreSQL database `url` names (its references resolved), with the tables of the
+/// tokens and the approvals.
 ///
 /// # Errors
 /// When the URL cannot be resolved or used, or the database does not answer.
-pub fn postgres_tokens(
+pub fn shared_db(
     url: &str,
     secrets: &dyn SecretResolver,
-) -> Result<crate::identity::tokens::TokenStore, String> {
+) -> Result<Arc<crate::state::postgres::Pg>, String> {
     let url = crate::vault::references::resolve_references(url, secrets)
         .map_err(|e| format!("state.postgres: {e}"))?;
-    let pg = crate::state::postgres::Pg::open(&url.value, crate::identity::postgres::MIGRATIONS)
+    let migrations: Vec<_> = crate::identity::postgres::MIGRATIONS
+        .iter()
+        .chain(crate::approvals::postgres::MIGRATIONS)
+        .copied()
+        .collect();
+    let pg = crate::state::postgres::Pg::open(&url.value, &migrations)
         .map_err(|e| format!("state.postgres: {e}"))?;
-    tracing::info!(postgres = %pg.address(), "gateway tokens are kept in PostgreSQL");
-    Ok(crate::identity::tokens::TokenStore::over(Box::new(
-        crate::identity::postgres::PgTokens::new(Arc::new(pg)),
+    tracing::info!(postgres = %pg.address(), "gateway tokens and approvals are kept in PostgreSQL");
+    Ok(Arc::new(pg))
+}
+
+/// The shared database `state.postgres` of `policy`'s `mcpgate.yaml` names, for the
+/// operator commands (`token`, `approvals` with `--policy`); `None` when it names none.
+///
+/// # Errors
+/// When the folder or its config cannot be read, or the database cannot be used.
+pub fn policy_db(
+    policy: &Path,
+    state: &Path,
+) -> Result<Option<Arc<crate::state::postgres::Pg>>, String> {
+    let files = mcpgate_compiler::repo::read_dir(policy)
+        .map_err(|e| format!("cannot read `{}`: {e}", policy.display()))?;
+    let checked = mcpgate_compiler::repo::check_files(files);
+    let Some(config) = checked.config else {
+        return Err(format!(
+            "`{}` has no valid mcpgate.yaml; run `mcpgate check {}`",
+            policy.display(),
+            policy.display()
+        ));
+    };
+    let Some(url) = config.state.as_ref().and_then(|s| s.postgres.as_deref()) else {
+        return Ok(None);
+    };
+    let secrets = secret_resolver(state)?;
+    shared_db(url, secrets.as_ref()).map(Some)
+}
+
+/// The token table in the shared database.
+pub fn postgres_tokens(
+    pg: &Arc<crate::state::postgres::Pg>,
+) -> crate::identity::tokens::TokenStore {
+    crate::identity::tokens::TokenStore::over(Box::new(crate::identity::postgres::PgTokens::new(
+        pg.clone(),
     )))
 }
 
@@ -299,9 +337,9 @@ pub fn run(args: Args) -> ExitCode {
         };
         let bound = listener.local_addr().unwrap_or(listen);
         let loaded = LoadedProgram::with_lock(program, lock.as_ref(), Some(&config));
-        let identity = match config.state.as_ref().and_then(|s| s.postgres.as_deref()) {
-            Some(url) if identity.tokens().is_some() => match postgres_tokens(url, &secrets) {
-                Ok(store) => identity.with_token_store(store),
+        let shared = match config.state.as_ref().and_then(|s| s.postgres.as_deref()) {
+            Some(url) => match shared_db(url, &secrets) {
+                Ok(pg) => Some(pg),
                 Err(e) => {
                     eprintln!("error: {e}");
                     eprintln!(
@@ -310,7 +348,14 @@ pub fn run(args: Args) -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
-            _ => identity,
+            None => None,
+        };
+        let identity = match &shared {
+            Some(pg) => {
+                let tokens = postgres_tokens(pg);
+                identity.with_token_store(tokens)
+            }
+            None => identity,
         };
         let quotas = match quota_store(config.state.as_ref(), &secrets) {
             Ok(q) => q,
@@ -346,12 +391,20 @@ pub fn run(args: Args) -> ExitCode {
             let _ = gw.audit.set(log.clone());
         }
         gw.identity.start(gw.shutdown.clone());
-        let approvals = crate::approvals::Approvals::open(
-            &state,
-            &config.approvals,
-            &secrets,
-            Box::new(crate::approvals::NoIdentity),
-        );
+        let approvals = match &shared {
+            Some(pg) => crate::approvals::Approvals::shared(
+                pg,
+                &config.approvals,
+                &secrets,
+                Box::new(crate::approvals::NoIdentity),
+            ),
+            None => crate::approvals::Approvals::open(
+                &state,
+                &config.approvals,
+                &secrets,
+                Box::new(crate::approvals::NoIdentity),
+            ),
+        };
         // Upstreams and the webhook hold what they need; the vault is not kept open.
         drop(secrets);
         match approvals {

@@ -175,21 +175,7 @@ fn open(state: Option<&Path>, policy: Option<&Path>) -> Result<TokenStore, ExitC
 
 /// The token store `state.postgres` of `policy`'s `mcpgate.yaml` names, if it names one.
 fn shared_store(policy: &Path, state: &Path) -> Result<Option<TokenStore>, String> {
-    let files = mcpgate_compiler::repo::read_dir(policy)
-        .map_err(|e| format!("cannot read `{}`: {e}", policy.display()))?;
-    let checked = mcpgate_compiler::repo::check_files(files);
-    let Some(config) = checked.config else {
-        return Err(format!(
-            "`{}` has no valid mcpgate.yaml; run `mcpgate check {}`",
-            policy.display(),
-            policy.display()
-        ));
-    };
-    let Some(url) = config.state.as_ref().and_then(|s| s.postgres.as_deref()) else {
-        return Ok(None);
-    };
-    let secrets = super::serve::secret_resolver(state)?;
-    super::serve::postgres_tokens(url, secrets.as_ref()).map(Some)
+    Ok(super::serve::policy_db(policy, state)?.map(|pg| super::serve::postgres_tokens(&pg)))
 }
 
 fn usage(msg: &str, help: &str) -> ExitCode {

@@ -33,6 +33,13 @@ fn stores(gw: &Gateway) -> Vec<(&'static str, &'static str, Option<String>)> {
     if let Some(tokens) = gw.identity.tokens() {
         out.push(("tokens", tokens.kind(), tokens.probe()));
     }
+    if let Some(approvals) = gw.approvals.get() {
+        let kind = approvals.kind();
+        // A shared table is read by the same check as the tokens': one probe is enough
+        // when both are in PostgreSQL, but approvals may be there without tokens.
+        let error = (kind == "postgres").then(|| approvals.probe()).flatten();
+        out.push(("approvals", kind, error));
+    }
     out
 }
 
