@@ -134,6 +134,29 @@ impl PgDatabase {
     }
 }
 
+impl PgDatabase {
+    /// Refuses new connections to this database and ends the open ones: to a gateway it
+    /// looks like a database gone down, while the other tests' databases go on.
+    pub fn cut(&self) {
+        let sql = format!(
+            "ALTER DATABASE {0} ALLOW_CONNECTIONS false; \
+             SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{0}'",
+            self.name
+        );
+        let done = psql(&self.admin, &sql);
+        assert_eq!(done.code(), 0, "cannot cut {}:\n{done}", self.name);
+    }
+
+    /// Accepts connections again, with everything that was stored.
+    pub fn restore(&self) {
+        let done = psql(
+            &self.admin,
+            &format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", self.name),
+        );
+        assert_eq!(done.code(), 0, "cannot restore {}:\n{done}", self.name);
+    }
+}
+
 impl Drop for PgDatabase {
     fn drop(&mut self) {
         let _ = psql(

@@ -365,3 +365,77 @@ fn a_call_held_on_one_replica_is_approved_through_another() {
         json!({"store": "postgres", "up": true})
     );
 }
+
+#[test]
+fn with_postgres_down_token_callers_are_refused_until_it_returns() {
+    let pg = PgDatabase::create();
+    let config = json!({
+        "servers": {"demo": {"command": "mcpgate", "args": ["demo-server"]}},
+        "identity": {},
+        // `/status` is read below without a token (none can be checked then).
+        "gateway": {"status_access": "open"},
+        "state": {"postgres": "${env:MCPGATE_PG_URL}"},
+    });
+    let repo = PolicyRepo::with(&config, "allow demo.echo;\n");
+    let gw = Gateway::start_with_env(&repo, &[], &[("MCPGATE_PG_URL", pg.url())]);
+    let token = token_cli(
+        &repo,
+        gw.state(),
+        &pg,
+        &[
+            "issue",
+            "--subject",
+            "alice@example.com",
+            "--kind",
+            "human",
+            "--reason",
+            "fleet test",
+        ],
+    );
+    let mut c = McpHttp::new(gw.addr(), "/mcp/demo").with_bearer(&token);
+    c.initialize();
+    assert_eq!(text(&call(&c, 2, "echo", json!({"text": "up"}))), "up");
+
+    pg.cut();
+    let echo = |id: u64| {
+        c.post(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "again"}}}))
+    };
+    let refused = echo(3);
+    assert_eq!(refused.status, 401, "a token passed unchecked: {refused}");
+    let (status, ready) = get(&gw, "/readyz");
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(
+        ready["stores"]["tokens"],
+        json!({"store": "postgres", "up": false})
+    );
+    let (_, status) = get(&gw, "/status");
+    let error = status["state"]["tokens"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    // It names the server, never the password.
+    assert!(
+        error.contains("127.0.0.1") && !error.contains(":mcpgate_test@"),
+        "{status}"
+    );
+
+    pg.restore();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut id = 10;
+    loop {
+        id += 1;
+        let r = echo(id);
+        if r.status == 200 {
+            assert!(r.text().contains("again"), "{r}");
+            break;
+        }
+        assert_eq!(r.status, 401, "{r}");
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never recovered:\n{}",
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get(&gw, "/readyz").0, 200);
+}
