@@ -201,8 +201,7 @@ impl Approvals {
     /// watcher's connection, never waiting behind a held call's write).
     pub fn probe(&self) -> Option<String> {
         let watcher = self.watcher.clone();
-        crate::state::postgres::blocking(move || lock(&watcher).data_version().err())
-            .map(|e| e.to_string())
+        crate::state::blocking(move || lock(&watcher).data_version().err()).map(|e| e.to_string())
     }
 
     /// A receiver that wakes whenever the database may have changed.

@@ -12,6 +12,7 @@
 //! multi-thread runtime so the other tasks of the worker move on.
 
 use super::{Ask, Cause, Health, QuotaStore, Refusal};
+use crate::state::blocking;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -222,17 +223,6 @@ impl RedisStore {
 /// The bucket of one ask: the rule id's length keeps `rule:key` pairs apart.
 fn key(ask: &Ask<'_>) -> String {
     format!("{PREFIX}{}:{}:{}", ask.rule.len(), ask.rule, ask.key)
-}
-
-/// Runs blocking work from the decision path: under `block_in_place` on a multi-thread
-/// runtime (the gateway's), directly elsewhere (operator commands, tests).
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
 }
 
 impl QuotaStore for RedisStore {

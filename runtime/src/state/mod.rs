@@ -35,3 +35,15 @@ pub fn prepare_dir(dir: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Runs blocking work (a round trip to a shared store) from code that may be on the
+/// gateway's async threads: under `block_in_place` on a multi-thread runtime, so the other
+/// tasks of the worker move on, directly elsewhere (operator commands, tests).
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}

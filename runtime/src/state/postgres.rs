@@ -7,6 +7,7 @@
 //! the gateway's multi-thread runtime, directly elsewhere. Connections are pooled; one that
 //! fails is dropped. TLS to PostgreSQL is not built in (`sslmode=require` is refused).
 
+use super::blocking;
 use super::db::Migration;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -72,17 +73,6 @@ fn shown(c: &tokio_postgres::Config) -> String {
         c.get_user().unwrap_or("-"),
         c.get_dbname().unwrap_or("-")
     )
-}
-
-/// Runs blocking work: under `block_in_place` on a multi-thread runtime (the gateway's),
-/// directly elsewhere (operator commands, tests).
-pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
 }
 
 impl Pg {
