@@ -193,6 +193,27 @@ fn token_cli(repo: &PolicyRepo, state: &std::path::Path, pg: &PgDatabase, args: 
     done.stdout.trim().to_owned()
 }
 
+/// `mcpgate approvals ARGS --state STATE --policy REPO` with the database URL set.
+fn approvals_cli(
+    repo: &PolicyRepo,
+    state: &std::path::Path,
+    pg: &PgDatabase,
+    args: &[&str],
+) -> String {
+    let mut cmd = std::process::Command::new(mcpgate_tests::paths::mcpgate_bin());
+    cmd.arg("approvals")
+        .args(args)
+        .arg("--state")
+        .arg(state)
+        .arg("--policy")
+        .arg(repo.path())
+        .env("MCPGATE_PG_URL", pg.url());
+    let done =
+        mcpgate_tests::process::run("mcpgate approvals", &mut cmd, b"", Duration::from_secs(60));
+    assert_eq!(done.code(), 0, "mcpgate approvals {args:?}:\n{done}");
+    done.stdout.trim().to_owned()
+}
+
 #[test]
 fn a_token_revoked_through_one_replica_is_refused_by_the_others() {
     let pg = PgDatabase::create();
@@ -310,10 +331,16 @@ fn a_call_held_on_one_replica_is_approved_through_another() {
             "params": {"name": "send_payment", "arguments": {"to": "dan", "amount": 5}}}))
     });
     let deadline = Instant::now() + Duration::from_secs(60);
+    // The operator command reads the shared table too (given the policy folder).
     let id = loop {
-        let pending = pg.query("SELECT id FROM mcpgate_approvals WHERE status = 'pending'");
-        if !pending.is_empty() {
-            break pending;
+        let out = approvals_cli(&repo, b.state(), &pg, &["list", "--format", "json"]);
+        let listed: Value = serde_json::from_str(&out).expect("approvals list --format json");
+        if let Some(id) = listed["approvals"][0]["id"].as_str() {
+            assert_eq!(
+                listed["approvals"][0]["principal"]["id"],
+                "alice@example.com"
+            );
+            break id.to_owned();
         }
         assert!(
             Instant::now() < deadline,

@@ -16,6 +16,9 @@ use std::time::Duration;
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle connections kept for reuse.
 const POOL: usize = 16;
+/// After the server did not answer, calls fail at once for this long (a server that drops
+/// packets would otherwise hold every request for the whole timeout).
+const REST: Duration = Duration::from_millis(500);
 
 /// Errors of the shared database. Messages name the server, never a password.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +29,8 @@ pub enum PgError {
     Db(String, String),
     #[error("{0}: no answer within {1:?}")]
     Timeout(String, Duration),
+    #[error("{0}: cannot connect: {1}")]
+    Unreachable(String, String),
     #[error("cannot apply schema `{name}`: {message}")]
     Migrate { name: &'static str, message: String },
 }
@@ -37,6 +42,8 @@ pub struct Pg {
     rt: Option<tokio::runtime::Runtime>,
     config: tokio_postgres::Config,
     idle: Mutex<Vec<tokio_postgres::Client>>,
+    /// Until when calls fail without trying, after the server did not answer.
+    resting: Mutex<Option<std::time::Instant>>,
     shown: String,
 }
 
@@ -108,6 +115,7 @@ impl Pg {
             rt: Some(rt),
             config,
             idle: Mutex::new(Vec::new()),
+            resting: Mutex::new(None),
             shown,
         };
         pg.migrate(migrations)?;
@@ -139,11 +147,14 @@ impl Pg {
         if let Some(c) = reused {
             return Ok(c);
         }
-        let (client, connection) = self
-            .config
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(|e| self.db_err(&e))?;
+        let (client, connection) =
+            self.config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(|e| match self.db_err(&e) {
+                    PgError::Db(at, text) => PgError::Unreachable(at, text),
+                    other => other,
+                })?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(target: "mcpgate::state", error = %e, "postgres connection ended");
@@ -163,7 +174,20 @@ impl Pg {
         let Some(rt) = &self.rt else {
             return Err(PgError::Db(self.shown.clone(), "closed".into()));
         };
-        blocking(|| {
+        let now = std::time::Instant::now();
+        if self
+            .resting
+            .lock()
+            .ok()
+            .and_then(|r| *r)
+            .is_some_and(|until| now < until)
+        {
+            return Err(PgError::Db(
+                self.shown.clone(),
+                "did not answer a moment ago".into(),
+            ));
+        }
+        let result = blocking(|| {
             rt.block_on(async {
                 let work = async {
                     let mut c = self.client().await?;
@@ -180,11 +204,21 @@ impl Pg {
                     .await
                     .map_err(|_| PgError::Timeout(self.shown.clone(), TIMEOUT))?
             })
-        })
+        });
+        if let Err(PgError::Timeout(..) | PgError::Unreachable(..)) = &result
+            && let Ok(mut r) = self.resting.lock()
+        {
+            *r = Some(std::time::Instant::now() + REST);
+        }
+        result
     }
 
-    /// Whether the database answers; the error when it does not.
+    /// Whether the database answers; the error when it does not. Always tries: it is how
+    /// `/readyz` sees the server return.
     pub fn probe(&self) -> Option<String> {
+        if let Ok(mut r) = self.resting.lock() {
+            *r = None;
+        }
         self.run(async |c| c.simple_query("SELECT 1").await.map(|_| ()))
             .err()
             .map(|e| e.to_string())
