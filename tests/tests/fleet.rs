@@ -224,8 +224,16 @@ fn a_token_revoked_through_one_replica_is_refused_by_the_others() {
     });
     let repo = PolicyRepo::with(&config, "allow demo.echo;\n");
     let env = [("MCPGATE_PG_URL", pg.url())];
-    let a = Gateway::start_with_env(&repo, &[], &env);
-    let b = Gateway::start_with_env(&repo, &[], &env);
+    // Started together on a fresh database: each schema migration is applied once.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| Gateway::start_with_env(&repo, &[], &env));
+        let b = s.spawn(|| Gateway::start_with_env(&repo, &[], &env));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(
+        pg.query("SELECT string_agg(name, ',' ORDER BY name) FROM mcpgate_migrations"),
+        "approvals.v1,tokens.v1"
+    );
 
     // Issued against A's state dir: the record is in PostgreSQL, not in A's state.db.
     let token = token_cli(

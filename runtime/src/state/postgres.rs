@@ -225,25 +225,23 @@ impl Pg {
     }
 
     fn migrate(&self, migrations: &[Migration]) -> Result<(), PgError> {
+        // One transaction under an advisory lock: replicas starting together wait for each
+        // other (even `CREATE TABLE IF NOT EXISTS` races in PostgreSQL), and a failed
+        // migration leaves nothing behind.
+        let mut failed: &'static str = "migrations";
         self.run(async |c| {
-            c.batch_execute(
+            let tx = c.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock(727274741)", &[])
+                .await?;
+            tx.batch_execute(
                 "CREATE TABLE IF NOT EXISTS mcpgate_migrations (
                     name TEXT PRIMARY KEY,
                     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
                  )",
             )
-            .await
-        })
-        .map_err(|e| PgError::Migrate {
-            name: "migrations",
-            message: e.to_string(),
-        })?;
-        for m in migrations {
-            self.run(async |c| {
-                let tx = c.transaction().await?;
-                // Replicas starting together apply each migration once.
-                tx.execute("SELECT pg_advisory_xact_lock(727274741)", &[])
-                    .await?;
+            .await?;
+            for m in migrations {
+                failed = m.name;
                 let done = tx
                     .query_opt(
                         "SELECT 1 FROM mcpgate_migrations WHERE name = $1",
@@ -258,13 +256,12 @@ impl Pg {
                     )
                     .await?;
                 }
-                tx.commit().await
-            })
-            .map_err(|e| PgError::Migrate {
-                name: m.name,
-                message: e.to_string(),
-            })?;
-        }
-        Ok(())
+            }
+            tx.commit().await
+        })
+        .map_err(|e| PgError::Migrate {
+            name: failed,
+            message: e.to_string(),
+        })
     }
 }
