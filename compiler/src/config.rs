@@ -34,6 +34,10 @@ pub struct Config {
     /// the standard `OTEL_EXPORTER_OTLP_*ENDPOINT` variables are set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub telemetry: Option<TelemetryConfig>,
+    /// State shared by the replicas of a fleet. Absent: every count lives in the replica
+    /// (the embedded default, right for one gateway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateConfig>,
 }
 
 /// The operator's web console (see `docs/console.md`).
@@ -97,6 +101,41 @@ pub struct TelemetryConfig {
     /// `service.name` of what is exported (default `mcpgate`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_name: Option<String>,
+}
+
+/// `state:`: stores shared by several gateway replicas (see `docs/fleet.md`). Read at start;
+/// a change takes effect on restart.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// The Redis server holding the quota counts of `limit` rules, as a reference
+    /// (`${env:MCPGATE_REDIS_URL}` or `${secret:NAME}`) or a URL without a password
+    /// (`redis://host:6379/0`). Absent: counts are kept in each replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub redis: Option<String>,
+    /// The PostgreSQL database holding gateway tokens, their revocations and the
+    /// approvals of held calls, as a
+    /// reference (`${env:MCPGATE_PG_URL}`) or a URL without a password
+    /// (`postgres://mcpgate@db:5432/mcpgate`). Absent: tokens are in each state dir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub postgres: Option<String>,
+    /// This replica's name in `/status` and the logs (default: the host name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub replica_id: Option<String>,
+}
+
+impl std::fmt::Debug for StateConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password once references are resolved.
+        f.debug_struct("StateConfig")
+            .field("redis", &self.redis.as_deref().map(redacted_url))
+            .field("postgres", &self.postgres.as_deref().map(redacted_url))
+            .field("replica_id", &self.replica_id)
+            .finish()
+    }
 }
 
 /// One upstream: either `url` (Streamable HTTP, or legacy HTTP+SSE with `transport: sse`)

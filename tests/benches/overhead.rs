@@ -24,6 +24,10 @@
 //! durability levels. `MCPGATE_BIN_BEFORE` names a second build (say, of the main branch):
 //! each configuration then runs on both, one after the other, and the ratios are printed
 //! (`written` runs on the build under test only: older builds do not know it).
+//! `BENCH_QUOTA` (default none) adds gateways whose call a `limit` counts, with the audit
+//! log off, comma-separated: `memory` (the in-process store) and `redis` (the fleet store,
+//! on a `redis-server` the bench starts on a free port): the difference between the two is
+//! what a call's round trip to Redis adds.
 //! Latency figures are in microseconds. Before and after the runs it prints what the disk
 //! itself takes to make a 300-byte record durable (`pwrite` + `fdatasync`), appending and
 //! inside an already written file: the floor of an audited call's added latency.
@@ -35,6 +39,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use mcpgate_tests::stores::Redis;
 use mcpgate_tests::{Gateway, PolicyRepo};
 use serde_json::{Value, json};
 use std::convert::Infallible;
@@ -335,6 +340,40 @@ fn start(bin: &Path, mode: &str, upstream: SocketAddr, before: bool) -> Subject 
     }
 }
 
+/// A gateway whose every call a `limit` counts (one never reached), in the quota store
+/// `store` (`memory`, or `redis` on `redis`), the audit log off.
+fn start_quota(bin: &Path, store: &str, upstream: SocketAddr, redis: Option<&Redis>) -> Subject {
+    let mut config = json!({"servers": {"stub": {"url": format!("http://{upstream}/mcp")}},
+                            "audit": {"enabled": false}});
+    let mut env = vec![("RUST_LOG", "warn".to_owned())];
+    if let Some(r) = redis.filter(|_| store == "redis") {
+        config["state"] = json!({"redis": "${env:MCPGATE_REDIS_URL}"});
+        env.push(("MCPGATE_REDIS_URL", r.url()));
+    }
+    let repo = PolicyRepo::with(
+        &config,
+        "allow stub.echo;\n@id(\"bench-quota\")\nlimit stub.echo 1000000000 per second;\n",
+    );
+    let state = tempfile::Builder::new()
+        .prefix("mcpgate-bench-")
+        .tempdir()
+        .unwrap();
+    let args = vec![
+        "--policy".to_owned(),
+        repo.path().to_str().unwrap().to_owned(),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let gateway = Gateway::start_bin(bin, state.path(), &args, &env);
+    Subject {
+        label: format!("quota {store}"),
+        mode: format!("quota-{store}"),
+        before: false,
+        gateway,
+        _repo: repo,
+        _state: state,
+    }
+}
+
 /// p50 and p99 of a bare `pwrite` + `fdatasync` of a 300-byte record, appended to a new
 /// file and rewritten inside a file already written (no size or block to allocate): the
 /// disk's own cost of one durable record, next to which the audit's cost is read.
@@ -430,7 +469,16 @@ fn main() {
     if let Some(b) = &before {
         println!("before: {}", b.display());
     }
+    let quotas = list("BENCH_QUOTA", "");
+    let redis = quotas.iter().any(|q| q == "redis").then(Redis::start);
     let mut subjects = Vec::new();
+    for q in &quotas {
+        assert!(
+            q == "memory" || q == "redis",
+            "BENCH_QUOTA: `memory` or `redis`, not `{q}`"
+        );
+        subjects.push(start_quota(&after, q, upstream, redis.as_ref()));
+    }
     for mode in &modes {
         // Builds from before `written` existed refuse it.
         if let Some(b) = before.as_ref().filter(|_| mode != "written") {
@@ -450,6 +498,28 @@ fn main() {
             row(&s.label, &via, &direct);
             assert_eq!(via.errors, 0, "failed calls:\n{}", s.gateway.log());
             results.push((n, s.mode.clone(), s.before, via, direct.percentile(0.5)));
+        }
+    }
+    for &n in &conns {
+        let added = |mode: &str| {
+            results
+                .iter()
+                .find(|(m, md, _, _, _)| *m == n && md == mode)
+                .map(|(_, _, _, s, direct_p50)| {
+                    (
+                        s.percentile(0.5) as i64 - *direct_p50 as i64,
+                        s.latencies_us.len() as f64 / s.elapsed.as_secs_f64(),
+                    )
+                })
+        };
+        if let (Some((mem, mem_rate)), Some((red, red_rate))) =
+            (added("quota-memory"), added("quota-redis"))
+        {
+            println!(
+                "\nquota redis vs memory, {n} connection(s): added p50 {mem} -> {red} us ({:+} us per call), calls/s ratio {:.2}",
+                red - mem,
+                red_rate / mem_rate
+            );
         }
     }
     if before.is_some() {

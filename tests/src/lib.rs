@@ -9,6 +9,7 @@
 //! - [`http`] is a raw HTTP/1.1 client for requests no well-behaved client would send.
 //! - [`cli`] runs other `mcpgate` subcommands; [`audit_log`] reads the audit records.
 //! - [`webhook`] receives the gateway's signed webhook posts.
+//! - [`stores`] runs the shared stores of a fleet (Redis) for the fleet tests.
 //!
 //! Everything is bounded: each process has a deadline, and a missing prerequisite fails the
 //! test with a message saying how to install it, never skips it.
@@ -24,6 +25,7 @@ pub mod paths;
 pub mod peers;
 pub mod process;
 pub mod repo;
+pub mod stores;
 pub mod walkthrough;
 pub mod webhook;
 

@@ -178,7 +178,34 @@ servers:
 "#,
 };
 
-pub const CODES: &[Code] = &[E0601, E0602, E0603, E0604, E0605, E0606, W0607, E0608];
+/// A `state` section the gateway cannot use.
+pub const E0609: Code = Code {
+    code: "E0609",
+    severity: Severity::Error,
+    name: "state-config",
+    doc: r#"
+### What it does
+Reports a `state` section whose `redis` is neither a reference (`${env:NAME}`,
+`${secret:NAME}`) nor a `redis://` URL, whose `postgres` is neither a reference nor a
+`postgres://` URL, or whose `replica_id` is empty or holds blanks. A password written in a
+URL is E0604.
+
+### Why is this bad?
+The replicas of a fleet share quota counts and tokens through these stores; a gateway that
+cannot reach them refuses the calls that need them.
+
+### Example
+```yaml
+state:
+  redis: "localhost:6379"
+```
+Use instead: `redis: "${env:MCPGATE_REDIS_URL}"` with `MCPGATE_REDIS_URL=redis://localhost:6379`.
+"#,
+};
+
+pub const CODES: &[Code] = &[
+    E0601, E0602, E0603, E0604, E0605, E0606, W0607, E0608, E0609,
+];
 
 /// Reports a duration given as both `X` and `X_secs` in the mapping `section`.
 fn check_durations(section: &Node, file: FileId, out: &mut Vec<Diagnostic>) {
@@ -340,6 +367,9 @@ pub fn check_config(root: &Node, file: FileId, out: &mut Vec<Diagnostic>) {
             check_durations(node, file, out);
         }
     }
+    if let Some(state) = root.get("state") {
+        check_state(state, file, out);
+    }
     let Some(servers) = root.get("servers") else {
         return;
     };
@@ -435,6 +465,48 @@ pub fn check_config(root: &Node, file: FileId, out: &mut Vec<Diagnostic>) {
                 }
             }
         }
+    }
+}
+
+/// `state:`: a store URL is a reference or a password-less `redis://` URL.
+fn check_state(state: &Node, file: FileId, out: &mut Vec<Diagnostic>) {
+    if let Some(v) = state.get("redis") {
+        let reported = check_value(v, "url", file, out);
+        if let Some(text) = v.as_str()
+            && !reported
+            && !text.contains("${")
+            && !(text.starts_with("redis://") || text.starts_with("redis+unix://"))
+        {
+            out.push(
+                E0609
+                    .at(format!("`state.redis` is not a `redis://` URL: `{text}`"), file, v.span)
+                    .with_help("write `${env:MCPGATE_REDIS_URL}` and set the variable to `redis://HOST:6379`"),
+            );
+        }
+    }
+    if let Some(v) = state.get("postgres") {
+        let reported = check_value(v, "url", file, out);
+        if let Some(text) = v.as_str()
+            && !reported
+            && !text.contains("${")
+            && !(text.starts_with("postgres://") || text.starts_with("postgresql://"))
+        {
+            out.push(
+                E0609
+                    .at(format!("`state.postgres` is not a `postgres://` URL: `{text}`"), file, v.span)
+                    .with_help("write `${env:MCPGATE_PG_URL}` and set the variable to `postgres://USER:PASSWORD@HOST:5432/DB`"),
+            );
+        }
+    }
+    if let Some(v) = state.get("replica_id")
+        && let Some(text) = v.as_str()
+        && (text.is_empty() || text.chars().any(char::is_whitespace))
+    {
+        out.push(
+            E0609
+                .at("`state.replica_id` is empty or holds blanks", file, v.span)
+                .with_help("name the replica with letters, digits, `-` and `.`, e.g. `gw-1`"),
+        );
     }
 }
 

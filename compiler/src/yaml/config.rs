@@ -93,4 +93,39 @@ mod tests {
         assert!(load(FileId(0), src, &mut out).is_none());
         assert!(!out.is_empty());
     }
+
+    #[test]
+    fn the_state_section_takes_references_not_passwords() {
+        let mut out = Vec::new();
+        let src = "state:\n  redis: \"${env:MCPGATE_REDIS_URL}\"\n  replica_id: gw-1\n";
+        let c = load(FileId(0), src, &mut out).unwrap_or_else(|| panic!("{out:?}"));
+        let state = c.state.unwrap_or_default();
+        assert_eq!(state.redis.as_deref(), Some("${env:MCPGATE_REDIS_URL}"));
+        assert_eq!(state.replica_id.as_deref(), Some("gw-1"));
+
+        let mut out = Vec::new();
+        let src = "state:\n  redis: redis://:hunter2hunter2@cache:6379/0\n";
+        assert!(load(FileId(0), src, &mut out).is_none());
+        assert_eq!(codes(&out), ["E0604"], "{out:?}");
+
+        let mut out = Vec::new();
+        let src = "state:\n  redis: cache:6379\n  postgres: db:5432\n  replica_id: \"a b\"\n";
+        assert!(load(FileId(0), src, &mut out).is_none());
+        assert_eq!(codes(&out), ["E0609", "E0609", "E0609"], "{out:?}");
+
+        let mut out = Vec::new();
+        let src = "state:\n  postgres: postgres://gw:s3cretpass@db/mcpgate\n";
+        assert!(load(FileId(0), src, &mut out).is_none());
+        assert_eq!(codes(&out), ["E0604"], "{out:?}");
+
+        // A store the gateway does not have is an error, never ignored.
+        let mut out = Vec::new();
+        let src = "state:\n  mysql: x\n";
+        assert!(load(FileId(0), src, &mut out).is_none());
+        assert!(!out.is_empty());
+        // A password-less URL is accepted as written.
+        let mut out = Vec::new();
+        let src = "state:\n  redis: redis://cache:6379/2\n";
+        assert!(load(FileId(0), src, &mut out).is_some(), "{out:?}");
+    }
 }

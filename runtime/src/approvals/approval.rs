@@ -157,7 +157,25 @@ pub enum DecideError {
     #[error("approval `{0}` timed out")]
     TimedOut(String),
     #[error("state database: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for DecideError {
+    fn from(e: rusqlite::Error) -> Self {
+        DecideError::Db(e.into())
+    }
+}
+
+/// A failure of the approvals table (`state.db` or PostgreSQL), as text: it never holds a
+/// password or an argument value.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError(e.to_string())
+    }
 }
 
 impl Approval {

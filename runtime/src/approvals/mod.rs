@@ -13,6 +13,7 @@
 pub mod api;
 pub mod approval;
 pub mod events;
+pub mod postgres;
 pub mod store;
 pub mod webhook;
 
@@ -158,6 +159,30 @@ impl Approvals {
     ) -> Result<Approvals, String> {
         let store = Store::open(state_dir).map_err(|e| e.to_string())?;
         let watcher = Store::open(state_dir).map_err(|e| e.to_string())?;
+        Approvals::over(store, watcher, config, secrets, authenticator)
+    }
+
+    /// The approvals of a fleet, in PostgreSQL (opened with [`postgres::MIGRATIONS`]).
+    ///
+    /// # Errors
+    /// When the webhook's URL or secret cannot be used.
+    pub fn shared(
+        pg: &Arc<crate::state::postgres::Pg>,
+        config: &ApprovalsConfig,
+        secrets: &dyn SecretResolver,
+        authenticator: Box<dyn Authenticator>,
+    ) -> Result<Approvals, String> {
+        let table = || Store::over(Box::new(postgres::PgApprovals::new(pg.clone())));
+        Approvals::over(table(), table(), config, secrets, authenticator)
+    }
+
+    fn over(
+        store: Store,
+        watcher: Store,
+        config: &ApprovalsConfig,
+        secrets: &dyn SecretResolver,
+        authenticator: Box<dyn Authenticator>,
+    ) -> Result<Approvals, String> {
         let webhook = match &config.webhook {
             Some(w) => Some(webhook::Webhook::new(w, secrets)?),
             None => None,
@@ -183,6 +208,18 @@ impl Approvals {
         tokio::task::spawn_blocking(move || f(&lock(&store)))
             .await
             .ok()
+    }
+
+    /// `state.db` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        lock(&self.store).kind()
+    }
+
+    /// Why the table cannot be read, if it cannot (one read of the change marker, on the
+    /// watcher's connection, never waiting behind a held call's write).
+    pub fn probe(&self) -> Option<String> {
+        let watcher = self.watcher.clone();
+        crate::state::blocking(move || lock(&watcher).data_version().err()).map(|e| e.to_string())
     }
 
     /// A receiver that wakes whenever the database may have changed.
@@ -237,7 +274,7 @@ impl Approvals {
                 round = round.wrapping_add(1);
                 let sweep = round.is_multiple_of(4);
                 let Some(polled) = this
-                    .watch(move |s| -> rusqlite::Result<i64> {
+                    .watch(move |s| -> store::Result<i64> {
                         let version = s.data_version()?;
                         if sweep {
                             s.expire_overdue(approval::now_ms())?;

@@ -1,10 +1,12 @@
-//! Pending approvals in `state.db`: one row per held call, from `pending` to `approved`,
-//! `denied` or `expired`, and from `approved` to `executed` once the call ran. Every change
-//! is one conditional statement, so the gateway and `mcpgate approvals` (another process)
-//! can never both decide the same approval.
+//! Pending approvals: one row per held call, from `pending` to `approved`, `denied` or
+//! `expired`, and from `approved` to `executed` once the call ran. Every change is one
+//! conditional statement, so the gateway, another replica and `mcpgate approvals` (another
+//! process) can never both decide the same approval. The rows live behind
+//! [`ApprovalTable`]: `state.db` here, or PostgreSQL for a fleet (`super::postgres`).
 
 pub use super::approval::{
-    Approval, CallKey, DecideError, NewApproval, Requester, Status, Verdict, args_hash, now_ms,
+    Approval, CallKey, DecideError, NewApproval, Requester, Status, StoreError, Verdict, args_hash,
+    now_ms,
 };
 use crate::state::db::{self, DbError, Migration};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -61,9 +63,44 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
-/// The approvals table, over one connection.
+/// What a table operation returns.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Where approvals live. Each method is one statement (or one conditional update followed
+/// by a read), so concurrent writers never both win.
+pub trait ApprovalTable: Send + std::fmt::Debug {
+    /// A number that changes whenever another connection (process, replica) changed the
+    /// table: the held calls look again when it moves.
+    fn change_marker(&self) -> Result<i64>;
+    fn create(&self, new: &NewApproval, now: i64) -> Result<Approval>;
+    fn get(&self, id: &str) -> Result<Option<Approval>>;
+    fn list(&self, all: bool, limit: usize) -> Result<Vec<Approval>>;
+    fn pending_for(&self, key: &CallKey, now: i64) -> Result<Option<Approval>>;
+    /// # Errors
+    /// [`DecideError`]: unknown id, already decided, timed out, or a table error.
+    fn decide(&self, id: &str, v: &Verdict, now: i64)
+    -> std::result::Result<Approval, DecideError>;
+    fn expire(&self, id: &str, now: i64) -> Result<bool>;
+    fn expire_overdue(&self, now: i64) -> Result<Vec<Approval>>;
+    fn claim(&self, id: &str, now: i64) -> Result<bool>;
+    fn take_grant(&self, key: &CallKey, now: i64) -> Result<Option<Approval>>;
+    fn unlogged(&self, limit: usize) -> Result<Vec<Approval>>;
+    fn mark_logged(&self, id: &str, status: Status) -> Result<()>;
+    /// `state.db` or `postgres`.
+    fn kind(&self) -> &'static str {
+        "state.db"
+    }
+}
+
+/// The approvals table.
 #[derive(Debug)]
 pub struct Store {
+    table: Box<dyn ApprovalTable>,
+}
+
+/// The approvals table in `state.db`, over one connection.
+#[derive(Debug)]
+struct Sqlite {
     conn: Connection,
 }
 
@@ -132,22 +169,183 @@ impl Store {
     ///
     /// # Errors
     /// When the database cannot be opened or migrated.
-    pub fn open(state_dir: &Path) -> Result<Store, DbError> {
-        Ok(Store {
+    pub fn open(state_dir: &Path) -> std::result::Result<Store, DbError> {
+        Ok(Store::over(Box::new(Sqlite {
             conn: db::open(state_dir, MIGRATIONS)?,
-        })
+        })))
     }
 
     /// An in-memory store, for tests.
     ///
     /// # Errors
     /// When the schema cannot be applied.
-    pub fn in_memory() -> Result<Store, DbError> {
-        Ok(Store {
+    pub fn in_memory() -> std::result::Result<Store, DbError> {
+        Ok(Store::over(Box::new(Sqlite {
             conn: db::open_in_memory(MIGRATIONS)?,
-        })
+        })))
     }
 
+    /// A store over another table (PostgreSQL for a fleet).
+    pub fn over(table: Box<dyn ApprovalTable>) -> Store {
+        Store { table }
+    }
+
+    /// `state.db` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        self.table.kind()
+    }
+
+    /// Changes whenever another connection commits: how the gateway notices decisions made
+    /// by `mcpgate approvals` in another process, or by another replica.
+    ///
+    /// # Errors
+    /// A table error.
+    pub fn data_version(&self) -> Result<i64> {
+        self.table.change_marker()
+    }
+
+    /// Records a new pending approval.
+    ///
+    /// # Errors
+    /// A table error.
+    pub fn create(&self, new: &NewApproval, now: i64) -> Result<Approval> {
+        self.table.create(new, now)
+    }
+
+    /// One approval by id.
+    ///
+    /// # Errors
+    /// A table error.
+    pub fn get(&self, id: &str) -> Result<Option<Approval>> {
+        self.table.get(id)
+    }
+
+    /// Approvals, newest first: only pending ones unless `all`.
+    ///
+    /// # Errors
+    /// A table error.
+    pub fn list(&self, all: bool, limit: usize) -> Result<Vec<Approval>> {
+        self.table.list(all, limit)
+    }
+
+    /// The oldest approval of the same call still pending, if any (a retry waits on it
+    /// instead of asking again).
+    ///
+    /// # Errors
+    /// A table error.
+    pub fn pending_for(&self, key: &CallKey, now: i64) -> Result<Option<Approval>> {
+        self.table.pending_for(key, now)
+    }
+
+    /// Records a decision on a pending approval that has not timed out.
+    ///
+    /// # Errors
+    /// [`DecideError`]: unknown id, already decided, timed out, or a table error.
+    pub fn decide(
+        &self,
+        id: &str,
+        v: &Verdict,
+        now: i64,
+    ) -> std::result::Result<Approval, DecideError> {
+        self.table.decide(id, v, now)
+    }
+
+    /// Marks one approval expired if it is still pending past its deadline; true if it was.
+    ///
+    /// # Errors
+    /// A table error.
+    pub fn expire(&self, id: &str, now: i64) -> Result<bool> {
+        self.table.expire(id, now)
+    }
+
+    /// Marks every pending approval past its deadline expired; returns them.
+    ///
+    /// # Errors
+    /// A table error.
+    pub fn expire_overdue(&self, now: i64) -> Result<Vec<Approval>> {
+        self.table.expire_overdue(now)
+    }
+
+    /// Takes an approved approval for its held call: true if this caller got it (it is
+    /// now `executed`), false if it was used already.
+    ///
+    /// # Errors
+    /// A table error.
+    pub fn claim(&self, id: &str, now: i64) -> Result<bool> {
+        self.table.claim(id, now)
+    }
+
+    /// Uses, once, an approval of the same call that its caller never received (the
+    /// connection was gone): the oldest one still within its grant.
+    ///
+    /// # Errors
+    /// A table error.
+    pub fn take_grant(&self, key: &CallKey, now: i64) -> Result<Option<Approval>> {
+        self.table.take_grant(key, now)
+    }
+
+    /// Approvals whose current status is not yet in the audit log, oldest first.
+    ///
+    /// # Errors
+    /// A table error.
+    pub fn unlogged(&self, limit: usize) -> Result<Vec<Approval>> {
+        self.table.unlogged(limit)
+    }
+
+    /// Notes that `status` of approval `id` is in the audit log.
+    ///
+    /// # Errors
+    /// A table error.
+    pub fn mark_logged(&self, id: &str, status: Status) -> Result<()> {
+        self.table.mark_logged(id, status)
+    }
+}
+
+impl ApprovalTable for Sqlite {
+    fn change_marker(&self) -> Result<i64> {
+        Ok(Sqlite::data_version(self)?)
+    }
+    fn create(&self, new: &NewApproval, now: i64) -> Result<Approval> {
+        Ok(Sqlite::create(self, new, now)?)
+    }
+    fn get(&self, id: &str) -> Result<Option<Approval>> {
+        Ok(Sqlite::get(self, id)?)
+    }
+    fn list(&self, all: bool, limit: usize) -> Result<Vec<Approval>> {
+        Ok(Sqlite::list(self, all, limit)?)
+    }
+    fn pending_for(&self, key: &CallKey, now: i64) -> Result<Option<Approval>> {
+        Ok(Sqlite::pending_for(self, key, now)?)
+    }
+    fn decide(
+        &self,
+        id: &str,
+        v: &Verdict,
+        now: i64,
+    ) -> std::result::Result<Approval, DecideError> {
+        Sqlite::decide(self, id, v, now)
+    }
+    fn expire(&self, id: &str, now: i64) -> Result<bool> {
+        Ok(Sqlite::expire(self, id, now)?)
+    }
+    fn expire_overdue(&self, now: i64) -> Result<Vec<Approval>> {
+        Ok(Sqlite::expire_overdue(self, now)?)
+    }
+    fn claim(&self, id: &str, now: i64) -> Result<bool> {
+        Ok(Sqlite::claim(self, id, now)?)
+    }
+    fn take_grant(&self, key: &CallKey, now: i64) -> Result<Option<Approval>> {
+        Ok(Sqlite::take_grant(self, key, now)?)
+    }
+    fn unlogged(&self, limit: usize) -> Result<Vec<Approval>> {
+        Ok(Sqlite::unlogged(self, limit)?)
+    }
+    fn mark_logged(&self, id: &str, status: Status) -> Result<()> {
+        Ok(Sqlite::mark_logged(self, id, status)?)
+    }
+}
+
+impl Sqlite {
     /// Changes whenever another connection commits: a cheap way to notice decisions made
     /// by `mcpgate approvals` in another process.
     ///
@@ -259,7 +457,12 @@ impl Store {
     ///
     /// # Errors
     /// [`DecideError`]: unknown id, already decided, timed out, or a database error.
-    pub fn decide(&self, id: &str, v: &Verdict, now: i64) -> Result<Approval, DecideError> {
+    pub fn decide(
+        &self,
+        id: &str,
+        v: &Verdict,
+        now: i64,
+    ) -> std::result::Result<Approval, DecideError> {
         let status = if v.approve { "approved" } else { "denied" };
         let changed = self.conn.execute(
             "UPDATE approvals SET status = ?2, decided_ms = ?3, decided_by = ?4,
@@ -367,7 +570,7 @@ impl Store {
     }
 }
 
-impl Store {
+impl Sqlite {
     /// Approvals whose current status is not yet in the audit log, oldest first.
     ///
     /// # Errors

@@ -14,6 +14,10 @@ pub struct Args {
     /// The gateway's state dir (default `.mcpgate-state`).
     #[arg(long, env = "MCPGATE_STATE", global = true)]
     pub state: Option<PathBuf>,
+    /// The policy folder of a fleet: when its `mcpgate.yaml` names `state.postgres`, the
+    /// approvals there (shared by every replica) are listed and decided.
+    #[arg(long, global = true)]
+    pub policy: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -66,8 +70,25 @@ fn os_user() -> String {
     format!("uid:{}", rustix::process::getuid().as_raw())
 }
 
-fn open(args_state: Option<&std::path::Path>) -> Result<Store, ExitCode> {
+fn open(
+    args_state: Option<&std::path::Path>,
+    policy: Option<&std::path::Path>,
+) -> Result<Store, ExitCode> {
     let dir = crate::state::dir_or_default(args_state);
+    if let Some(policy) = policy {
+        match super::serve::policy_db(policy, &dir) {
+            Ok(Some(pg)) => {
+                return Ok(Store::over(Box::new(
+                    crate::approvals::postgres::PgApprovals::new(pg),
+                )));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(ExitCode::from(2));
+            }
+        }
+    }
     if !dir.join(crate::state::db::DB_FILE).is_file() {
         eprintln!("error: no state database in `{}`", dir.display());
         eprintln!(
@@ -82,7 +103,7 @@ fn open(args_state: Option<&std::path::Path>) -> Result<Store, ExitCode> {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let store = match open(args.state.as_deref()) {
+    let store = match open(args.state.as_deref(), args.policy.as_deref()) {
         Ok(s) => s,
         Err(code) => return code,
     };

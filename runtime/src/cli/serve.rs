@@ -134,6 +134,77 @@ pub fn secret_resolver(state: &Path) -> Result<Box<dyn SecretResolver>, String> 
         })
 }
 
+/// The PostgreSQL database `url` names (its references resolved), with the tables of the
+/// tokens and the approvals.
+///
+/// # Errors
+/// When the URL cannot be resolved or used, or the database does not answer.
+pub fn shared_db(
+    url: &str,
+    secrets: &dyn SecretResolver,
+) -> Result<Arc<crate::state::postgres::Pg>, String> {
+    let url = crate::vault::references::resolve_references(url, secrets)
+        .map_err(|e| format!("state.postgres: {e}"))?;
+    let migrations: Vec<_> = crate::identity::postgres::MIGRATIONS
+        .iter()
+        .chain(crate::approvals::postgres::MIGRATIONS)
+        .copied()
+        .collect();
+    let pg = crate::state::postgres::Pg::open(&url.value, &migrations)
+        .map_err(|e| format!("state.postgres: {e}"))?;
+    tracing::info!(postgres = %pg.address(), "gateway tokens and approvals are kept in PostgreSQL");
+    Ok(Arc::new(pg))
+}
+
+/// The shared database `state.postgres` of `policy`'s `mcpgate.yaml` names, for the
+/// operator commands (`token`, `approvals` with `--policy`); `None` when it names none.
+///
+/// # Errors
+/// When the folder or its config cannot be read, or the database cannot be used.
+pub fn policy_db(
+    policy: &Path,
+    state: &Path,
+) -> Result<Option<Arc<crate::state::postgres::Pg>>, String> {
+    let files = mcpgate_compiler::repo::read_dir(policy)
+        .map_err(|e| format!("cannot read `{}`: {e}", policy.display()))?;
+    let checked = mcpgate_compiler::repo::check_files(files);
+    let Some(config) = checked.config else {
+        return Err(format!(
+            "`{}` has no valid mcpgate.yaml; run `mcpgate check {}`",
+            policy.display(),
+            policy.display()
+        ));
+    };
+    let Some(url) = config.state.as_ref().and_then(|s| s.postgres.as_deref()) else {
+        return Ok(None);
+    };
+    let secrets = secret_resolver(state)?;
+    shared_db(url, secrets.as_ref()).map(Some)
+}
+
+/// The token table in the shared database.
+pub fn postgres_tokens(
+    pg: &Arc<crate::state::postgres::Pg>,
+) -> crate::identity::tokens::TokenStore {
+    crate::identity::tokens::TokenStore::over(Box::new(crate::identity::postgres::PgTokens::new(
+        pg.clone(),
+    )))
+}
+
+/// The quota store `state.redis` names (its references resolved), else the in-process one.
+fn quota_store(
+    state: Option<&mcpgate_compiler::config::StateConfig>,
+    secrets: &dyn SecretResolver,
+) -> Result<Arc<dyn crate::quota::QuotaStore>, String> {
+    let Some(url) = state.and_then(|s| s.redis.as_deref()) else {
+        return Ok(Arc::new(crate::quota::MemoryStore::new()));
+    };
+    let url = crate::vault::references::resolve_references(url, secrets)?;
+    let store = crate::quota::RedisStore::open(&url.value)?;
+    tracing::info!(redis = %store.address(), "quota counts are kept in Redis");
+    Ok(Arc::new(store))
+}
+
 pub fn run(args: Args) -> ExitCode {
     init_logging(args.log_format);
     let state = crate::state::dir_or_default(args.state.as_deref());
@@ -186,7 +257,7 @@ pub fn run(args: Args) -> ExitCode {
         eprintln!("  help: write it as IP:PORT, e.g. `127.0.0.1:8080`");
         return ExitCode::from(2);
     };
-    let mut identity = match &config.identity {
+    let identity = match &config.identity {
         None => Authenticator::anonymous_only(),
         Some(cfg) => {
             // A relative `jwks_file` is read from the policy folder (the working directory
@@ -217,21 +288,6 @@ pub fn run(args: Args) -> ExitCode {
         }
     } else {
         None
-    };
-    // People authenticated by the identity section may delegate to agents.
-    let delegations = match &config.identity {
-        None => None,
-        Some(_) => match crate::delegation::Delegations::open(&state) {
-            Ok(d) => {
-                let d = Arc::new(d);
-                identity.set_delegations(d.clone());
-                Some(d)
-            }
-            Err(e) => {
-                eprintln!("error: delegations: {e}");
-                return ExitCode::from(2);
-            }
-        },
     };
     if config.identity.as_ref().is_some_and(|i| i.anonymous) && !listen.ip().is_loopback() {
         tracing::warn!(%listen, "`identity.anonymous` is on: callers without a token are served as `anonymous`");
@@ -320,13 +376,74 @@ pub fn run(args: Args) -> ExitCode {
         let bound = listener.local_addr().unwrap_or(listen);
         let loaded = LoadedProgram::with_lock(program, lock.as_ref(), Some(&config))
             .with_responders(responders);
+        let shared = match config.state.as_ref().and_then(|s| s.postgres.as_deref()) {
+            Some(url) => match shared_db(url, &secrets) {
+                Ok(pg) => Some(pg),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    eprintln!(
+                        "  help: set `state.postgres` to `${{env:MCPGATE_PG_URL}}` holding `postgres://USER:PASSWORD@HOST:5432/DB`, and check that the server answers"
+                    );
+                    return ExitCode::from(2);
+                }
+            },
+            None => None,
+        };
+        let mut identity = match &shared {
+            Some(pg) => {
+                let tokens = postgres_tokens(pg);
+                identity.with_token_store(tokens)
+            }
+            None => identity,
+        };
+        // People authenticated by the identity section may delegate to agents. A delegation
+        // ends with the token it was made with, so it reads the same token table as the
+        // gateway (the shared one in a fleet).
+        let delegations = match &config.identity {
+            None => None,
+            Some(_) => {
+                let opened = match &shared {
+                    Some(pg) => crate::delegation::store::SqliteStore::open(&state)
+                        .map(|s| {
+                            crate::delegation::Delegations::with_store(
+                                Arc::new(s),
+                                Some(postgres_tokens(pg)),
+                            )
+                        })
+                        .map_err(|e| e.to_string()),
+                    None => crate::delegation::Delegations::open(&state),
+                };
+                match opened {
+                    Ok(d) => {
+                        let d = Arc::new(d);
+                        identity.set_delegations(d.clone());
+                        Some(d)
+                    }
+                    Err(e) => {
+                        eprintln!("error: delegations: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+        };
+        let quotas = match quota_store(config.state.as_ref(), &secrets) {
+            Ok(q) => q,
+            Err(e) => {
+                eprintln!("error: state.redis: {e}");
+                eprintln!(
+                    "  help: set `state.redis` to `${{env:MCPGATE_REDIS_URL}}` or `${{secret:NAME}}` holding `redis://HOST:PORT[/DB]`"
+                );
+                return ExitCode::from(2);
+            }
+        };
         let gw = match Gateway::new(&config, loaded, sealer, bound, &secrets) {
             Ok(g) => Arc::new(
                 g.with_identity(identity)
                     .with_tasks(tasks)
                     .with_responders(pauses)
                     .with_delegations(delegations)
-                    .with_assertions(assertions),
+                    .with_assertions(assertions)
+                    .with_quotas(quotas),
             ),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -352,12 +469,20 @@ pub fn run(args: Args) -> ExitCode {
         if let Some(d) = &gw.delegations {
             gw.responders.set_delegations(d.clone());
         }
-        let approvals = crate::approvals::Approvals::open(
-            &state,
-            &config.approvals,
-            &secrets,
-            Box::new(crate::approvals::NoIdentity),
-        );
+        let approvals = match &shared {
+            Some(pg) => crate::approvals::Approvals::shared(
+                pg,
+                &config.approvals,
+                &secrets,
+                Box::new(crate::approvals::NoIdentity),
+            ),
+            None => crate::approvals::Approvals::open(
+                &state,
+                &config.approvals,
+                &secrets,
+                Box::new(crate::approvals::NoIdentity),
+            ),
+        };
         // Upstreams and the webhook hold what they need; the vault is not kept open.
         drop(secrets);
         match approvals {

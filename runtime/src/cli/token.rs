@@ -80,6 +80,10 @@ pub struct IssueArgs {
     /// The gateway's state dir (default `.mcpgate-state`).
     #[arg(long, env = "MCPGATE_STATE")]
     pub state: Option<PathBuf>,
+    /// The policy folder of a fleet: when its `mcpgate.yaml` names `state.postgres`, the
+    /// tokens are kept there (shared by every replica) instead of in the state dir.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
     /// `text` prints the token alone on stdout; `json` prints the token with its record.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
@@ -92,6 +96,10 @@ pub struct ListArgs {
     /// The gateway's state dir (default `.mcpgate-state`).
     #[arg(long, env = "MCPGATE_STATE")]
     pub state: Option<PathBuf>,
+    /// The policy folder of a fleet: when its `mcpgate.yaml` names `state.postgres`, the
+    /// tokens are kept there (shared by every replica) instead of in the state dir.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -108,6 +116,10 @@ pub struct RevokeArgs {
     /// The gateway's state dir (default `.mcpgate-state`).
     #[arg(long, env = "MCPGATE_STATE")]
     pub state: Option<PathBuf>,
+    /// The policy folder of a fleet: when its `mcpgate.yaml` names `state.postgres`, the
+    /// tokens are kept there (shared by every replica) instead of in the state dir.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -139,16 +151,31 @@ pub fn os_user() -> String {
         .unwrap_or_else(|| format!("uid:{uid}"))
 }
 
-fn open(state: Option<&Path>) -> Result<TokenStore, ExitCode> {
+fn open(state: Option<&Path>, policy: Option<&Path>) -> Result<TokenStore, ExitCode> {
     let dir = crate::state::dir_or_default(state);
     if let Err(e) = crate::state::prepare_dir(&dir) {
         eprintln!("error: cannot create state dir `{}`: {e}", dir.display());
         return Err(ExitCode::from(2));
     }
+    if let Some(policy) = policy {
+        match shared_store(policy, &dir) {
+            Ok(Some(store)) => return Ok(store),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(ExitCode::from(2));
+            }
+        }
+    }
     TokenStore::open(&dir).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(2)
     })
+}
+
+/// The token store `state.postgres` of `policy`'s `mcpgate.yaml` names, if it names one.
+fn shared_store(policy: &Path, state: &Path) -> Result<Option<TokenStore>, String> {
+    Ok(super::serve::policy_db(policy, state)?.map(|pg| super::serve::postgres_tokens(&pg)))
 }
 
 fn usage(msg: &str, help: &str) -> ExitCode {
@@ -197,7 +224,7 @@ fn issue(a: IssueArgs) -> ExitCode {
         Ok(t) => t,
         Err(e) => return usage(&e, "e.g. `--ttl 8h`"),
     };
-    let store = match open(a.state.as_deref()) {
+    let store = match open(a.state.as_deref(), a.policy.as_deref()) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -252,7 +279,7 @@ fn record_json(r: &TokenRecord, now: u64) -> serde_json::Value {
 }
 
 fn list(a: &ListArgs) -> ExitCode {
-    let store = match open(a.state.as_deref()) {
+    let store = match open(a.state.as_deref(), a.policy.as_deref()) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -321,7 +348,7 @@ fn table(records: &[TokenRecord], now: u64) -> String {
 }
 
 fn revoke(a: &RevokeArgs) -> ExitCode {
-    let store = match open(a.state.as_deref()) {
+    let store = match open(a.state.as_deref(), a.policy.as_deref()) {
         Ok(s) => s,
         Err(code) => return code,
     };

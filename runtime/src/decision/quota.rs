@@ -22,11 +22,36 @@ pub struct Ask<'a> {
 }
 
 /// Why a call was refused: the ask (by index) whose bucket is empty, and when it will
-/// hold a call again.
+/// hold a call again; or a store that could not answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Refusal {
     pub index: usize,
     pub retry_after: Duration,
+    pub cause: Cause,
+}
+
+/// What refused a call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Cause {
+    /// The bucket of the ask at `index` has no call left.
+    #[default]
+    Empty,
+    /// The store could not be read (a shared store unreachable): a counted call is refused,
+    /// never let through uncounted.
+    Unavailable,
+}
+
+/// Start of the denial text of a call refused because the quota store did not answer
+/// (documented in docs/fleet.md).
+pub const UNAVAILABLE: &str = "quota store unavailable";
+
+/// Whether a store answers, for `/readyz` and `/status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Health {
+    /// `memory` or `redis`.
+    pub store: &'static str,
+    /// Why it does not answer; `None` when it does.
+    pub error: Option<String>,
 }
 
 /// Where the counts live.
@@ -38,6 +63,15 @@ pub trait QuotaStore: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// [`Refusal`] when some bucket has no call left.
     fn acquire(&self, asks: &[Ask<'_>]) -> Result<(), Refusal>;
+
+    /// Asks the store whether it answers (a round trip for a shared store; it may block
+    /// for the store's timeout, so call it off the async workers).
+    fn probe(&self) -> Health {
+        Health {
+            store: "memory",
+            error: None,
+        }
+    }
 }
 
 /// The key value a limit counts by for `request`.
@@ -139,9 +173,25 @@ fn acquire(store: &dyn QuotaStore, program: &Program, asks: &[(RuleIdx, Ask<'_>)
             let Some((idx, ask)) = asks.get(refusal.index) else {
                 return Outcome::Deny("denied: quota exceeded".into());
             };
-            Outcome::Deny(denial_text(program, *idx, ask, refusal.retry_after))
+            match refusal.cause {
+                Cause::Empty => Outcome::Deny(denial_text(program, *idx, ask, refusal.retry_after)),
+                Cause::Unavailable => Outcome::Deny(unavailable_text(program, *idx, ask)),
+            }
         }
     }
+}
+
+/// `denied by limit ID (file:line:col): quota store unavailable; ...`: the store holding
+/// the counts did not answer, so the call cannot be counted.
+pub fn unavailable_text(program: &Program, idx: RuleIdx, ask: &Ask<'_>) -> String {
+    let source = program
+        .rule(idx)
+        .map(|r| format!(" ({})", r.source))
+        .unwrap_or_default();
+    format!(
+        "denied by limit {}{source}: {UNAVAILABLE}; calls this limit counts are refused until it answers; retry in 1s",
+        ask.rule
+    )
 }
 
 /// `denied by limit ID (file:line:col): N per WINDOW per KEY; retry in Ns`.

@@ -154,15 +154,17 @@ pub async fn hold(approvals: Arc<Approvals>, mut call: Call, hold: &Hold, progra
     // An approval the caller never received (it went away, or the gateway restarted) lets
     // the same call through once; a pending approval of the same call is waited on.
     let found = approvals
-        .db(move |s| -> rusqlite::Result<(Approval, bool, bool)> {
-            if let Some(a) = s.take_grant(&key, now)? {
-                return Ok((a, true, false));
-            }
-            if let Some(a) = s.pending_for(&key, now)? {
-                return Ok((a, false, false));
-            }
-            Ok((s.create(&new, now)?, false, true))
-        })
+        .db(
+            move |s| -> crate::approvals::store::Result<(Approval, bool, bool)> {
+                if let Some(a) = s.take_grant(&key, now)? {
+                    return Ok((a, true, false));
+                }
+                if let Some(a) = s.pending_for(&key, now)? {
+                    return Ok((a, false, false));
+                }
+                Ok((s.create(&new, now)?, false, true))
+            },
+        )
         .await;
     let (approval, granted, created) = match found {
         Some(Ok(x)) => x,

@@ -219,6 +219,7 @@ impl Gateway {
             "sessions": self.sessions.len(),
             "policy": self.policy.get().map(|p| p.status_json()),
             "lock": crate::lock::gate::status_json(&loaded.pins),
+            "state": crate::gateway::status::state_json(self),
         })
     }
 }
@@ -231,6 +232,11 @@ pub async fn handle(
     let path = req.uri().path().to_owned();
     if path == "/healthz" {
         return Ok(plain(StatusCode::OK, "ok"));
+    }
+    // Like `/healthz`, answered before the Host check: probes come by the pod's address.
+    if path == "/readyz" {
+        let (status, value) = crate::gateway::status::readyz(&gw);
+        return Ok(json_response(status, &value));
     }
     match header_str(req.headers(), header::HOST.as_str()) {
         Some(host) if gw.host_allowed(host) => {}

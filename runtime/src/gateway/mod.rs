@@ -90,6 +90,8 @@ pub struct Gateway {
     pub responders: Arc<crate::responders::Responders>,
     /// Another HTTP face on the gateway's port (the web console), set by `serve`.
     pub mounted: std::sync::OnceLock<Arc<dyn http::Mounted>>,
+    /// This replica's name (`state.replica_id`, else the host name), in `/status`.
+    pub replica: String,
 }
 
 impl Gateway {
@@ -143,6 +145,11 @@ impl Gateway {
             ),
             responders: Arc::new(crate::responders::Responders::in_memory()),
             mounted: std::sync::OnceLock::new(),
+            replica: config
+                .state
+                .as_ref()
+                .and_then(|s| s.replica_id.clone())
+                .unwrap_or_else(host_name),
         })
     }
 
@@ -170,6 +177,13 @@ impl Gateway {
         assertions: Option<Arc<crate::assertions::Assertions>>,
     ) -> Gateway {
         self.assertions = assertions;
+        self
+    }
+
+    /// Keeps quota counts in `store` (Redis for a fleet) instead of this process.
+    #[must_use]
+    pub fn with_quotas(mut self, store: Arc<dyn crate::quota::QuotaStore>) -> Gateway {
+        self.quotas = store;
         self
     }
 
@@ -225,4 +239,14 @@ impl crate::gitops::ProgramSink for Gateway {
     fn swap(&self, loaded: LoadedProgram) {
         Gateway::swap(self, loaded);
     }
+}
+
+/// The host name (`HOSTNAME`, else `/etc/hostname`), or `-`.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "-".to_owned())
 }

@@ -1,4 +1,5 @@
-//! The gateway endpoints of the policy follower: `POST /admin/sync` and `/metrics`.
+//! The gateway endpoints of the policy follower (`POST /admin/sync`, `/metrics`) and of
+//! the stores (`/readyz`, the `state` part of `/status`).
 
 use crate::gateway::Gateway;
 use crate::gateway::http::Body;
@@ -23,6 +24,53 @@ pub fn metrics(gw: &Gateway) -> Response<Body> {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     r
+}
+
+/// Whether each store answers: (name, store kind, error).
+fn stores(gw: &Gateway) -> Vec<(&'static str, &'static str, Option<String>)> {
+    let quota = gw.quotas.probe();
+    let mut out = vec![("quota", quota.store, quota.error)];
+    if let Some(tokens) = gw.identity.tokens() {
+        out.push(("tokens", tokens.kind(), tokens.probe()));
+    }
+    if let Some(approvals) = gw.approvals.get() {
+        let kind = approvals.kind();
+        // A shared table is read by the same check as the tokens': one probe is enough
+        // when both are in PostgreSQL, but approvals may be there without tokens.
+        let error = (kind == "postgres").then(|| approvals.probe()).flatten();
+        out.push(("approvals", kind, error));
+    }
+    out
+}
+
+/// `/readyz`: 200 when every store answers, else 503 naming the store that does not. The
+/// error itself (an address) is only in `/status`, which may be access-controlled.
+pub fn readyz(gw: &Gateway) -> (StatusCode, Value) {
+    let stores = stores(gw);
+    let ready = stores.iter().all(|(_, _, e)| e.is_none());
+    let listed: serde_json::Map<String, Value> = stores
+        .into_iter()
+        .map(|(name, store, e)| (name.to_owned(), json!({"store": store, "up": e.is_none()})))
+        .collect();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, json!({"ready": ready, "stores": listed}))
+}
+
+/// The `state` part of `/status`: this replica and whether each store answers.
+pub fn state_json(gw: &Gateway) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert("replica".into(), json!(gw.replica));
+    for (name, store, e) in stores(gw) {
+        out.insert(
+            name.into(),
+            json!({"store": store, "up": e.is_none(), "error": e}),
+        );
+    }
+    Value::Object(out)
 }
 
 /// `POST /admin/sync`: checks the token or webhook signature, then syncs and answers with

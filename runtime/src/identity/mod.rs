@@ -8,6 +8,7 @@
 
 pub mod jwt;
 pub mod metadata;
+pub mod postgres;
 pub mod time;
 pub mod tokens;
 
@@ -197,6 +198,21 @@ impl Authenticator {
         })
     }
 
+    /// Keeps gateway tokens in `tokens` (PostgreSQL for a fleet) instead of `state.db`;
+    /// nothing changes when the `identity` section does not accept tokens.
+    #[must_use]
+    pub fn with_token_store(mut self, tokens: TokenStore) -> Authenticator {
+        if self.tokens.is_some() {
+            self.tokens = Some(tokens);
+        }
+        self
+    }
+
+    /// The token store, if gateway tokens are accepted.
+    pub fn tokens(&self) -> Option<&TokenStore> {
+        self.tokens.as_ref()
+    }
+
     /// An authenticator over a given token store (tests, embedding).
     pub fn with_tokens(cfg: IdentityConfig, tokens: TokenStore) -> Authenticator {
         Authenticator {
@@ -210,11 +226,6 @@ impl Authenticator {
     /// Accepts agents' delegation tokens, checked by `verifier`.
     pub fn set_delegations(&mut self, verifier: Arc<dyn DelegationVerifier>) {
         self.delegations = Some(verifier);
-    }
-
-    /// The gateway token store, when gateway tokens are accepted.
-    pub fn tokens(&self) -> Option<&TokenStore> {
-        self.tokens.as_ref()
     }
 
     /// Whether an `identity` section is in force.

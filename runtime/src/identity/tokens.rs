@@ -2,10 +2,12 @@
 //! their SHA-256 hash in `state.db`. Each row is the consent record of one grant: who issued
 //! it to whom, why, for which servers, until when, and whether and by whom it was revoked.
 //!
-//! The gateway checks a token on every request. Lookups go through a small cache keyed by
-//! the hash, emptied whenever SQLite's `PRAGMA data_version` says another connection (an
-//! operator running `mcpgate token revoke`) changed the database, so a revocation takes
-//! effect on the next request without a restart.
+//! The gateway checks a token on every request. The table lives behind [`TokenTable`]:
+//! `state.db` by default, where lookups go through a small cache keyed by the hash, emptied
+//! whenever SQLite's `PRAGMA data_version` says another connection (an operator running
+//! `mcpgate token revoke`) changed the database, so a revocation takes effect on the next
+//! request without a restart; or PostgreSQL for a fleet (`super::postgres`), read on every
+//! lookup, so a revocation is seen by every replica on its next request.
 
 use crate::state::db::{self, DbError, Migration};
 use base64::Engine;
@@ -140,6 +142,64 @@ pub enum TokenError {
     Open(#[from] DbError),
     #[error("token store: {0}")]
     Db(#[from] rusqlite::Error),
+    /// The shared store failed (PostgreSQL).
+    #[error("token store: {0}")]
+    Store(String),
+}
+
+/// Where the token records live: the rows, found by the hash of the token.
+pub trait TokenTable: Send + Sync + std::fmt::Debug {
+    /// Stores a new record under `hash`.
+    ///
+    /// # Errors
+    /// When the write fails.
+    fn insert(&self, record: &TokenRecord, hash: &[u8; 32]) -> Result<(), TokenError>;
+
+    /// Every record, newest first.
+    ///
+    /// # Errors
+    /// When the read fails.
+    fn list(&self) -> Result<Vec<TokenRecord>, TokenError>;
+
+    /// Marks the unrevoked token `id` revoked; whether there was one.
+    ///
+    /// # Errors
+    /// When the write fails.
+    fn revoke(&self, id: &str, by: &str, now: u64) -> Result<bool, TokenError>;
+
+    /// Marks every unrevoked token of `subject` revoked; how many.
+    ///
+    /// # Errors
+    /// When the write fails.
+    fn revoke_subject(&self, subject: &str, by: &str, now: u64) -> Result<usize, TokenError>;
+
+    /// The record stored under `hash` as it is now (a revocation made anywhere included);
+    /// the stored hash is compared to `hash` in constant time.
+    ///
+    /// # Errors
+    /// When the read fails (the caller is then refused, never let in).
+    fn find(&self, hash: &[u8; 32]) -> Result<Option<Arc<TokenRecord>>, TokenError>;
+
+    /// The record of token `id`; `None` when no token has that id.
+    ///
+    /// # Errors
+    /// When the read fails.
+    fn get(&self, id: &str) -> Result<Option<TokenRecord>, TokenError>;
+
+    /// `state.db` or `postgres`.
+    fn kind(&self) -> &'static str {
+        "state.db"
+    }
+
+    /// Why the table cannot be read, if it cannot (a round trip for a shared store).
+    fn probe(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Whether the hash a row was found by is the one presented, without an early exit.
+pub fn same_hash(stored: &[u8], hash: &[u8; 32]) -> bool {
+    bool::from(stored.ct_eq(&hash[..]))
 }
 
 #[derive(Debug)]
@@ -149,9 +209,15 @@ struct Cache {
     entries: HashMap<[u8; 32], Arc<TokenRecord>>,
 }
 
-/// The token table, shared by the gateway (lookups) and `mcpgate token` (issue, list, revoke).
+/// The tokens, shared by the gateway (lookups) and `mcpgate token` (issue, list, revoke).
 #[derive(Debug)]
 pub struct TokenStore {
+    table: Box<dyn TokenTable>,
+}
+
+/// The token table in `state.db`.
+#[derive(Debug)]
+struct SqliteTokens {
     conn: Mutex<Connection>,
     cache: Mutex<Cache>,
 }
@@ -248,13 +314,28 @@ impl TokenStore {
     }
 
     fn from_conn(conn: Connection) -> TokenStore {
-        TokenStore {
+        TokenStore::over(Box::new(SqliteTokens {
             conn: Mutex::new(conn),
             cache: Mutex::new(Cache {
                 version: -1,
                 entries: HashMap::new(),
             }),
-        }
+        }))
+    }
+
+    /// A store over another table (PostgreSQL for a fleet).
+    pub fn over(table: Box<dyn TokenTable>) -> TokenStore {
+        TokenStore { table }
+    }
+
+    /// Where the records live: `state.db` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        self.table.kind()
+    }
+
+    /// Why the table cannot be read, if it cannot.
+    pub fn probe(&self) -> Option<String> {
+        self.table.probe()
     }
 
     /// Issues a token: returns the secret (shown once, never stored) and its record.
@@ -278,6 +359,79 @@ impl TokenStore {
             revoked_at: None,
             revoked_by: None,
         };
+        self.table.insert(&record, &hash)?;
+        Ok((secret, record))
+    }
+
+    /// Every token, newest first.
+    ///
+    /// # Errors
+    /// When the database read fails.
+    pub fn list(&self) -> Result<Vec<TokenRecord>, TokenError> {
+        self.table.list()
+    }
+
+    /// Revokes one token by id; `false` when no active token has that id.
+    ///
+    /// # Errors
+    /// When the database write fails.
+    pub fn revoke(&self, id: &str, by: &str, now: u64) -> Result<bool, TokenError> {
+        self.table.revoke(id, by, now)
+    }
+
+    /// Revokes every unrevoked token of `subject`; returns how many.
+    ///
+    /// # Errors
+    /// When the database write fails.
+    pub fn revoke_subject(&self, subject: &str, by: &str, now: u64) -> Result<usize, TokenError> {
+        self.table.revoke_subject(subject, by, now)
+    }
+
+    /// The record of token `id`; `None` when no token has that id.
+    ///
+    /// # Errors
+    /// When the database read fails.
+    pub fn get(&self, id: &str) -> Result<Option<TokenRecord>, TokenError> {
+        self.table.get(id)
+    }
+
+    /// The status of token `id` at `now`; `None` when no token has that id.
+    ///
+    /// # Errors
+    /// When the database read fails.
+    pub fn status_of(&self, id: &str, now: u64) -> Result<Option<Status>, TokenError> {
+        Ok(self.get(id)?.map(|r| r.status(now)))
+    }
+
+    /// Checks a presented token at `now`: its record when it is active.
+    ///
+    /// # Errors
+    /// [`TokenError::Unknown`] for anything that is not an issued token, `Expired`,
+    /// `Revoked`, or a database failure (which refuses the caller: never fail open).
+    pub fn verify(&self, presented: &str, now: u64) -> Result<Arc<TokenRecord>, TokenError> {
+        if !looks_like_token(presented) {
+            return Err(TokenError::Unknown);
+        }
+        let hash = hash_token(presented);
+        let record = self.table.find(&hash)?.ok_or(TokenError::Unknown)?;
+        match record.status(now) {
+            Status::Active => Ok(record),
+            Status::Expired => Err(TokenError::Expired),
+            Status::Revoked => Err(TokenError::Revoked),
+        }
+    }
+}
+
+impl SqliteTokens {
+    fn clear_cache(&self) {
+        let mut c = lock(&self.cache);
+        c.entries.clear();
+        c.version = -1;
+    }
+}
+
+impl TokenTable for SqliteTokens {
+    fn insert(&self, record: &TokenRecord, hash: &[u8; 32]) -> Result<(), TokenError> {
         let groups = serde_json::to_string(&record.groups).unwrap_or_else(|_| "[]".into());
         let servers = record
             .servers
@@ -301,14 +455,14 @@ impl TokenStore {
                 record.expires.map(to_i64),
             ],
         )?;
-        Ok((secret, record))
+        Ok(())
     }
 
     /// Every token, newest first.
     ///
     /// # Errors
     /// When the database read fails.
-    pub fn list(&self) -> Result<Vec<TokenRecord>, TokenError> {
+    fn list(&self) -> Result<Vec<TokenRecord>, TokenError> {
         let conn = lock(&self.conn);
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM tokens ORDER BY created DESC, id"
@@ -325,7 +479,7 @@ impl TokenStore {
     ///
     /// # Errors
     /// When the database write fails.
-    pub fn revoke(&self, id: &str, by: &str, now: u64) -> Result<bool, TokenError> {
+    fn revoke(&self, id: &str, by: &str, now: u64) -> Result<bool, TokenError> {
         let n = lock(&self.conn).execute(
             "UPDATE tokens SET revoked_at = ?1, revoked_by = ?2
              WHERE id = ?3 AND revoked_at IS NULL",
@@ -339,7 +493,7 @@ impl TokenStore {
     ///
     /// # Errors
     /// When the database write fails.
-    pub fn revoke_subject(&self, subject: &str, by: &str, now: u64) -> Result<usize, TokenError> {
+    fn revoke_subject(&self, subject: &str, by: &str, now: u64) -> Result<usize, TokenError> {
         let n = lock(&self.conn).execute(
             "UPDATE tokens SET revoked_at = ?1, revoked_by = ?2
              WHERE subject = ?3 AND revoked_at IS NULL",
@@ -349,11 +503,7 @@ impl TokenStore {
         Ok(n)
     }
 
-    /// The record of token `id`; `None` when no token has that id.
-    ///
-    /// # Errors
-    /// When the database read fails.
-    pub fn get(&self, id: &str) -> Result<Option<TokenRecord>, TokenError> {
+    fn get(&self, id: &str) -> Result<Option<TokenRecord>, TokenError> {
         let conn = lock(&self.conn);
         let found = conn
             .prepare_cached(&format!("SELECT {COLUMNS} FROM tokens WHERE id = ?1"))?
@@ -362,39 +512,7 @@ impl TokenStore {
         Ok(found.map(|(r, _)| r))
     }
 
-    /// The status of token `id` at `now`; `None` when no token has that id.
-    ///
-    /// # Errors
-    /// When the database read fails.
-    pub fn status_of(&self, id: &str, now: u64) -> Result<Option<Status>, TokenError> {
-        Ok(self.get(id)?.map(|r| r.status(now)))
-    }
-
-    fn clear_cache(&self) {
-        let mut c = lock(&self.cache);
-        c.entries.clear();
-        c.version = -1;
-    }
-
-    /// Checks a presented token at `now`: its record when it is active.
-    ///
-    /// # Errors
-    /// [`TokenError::Unknown`] for anything that is not an issued token, `Expired`,
-    /// `Revoked`, or a database failure (which refuses the caller: never fail open).
-    pub fn verify(&self, presented: &str, now: u64) -> Result<Arc<TokenRecord>, TokenError> {
-        if !looks_like_token(presented) {
-            return Err(TokenError::Unknown);
-        }
-        let hash = hash_token(presented);
-        let record = self.lookup(&hash)?;
-        match record.status(now) {
-            Status::Active => Ok(record),
-            Status::Expired => Err(TokenError::Expired),
-            Status::Revoked => Err(TokenError::Revoked),
-        }
-    }
-
-    fn lookup(&self, hash: &[u8; 32]) -> Result<Arc<TokenRecord>, TokenError> {
+    fn find(&self, hash: &[u8; 32]) -> Result<Option<Arc<TokenRecord>>, TokenError> {
         let conn = lock(&self.conn);
         // Changes only when another connection commits: the CLI revoking or issuing.
         let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
@@ -405,7 +523,7 @@ impl TokenStore {
                 cache.version = version;
             }
             if let Some(r) = cache.entries.get(hash) {
-                return Ok(r.clone());
+                return Ok(Some(r.clone()));
             }
         }
         let found = conn
@@ -414,11 +532,11 @@ impl TokenStore {
             .optional()?;
         drop(conn);
         let Some((record, stored)) = found else {
-            return Err(TokenError::Unknown);
+            return Ok(None);
         };
         // The row was found by its hash; compare again without an early exit anyway.
-        if !bool::from(stored.as_slice().ct_eq(&hash[..])) {
-            return Err(TokenError::Unknown);
+        if !same_hash(&stored, hash) {
+            return Ok(None);
         }
         let record = Arc::new(record);
         let mut cache = lock(&self.cache);
@@ -428,7 +546,7 @@ impl TokenStore {
             }
             cache.entries.insert(*hash, record.clone());
         }
-        Ok(record)
+        Ok(Some(record))
     }
 }
 

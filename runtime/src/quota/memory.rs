@@ -1,7 +1,7 @@
 //! The in-process quota store: token buckets in a sharded mutex map, with idle buckets
 //! evicted so memory stays bounded.
 
-use super::{Ask, QuotaStore, Refusal};
+use super::{Ask, Cause, QuotaStore, Refusal};
 use mcpgate_compiler::ir::Limit;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -104,7 +104,11 @@ impl MemoryStore {
                     for (k, l) in &taken {
                         self.give_back(k, *l);
                     }
-                    return Err(Refusal { index, retry_after });
+                    return Err(Refusal {
+                        index,
+                        retry_after,
+                        cause: Cause::Empty,
+                    });
                 }
             }
         }

@@ -1,10 +1,12 @@
 //! The gateway's state directory and its SQLite database (`state.db`): tokens, the
 //! credential vault, pending approvals. One file, opened by `serve` and by the operator
-//! commands (`token`, `secret`, `approvals`), which may run while the gateway does.
+//! commands (`token`, `secret`, `approvals`), which may run while the gateway does; and
+//! PostgreSQL (`state.postgres`), for what the replicas of a fleet share.
 //!
 //! Bottom layer: uses nothing of the crate.
 
 pub mod db;
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 
@@ -32,4 +34,16 @@ pub fn prepare_dir(dir: &Path) -> std::io::Result<()> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
+}
+
+/// Runs blocking work (a round trip to a shared store) from code that may be on the
+/// gateway's async threads: under `block_in_place` on a multi-thread runtime, so the other
+/// tasks of the worker move on, directly elsewhere (operator commands, tests).
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
 }

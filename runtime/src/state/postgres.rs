@@ -1,0 +1,267 @@
+//! PostgreSQL for the stores the replicas of a fleet share (`state.postgres`). Each feature
+//! brings its tables as named migrations, applied once at start under an advisory lock (two
+//! replicas starting together do not both apply one), each in a transaction.
+//!
+//! The callers are synchronous (the token check, the operator commands), so [`Pg`] runs the
+//! asynchronous client on a runtime of its own and blocks on it: under `block_in_place` on
+//! the gateway's multi-thread runtime, directly elsewhere. Connections are pooled; one that
+//! fails is dropped. TLS to PostgreSQL is not built in (`sslmode=require` is refused).
+
+use super::blocking;
+use super::db::Migration;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Longest one round trip (connecting included) may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle connections kept for reuse.
+const POOL: usize = 16;
+/// After the server did not answer, calls fail at once for this long (a server that drops
+/// packets would otherwise hold every request for the whole timeout).
+const REST: Duration = Duration::from_millis(500);
+
+/// Errors of the shared database. Messages name the server, never a password.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("`{0}` is not a usable PostgreSQL URL: {1}")]
+    Url(String, String),
+    #[error("{0}: {1}")]
+    Db(String, String),
+    #[error("{0}: no answer within {1:?}")]
+    Timeout(String, Duration),
+    #[error("{0}: cannot connect: {1}")]
+    Unreachable(String, String),
+    #[error("cannot apply schema `{name}`: {message}")]
+    Migrate { name: &'static str, message: String },
+}
+
+/// A pool of connections to one PostgreSQL database.
+pub struct Pg {
+    /// Drives the connections; shut down in the background on drop (a runtime may not be
+    /// dropped from async code).
+    rt: Option<tokio::runtime::Runtime>,
+    config: tokio_postgres::Config,
+    idle: Mutex<Vec<tokio_postgres::Client>>,
+    /// Until when calls fail without trying, after the server did not answer.
+    resting: Mutex<Option<std::time::Instant>>,
+    shown: String,
+}
+
+impl std::fmt::Debug for Pg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pg")
+            .field("at", &self.shown)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// `user@host:port/db`, from the parsed config (no password).
+fn shown(c: &tokio_postgres::Config) -> String {
+    let host = c
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = c.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "postgres://{}@{host}:{port}/{}",
+        c.get_user().unwrap_or("-"),
+        c.get_dbname().unwrap_or("-")
+    )
+}
+
+impl Pg {
+    /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`) and applies
+    /// `migrations`.
+    ///
+    /// # Errors
+    /// When the URL cannot be used, the server does not answer, or a migration fails.
+    pub fn open(url: &str, migrations: &[Migration]) -> Result<Pg, PgError> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| PgError::Url("the value of `state.postgres`".into(), format!("{e}")))?;
+        let shown = shown(&config);
+        if !matches!(
+            config.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Disable | tokio_postgres::config::SslMode::Prefer
+        ) {
+            return Err(PgError::Url(
+                shown,
+                "TLS to PostgreSQL is not built in; use `sslmode=disable` on a private network or a TLS tunnel".into(),
+            ));
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(TIMEOUT);
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("mcpgate-pg")
+            .enable_all()
+            .build()
+            .map_err(|e| PgError::Db(shown.clone(), format!("cannot start a runtime: {e}")))?;
+        let pg = Pg {
+            rt: Some(rt),
+            config,
+            idle: Mutex::new(Vec::new()),
+            resting: Mutex::new(None),
+            shown,
+        };
+        pg.migrate(migrations)?;
+        Ok(pg)
+    }
+
+    /// Where the database is (no password).
+    pub fn address(&self) -> &str {
+        &self.shown
+    }
+
+    fn db_err(&self, e: &tokio_postgres::Error) -> PgError {
+        // The server's own message (`relation ... does not exist`) when there is one.
+        let text = e
+            .as_db_error()
+            .map_or_else(|| e.to_string(), |d| d.message().to_owned());
+        PgError::Db(self.shown.clone(), text)
+    }
+
+    async fn client(&self) -> Result<tokio_postgres::Client, PgError> {
+        let reused = self.idle.lock().ok().and_then(|mut p| {
+            while let Some(c) = p.pop() {
+                if !c.is_closed() {
+                    return Some(c);
+                }
+            }
+            None
+        });
+        if let Some(c) = reused {
+            return Ok(c);
+        }
+        let (client, connection) =
+            self.config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(|e| match self.db_err(&e) {
+                    PgError::Db(at, text) => PgError::Unreachable(at, text),
+                    other => other,
+                })?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(target: "mcpgate::state", error = %e, "postgres connection ended");
+            }
+        });
+        Ok(client)
+    }
+
+    /// Runs `f` on a pooled connection, within [`TIMEOUT`]; blocks the calling thread.
+    ///
+    /// # Errors
+    /// When no connection can be made or `f` fails; the connection is then dropped.
+    pub fn run<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut tokio_postgres::Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, PgError> {
+        let Some(rt) = &self.rt else {
+            return Err(PgError::Db(self.shown.clone(), "closed".into()));
+        };
+        let now = std::time::Instant::now();
+        if self
+            .resting
+            .lock()
+            .ok()
+            .and_then(|r| *r)
+            .is_some_and(|until| now < until)
+        {
+            return Err(PgError::Db(
+                self.shown.clone(),
+                "did not answer a moment ago".into(),
+            ));
+        }
+        let result = blocking(|| {
+            rt.block_on(async {
+                let work = async {
+                    let mut c = self.client().await?;
+                    let r = f(&mut c).await.map_err(|e| self.db_err(&e));
+                    if r.is_ok()
+                        && let Ok(mut p) = self.idle.lock()
+                        && p.len() < POOL
+                    {
+                        p.push(c);
+                    }
+                    r
+                };
+                tokio::time::timeout(TIMEOUT, work)
+                    .await
+                    .map_err(|_| PgError::Timeout(self.shown.clone(), TIMEOUT))?
+            })
+        });
+        if let Err(PgError::Timeout(..) | PgError::Unreachable(..)) = &result
+            && let Ok(mut r) = self.resting.lock()
+        {
+            *r = Some(std::time::Instant::now() + REST);
+        }
+        result
+    }
+
+    /// Whether the database answers; the error when it does not. Always tries: it is how
+    /// `/readyz` sees the server return.
+    pub fn probe(&self) -> Option<String> {
+        if let Ok(mut r) = self.resting.lock() {
+            *r = None;
+        }
+        self.run(async |c| c.simple_query("SELECT 1").await.map(|_| ()))
+            .err()
+            .map(|e| e.to_string())
+    }
+
+    fn migrate(&self, migrations: &[Migration]) -> Result<(), PgError> {
+        // One transaction under an advisory lock: replicas starting together wait for each
+        // other (even `CREATE TABLE IF NOT EXISTS` races in PostgreSQL), and a failed
+        // migration leaves nothing behind.
+        let mut failed: &'static str = "migrations";
+        self.run(async |c| {
+            let tx = c.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock(727274741)", &[])
+                .await?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS mcpgate_migrations (
+                    name TEXT PRIMARY KEY,
+                    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+                 )",
+            )
+            .await?;
+            for m in migrations {
+                failed = m.name;
+                let done = tx
+                    .query_opt(
+                        "SELECT 1 FROM mcpgate_migrations WHERE name = $1",
+                        &[&m.name],
+                    )
+                    .await?;
+                if done.is_none() {
+                    tx.batch_execute(m.sql).await?;
+                    tx.execute(
+                        "INSERT INTO mcpgate_migrations (name) VALUES ($1)",
+                        &[&m.name],
+                    )
+                    .await?;
+                }
+            }
+            tx.commit().await
+        })
+        .map_err(|e| PgError::Migrate {
+            name: failed,
+            message: e.to_string(),
+        })
+    }
+}

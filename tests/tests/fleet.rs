@@ -1,0 +1,476 @@
+//! Fleet mode: several `mcpgate serve` replicas share their quota counts in Redis and their
+//! gateway tokens in PostgreSQL. A `limit` allows exactly N calls across the replicas; with
+//! Redis gone, counted calls are refused with the documented error while uncounted ones go
+//! on, and the replicas recover by themselves when Redis returns. A token issued once works
+//! on every replica, and revoked through one is refused by the others on their next request;
+//! a call held for approval on one replica is approved through another's API and completes.
+//! The tests run their own `redis-server`, and each uses a database of its own on the
+//! PostgreSQL server `MCPGATE_TEST_PG_URL` names.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use mcpgate_tests::http::{McpHttp, request};
+use mcpgate_tests::stores::{PgDatabase, Redis};
+use mcpgate_tests::{Gateway, PolicyRepo};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const RULES: &str = r#"allow demo.add, demo.echo;
+
+@id("fleet-adds")
+limit demo.add 10 per minute per server;
+"#;
+
+/// A policy whose `state.redis` reads the URL from the environment, and `n` replicas
+/// serving it, each with its own state dir.
+fn fleet(redis: &Redis, n: usize) -> (PolicyRepo, Vec<Gateway>) {
+    let config = json!({
+        "servers": {"demo": {"command": "mcpgate", "args": ["demo-server"]}},
+        "state": {"redis": "${env:MCPGATE_REDIS_URL}"},
+    });
+    let repo = PolicyRepo::with(&config, RULES);
+    let url = redis.url();
+    let replicas = (0..n)
+        .map(|_| Gateway::start_with_env(&repo, &[], &[("MCPGATE_REDIS_URL", &url)]))
+        .collect();
+    (repo, replicas)
+}
+
+fn client(gw: &Gateway) -> McpHttp {
+    let mut c = McpHttp::new(gw.addr(), "/mcp/demo");
+    c.initialize();
+    c
+}
+
+fn call(c: &McpHttp, id: u64, name: &str, args: Value) -> Value {
+    c.call(id, "tools/call", json!({"name": name, "arguments": args}))
+}
+
+fn text(response: &Value) -> String {
+    response["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn denied(response: &Value) -> bool {
+    response["result"]["isError"] == json!(true)
+}
+
+fn get(gw: &Gateway, path: &str) -> (u16, Value) {
+    let r = request(gw.addr(), "GET", path, &[], b"");
+    (r.status, r.json())
+}
+
+#[test]
+fn a_limit_allows_exactly_n_calls_across_replicas() {
+    let redis = Redis::start();
+    let (_repo, replicas) = fleet(&redis, 3);
+    let clients: Vec<McpHttp> = replicas.iter().map(client).collect();
+    let mut allowed = [0usize; 3];
+    for i in 0..30u64 {
+        let r = i as usize % 3;
+        let answer = call(&clients[r], 10 + i, "add", json!({"a": 1, "b": 2}));
+        if denied(&answer) {
+            let refusal = text(&answer);
+            assert!(refusal.contains("denied by limit fleet-adds"), "{refusal}");
+            assert!(refusal.contains("retry in"), "{refusal}");
+        } else {
+            assert_eq!(text(&answer), "3", "{answer}");
+            allowed[r] += 1;
+        }
+    }
+    // One call refills every 6 s, far longer than these calls take: exactly 10 in all,
+    // spread over the replicas (each replica alone would have let 10 through).
+    assert_eq!(allowed.iter().sum::<usize>(), 10, "{allowed:?}");
+    assert!(allowed.iter().all(|&n| n > 0), "{allowed:?}");
+
+    let (status, ready) = get(&replicas[1], "/readyz");
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(
+        ready["stores"]["quota"],
+        json!({"store": "redis", "up": true})
+    );
+    let (_, status) = get(&replicas[2], "/status");
+    assert_eq!(status["state"]["quota"]["store"], "redis", "{status}");
+    assert_eq!(status["state"]["quota"]["up"], true, "{status}");
+}
+
+#[test]
+fn with_redis_down_counted_calls_are_refused_and_others_go_on() {
+    let mut redis = Redis::start();
+    let (_repo, replicas) = fleet(&redis, 2);
+    let clients: Vec<McpHttp> = replicas.iter().map(client).collect();
+    assert_eq!(
+        text(&call(&clients[0], 1, "add", json!({"a": 2, "b": 2}))),
+        "4"
+    );
+
+    redis.stop();
+    let refused = call(&clients[1], 2, "add", json!({"a": 2, "b": 2}));
+    assert!(
+        denied(&refused),
+        "a counted call passed with Redis down: {refused}"
+    );
+    let refusal = text(&refused);
+    assert!(
+        refusal.contains("denied by limit fleet-adds")
+            && refusal.contains("quota store unavailable"),
+        "{refusal}"
+    );
+    // No limit counts `echo`: it does not need Redis.
+    for (i, c) in clients.iter().enumerate() {
+        let id = 10 + i as u64;
+        assert_eq!(text(&call(c, id, "echo", json!({"text": "up"}))), "up");
+    }
+    let (status, ready) = get(&replicas[0], "/readyz");
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(
+        ready["stores"]["quota"],
+        json!({"store": "redis", "up": false})
+    );
+    // `/status` says why; the URL it names carries no credentials.
+    let (_, status) = get(&replicas[0], "/status");
+    assert_eq!(status["state"]["quota"]["up"], false, "{status}");
+    assert!(status["state"]["quota"]["error"].is_string(), "{status}");
+
+    redis.resume();
+    // Each replica answers again on its own, within a bounded wait.
+    for (i, c) in clients.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut id = 100 * (i as u64 + 1);
+        loop {
+            id += 1;
+            let r = call(c, id, "add", json!({"a": 1, "b": 1}));
+            if !denied(&r) {
+                assert_eq!(text(&r), "2");
+                break;
+            }
+            assert!(
+                text(&r).contains("quota store unavailable"),
+                "refused for another reason: {r}"
+            );
+            assert!(Instant::now() < deadline, "replica {i} never recovered");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(get(&replicas[i], "/readyz").0, 200);
+    }
+}
+
+#[test]
+fn an_unusable_redis_url_stops_the_gateway_with_a_clear_error() {
+    let config = json!({
+        "servers": {"demo": {"command": "mcpgate", "args": ["demo-server"]}},
+        "state": {"redis": "${env:MCPGATE_REDIS_URL}"},
+    });
+    let repo = PolicyRepo::with(&config, RULES);
+    let state = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(mcpgate_tests::paths::mcpgate_bin());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--policy"])
+        .arg(repo.path())
+        .arg("--state")
+        .arg(state.path())
+        .env("MCPGATE_REDIS_URL", "rediss://:hunter2@cache:6380/0");
+    let done = mcpgate_tests::process::run("mcpgate serve", &mut cmd, b"", Duration::from_secs(60));
+    assert_eq!(done.code(), 2, "{done}");
+    let out = done.to_string();
+    assert!(out.contains("state.redis") && out.contains("TLS"), "{out}");
+    assert!(!out.contains("hunter2"), "the password was printed: {out}");
+}
+
+/// `mcpgate token ARGS --state STATE --policy REPO` with the database URL in the environment.
+fn token_cli(repo: &PolicyRepo, state: &std::path::Path, pg: &PgDatabase, args: &[&str]) -> String {
+    let mut cmd = std::process::Command::new(mcpgate_tests::paths::mcpgate_bin());
+    cmd.arg("token")
+        .args(args)
+        .arg("--state")
+        .arg(state)
+        .arg("--policy")
+        .arg(repo.path())
+        .env("MCPGATE_PG_URL", pg.url());
+    let done = mcpgate_tests::process::run("mcpgate token", &mut cmd, b"", Duration::from_secs(60));
+    assert_eq!(done.code(), 0, "mcpgate token {args:?}:\n{done}");
+    done.stdout.trim().to_owned()
+}
+
+/// `mcpgate approvals ARGS --state STATE --policy REPO` with the database URL set.
+fn approvals_cli(
+    repo: &PolicyRepo,
+    state: &std::path::Path,
+    pg: &PgDatabase,
+    args: &[&str],
+) -> String {
+    let mut cmd = std::process::Command::new(mcpgate_tests::paths::mcpgate_bin());
+    cmd.arg("approvals")
+        .args(args)
+        .arg("--state")
+        .arg(state)
+        .arg("--policy")
+        .arg(repo.path())
+        .env("MCPGATE_PG_URL", pg.url());
+    let done =
+        mcpgate_tests::process::run("mcpgate approvals", &mut cmd, b"", Duration::from_secs(60));
+    assert_eq!(done.code(), 0, "mcpgate approvals {args:?}:\n{done}");
+    done.stdout.trim().to_owned()
+}
+
+#[test]
+fn a_token_revoked_through_one_replica_is_refused_by_the_others() {
+    let pg = PgDatabase::create();
+    let config = json!({
+        "servers": {"demo": {"command": "mcpgate", "args": ["demo-server"]}},
+        "identity": {},
+        "state": {"postgres": "${env:MCPGATE_PG_URL}"},
+    });
+    let repo = PolicyRepo::with(&config, "allow demo.echo;\n");
+    let env = [("MCPGATE_PG_URL", pg.url())];
+    // Started together on a fresh database: each schema migration is applied once.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| Gateway::start_with_env(&repo, &[], &env));
+        let b = s.spawn(|| Gateway::start_with_env(&repo, &[], &env));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(
+        pg.query("SELECT string_agg(name, ',' ORDER BY name) FROM mcpgate_migrations"),
+        "approvals.v1,tokens.v1"
+    );
+
+    // Issued against A's state dir: the record is in PostgreSQL, not in A's state.db.
+    let token = token_cli(
+        &repo,
+        a.state(),
+        &pg,
+        &[
+            "issue",
+            "--subject",
+            "alice@example.com",
+            "--kind",
+            "human",
+            "--reason",
+            "fleet test",
+        ],
+    );
+    assert!(token.starts_with("mcpg_"), "{token}");
+    assert_eq!(pg.query("SELECT count(*) FROM mcpgate_tokens"), "1");
+
+    let mut on_a = McpHttp::new(a.addr(), "/mcp/demo").with_bearer(&token);
+    let mut on_b = McpHttp::new(b.addr(), "/mcp/demo").with_bearer(&token);
+    on_a.initialize();
+    on_b.initialize();
+    assert_eq!(
+        text(&call(&on_a, 2, "echo", json!({"text": "via a"}))),
+        "via a"
+    );
+    assert_eq!(
+        text(&call(&on_b, 2, "echo", json!({"text": "via b"}))),
+        "via b"
+    );
+
+    let listed: Value = serde_json::from_str(&token_cli(
+        &repo,
+        a.state(),
+        &pg,
+        &["list", "--format", "json"],
+    ))
+    .expect("token list --format json");
+    let id = listed[0]["id"].as_str().expect("a token id").to_owned();
+    token_cli(&repo, a.state(), &pg, &["revoke", &id]);
+
+    // B's next request, on the session it already has, is refused.
+    let r = on_b.post(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "again"}}}));
+    assert_eq!(r.status, 401, "{r}");
+    assert!(
+        r.text().contains("revoked")
+            || r.header("www-authenticate")
+                .is_some_and(|h| h.contains("invalid_token")),
+        "{r}"
+    );
+    let r = on_a.post(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "again"}}}));
+    assert_eq!(r.status, 401, "{r}");
+
+    let (status, ready) = get(&b, "/readyz");
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(
+        ready["stores"]["tokens"],
+        json!({"store": "postgres", "up": true})
+    );
+}
+
+#[test]
+fn a_call_held_on_one_replica_is_approved_through_another() {
+    let pg = PgDatabase::create();
+    let config = json!({
+        "servers": {"demo": {"command": "mcpgate", "args": ["demo-server"]}},
+        "identity": {},
+        "approvals": {"timeout": "10m"},
+        "state": {"postgres": "${env:MCPGATE_PG_URL}"},
+    });
+    let rules = "@id(\"payments-need-finance\")\napprove demo.send_payment by \"finance\";\n";
+    let repo = PolicyRepo::with(&config, rules)
+        .file("principals.yaml", "groups:\n  finance: [fin@example.com]\n");
+    let env = [("MCPGATE_PG_URL", pg.url())];
+    let a = Gateway::start_with_env(&repo, &[], &env);
+    let b = Gateway::start_with_env(&repo, &[], &env);
+    let issue = |subject: &str| {
+        token_cli(
+            &repo,
+            a.state(),
+            &pg,
+            &[
+                "issue",
+                "--subject",
+                subject,
+                "--kind",
+                "human",
+                "--reason",
+                "fleet test",
+            ],
+        )
+    };
+    let (alice, fin) = (issue("alice@example.com"), issue("fin@example.com"));
+
+    // Alice's call waits on A.
+    let mut c = McpHttp::new(a.addr(), "/mcp/demo").with_bearer(&alice);
+    c.initialize();
+    let held = std::thread::spawn(move || {
+        c.post(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "send_payment", "arguments": {"to": "dan", "amount": 5}}}))
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // The operator command reads the shared table too (given the policy folder).
+    let id = loop {
+        let out = approvals_cli(&repo, b.state(), &pg, &["list", "--format", "json"]);
+        let listed: Value = serde_json::from_str(&out).expect("approvals list --format json");
+        if let Some(id) = listed["approvals"][0]["id"].as_str() {
+            assert_eq!(
+                listed["approvals"][0]["principal"]["id"],
+                "alice@example.com"
+            );
+            break id.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no approval was recorded:\n{}",
+            a.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+
+    // B lists it and approves it.
+    let auth = format!("Bearer {fin}");
+    let listed = request(
+        b.addr(),
+        "GET",
+        "/approvals",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(listed.status, 200, "{listed}");
+    assert!(listed.text().contains(&id), "{listed}");
+    let approved = request(
+        b.addr(),
+        "POST",
+        &format!("/approvals/{id}/approve"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
+        b"{\"note\": \"ok\"}",
+    );
+    assert_eq!(approved.status, 200, "{approved}");
+
+    // A notices and runs the call; the approval is used once.
+    let answer = held.join().unwrap();
+    assert!(
+        answer.text().contains("pretended to send 5 to dan"),
+        "the approved call did not run: {answer}\n{}",
+        a.log()
+    );
+    assert_eq!(
+        pg.query(&format!(
+            "SELECT status FROM mcpgate_approvals WHERE id = '{id}'"
+        )),
+        "executed"
+    );
+    let (_, ready) = get(&a, "/readyz");
+    assert_eq!(
+        ready["stores"]["approvals"],
+        json!({"store": "postgres", "up": true})
+    );
+}
+
+#[test]
+fn with_postgres_down_token_callers_are_refused_until_it_returns() {
+    let pg = PgDatabase::create();
+    let config = json!({
+        "servers": {"demo": {"command": "mcpgate", "args": ["demo-server"]}},
+        "identity": {},
+        // `/status` is read below without a token (none can be checked then).
+        "gateway": {"status_access": "open"},
+        "state": {"postgres": "${env:MCPGATE_PG_URL}"},
+    });
+    let repo = PolicyRepo::with(&config, "allow demo.echo;\n");
+    let gw = Gateway::start_with_env(&repo, &[], &[("MCPGATE_PG_URL", pg.url())]);
+    let token = token_cli(
+        &repo,
+        gw.state(),
+        &pg,
+        &[
+            "issue",
+            "--subject",
+            "alice@example.com",
+            "--kind",
+            "human",
+            "--reason",
+            "fleet test",
+        ],
+    );
+    let mut c = McpHttp::new(gw.addr(), "/mcp/demo").with_bearer(&token);
+    c.initialize();
+    assert_eq!(text(&call(&c, 2, "echo", json!({"text": "up"}))), "up");
+
+    pg.cut();
+    let echo = |id: u64| {
+        c.post(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "again"}}}))
+    };
+    let refused = echo(3);
+    assert_eq!(refused.status, 401, "a token passed unchecked: {refused}");
+    let (status, ready) = get(&gw, "/readyz");
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(
+        ready["stores"]["tokens"],
+        json!({"store": "postgres", "up": false})
+    );
+    let (_, status) = get(&gw, "/status");
+    let error = status["state"]["tokens"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    // It names the server, never the password.
+    assert!(
+        error.contains("127.0.0.1") && !error.contains(":mcpgate_test@"),
+        "{status}"
+    );
+
+    pg.restore();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut id = 10;
+    loop {
+        id += 1;
+        let r = echo(id);
+        if r.status == 200 {
+            assert!(r.text().contains("again"), "{r}");
+            break;
+        }
+        assert_eq!(r.status, 401, "{r}");
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never recovered:\n{}",
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get(&gw, "/readyz").0, 200);
+}
