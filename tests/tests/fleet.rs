@@ -232,7 +232,7 @@ fn a_token_revoked_through_one_replica_is_refused_by_the_others() {
     });
     assert_eq!(
         pg.query("SELECT string_agg(name, ',' ORDER BY name) FROM mcpgate_migrations"),
-        "approvals.v1,tokens.v1"
+        "approvals.v1,approvals.v2,tokens.v1"
     );
 
     // Issued against A's state dir: the record is in PostgreSQL, not in A's state.db.
