@@ -10,7 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use mcpgate_tests::http::{McpHttp, initialize_request, request};
+use mcpgate_tests::http::{McpHttp, initialize_request, initialize_request_as, request};
 use mcpgate_tests::peers::{self, ok, result_text};
 use mcpgate_tests::{Gateway, PolicyRepo, paths, process};
 use serde_json::{Value, json};
@@ -82,8 +82,11 @@ fn delegate(gw: &Gateway, holder: &str) -> (String, String) {
     let token = made["token"].as_str().unwrap().to_owned();
     let before = McpHttp::new(gw.addr(), "/mcp/demo")
         .with_bearer(&token)
-        .post(&initialize_request(1));
-    assert_eq!(before.status, 200, "{before}");
+        .post(&initialize_request_as(1, "console-e2e"));
+    assert!(
+        before.json()["result"]["serverInfo"].is_object(),
+        "{before}"
+    );
     (made["id"].as_str().unwrap().to_owned(), token)
 }
 
@@ -359,8 +362,8 @@ fn only_the_person_who_gave_a_delegation_revokes_it_in_the_console() {
     assert_eq!(revoke(&fins, "").status, 403, "no CSRF token");
     let still = McpHttp::new(gw.addr(), "/mcp/demo")
         .with_bearer(&agent)
-        .post(&initialize_request(1));
-    assert_eq!(still.status, 200, "{still}");
+        .post(&initialize_request_as(1, "console-e2e"));
+    assert!(still.json()["result"]["serverInfo"].is_object(), "{still}");
     let mine = revoke(&fins, &format!("csrf={}", csrf_of(&page)));
     assert_eq!(mine.status, 303, "{mine}");
     let gone = McpHttp::new(gw.addr(), "/mcp/demo")
