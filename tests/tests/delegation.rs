@@ -255,6 +255,39 @@ fn a_delegation_narrower_than_its_person_is_enforced_and_audited() {
     assert!(other.header("mcp-session-id").is_none(), "{other}");
     let named = as_named(AGENT);
     assert!(named.json()["result"]["serverInfo"].is_object(), "{named}");
+    // A stateless (2026-07-28) client is checked on each request, by its `_meta` clientInfo.
+    let stateless = |name: &str| {
+        let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "whoami", "arguments": {}, "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": {"name": name, "version": "1"}}}});
+        McpHttp::new(gw.addr(), "/mcp/rec")
+            .with_bearer(&night_token)
+            .post_raw(
+                call.to_string().as_bytes(),
+                &[
+                    ("MCP-Protocol-Version", "2026-07-28"),
+                    ("Mcp-Method", "tools/call"),
+                    ("Mcp-Name", "whoami"),
+                ],
+            )
+            .json()
+    };
+    let other = stateless("another-agent");
+    assert!(
+        other["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("for the agent `{AGENT}`"))),
+        "{other}"
+    );
+    // The agent's own name passes the check; the policy then refuses the night ticket.
+    let own = stateless(AGENT);
+    assert_eq!(own["result"]["isError"], json!(true), "{own}");
+    assert!(
+        result_text(&own["result"]).contains("no agent work"),
+        "{own}"
+    );
 
     // Only its person ends a delegation over HTTP; its agent's next call gets 401.
     let night_id = night.json()["id"].as_str().unwrap().to_owned();
@@ -312,6 +345,9 @@ fn a_delegation_narrower_than_its_person_is_enforced_and_audited() {
             expect("get_me", "forward", "TICKET-42 triage"),
             expect("whoami", "deny", "TICKET-42 triage"),
             expect("whoami", "deny", "NIGHT-7"),
+            // The stateless call under the agent's own name; the one under another name
+            // was refused before any decision.
+            expect("whoami", "deny", "NIGHT-7"),
         ],
         "{ada_agent:?}"
     );
@@ -345,7 +381,7 @@ fn a_delegation_narrower_than_its_person_is_enforced_and_audited() {
     );
     assert_eq!(query.code(), 0, "{query}");
     let lines: Vec<&str> = query.stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "{query}");
+    assert_eq!(lines.len(), 4, "{query}");
     assert!(
         lines
             .iter()
