@@ -428,6 +428,18 @@ mod tests {
     }
 
     #[test]
+    fn the_clients_trace_is_not_read_while_export_is_off() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "traceparent",
+            http::HeaderValue::from_static(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+        );
+        assert!(client_trace(&h).is_none());
+    }
+
+    #[test]
     fn nothing_is_injected_while_export_is_off() {
         let mut h = http::HeaderMap::new();
         inject(&mut h);

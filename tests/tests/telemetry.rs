@@ -505,4 +505,31 @@ fn the_clients_traceparent_is_the_parent_of_the_span_without_an_audit_log() {
         format!("00-{TRACE}-{}-01", hex(&allowed.span_id)),
         "{sent}"
     );
+
+    // A malformed `traceparent` is ignored: the span starts a trace of its own.
+    let report = peers::py_client(
+        json!({"url": gw.url("/mcp/rec"),
+               "headers": {"traceparent": format!("00-{TRACE}-not-a-span-id-01")}}),
+        json!([{"op": "call_tool", "name": "whoami", "arguments": {}}]),
+    );
+    assert_eq!(result_text(ok(&report, 0)), "ok", "{report}");
+    let deadline = Instant::now() + WAIT;
+    let own = loop {
+        let whoami: Vec<Span> = receiver
+            .spans()
+            .into_iter()
+            .map(|(_, s)| s)
+            .filter(|s| s.name == "tools/call whoami")
+            .collect();
+        if let Some(s) = whoami.iter().find(|s| hex(&s.trace_id) != TRACE) {
+            break s.clone();
+        }
+        assert!(
+            whoami.len() < 2,
+            "the malformed header was used: {whoami:?}"
+        );
+        assert!(Instant::now() < deadline, "spans: {whoami:?}\n{}", gw.log());
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert!(own.parent_span_id.is_empty(), "{own:?}");
 }
