@@ -520,9 +520,12 @@ async fn status_page(gw: &Gateway, who: &Who, query: &HashMap<String, String>) -
         Some(store) => status::own_tokens(store, &who.principal.id),
         None => Ok(Vec::new()),
     };
+    // An agent signed in with its delegated token gave no delegation (it cannot delegate).
     let delegations = match &gw.delegations {
-        Some(d) => status::own_delegations(d, &who.principal.id, crate::clock::now_secs()),
-        None => Ok(Vec::new()),
+        Some(d) if who.principal.on_behalf_of().is_none() => {
+            status::own_delegations(d, &who.principal.id, crate::clock::now_secs())
+        }
+        _ => Ok(Vec::new()),
     };
     web::html(
         StatusCode::OK,
