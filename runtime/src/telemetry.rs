@@ -1,6 +1,7 @@
 //! OpenTelemetry over OTLP/HTTP: the `mcp.request` span of every decided request (target
-//! `mcpgate::audit`, see `audit::decision`) is exported, W3C `traceparent` is sent to HTTP
-//! upstreams inside it, and the counters of `/metrics` are exported as metrics
+//! `mcpgate::audit`, see `audit::decision`) is exported, as a child of the client's span
+//! when the client sent a W3C `traceparent` ([`client_trace`]), W3C `traceparent` is
+//! sent to HTTP upstreams inside it, and the counters of `/metrics` are exported as metrics
 //! (`telemetry/metrics.rs`). Configured by the `telemetry` section of `mcpgate.yaml` and
 //! the standard `OTEL_*` variables (see `docs/telemetry.md`).
 //!
@@ -302,6 +303,59 @@ pub fn flush() {
     metrics::flush();
 }
 
+/// Whether spans are exported (then a decided call gets its span even without an audit log).
+pub fn exporting() -> bool {
+    ON.load(Ordering::Relaxed)
+}
+
+tokio::task_local! {
+    /// The trace context the client sent with the request being handled.
+    static CLIENT_TRACE: opentelemetry::Context;
+}
+
+/// The W3C trace context a client sent with a request (its `traceparent` and `tracestate`).
+#[derive(Debug, Clone)]
+pub struct ClientTrace(opentelemetry::Context);
+
+/// The trace context of `headers`, when spans are exported and `traceparent` is valid; a
+/// malformed header is ignored, as W3C Trace Context asks.
+pub fn client_trace(headers: &http::HeaderMap) -> Option<ClientTrace> {
+    use opentelemetry::trace::TraceContextExt;
+    if !exporting() || !headers.contains_key("traceparent") {
+        return None;
+    }
+    let cx = TraceContextPropagator::new().extract(&opentelemetry_http::HeaderExtractor(headers));
+    cx.span()
+        .span_context()
+        .is_valid()
+        .then_some(ClientTrace(cx))
+}
+
+/// Runs `fut` (the handling of one client request) with the client's trace context: the
+/// `mcp.request` span made inside continues the client's trace ([`adopt_client_trace`]).
+pub async fn with_client_trace<F: std::future::Future>(
+    trace: Option<ClientTrace>,
+    fut: F,
+) -> F::Output {
+    match trace {
+        Some(ClientTrace(cx)) => CLIENT_TRACE.scope(cx, fut).await,
+        None => fut.await,
+    }
+}
+
+/// Makes the client's span (see [`client_trace`]) the parent of `span`, a freshly made
+/// span with no parent in the gateway; nothing when the client sent no trace context.
+pub fn adopt_client_trace(span: &tracing::Span) {
+    if !exporting() {
+        return;
+    }
+    let _ = CLIENT_TRACE.try_with(|cx| {
+        if let Err(e) = span.set_parent(cx.clone()) {
+            tracing::debug!(error = %e, "the client's trace context is not applied");
+        }
+    });
+}
+
 /// Adds the W3C `traceparent` (and `tracestate`) of the current span to `headers`, when
 /// spans are exported; an upstream's own trace then continues the gateway's.
 pub fn inject(headers: &mut http::HeaderMap) {
@@ -371,6 +425,18 @@ mod tests {
         let no_traces = env(&[("OTEL_TRACES_EXPORTER", "none")]);
         assert_eq!(endpoint(Some(&cfg), Traces, no_traces), None);
         assert!(endpoint(Some(&cfg), Metrics, no_traces).is_some());
+    }
+
+    #[test]
+    fn the_clients_trace_is_not_read_while_export_is_off() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "traceparent",
+            http::HeaderValue::from_static(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+        );
+        assert!(client_trace(&h).is_none());
     }
 
     #[test]

@@ -6,12 +6,14 @@ Usage: console_browser.py - (the scenario on stdin):
     {"base": "http://127.0.0.1:PORT",
      "approver": TOKEN, "outsider": TOKEN,
      "ready_file": PATH,            # written once the inbox is live: start the held call then
+     "delegation": ID | null,       # a delegation the approver gave: revoked on the status page
      "screenshots": DIR | null}     # console-inbox.png, console-audit.png, console-status.png
 
 The approver signs in, waits on the inbox until a held call appears (without reloading),
 the outsider signs in (a second browser) and looks at their inbox, a form posted without
 its CSRF token is answered, the approver approves, then searches the audit log for the
-call, opens its record, reads the status page, and asks who can reach the tool. Failures print {"fatal": "..."}.
+call, opens its record, reads the status page (and revokes the delegation there), and asks
+who can reach the tool. Failures print {"fatal": "..."}.
 """
 
 from __future__ import annotations
@@ -118,12 +120,22 @@ def run(sc, report):
             }
 
         page.goto(base + "/console/status")
+        delegation = sc.get("delegation")
+        row = f'tr[data-delegation="{delegation}"]'
         report["status"] = {
             "policy": page.inner_text("dl.policy"),
             "tokens": page.locator("tr[data-token]").count(),
+            "delegation": page.inner_text(row) if delegation else None,
         }
         if shots:
             page.screenshot(path=os.path.join(shots, "console-status.png"), full_page=True)
+        if delegation:
+            page.click(row + " form button")
+            page.wait_for_selector(".flash")
+            report["delegation_revoked"] = {
+                "flash": page.inner_text(".flash"),
+                "status": page.inner_text(row + " td.status"),
+            }
 
         page.goto(base + "/console/who-can?target=demo.send_payment")
         page.wait_for_selector("table.who-can")

@@ -183,13 +183,18 @@ pub fn rpc(id: u64, method: &str, params: Value) -> Value {
 
 /// The `initialize` request of a legacy client.
 pub fn initialize_request(id: u64) -> Value {
+    initialize_request_as(id, "mcpgate-e2e-raw")
+}
+
+/// The `initialize` request of a legacy client that calls itself `name` (`clientInfo.name`).
+pub fn initialize_request_as(id: u64, name: &str) -> Value {
     rpc(
         id,
         "initialize",
         json!({
             "protocolVersion": PROTOCOL_VERSION,
             "capabilities": {},
-            "clientInfo": {"name": "mcpgate-e2e-raw", "version": "1.0.0"}
+            "clientInfo": {"name": name, "version": "1.0.0"}
         }),
     )
 }
@@ -243,7 +248,13 @@ impl McpHttp {
 
     /// Runs the `initialize` handshake and keeps the session id; returns the response.
     pub fn initialize(&mut self) -> Response {
-        let response = self.post(&initialize_request(1));
+        self.initialize_as("mcpgate-e2e-raw")
+    }
+
+    /// [`McpHttp::initialize`] as a client that calls itself `name` (a delegated agent
+    /// must give its delegation's agent name).
+    pub fn initialize_as(&mut self, name: &str) -> Response {
+        let response = self.post(&initialize_request_as(1, name));
         assert_eq!(
             response.status, 200,
             "initialize through {} failed: {response}",

@@ -2,14 +2,15 @@
 //! Playwright driving /usr/bin/chromium): an approver signs in with a gateway token, sees a
 //! held call appear without reloading, approves it, and the waiting Python SDK client gets
 //! its result; an approver outside the rule's `by` groups does not see the call; a form
-//! without its CSRF token is refused; the audit explorer finds the call.
+//! without its CSRF token is refused; the audit explorer finds the call; the approver revokes
+//! a delegation they gave an agent from the status page and the agent is refused at once.
 //!
 //! With `MCPGATE_CONSOLE_SCREENSHOTS=DIR` the browser saves the three pages there (the
 //! pictures of docs/console.md).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use mcpgate_tests::http::request;
+use mcpgate_tests::http::{McpHttp, initialize_request, initialize_request_as, request};
 use mcpgate_tests::peers::{self, ok, result_text};
 use mcpgate_tests::{Gateway, PolicyRepo, paths, process};
 use serde_json::{Value, json};
@@ -59,12 +60,43 @@ fn browse(scenario: Value) -> Value {
     report
 }
 
+/// `holder` lets the agent `console-e2e` call `demo.echo` (`POST /delegations`); the
+/// delegation's id and the agent's token, which works until the delegation ends.
+fn delegate(gw: &Gateway, holder: &str) -> (String, String) {
+    let bearer = format!("Bearer {holder}");
+    let body =
+        json!({"agent": "console-e2e", "tools": ["demo.echo"], "ttl": "10m", "reason": "TICKET-9"});
+    let made = request(
+        gw.addr(),
+        "POST",
+        "/delegations",
+        &[
+            ("Host", "127.0.0.1"),
+            ("Content-Type", "application/json"),
+            ("Authorization", bearer.as_str()),
+        ],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(made.status, 201, "{made}");
+    let made = made.json();
+    let token = made["token"].as_str().unwrap().to_owned();
+    let before = McpHttp::new(gw.addr(), "/mcp/demo")
+        .with_bearer(&token)
+        .post(&initialize_request_as(1, "console-e2e"));
+    assert!(
+        before.json()["result"]["serverInfo"].is_object(),
+        "{before}"
+    );
+    (made["id"].as_str().unwrap().to_owned(), token)
+}
+
 #[test]
 fn an_approver_decides_a_held_call_in_the_browser() {
     let (_repo, gw) = gateway();
     let fin = gw.issue_token("fin@example.com", &[]);
     let eve = gw.issue_token("eve@example.com", &[]);
     let carol = gw.issue_token("carol@example.com", &[]);
+    let (delegation, agent) = delegate(&gw, &fin);
     let dir = tempfile::tempdir().unwrap();
     let ready = dir.path().join("ready");
     let shots = std::env::var("MCPGATE_CONSOLE_SCREENSHOTS").ok();
@@ -74,6 +106,7 @@ fn an_approver_decides_a_held_call_in_the_browser() {
         "outsider": eve,
         "ready_file": ready,
         "screenshots": shots,
+        "delegation": delegation,
     });
     let browser = thread::spawn(move || browse(scenario));
 
@@ -183,8 +216,28 @@ fn an_approver_decides_a_held_call_in_the_browser() {
         report["record"]["chain"].as_str().unwrap().contains("hash"),
         "{report}"
     );
-    // The status page lists fin's own token.
+    // The status page lists fin's own token and the delegation fin gave; revoking it there
+    // ends the agent's access on its next request.
     assert_eq!(report["status"]["tokens"], 1, "{report}");
+    let given = report["status"]["delegation"].as_str().unwrap_or_default();
+    for part in ["console-e2e", "demo.echo", "TICKET-9", "active"] {
+        assert!(given.contains(part), "`{part}` not in the row: {report}");
+    }
+    assert_eq!(
+        report["delegation_revoked"]["status"], "revoked",
+        "{report}"
+    );
+    assert!(
+        report["delegation_revoked"]["flash"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&delegation),
+        "{report}"
+    );
+    let after = McpHttp::new(gw.addr(), "/mcp/demo")
+        .with_bearer(&agent)
+        .post(&initialize_request(1));
+    assert_eq!(after.status, 401, "{after}");
     // Who can reach the tool: held for `finance`, by the rule that says so.
     let who_can = report["who_can"].as_str().unwrap_or_default();
     assert!(
@@ -262,6 +315,67 @@ fn sign_in(gw: &Gateway, token: &str) -> String {
     );
     assert_eq!(done.status, 303, "{done}");
     set_cookie(&done, "mcpgate_console")
+}
+
+/// Only the person who gave a delegation sees it on their status page and revokes it there;
+/// a form without the CSRF token, or from someone else, leaves the agent working.
+#[test]
+fn only_the_person_who_gave_a_delegation_revokes_it_in_the_console() {
+    let (_repo, gw) = gateway();
+    let fin = gw.issue_token("fin@example.com", &[]);
+    let eve = gw.issue_token("eve@example.com", &[]);
+    let (id, agent) = delegate(&gw, &fin);
+    let revoke = |cookie: &str, body: &str| {
+        request(
+            gw.addr(),
+            "POST",
+            &format!("/console/delegations/{id}/revoke"),
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Cookie", cookie),
+            ],
+            body.as_bytes(),
+        )
+    };
+    let status_of = |cookie: &str| {
+        let r = request(
+            gw.addr(),
+            "GET",
+            "/console/status",
+            &[("Cookie", cookie)],
+            b"",
+        );
+        assert_eq!(r.status, 200, "{r}");
+        r.text()
+    };
+    let eves = sign_in(&gw, &eve);
+    let page = status_of(&eves);
+    assert!(!page.contains(&id), "eve sees fin's delegation: {page}");
+    let theirs = revoke(&eves, &format!("csrf={}", csrf_of(&page)));
+    assert_eq!(theirs.status, 403, "{theirs}");
+    let fins = sign_in(&gw, &fin);
+    let page = status_of(&fins);
+    assert!(
+        page.contains(&format!("data-delegation=\"{id}\"")),
+        "{page}"
+    );
+    assert_eq!(revoke(&fins, "").status, 403, "no CSRF token");
+    let still = McpHttp::new(gw.addr(), "/mcp/demo")
+        .with_bearer(&agent)
+        .post(&initialize_request_as(1, "console-e2e"));
+    assert!(still.json()["result"]["serverInfo"].is_object(), "{still}");
+    let mine = revoke(&fins, &format!("csrf={}", csrf_of(&page)));
+    assert_eq!(mine.status, 303, "{mine}");
+    let gone = McpHttp::new(gw.addr(), "/mcp/demo")
+        .with_bearer(&agent)
+        .post(&initialize_request(1));
+    assert_eq!(gone.status, 401, "{gone}");
+    let page = status_of(&fins);
+    assert!(page.contains("revoked"), "{page}");
+    assert!(
+        !page.contains(&format!("/console/delegations/{id}/revoke")),
+        "a revoked delegation has no Revoke button: {page}"
+    );
 }
 
 /// Only one's own tokens can be revoked, and revoking the token a console session signed in

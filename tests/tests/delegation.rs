@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use mcpgate_tests::http::{self, McpHttp, initialize_request};
+use mcpgate_tests::http::{self, McpHttp, initialize_request, initialize_request_as};
 use mcpgate_tests::peers::{self, result_text, tool_names};
 use mcpgate_tests::process::{self, Finished};
 use mcpgate_tests::{Gateway, PolicyRepo, audit_log, cli, paths};
@@ -236,6 +236,59 @@ fn a_delegation_narrower_than_its_person_is_enforced_and_audited() {
         "an agent cannot delegate further: {chained}"
     );
 
+    // The delegation is for one agent: a client that calls itself otherwise is refused at
+    // `initialize`, and opens no session.
+    let as_named = |name: &str| {
+        McpHttp::new(gw.addr(), "/mcp/rec")
+            .with_bearer(&night_token)
+            .post(&initialize_request_as(1, name))
+    };
+    let other = as_named("another-agent");
+    let text = other.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        text.contains(&format!("for the agent `{AGENT}`")) && text.contains("`another-agent`"),
+        "{other}"
+    );
+    assert!(other.header("mcp-session-id").is_none(), "{other}");
+    let named = as_named(AGENT);
+    assert!(named.json()["result"]["serverInfo"].is_object(), "{named}");
+    // A stateless (2026-07-28) client is checked on each request, by its `_meta` clientInfo.
+    let stateless = |name: &str| {
+        let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "whoami", "arguments": {}, "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": {"name": name, "version": "1"}}}});
+        McpHttp::new(gw.addr(), "/mcp/rec")
+            .with_bearer(&night_token)
+            .post_raw(
+                call.to_string().as_bytes(),
+                &[
+                    ("MCP-Protocol-Version", "2026-07-28"),
+                    ("Mcp-Method", "tools/call"),
+                    ("Mcp-Name", "whoami"),
+                ],
+            )
+            .json()
+    };
+    let other = stateless("another-agent");
+    assert!(
+        other["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("for the agent `{AGENT}`"))),
+        "{other}"
+    );
+    // The agent's own name passes the check; the policy then refuses the night ticket.
+    let own = stateless(AGENT);
+    assert_eq!(own["result"]["isError"], json!(true), "{own}");
+    assert!(
+        result_text(&own["result"]).contains("no agent work"),
+        "{own}"
+    );
+
     // Only its person ends a delegation over HTTP; its agent's next call gets 401.
     let night_id = night.json()["id"].as_str().unwrap().to_owned();
     let delete = |token: &str| {
@@ -292,6 +345,9 @@ fn a_delegation_narrower_than_its_person_is_enforced_and_audited() {
             expect("get_me", "forward", "TICKET-42 triage"),
             expect("whoami", "deny", "TICKET-42 triage"),
             expect("whoami", "deny", "NIGHT-7"),
+            // The stateless call under the agent's own name; the one under another name
+            // was refused before any decision.
+            expect("whoami", "deny", "NIGHT-7"),
         ],
         "{ada_agent:?}"
     );
@@ -325,7 +381,7 @@ fn a_delegation_narrower_than_its_person_is_enforced_and_audited() {
     );
     assert_eq!(query.code(), 0, "{query}");
     let lines: Vec<&str> = query.stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "{query}");
+    assert_eq!(lines.len(), 4, "{query}");
     assert!(
         lines
             .iter()
@@ -407,9 +463,9 @@ fn expiry_and_the_persons_revocation_end_the_agents_access() {
         "TICKET-3",
     ));
     let mut ada_agent = McpHttp::new(gw.addr(), "/mcp/rec").with_bearer(&adas);
-    ada_agent.initialize();
+    ada_agent.initialize_as(AGENT);
     let mut carol_agent = McpHttp::new(gw.addr(), "/mcp/rec").with_bearer(&carols);
-    carol_agent.initialize();
+    carol_agent.initialize_as(AGENT);
     assert_eq!(get_me(&ada_agent, 2)["result"]["content"][0]["text"], "ok");
     assert_eq!(
         get_me(&carol_agent, 2)["result"]["content"][0]["text"],
@@ -557,9 +613,9 @@ fn a_responder_ends_the_delegation_that_misbehaves_and_no_other() {
         "TICKET-6",
     ));
     let mut ada_agent = McpHttp::new(gw.addr(), "/mcp/rec").with_bearer(&adas);
-    ada_agent.initialize();
+    ada_agent.initialize_as(AGENT);
     let mut carol_agent = McpHttp::new(gw.addr(), "/mcp/rec").with_bearer(&carols);
-    carol_agent.initialize();
+    carol_agent.initialize_as(AGENT);
     let call = |client: &McpHttp, id: u64, tool: &str| {
         client.call(id, "tools/call", json!({"name": tool, "arguments": {}}))
     };

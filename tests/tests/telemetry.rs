@@ -432,3 +432,104 @@ fn an_approved_calls_upstream_request_carries_its_traceparent() {
         "{sent}"
     );
 }
+
+/// The client's W3C `traceparent` makes the gateway's span a child of the client's span, and
+/// the spans are made with the audit log off (`audit: {enabled: false}`) too: the allowed
+/// call's and the denied call's, the upstream's `traceparent` continuing the same trace.
+#[test]
+fn the_clients_traceparent_is_the_parent_of_the_span_without_an_audit_log() {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const PARENT: &str = "00f067aa0ba902b7";
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("requests.jsonl");
+    let upstream = HttpPeer::header_recorder(&record);
+    let config = json!({
+        "servers": {"rec": {"url": upstream.url}},
+        "audit": {"enabled": false},
+        "telemetry": {"endpoint": format!("http://{}", receiver.addr)},
+    });
+    let rules = "allow rec.whoami;\ndeny rec.danger;\n";
+    let repo = PolicyRepo::with(&config, rules);
+    let gw = Gateway::start_with_env(&repo, &[], &[("OTEL_BSP_SCHEDULE_DELAY", "100")]);
+    let report = peers::py_client(
+        json!({"url": gw.url("/mcp/rec"),
+               "headers": {"traceparent": format!("00-{TRACE}-{PARENT}-01")}}),
+        json!([
+            {"op": "call_tool", "name": "whoami", "arguments": {}},
+            {"op": "call_tool", "name": "danger", "arguments": {}},
+        ]),
+    );
+    assert_eq!(result_text(ok(&report, 0)), "ok", "{report}");
+    assert_eq!(ok(&report, 1)["isError"], true, "{report}");
+    assert!(
+        !gw.state().join("audit").exists(),
+        "the audit log is off, yet it was written"
+    );
+
+    let deadline = Instant::now() + WAIT;
+    let calls = loop {
+        let calls: Vec<Span> = receiver
+            .spans()
+            .into_iter()
+            .map(|(_, s)| s)
+            .filter(|s| s.name.starts_with("tools/call"))
+            .collect();
+        if calls.len() >= 2 {
+            break calls;
+        }
+        assert!(Instant::now() < deadline, "spans: {calls:?}\n{}", gw.log());
+        thread::sleep(Duration::from_millis(100));
+    };
+    for s in &calls {
+        assert_eq!(hex(&s.trace_id), TRACE, "{}", s.name);
+        assert_eq!(hex(&s.parent_span_id), PARENT, "{}", s.name);
+    }
+    let allowed = calls
+        .iter()
+        .find(|s| s.name == "tools/call whoami")
+        .unwrap_or_else(|| panic!("{calls:?}"));
+    let a = attrs(&allowed.attributes);
+    assert_eq!(a["mcpgate.outcome"], "ok", "{a:?}");
+    let denied = calls
+        .iter()
+        .find(|s| s.name == "tools/call danger")
+        .unwrap_or_else(|| panic!("{calls:?}"));
+    assert_eq!(attrs(&denied.attributes)["mcpgate.verdict"], "deny");
+    let sent = peers::recorded(&record)
+        .into_iter()
+        .find(|r| r["body"].as_str().is_some_and(|b| b.contains("whoami")))
+        .unwrap_or_else(|| panic!("the upstream saw no call"));
+    assert_eq!(
+        sent["headers"]["traceparent"],
+        format!("00-{TRACE}-{}-01", hex(&allowed.span_id)),
+        "{sent}"
+    );
+
+    // A malformed `traceparent` is ignored: the span starts a trace of its own.
+    let report = peers::py_client(
+        json!({"url": gw.url("/mcp/rec"),
+               "headers": {"traceparent": format!("00-{TRACE}-not-a-span-id-01")}}),
+        json!([{"op": "call_tool", "name": "whoami", "arguments": {}}]),
+    );
+    assert_eq!(result_text(ok(&report, 0)), "ok", "{report}");
+    let deadline = Instant::now() + WAIT;
+    let own = loop {
+        let whoami: Vec<Span> = receiver
+            .spans()
+            .into_iter()
+            .map(|(_, s)| s)
+            .filter(|s| s.name == "tools/call whoami")
+            .collect();
+        if let Some(s) = whoami.iter().find(|s| hex(&s.trace_id) != TRACE) {
+            break s.clone();
+        }
+        assert!(
+            whoami.len() < 2,
+            "the malformed header was used: {whoami:?}"
+        );
+        assert!(Instant::now() < deadline, "spans: {whoami:?}\n{}", gw.log());
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert!(own.parent_span_id.is_empty(), "{own:?}");
+}

@@ -2,7 +2,8 @@
 //! a second evaluation): one per decision (before anything is forwarded), one
 //! per forwarded call's upstream outcome (linked by `request_id`), one per filtered list.
 //! Each decision also opens a tracing span named and attributed after the OpenTelemetry
-//! conventions for MCP (`mcp.method.name`, `gen_ai.tool.name`, ...), closed at the outcome.
+//! conventions for MCP (`mcp.method.name`, `gen_ai.tool.name`, ...), closed at the outcome;
+//! the span is made without an audit log too, while spans are exported.
 
 use crate::audit::record::{Fields, now_rfc3339};
 use crate::audit::{AUDIT_UNAVAILABLE, AuditLog};
@@ -93,7 +94,8 @@ fn common(kind: &str, caller: &Caller<'_>, loaded: &LoadedProgram) -> Fields {
 
 /// Writes the decision record and waits until it is durable (see [`AuditLog::append`]). `Ok(Some(_))` for a call
 /// that goes ahead: pass [`Pending::transform`] to the relay so its outcome is recorded.
-/// `Ok(None)` when the gateway keeps no audit log or the call is refused anyway.
+/// `Ok(None)` when the call is refused anyway, or when the gateway keeps no audit log and
+/// exports no spans (without a log but with spans, the pending call only closes its span).
 ///
 /// # Errors
 /// The JSON-RPC error to answer with, when the record cannot be written: the call must
@@ -105,11 +107,28 @@ pub async fn record_decision(
     method: &str,
     client_id: &Value,
 ) -> Result<Option<Pending>, Value> {
+    let forwarded = matches!(d.outcome, Outcome::Allow | Outcome::Approve(_));
     let Some(log) = log else {
-        return Ok(None);
+        // Without an audit log the call still has its span when spans are exported: made
+        // here, closed at the outcome as with the log.
+        if !crate::telemetry::exporting() {
+            return Ok(None);
+        }
+        let request_id = new_request_id();
+        let span = decision_span(loaded, d, method, client_id, &request_id);
+        return Ok(forwarded.then(|| Pending {
+            log: None,
+            request_id,
+            session: d.caller.session.to_owned(),
+            server: d.target.server().to_owned(),
+            started: Instant::now(),
+            span,
+            done: false,
+        }));
     };
     let request_id = new_request_id();
-    let (fields, span) = decision_fields(log, loaded, d, method, client_id, &request_id);
+    let fields = decision_fields(log, loaded, d, method, client_id, &request_id);
+    let span = decision_span(loaded, d, method, client_id, &request_id);
     if let Err(e) = log.append(fields).await {
         tracing::error!(parent: &span, error = %e, "call refused: its audit record cannot be written");
         return Err(jsonrpc::error(
@@ -119,11 +138,11 @@ pub async fn record_decision(
         ));
     }
     // A held call (`approve`) may be forwarded later: its outcome is recorded then.
-    if !matches!(d.outcome, Outcome::Allow | Outcome::Approve(_)) {
+    if !forwarded {
         return Ok(None);
     }
     Ok(Some(Pending {
-        log: log.clone(),
+        log: Some(log.clone()),
         request_id,
         session: d.caller.session.to_owned(),
         server: d.target.server().to_owned(),
@@ -142,7 +161,7 @@ fn decision_fields(
     method: &str,
     client_id: &Value,
     request_id: &str,
-) -> (Fields, tracing::Span) {
+) -> Fields {
     let program = &loaded.program;
     let args = d.args;
     let annotations = d.annotations;
@@ -184,13 +203,7 @@ fn decision_fields(
     }
     f.insert("undecided".into(), json!(decision.undecided));
     f.insert("listed".into(), json!(listed));
-    let action = match &d.outcome {
-        Outcome::Allow => "forward",
-        Outcome::Deny(_) => "deny",
-        Outcome::Unknown => "unknown",
-        Outcome::Approve(_) => "hold",
-    };
-    f.insert("action".into(), json!(action));
+    f.insert("action".into(), json!(action(&d.outcome)));
     // The policy's verdict stays as evaluated; a held tool or invalid arguments are the
     // lock's doing, recorded apart so a replay of the program still agrees.
     if let Some(r) = d
@@ -203,8 +216,37 @@ fn decision_fields(
     if let Outcome::Deny(text) = &d.outcome {
         f.insert("message".into(), json!(text));
     }
-    let ns = u64::try_from(d.latency.as_nanos()).unwrap_or(u64::MAX);
-    f.insert("decision_ns".into(), json!(ns));
+    f.insert("decision_ns".into(), json!(decision_ns(d)));
+    f
+}
+
+/// What the gateway does with a decided call, as records and spans name it.
+fn action(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Allow => "forward",
+        Outcome::Deny(_) => "deny",
+        Outcome::Unknown => "unknown",
+        Outcome::Approve(_) => "hold",
+    }
+}
+
+fn decision_ns(d: &Decision<'_>) -> u64 {
+    u64::try_from(d.latency.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The call's `mcp.request` span (made with or without an audit log), a child of the
+/// client's span when the client sent a `traceparent`.
+fn decision_span(
+    loaded: &LoadedProgram,
+    d: &Decision<'_>,
+    method: &str,
+    client_id: &Value,
+    request_id: &str,
+) -> tracing::Span {
+    let program = &loaded.program;
+    let decision = d.vm;
+    let action = action(&d.outcome);
+    let ns = decision_ns(d);
     let name = d.target.name();
     let span = tracing::info_span!(
         target: "mcpgate::audit",
@@ -232,7 +274,8 @@ fn decision_fields(
         "mcpgate.outcome" = tracing::field::Empty,
         "mcpgate.upstream_ns" = tracing::field::Empty,
     );
-    (f, span)
+    crate::telemetry::adopt_client_trace(&span);
+    span
 }
 
 /// The arguments as the record keeps them: the values that `redact` rules name replaced by
@@ -282,7 +325,8 @@ fn path_text(path: &[mcpgate_compiler::ir::PathSeg]) -> String {
 /// A forwarded call whose upstream outcome is still to be recorded. Dropped without an
 /// answer (timeout, transport failure, client gone), it records `transport_error`.
 pub struct Pending {
-    log: Arc<AuditLog>,
+    /// None when the gateway keeps no audit log: the pending call then only closes its span.
+    log: Option<Arc<AuditLog>>,
     request_id: String,
     session: String,
     server: String,
@@ -312,6 +356,15 @@ impl Pending {
     fn record(&mut self, status: &str, detail: Option<Value>) {
         self.done = true;
         let ns = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.span.record("mcpgate.outcome", status);
+        self.span
+            .record("mcpgate.upstream_ns", i64::try_from(ns).unwrap_or(i64::MAX));
+        if status != "ok" {
+            self.span.record("error.type", status);
+        }
+        let Some(log) = &self.log else {
+            return;
+        };
         let mut f = Fields::new();
         f.insert("type".into(), json!("outcome"));
         f.insert("time".into(), json!(now_rfc3339()));
@@ -323,13 +376,7 @@ impl Pending {
             f.insert("error".into(), d);
         }
         f.insert("upstream_ns".into(), json!(ns));
-        self.span.record("mcpgate.outcome", status);
-        self.span
-            .record("mcpgate.upstream_ns", i64::try_from(ns).unwrap_or(i64::MAX));
-        if status != "ok" {
-            self.span.record("error.type", status);
-        }
-        self.log.append_nowait(f);
+        log.append_nowait(f);
     }
 }
 

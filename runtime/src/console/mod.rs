@@ -400,6 +400,7 @@ impl Console {
                 }
             }
             ["tokens", id, "revoke"] => revoke(gw, who, id).await,
+            ["delegations", id, "revoke"] => revoke_delegation(gw, who, id).await,
             _ => not_found(),
         }
     }
@@ -519,9 +520,22 @@ async fn status_page(gw: &Gateway, who: &Who, query: &HashMap<String, String>) -
         Some(store) => status::own_tokens(store, &who.principal.id),
         None => Ok(Vec::new()),
     };
+    // An agent signed in with its delegated token gave no delegation (it cannot delegate).
+    let delegations = match &gw.delegations {
+        Some(d) if who.principal.on_behalf_of().is_none() => {
+            status::own_delegations(d, &who.principal.id, crate::clock::now_secs())
+        }
+        _ => Ok(Vec::new()),
+    };
     web::html(
         StatusCode::OK,
-        status::page(gw, &who.viewer(), &tokens, decided_flash(query).as_deref()),
+        status::page(
+            gw,
+            &who.viewer(),
+            &tokens,
+            &delegations,
+            decided_flash(query).as_deref(),
+        ),
     )
 }
 
@@ -574,6 +588,40 @@ async fn revoke(gw: &Gateway, who: &Who, id: &str) -> Response<Body> {
     match store.revoke(id, &who.principal.id, crate::clock::now_secs()) {
         Ok(_) => {
             tracing::info!(principal = %who.principal.id, token = %id, "token revoked from the console");
+            web::redirect(&format!("/console/status?decided=revoke&id={id}"))
+        }
+        Err(e) => refused(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+/// Revokes one of the delegations the signed-in person gave: the agent's next request gets
+/// 401. An agent signed in with its delegated token cannot revoke (nor see) its person's.
+async fn revoke_delegation(gw: &Gateway, who: &Who, id: &str) -> Response<Body> {
+    let Some(delegations) = &gw.delegations else {
+        return not_found();
+    };
+    let mine = match delegations.get(id) {
+        Ok(Some(d)) => d.person == who.principal.id && who.principal.on_behalf_of().is_none(),
+        Ok(None) => false,
+        Err(e) => return refused(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    };
+    if !mine {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "You can revoke only the delegations you gave.",
+        );
+    }
+    match delegations.revoke(id, &who.principal.id, crate::clock::now_secs()) {
+        Ok(_) => {
+            let event =
+                serde_json::json!({"delegation": id, "by": who.principal.id, "via": "console"});
+            if let Err(e) =
+                crate::gateway::delegations::record(gw, "delegation.revoked", event).await
+            {
+                // Revoked all the same: the store is what the gateway checks.
+                tracing::error!(error = %e, "delegation revoked, its audit event lost");
+            }
+            tracing::info!(principal = %who.principal.id, delegation = %id, "delegation revoked from the console");
             web::redirect(&format!("/console/status?decided=revoke&id={id}"))
         }
         Err(e) => refused(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),

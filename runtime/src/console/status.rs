@@ -1,8 +1,10 @@
 //! The status page: the live policy (commit, when it went live, the last sync error), the
-//! upstreams, the tool changes held since review, and the signed-in person's own tokens with
-//! a revoke button. Secrets never appear: tokens are listed by their public id.
+//! upstreams, the tool changes held since review, and the signed-in person's own tokens and
+//! the delegations they gave agents, each with a revoke button. Secrets never appear: tokens
+//! and delegations are listed by their public id.
 
 use super::layout::{self, Viewer};
+use crate::delegation::{Delegation, Delegations};
 use crate::gateway::Gateway;
 use crate::identity::tokens::{TokenRecord, TokenStore};
 use crate::lock::gate::HeldTool;
@@ -21,6 +23,30 @@ pub fn own_tokens(store: &TokenStore, subject: &str) -> Result<Vec<TokenRecord>,
         .filter(|t| t.subject == subject)
         .collect();
     mine.sort_by_key(|t| std::cmp::Reverse(t.created));
+    Ok(mine)
+}
+
+/// A delegation as the page lists it: the record and where it stands (`active`, `expired`,
+/// `revoked`, or `ended` when the token it was made with no longer holds).
+pub type Standing = (Delegation, &'static str);
+
+/// The delegations `person` gave (ended ones too), newest first.
+///
+/// # Errors
+/// When the delegation or token store cannot be read.
+pub fn own_delegations(
+    delegations: &Delegations,
+    person: &str,
+    now: u64,
+) -> Result<Vec<Standing>, String> {
+    let mut mine = Vec::new();
+    for d in delegations.list().map_err(|e| e.to_string())? {
+        if d.person == person {
+            let standing = delegations.standing(&d, now).map_err(|e| e.to_string())?;
+            mine.push((d, standing));
+        }
+    }
+    mine.sort_by_key(|(d, _)| std::cmp::Reverse(d.created));
     Ok(mine)
 }
 
@@ -121,6 +147,7 @@ pub fn page(
     gw: &Gateway,
     viewer: &Viewer<'_>,
     tokens: &Result<Vec<TokenRecord>, String>,
+    delegations: &Result<Vec<Standing>, String>,
     flash: Option<&str>,
 ) -> Markup {
     let loaded = gw.program.load_full();
@@ -183,6 +210,39 @@ pub fn page(
                 }
             },
         }
+        h2 { "Your delegations" }
+        (own_delegations_table(viewer, delegations))
     };
     layout::page("Status", "/console/status", Some(viewer), &body)
+}
+
+/// The agents the signed-in person lets act for them, each active one with **Revoke**.
+fn own_delegations_table(viewer: &Viewer<'_>, list: &Result<Vec<Standing>, String>) -> Markup {
+    html! {
+        @match list {
+            Err(e) => p.error { (e) },
+            Ok(list) if list.is_empty() => p.empty { "You have delegated nothing to an agent." },
+            Ok(list) => table.delegations {
+                thead { tr { th { "Id" } th { "Agent" } th { "Tools" } th { "Reason" } th { "Expires" } th { "Status" } th {} } }
+                tbody {
+                    @for (d, standing) in list {
+                        tr data-delegation=(d.id) {
+                            td { code { (d.id) } }
+                            td { (d.agent) }
+                            td { (d.tools.join(", ")) }
+                            td { (d.reason) }
+                            td { (secs(d.expires)) }
+                            td.status { (standing) }
+                            td { @if *standing == "active" {
+                                form method="post" action={ "/console/delegations/" (d.id) "/revoke" } {
+                                    input type="hidden" name="csrf" value=(viewer.csrf);
+                                    button.deny type="submit" { "Revoke" }
+                                }
+                            } }
+                        }
+                    }
+                }
+            },
+        }
+    }
 }

@@ -171,7 +171,7 @@ pub async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> (StatusCode, V
 }
 
 /// Records a delegation event in the audit log, when the gateway keeps one.
-async fn record(gw: &Gateway, event: &str, data: Value) -> Result<(), String> {
+pub async fn record(gw: &Gateway, event: &str, data: Value) -> Result<(), String> {
     match gw.audit.get() {
         Some(log) => log
             .record_event(event, None, data)

@@ -298,8 +298,8 @@ async fn single(
         .await
 }
 
-/// The span the upstream request runs in: the call's `mcp.request` span (none without an
-/// audit log), so telemetry links the upstream's trace to it.
+/// The span the upstream request runs in: the call's `mcp.request` span (none when neither
+/// an audit log is kept nor spans are exported), so telemetry links the upstream's trace to it.
 fn call_span(pending: Option<&audit::Pending>) -> tracing::Span {
     pending.map_or_else(tracing::Span::none, |p| p.span().clone())
 }

@@ -339,7 +339,10 @@ pub async fn handle(
         return Ok(crate::gateway::modern::method_not_allowed());
     }
     let response = match *req.method() {
-        Method::POST => post(&gw, &endpoint, auth, req).await,
+        Method::POST => {
+            let trace = crate::telemetry::client_trace(req.headers());
+            crate::telemetry::with_client_trace(trace, post(&gw, &endpoint, auth, req)).await
+        }
         Method::GET => get(&gw, &endpoint, &auth, req.headers()).await,
         Method::DELETE => delete(&gw, &endpoint, &auth, req.headers()).await,
         _ => {

@@ -4,7 +4,7 @@
 
 use crate::gateway::aggregate;
 use crate::gateway::{Gateway, SESSION_MAX_AGE_SECS, version};
-use crate::identity::Authenticated;
+use crate::identity::{Authenticated, Credential};
 use crate::jsonrpc;
 use crate::session::seal::Claims;
 use crate::session::{Endpoint, Session, SessionParts, now_secs};
@@ -33,6 +33,25 @@ fn random_hex() -> String {
 }
 
 /// Handles `initialize`: connects the endpoint's upstream(s) and creates the session.
+/// Why a client may not open a session with a delegated agent's token: a delegation is
+/// consent for one agent, so the client must introduce itself (`clientInfo.name`) by the
+/// name the delegation was made for. `None` for any other credential or the right name.
+pub fn delegated_client_refused(auth: &Authenticated, client_name: Option<&str>) -> Option<String> {
+    if !matches!(auth.credential, Credential::Delegation { .. }) {
+        return None;
+    }
+    let agent = &auth.principal.id;
+    match client_name {
+        Some(name) if name == agent => None,
+        Some(name) => Some(format!(
+            "this delegation is for the agent `{agent}`, but the client calls itself `{name}` (clientInfo.name); use the token only in the agent it was made for"
+        )),
+        None => Some(format!(
+            "this delegation is for the agent `{agent}`, but the client gives no clientInfo.name"
+        )),
+    }
+}
+
 pub async fn initialize(
     gw: &Gateway,
     endpoint: &Endpoint,
@@ -56,6 +75,13 @@ pub async fn initialize(
         .and_then(|c| c.get("version"))
         .and_then(Value::as_str)
         .map(str::to_owned);
+    if let Some(why) = delegated_client_refused(&auth, client_name.as_deref()) {
+        tracing::warn!(principal = %auth.principal.id, on_behalf_of = auth.principal.on_behalf_of().unwrap_or("-"), client = client_name.as_deref().unwrap_or("-"), "initialize refused: the client is not the delegation's agent");
+        return Initialized {
+            session: None,
+            response: jsonrpc::error(client_id, jsonrpc::INVALID_PARAMS, &why),
+        };
+    }
     let sid = random_hex();
     // A scoped credential never reaches a server outside its scope, whatever the policy.
     let servers: Vec<String> = match endpoint {

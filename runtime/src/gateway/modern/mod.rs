@@ -157,6 +157,15 @@ pub async fn post(
         .cloned()
         .unwrap_or_else(|| json!({}));
     let client_info = meta.and_then(|m| m.get(META_CLIENT_INFO)).cloned();
+    // Checked on every request: the bridge session may have been opened by another name.
+    let client_name = client_info
+        .as_ref()
+        .and_then(|c| c.get("name"))
+        .and_then(Value::as_str);
+    if let Some(why) = sessions::delegated_client_refused(&auth, client_name) {
+        tracing::warn!(principal = %auth.principal.id, client = client_name.unwrap_or("-"), "request refused: the client is not the delegation's agent");
+        return answer(&jsonrpc::error(id, jsonrpc::INVALID_PARAMS, &why));
+    }
     let mut attempts = 0;
     loop {
         attempts += 1;
