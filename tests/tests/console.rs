@@ -522,8 +522,12 @@ fn an_operator_signs_in_with_the_oidc_provider_using_pkce() {
         "{}",
         inbox.text()
     );
+    // The provider prints its line after it answered: wait for it, do not race it.
     assert!(
-        provider.output.text().contains("token: ok"),
+        provider
+            .output
+            .wait_for(WAIT, |l| l.contains("token: ok").then_some(()))
+            .is_some(),
         "{}",
         provider.output.text()
     );
