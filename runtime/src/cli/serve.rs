@@ -135,7 +135,7 @@ pub fn secret_resolver(state: &Path) -> Result<Box<dyn SecretResolver>, String> 
 }
 
 /// The PostgreSQL database `url` names (its references resolved), with the tables of the
-/// tokens and the approvals.
+/// tokens, the approvals and the delegations.
 ///
 /// # Errors
 /// When the URL cannot be resolved or used, or the database does not answer.
@@ -148,11 +148,12 @@ pub fn shared_db(
     let migrations: Vec<_> = crate::identity::postgres::MIGRATIONS
         .iter()
         .chain(crate::approvals::postgres::MIGRATIONS)
+        .chain(crate::delegation::postgres::MIGRATIONS)
         .copied()
         .collect();
     let pg = crate::state::postgres::Pg::open(&url.value, &migrations)
         .map_err(|e| format!("state.postgres: {e}"))?;
-    tracing::info!(postgres = %pg.address(), "gateway tokens and approvals are kept in PostgreSQL");
+    tracing::info!(postgres = %pg.address(), "gateway tokens, approvals and delegations are kept in PostgreSQL");
     Ok(Arc::new(pg))
 }
 
@@ -403,14 +404,10 @@ pub fn run(args: Args) -> ExitCode {
             None => None,
             Some(_) => {
                 let opened = match &shared {
-                    Some(pg) => crate::delegation::store::SqliteStore::open(&state)
-                        .map(|s| {
-                            crate::delegation::Delegations::with_store(
-                                Arc::new(s),
-                                Some(postgres_tokens(pg)),
-                            )
-                        })
-                        .map_err(|e| e.to_string()),
+                    Some(pg) => Ok(crate::delegation::Delegations::shared(
+                        pg,
+                        postgres_tokens(pg),
+                    )),
                     None => crate::delegation::Delegations::open(&state),
                 };
                 match opened {
