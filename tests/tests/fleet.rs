@@ -5,7 +5,8 @@
 //! on every replica, and revoked through one is refused by the others on their next request;
 //! a call held for approval on one replica is approved through another's API and completes.
 //! A delegation made through one replica lets its agent call through another, and revoked
-//! through one is refused by the others.
+//! through one is refused by the others; a principal a responder paused on one replica is
+//! refused by the others, and `mcpgate pauses unpause --policy` lifts it for all.
 //! The tests run their own `redis-server`, and each uses a database of its own on the
 //! PostgreSQL server `MCPGATE_TEST_PG_URL` names.
 
@@ -234,7 +235,7 @@ fn a_token_revoked_through_one_replica_is_refused_by_the_others() {
     });
     assert_eq!(
         pg.query("SELECT string_agg(name, ',' ORDER BY name) FROM mcpgate_migrations"),
-        "approvals.v1,approvals.v2,delegations.v1,tokens.v1"
+        "approvals.v1,approvals.v2,delegations.v1,pauses.v1,tokens.v1"
     );
 
     // Issued against A's state dir: the record is in PostgreSQL, not in A's state.db.
@@ -639,4 +640,112 @@ fn a_delegation_made_through_one_replica_works_and_ends_on_every_replica() {
     assert!(out.contains("revoked 1 delegation"), "{out}");
     assert_eq!(echo_as(&a, &second, "cli again").0, 401);
     assert_eq!(echo_as(&b, &second, "cli again").0, 401);
+}
+
+/// `mcpgate pauses ARGS --state STATE --policy REPO` with the database URL set.
+fn pauses_cli(
+    repo: &PolicyRepo,
+    state: &std::path::Path,
+    pg: &PgDatabase,
+    args: &[&str],
+) -> String {
+    let mut cmd = std::process::Command::new(mcpgate_tests::paths::mcpgate_bin());
+    cmd.arg("pauses")
+        .args(args)
+        .arg("--state")
+        .arg(state)
+        .arg("--policy")
+        .arg(repo.path())
+        .env("MCPGATE_PG_URL", pg.url());
+    let done =
+        mcpgate_tests::process::run("mcpgate pauses", &mut cmd, b"", Duration::from_secs(60));
+    assert_eq!(done.code(), 0, "mcpgate pauses {args:?}:\n{done}");
+    done.stdout.trim().to_owned()
+}
+
+#[test]
+fn a_principal_paused_on_one_replica_is_refused_by_the_others_until_lifted() {
+    let pg = PgDatabase::create();
+    let config = json!({
+        "servers": {"demo": {"command": "mcpgate", "args": ["demo-server"]}},
+        "identity": {},
+        "state": {"postgres": "${env:MCPGATE_PG_URL}"},
+    });
+    let responders = "\
+responders:
+  - name: too-many-denials
+    when: { denials: 2, by: same principal, within: 1h }
+    do:
+      - pause: principal
+        for: 1h
+";
+    let rules = "allow demo.echo;\n@id(\"no-adds\")\ndeny demo.add because \"no sums\";\n";
+    let repo = PolicyRepo::with(&config, rules).file("responders.yaml", responders);
+    let env = [("MCPGATE_PG_URL", pg.url())];
+    let a = Gateway::start_with_env(&repo, &[], &env);
+    let b = Gateway::start_with_env(&repo, &[], &env);
+    let issue = |who: &str| {
+        token_cli(
+            &repo,
+            a.state(),
+            &pg,
+            &[
+                "issue",
+                "--subject",
+                who,
+                "--kind",
+                "human",
+                "--reason",
+                "fleet",
+            ],
+        )
+    };
+    let (bob, carol) = (issue("bob@example.com"), issue("carol@example.com"));
+
+    // Both replicas serve Bob before anything fired.
+    assert_eq!(echo_as(&b, &bob, "before"), (200, "before".to_owned()));
+    let mut on_a = McpHttp::new(a.addr(), "/mcp/demo").with_bearer(&bob);
+    on_a.initialize();
+    for id in 2..4 {
+        assert!(denied(&call(&on_a, id, "add", json!({"a": 1, "b": 2}))));
+    }
+    let refused = text(&call(&on_a, 4, "echo", json!({"text": "x"})));
+    assert!(
+        refused.contains("paused by responder `too-many-denials`"),
+        "{refused}\n{}",
+        a.log()
+    );
+    assert_eq!(
+        pg.query("SELECT scope || ' ' || subject FROM mcpgate_pauses"),
+        "principal bob@example.com"
+    );
+
+    // B learns of the pause at its next sweep (every second): poll, bounded.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let on_b = loop {
+        let (status, answer) = echo_as(&b, &bob, "on b");
+        assert_eq!(status, 200);
+        if answer != "on b" || Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        on_b.contains("paused by responder `too-many-denials`"),
+        "{on_b}\n{}",
+        b.log()
+    );
+    assert_eq!(
+        echo_as(&b, &carol, "carol"),
+        (200, "carol".to_owned()),
+        "others go on"
+    );
+
+    let listed = pauses_cli(&repo, b.state(), &pg, &["list", "--format", "json"]);
+    assert!(listed.contains("bob@example.com"), "{listed}");
+    let lifted = pauses_cli(&repo, b.state(), &pg, &["unpause", "bob@example.com"]);
+    assert!(lifted.contains("lifted 1 pause"), "{lifted}");
+    // Each replica confirms a pause it knows in the shared table at every call: lifted at once.
+    assert_eq!(echo_as(&a, &bob, "after"), (200, "after".to_owned()));
+    assert_eq!(echo_as(&b, &bob, "after"), (200, "after".to_owned()));
 }

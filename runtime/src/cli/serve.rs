@@ -135,7 +135,7 @@ pub fn secret_resolver(state: &Path) -> Result<Box<dyn SecretResolver>, String> 
 }
 
 /// The PostgreSQL database `url` names (its references resolved), with the tables of the
-/// tokens, the approvals and the delegations.
+/// tokens, the approvals, the delegations and the responder pauses.
 ///
 /// # Errors
 /// When the URL cannot be resolved or used, or the database does not answer.
@@ -149,11 +149,12 @@ pub fn shared_db(
         .iter()
         .chain(crate::approvals::postgres::MIGRATIONS)
         .chain(crate::delegation::postgres::MIGRATIONS)
+        .chain(crate::responders::postgres::MIGRATIONS)
         .copied()
         .collect();
     let pg = crate::state::postgres::Pg::open(&url.value, &migrations)
         .map_err(|e| format!("state.postgres: {e}"))?;
-    tracing::info!(postgres = %pg.address(), "gateway tokens, approvals and delegations are kept in PostgreSQL");
+    tracing::info!(postgres = %pg.address(), "gateway tokens, approvals, delegations and responder pauses are kept in PostgreSQL");
     Ok(Arc::new(pg))
 }
 
@@ -337,13 +338,6 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let pauses = match crate::responders::Responders::open(&state) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: responders: {e}");
-            return ExitCode::from(2);
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -389,6 +383,19 @@ pub fn run(args: Args) -> ExitCode {
                 }
             },
             None => None,
+        };
+        // A fleet keeps responder pauses in the shared database, so every replica refuses
+        // a paused principal.
+        let pauses = match &shared {
+            Some(pg) => crate::responders::Responders::shared(pg, &state),
+            None => crate::responders::Responders::open(&state),
+        };
+        let pauses = match pauses {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: responders: {e}");
+                return ExitCode::from(2);
+            }
         };
         let mut identity = match &shared {
             Some(pg) => {

@@ -16,6 +16,7 @@
 pub mod event;
 pub mod notify;
 pub mod pauses;
+pub mod postgres;
 pub mod window;
 
 pub use event::{Event, EventKind, Fired};
@@ -23,7 +24,7 @@ pub use event::{Event, EventKind, Fired};
 use crate::audit::AuditLog;
 use crate::delegation::Delegations;
 use mcpgate_compiler::responders::{Action, By, PauseScope, Responder, ResponderSet, Trigger};
-use pauses::{Pause, PauseStore, now_ms};
+use pauses::{Pause, PauseStore, PauseTable, now_ms};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::Path;
@@ -66,7 +67,7 @@ const SCOPES: [PauseScope; 3] = [
 #[derive(Debug)]
 pub struct Responders {
     counters: Arc<dyn CounterStore>,
-    store: Option<Mutex<PauseStore>>,
+    store: Option<Mutex<Box<dyn PauseTable>>>,
     live: Mutex<Live>,
     notifier: notify::Notifier,
     audit: OnceLock<Arc<AuditLog>>,
@@ -94,6 +95,22 @@ impl Responders {
     /// forget a pause).
     pub fn open(state: &Path) -> Result<Responders, String> {
         let store = PauseStore::open(state).map_err(|e| e.to_string())?;
+        Responders::over(Box::new(store), state)
+    }
+
+    /// Pauses in the fleet's shared database (opened with [`postgres::MIGRATIONS`]); secrets
+    /// of webhooks from `state`'s vault.
+    ///
+    /// # Errors
+    /// When the table cannot be read.
+    pub fn shared(
+        pg: &Arc<crate::state::postgres::Pg>,
+        state: &Path,
+    ) -> Result<Responders, String> {
+        Responders::over(Box::new(postgres::PgPauses::new(pg.clone())), state)
+    }
+
+    fn over(store: Box<dyn PauseTable>, state: &Path) -> Result<Responders, String> {
         let now = now_ms();
         let _ = store.purge(now);
         let pauses = store
@@ -113,7 +130,11 @@ impl Responders {
         ))
     }
 
-    fn with(store: Option<PauseStore>, live: Live, notifier: notify::Notifier) -> Responders {
+    fn with(
+        store: Option<Box<dyn PauseTable>>,
+        live: Live,
+        notifier: notify::Notifier,
+    ) -> Responders {
         Responders {
             counters: Arc::new(MemoryCounters::default()),
             store: store.map(Mutex::new),
@@ -176,9 +197,16 @@ impl Responders {
         });
     }
 
-    /// Forgets pauses that ran out, and records those lifted elsewhere.
+    /// Forgets pauses that ran out, and records those lifted elsewhere. In a fleet it also
+    /// learns the pauses other replicas set: one read of the shared table per sweep.
     pub fn sweep(&self) {
         let mut live = lock(&self.live);
+        if let Some(store) = &self.store
+            && lock(store).shared()
+        {
+            self.reload(&mut live, store);
+            return;
+        }
         if live.is_empty() {
             return;
         }
@@ -205,6 +233,34 @@ impl Responders {
                 }
             }
         }
+    }
+
+    /// Replaces the known pauses with those in force in the shared table, recording the
+    /// ones lifted meanwhile. Called with `live` held, so a pause set here while the table
+    /// is read is not mistaken for a lifted one.
+    fn reload(&self, live: &mut Live, store: &Mutex<Box<dyn PauseTable>>) {
+        let now = now_ms();
+        let current = match lock(store).active(now) {
+            Ok(p) => p,
+            Err(e) => {
+                // Known pauses still hold (and are confirmed at each call).
+                tracing::warn!(error = %e, "cannot read the shared pauses");
+                return;
+            }
+        };
+        let mut fresh = Live::default();
+        for p in current {
+            let scope = PauseScope::parse(&p.scope).unwrap_or(PauseScope::Principal);
+            fresh.map(scope).insert(p.subject.clone(), p);
+        }
+        for scope in SCOPES {
+            for (subject, p) in live.map(scope).iter() {
+                if p.until_ms > now && !fresh.map(scope).contains_key(subject) {
+                    self.lifted(scope, subject, &p.responder);
+                }
+            }
+        }
+        *live = fresh;
     }
 
     fn lifted(&self, scope: PauseScope, subject: &str, responder: &str) {
