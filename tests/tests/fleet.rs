@@ -681,9 +681,17 @@ responders:
 ";
     let rules = "allow demo.echo;\n@id(\"no-adds\")\ndeny demo.add because \"no sums\";\n";
     let repo = PolicyRepo::with(&config, rules).file("responders.yaml", responders);
-    let env = [("MCPGATE_PG_URL", pg.url())];
-    let a = Gateway::start_with_env(&repo, &[], &env);
-    let b = Gateway::start_with_env(&repo, &[], &env);
+    // Each replica is named by its host name (the pod name on Kubernetes).
+    let a = Gateway::start_with_env(
+        &repo,
+        &[],
+        &[("MCPGATE_PG_URL", pg.url()), ("HOSTNAME", "gw-a")],
+    );
+    let b = Gateway::start_with_env(
+        &repo,
+        &[],
+        &[("MCPGATE_PG_URL", pg.url()), ("HOSTNAME", "gw-b")],
+    );
     let issue = |who: &str| {
         token_cli(
             &repo,
@@ -748,4 +756,55 @@ responders:
     // Each replica confirms a pause it knows in the shared table at every call: lifted at once.
     assert_eq!(echo_as(&a, &bob, "after"), (200, "after".to_owned()));
     assert_eq!(echo_as(&b, &bob, "after"), (200, "after".to_owned()));
+
+    // Every record names its replica; `audit verify` checks each replica's chain.
+    for (gw, name) in [(&a, "gw-a"), (&b, "gw-b")] {
+        let records = mcpgate_tests::audit_log::records(&gw.state().join("audit"));
+        assert!(
+            records.iter().any(|r| r["type"] == "decision"),
+            "{records:?}"
+        );
+        assert!(records.iter().all(|r| r["replica"] == name), "{records:?}");
+    }
+    let mut cmd = std::process::Command::new(mcpgate_tests::paths::mcpgate_bin());
+    cmd.args(["audit", "verify", "--policy"])
+        .arg(repo.path())
+        .arg("--state")
+        .arg(a.state())
+        .arg("--state")
+        .arg(b.state());
+    let done = mcpgate_tests::process::run(
+        "mcpgate audit verify",
+        &mut cmd,
+        b"",
+        Duration::from_secs(60),
+    );
+    assert_eq!(done.code(), 0, "{done}");
+    let out = &done.stdout;
+    for name in ["gw-a", "gw-b"] {
+        assert!(out.contains(&format!("replica {name} (")), "{out}");
+    }
+    assert!(out.contains("verified: 2 chains"), "{out}");
+    // One chain altered: that replica's chain fails, and the whole check with it.
+    let mut log: Vec<_> = std::fs::read_dir(b.state().join("audit"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("audit-"))
+        })
+        .collect();
+    log.sort();
+    let first = log.first().expect("a log file of B");
+    let text = std::fs::read_to_string(first).unwrap();
+    std::fs::write(first, text.replacen("\"gw-b\"", "\"gw-x\"", 1)).unwrap();
+    let done = mcpgate_tests::process::run(
+        "mcpgate audit verify",
+        &mut cmd,
+        b"",
+        Duration::from_secs(60),
+    );
+    assert_eq!(done.code(), 1, "{done}");
+    assert!(done.stdout.contains("FAILED: 2 chains"), "{done}");
 }

@@ -318,9 +318,15 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let audit = match crate::audit::AuditLog::open(
+    // In a fleet every record names its replica, so merged chains can be told apart.
+    let replica = config
+        .state
+        .as_ref()
+        .map(|s| crate::state::replica_name(Some(s)));
+    let audit = match crate::audit::AuditLog::open_as(
         &config.audit.clone().unwrap_or_default(),
         &state,
+        replica,
     ) {
         Ok(a) => a,
         Err(e) => {
