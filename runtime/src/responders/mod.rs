@@ -709,4 +709,58 @@ mod tests {
         assert!(!r.fires(&held.responders[0], &ev(EventKind::Held, "b"), now));
         assert!(!r.fires(&held.responders[0], &ev(DENIED, "b"), now));
     }
+
+    /// One table both "replicas" see, as the fleet's shared table is.
+    #[derive(Debug)]
+    struct SharedTable(Arc<Mutex<PauseStore>>);
+
+    impl PauseTable for SharedTable {
+        fn put(&self, p: &Pause) -> Result<(), String> {
+            lock(&self.0).put(p)
+        }
+        fn get(&self, scope: &str, subject: &str, now_ms: i64) -> Result<Option<Pause>, String> {
+            lock(&self.0).get(scope, subject, now_ms)
+        }
+        fn active(&self, now_ms: i64) -> Result<Vec<Pause>, String> {
+            lock(&self.0).active(now_ms)
+        }
+        fn remove(&self, subject: &str) -> Result<usize, String> {
+            lock(&self.0).remove(subject)
+        }
+        fn purge(&self, now_ms: i64) -> Result<usize, String> {
+            lock(&self.0).purge(now_ms)
+        }
+        fn shared(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn in_a_fleet_the_sweep_learns_pauses_set_elsewhere_and_lifted() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = Arc::new(Mutex::new(PauseStore::in_memory().unwrap()));
+        let a = Responders::over(Box::new(SharedTable(table.clone())), dir.path()).unwrap();
+        let b = Responders::over(Box::new(SharedTable(table.clone())), dir.path()).unwrap();
+        let s = set(
+            Trigger::Denials {
+                count: 1,
+                within_ms: 60_000,
+                by: By::Principal,
+            },
+            vec![PAUSE],
+        );
+        a.observe(&s, &ev(DENIED, "bob"));
+        assert!(a.paused("bob", "s1", None).is_some());
+        // B knows nothing until its sweep reads the shared table.
+        assert!(b.paused("bob", "s2", None).is_none());
+        b.sweep();
+        assert_eq!(b.paused("bob", "s2", None).unwrap().responder, "r");
+        assert!(b.paused("carol", "s2", None).is_none());
+        // Lifted through the table: both let Bob through at his next call.
+        assert_eq!(lock(&table).remove("bob").unwrap(), 1);
+        assert!(a.paused("bob", "s1", None).is_none());
+        assert!(b.paused("bob", "s2", None).is_none());
+        b.sweep();
+        assert!(lock(&b.live).is_empty());
+    }
 }
