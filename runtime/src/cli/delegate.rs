@@ -159,7 +159,9 @@ fn person(store: &TokenStore) -> Result<Authenticated, ExitCode> {
         Ok(record) => Ok(Authenticated::from_token(&record)),
         Err(e @ (TokenError::Unknown | TokenError::Expired | TokenError::Revoked)) => Err(fail(
             &format!("`MCPGATE_TOKEN`: {e}"),
-            Some("use an active token of this gateway's state dir (`mcpgate token list`)"),
+            Some(
+                "use an active token of this gateway (`mcpgate token list`, with `--policy DIR` in a fleet)",
+            ),
             1,
         )),
         Err(e) => Err(fail(&e.to_string(), None, 2)),

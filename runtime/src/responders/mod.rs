@@ -73,6 +73,8 @@ pub struct Responders {
     audit: OnceLock<Arc<AuditLog>>,
     /// Where `revoke: delegation` ends a delegation; unset without delegations.
     delegations: OnceLock<Arc<Delegations>>,
+    /// Whether the last read of a shared table failed (its outage is logged once).
+    unreadable: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -142,6 +144,7 @@ impl Responders {
             notifier,
             audit: OnceLock::new(),
             delegations: OnceLock::new(),
+            unreadable: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -244,10 +247,21 @@ impl Responders {
             Ok(p) => p,
             Err(e) => {
                 // Known pauses still hold (and are confirmed at each call).
-                tracing::warn!(error = %e, "cannot read the shared pauses");
+                if !self
+                    .unreadable
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::warn!(error = %e, "cannot read the shared pauses; pauses set by other replicas are not seen until it answers");
+                }
                 return;
             }
         };
+        if self
+            .unreadable
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::info!("the shared pauses can be read again");
+        }
         let mut fresh = Live::default();
         for p in current {
             let scope = PauseScope::parse(&p.scope).unwrap_or(PauseScope::Principal);
