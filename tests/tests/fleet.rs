@@ -4,6 +4,9 @@
 //! on, and the replicas recover by themselves when Redis returns. A token issued once works
 //! on every replica, and revoked through one is refused by the others on their next request;
 //! a call held for approval on one replica is approved through another's API and completes.
+//! A delegation made through one replica lets its agent call through another, and revoked
+//! through one is refused by the others; a principal a responder paused on one replica is
+//! refused by the others, and `mcpgate pauses unpause --policy` lifts it for all.
 //! The tests run their own `redis-server`, and each uses a database of its own on the
 //! PostgreSQL server `MCPGATE_TEST_PG_URL` names.
 
@@ -232,7 +235,7 @@ fn a_token_revoked_through_one_replica_is_refused_by_the_others() {
     });
     assert_eq!(
         pg.query("SELECT string_agg(name, ',' ORDER BY name) FROM mcpgate_migrations"),
-        "approvals.v1,approvals.v2,tokens.v1"
+        "approvals.v1,approvals.v2,delegations.v1,pauses.v1,tokens.v1"
     );
 
     // Issued against A's state dir: the record is in PostgreSQL, not in A's state.db.
@@ -473,4 +476,335 @@ fn with_postgres_down_token_callers_are_refused_until_it_returns() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(get(&gw, "/readyz").0, 200);
+}
+
+/// `mcpgate delegate ARGS --state STATE --policy REPO` with the database URL set, and the
+/// person's token (if any) in `MCPGATE_TOKEN`.
+fn delegate_cli(
+    repo: &PolicyRepo,
+    state: &std::path::Path,
+    pg: &PgDatabase,
+    token: Option<&str>,
+    args: &[&str],
+) -> String {
+    let mut cmd = std::process::Command::new(mcpgate_tests::paths::mcpgate_bin());
+    cmd.arg("delegate")
+        .args(args)
+        .arg("--state")
+        .arg(state)
+        .arg("--policy")
+        .arg(repo.path())
+        .env("MCPGATE_PG_URL", pg.url());
+    if let Some(t) = token {
+        cmd.env("MCPGATE_TOKEN", t);
+    }
+    let done =
+        mcpgate_tests::process::run("mcpgate delegate", &mut cmd, b"", Duration::from_secs(60));
+    assert_eq!(done.code(), 0, "mcpgate delegate {args:?}:\n{done}");
+    done.stdout.trim().to_owned()
+}
+
+/// `METHOD path` on `gw` with `token` as the bearer and `body` as JSON.
+fn with_bearer(gw: &Gateway, method: &str, path: &str, token: &str, body: &Value) -> (u16, Value) {
+    let bearer = format!("Bearer {token}");
+    let headers = [
+        ("Host", "127.0.0.1"),
+        ("Content-Type", "application/json"),
+        ("Authorization", bearer.as_str()),
+    ];
+    let r = request(
+        gw.addr(),
+        method,
+        path,
+        &headers,
+        body.to_string().as_bytes(),
+    );
+    (r.status, r.json())
+}
+
+/// A `tools/call` of `echo` with `token` on a fresh session of `gw`: the HTTP status, and
+/// the echoed text when it passed.
+fn echo_as(gw: &Gateway, token: &str, words: &str) -> (u16, String) {
+    let mut c = McpHttp::new(gw.addr(), "/mcp/demo").with_bearer(token);
+    let init = c.post(&mcpgate_tests::http::initialize_request(1));
+    if init.status != 200 {
+        return (init.status, String::new());
+    }
+    c.session = init.header("mcp-session-id").map(str::to_owned);
+    c.post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    let r = c.post(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": words}}}));
+    if r.status != 200 {
+        return (r.status, String::new());
+    }
+    let answer = r
+        .messages()
+        .into_iter()
+        .rfind(|m| m.get("id") == Some(&json!(2)))
+        .unwrap_or_default();
+    (r.status, text(&answer))
+}
+
+#[test]
+fn a_delegation_made_through_one_replica_works_and_ends_on_every_replica() {
+    let pg = PgDatabase::create();
+    let config = json!({
+        "servers": {"demo": {"command": "mcpgate", "args": ["demo-server"]}},
+        "identity": {},
+        "state": {"postgres": "${env:MCPGATE_PG_URL}"},
+    });
+    let repo = PolicyRepo::with(&config, "allow demo.echo;\n");
+    let env = [("MCPGATE_PG_URL", pg.url())];
+    let a = Gateway::start_with_env(&repo, &[], &env);
+    let b = Gateway::start_with_env(&repo, &[], &env);
+    let ada = token_cli(
+        &repo,
+        a.state(),
+        &pg,
+        &[
+            "issue",
+            "--subject",
+            "ada@example.com",
+            "--kind",
+            "human",
+            "--reason",
+            "fleet",
+        ],
+    );
+
+    // Made over A's API: the agent calls through B.
+    let (status, made) = with_bearer(
+        &a,
+        "POST",
+        "/delegations",
+        &ada,
+        &json!({"agent": "claude-code", "tools": ["demo.echo"], "ttl": "10m", "reason": "T-1"}),
+    );
+    assert_eq!(status, 201, "{made}");
+    let agent = made["token"].as_str().expect("an agent token").to_owned();
+    let id = made["id"].as_str().expect("a delegation id").to_owned();
+    assert_eq!(pg.query("SELECT count(*) FROM mcpgate_delegations"), "1");
+    assert_eq!(echo_as(&b, &agent, "via b"), (200, "via b".to_owned()));
+    // Listed from B's state dir through the shared database, then ended through B's API.
+    let listed: Value = serde_json::from_str(&delegate_cli(
+        &repo,
+        b.state(),
+        &pg,
+        None,
+        &["list", "--format", "json"],
+    ))
+    .expect("delegate list --format json");
+    assert_eq!(listed[0]["id"], json!(id), "{listed}");
+    assert_eq!(listed[0]["status"], json!("active"), "{listed}");
+    let (status, ended) = with_bearer(
+        &b,
+        "DELETE",
+        &format!("/delegations/{id}"),
+        &ada,
+        &json!({}),
+    );
+    assert_eq!(status, 200, "{ended}");
+    assert_eq!(
+        echo_as(&a, &agent, "again").0,
+        401,
+        "A refuses a delegation B ended"
+    );
+
+    // Made with the CLI against A's state dir, revoked with the CLI against B's.
+    let second = delegate_cli(
+        &repo,
+        a.state(),
+        &pg,
+        Some(&ada),
+        &[
+            "create",
+            "--agent",
+            "claude-code",
+            "--tools",
+            "demo.echo",
+            "--ttl",
+            "10m",
+            "--reason",
+            "T-2",
+        ],
+    );
+    assert!(second.starts_with("mcpgd_"), "{second}");
+    assert_eq!(echo_as(&b, &second, "cli"), (200, "cli".to_owned()));
+    let out = delegate_cli(
+        &repo,
+        b.state(),
+        &pg,
+        None,
+        &["revoke", "--person", "ada@example.com"],
+    );
+    assert!(out.contains("revoked 1 delegation"), "{out}");
+    assert_eq!(echo_as(&a, &second, "cli again").0, 401);
+    assert_eq!(echo_as(&b, &second, "cli again").0, 401);
+}
+
+/// `mcpgate pauses ARGS --state STATE --policy REPO` with the database URL set.
+fn pauses_cli(
+    repo: &PolicyRepo,
+    state: &std::path::Path,
+    pg: &PgDatabase,
+    args: &[&str],
+) -> String {
+    let mut cmd = std::process::Command::new(mcpgate_tests::paths::mcpgate_bin());
+    cmd.arg("pauses")
+        .args(args)
+        .arg("--state")
+        .arg(state)
+        .arg("--policy")
+        .arg(repo.path())
+        .env("MCPGATE_PG_URL", pg.url());
+    let done =
+        mcpgate_tests::process::run("mcpgate pauses", &mut cmd, b"", Duration::from_secs(60));
+    assert_eq!(done.code(), 0, "mcpgate pauses {args:?}:\n{done}");
+    done.stdout.trim().to_owned()
+}
+
+#[test]
+fn a_principal_paused_on_one_replica_is_refused_by_the_others_until_lifted() {
+    let pg = PgDatabase::create();
+    let config = json!({
+        "servers": {"demo": {"command": "mcpgate", "args": ["demo-server"]}},
+        "identity": {},
+        "state": {"postgres": "${env:MCPGATE_PG_URL}"},
+    });
+    let responders = "\
+responders:
+  - name: too-many-denials
+    when: { denials: 2, by: same principal, within: 1h }
+    do:
+      - pause: principal
+        for: 1h
+";
+    let rules = "allow demo.echo;\n@id(\"no-adds\")\ndeny demo.add because \"no sums\";\n";
+    let repo = PolicyRepo::with(&config, rules).file("responders.yaml", responders);
+    // Each replica is named by its host name (the pod name on Kubernetes).
+    let a = Gateway::start_with_env(
+        &repo,
+        &[],
+        &[("MCPGATE_PG_URL", pg.url()), ("HOSTNAME", "gw-a")],
+    );
+    let b = Gateway::start_with_env(
+        &repo,
+        &[],
+        &[("MCPGATE_PG_URL", pg.url()), ("HOSTNAME", "gw-b")],
+    );
+    let issue = |who: &str| {
+        token_cli(
+            &repo,
+            a.state(),
+            &pg,
+            &[
+                "issue",
+                "--subject",
+                who,
+                "--kind",
+                "human",
+                "--reason",
+                "fleet",
+            ],
+        )
+    };
+    let (bob, carol) = (issue("bob@example.com"), issue("carol@example.com"));
+
+    // Both replicas serve Bob before anything fired.
+    assert_eq!(echo_as(&b, &bob, "before"), (200, "before".to_owned()));
+    let mut on_a = McpHttp::new(a.addr(), "/mcp/demo").with_bearer(&bob);
+    on_a.initialize();
+    for id in 2..4 {
+        assert!(denied(&call(&on_a, id, "add", json!({"a": 1, "b": 2}))));
+    }
+    let refused = text(&call(&on_a, 4, "echo", json!({"text": "x"})));
+    assert!(
+        refused.contains("paused by responder `too-many-denials`"),
+        "{refused}\n{}",
+        a.log()
+    );
+    assert_eq!(
+        pg.query("SELECT scope || ' ' || subject FROM mcpgate_pauses"),
+        "principal bob@example.com"
+    );
+
+    // B learns of the pause at its next sweep (every second): poll, bounded.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let on_b = loop {
+        let (status, answer) = echo_as(&b, &bob, "on b");
+        assert_eq!(status, 200);
+        if answer != "on b" || Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        on_b.contains("paused by responder `too-many-denials`"),
+        "{on_b}\n{}",
+        b.log()
+    );
+    assert_eq!(
+        echo_as(&b, &carol, "carol"),
+        (200, "carol".to_owned()),
+        "others go on"
+    );
+
+    let listed = pauses_cli(&repo, b.state(), &pg, &["list", "--format", "json"]);
+    assert!(listed.contains("bob@example.com"), "{listed}");
+    let lifted = pauses_cli(&repo, b.state(), &pg, &["unpause", "bob@example.com"]);
+    assert!(lifted.contains("lifted 1 pause"), "{lifted}");
+    // Each replica confirms a pause it knows in the shared table at every call: lifted at once.
+    assert_eq!(echo_as(&a, &bob, "after"), (200, "after".to_owned()));
+    assert_eq!(echo_as(&b, &bob, "after"), (200, "after".to_owned()));
+
+    // Every record names its replica; `audit verify` checks each replica's chain.
+    for (gw, name) in [(&a, "gw-a"), (&b, "gw-b")] {
+        let records = mcpgate_tests::audit_log::records(&gw.state().join("audit"));
+        assert!(
+            records.iter().any(|r| r["type"] == "decision"),
+            "{records:?}"
+        );
+        assert!(records.iter().all(|r| r["replica"] == name), "{records:?}");
+    }
+    let mut cmd = std::process::Command::new(mcpgate_tests::paths::mcpgate_bin());
+    cmd.args(["audit", "verify", "--policy"])
+        .arg(repo.path())
+        .arg("--state")
+        .arg(a.state())
+        .arg("--state")
+        .arg(b.state());
+    let done = mcpgate_tests::process::run(
+        "mcpgate audit verify",
+        &mut cmd,
+        b"",
+        Duration::from_secs(60),
+    );
+    assert_eq!(done.code(), 0, "{done}");
+    let out = &done.stdout;
+    for name in ["gw-a", "gw-b"] {
+        assert!(out.contains(&format!("replica {name} (")), "{out}");
+    }
+    assert!(out.contains("verified: 2 chains"), "{out}");
+    // One chain altered: that replica's chain fails, and the whole check with it.
+    let mut log: Vec<_> = std::fs::read_dir(b.state().join("audit"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("audit-"))
+        })
+        .collect();
+    log.sort();
+    let first = log.first().expect("a log file of B");
+    let text = std::fs::read_to_string(first).unwrap();
+    std::fs::write(first, text.replacen("\"gw-b\"", "\"gw-x\"", 1)).unwrap();
+    let done = mcpgate_tests::process::run(
+        "mcpgate audit verify",
+        &mut cmd,
+        b"",
+        Duration::from_secs(60),
+    );
+    assert_eq!(done.code(), 1, "{done}");
+    assert!(done.stdout.contains("FAILED: 2 chains"), "{done}");
 }

@@ -61,6 +61,18 @@ impl AuditLog {
     /// # Errors
     /// When the folder, the keys, the lock or the export file cannot be used.
     pub fn open(config: &AuditConfig, state: &Path) -> Result<Option<Arc<AuditLog>>, String> {
+        AuditLog::open_as(config, state, None)
+    }
+
+    /// As [`AuditLog::open`], every record naming `replica` (a fleet's replica) when given.
+    ///
+    /// # Errors
+    /// As [`AuditLog::open`].
+    pub fn open_as(
+        config: &AuditConfig,
+        state: &Path,
+        replica: Option<String>,
+    ) -> Result<Option<Arc<AuditLog>>, String> {
         if !config.enabled {
             return Ok(None);
         }
@@ -94,6 +106,7 @@ impl AuditLog {
             checkpoint_after: Duration::from_secs(config.checkpoint_secs.max(1)),
             key,
             export,
+            replica,
         };
         let writer = Writer::open(settings)?;
         let (tx, rx) = mpsc::channel();

@@ -85,6 +85,9 @@ pub struct Settings {
     pub checkpoint_after: Duration,
     pub key: SigningKey,
     pub export: Option<Export>,
+    /// In a fleet, the replica's name, written into every record as `replica` so the chains
+    /// of several replicas can be told apart once merged; `None` on one gateway.
+    pub replica: Option<String>,
 }
 
 /// The name of a log file whose first record is `seq`: names sort in log order.
@@ -367,6 +370,11 @@ impl Writer {
         let mut prev = self.prev.clone();
         let mut acks = Vec::with_capacity(batch.len());
         for (mut fields, ack) in batch {
+            if let Some(r) = &self.settings.replica {
+                fields
+                    .entry("replica")
+                    .or_insert_with(|| Value::String(r.clone()));
+            }
             fields.insert("seq".into(), json!(seq));
             fields.insert("prev".into(), Value::String(prev));
             let line = canonical(&Value::Object(fields));
@@ -758,6 +766,7 @@ mod tests {
             checkpoint_records: 10,
             checkpoint_after: Duration::from_secs(3600),
             key: SigningKey::from_bytes(&[7; 32]),
+            replica: None,
             export: None,
         }
     }

@@ -89,8 +89,14 @@ impl Select {
 
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    #[command(flatten)]
-    pub at: Where,
+    /// The gateway's state dir (the log is its `audit/` folder); default `.mcpgate-state`.
+    /// Repeat it for the replicas of a fleet: each one's chain is verified on its own.
+    #[arg(long, env = "MCPGATE_STATE", conflicts_with = "log")]
+    pub state: Vec<PathBuf>,
+    /// A log folder or a single log file (when `audit.path` puts the log elsewhere);
+    /// repeatable, as `--state`.
+    #[arg(long)]
+    pub log: Vec<PathBuf>,
     /// The policy repository holding the recorded commits (default: the state dir's
     /// mirror, when there is one).
     #[arg(long)]
@@ -166,12 +172,105 @@ pub fn run(args: Args) -> ExitCode {
     })
 }
 
+/// One chain to verify: its log, and the state dir it came with (for its key and mirror).
+struct Chain {
+    log: PathBuf,
+    state: Option<PathBuf>,
+}
+
 fn run_verify(a: &VerifyArgs) -> Result<ExitCode, String> {
-    let log = a.at.log_path();
-    let state =
-        a.at.log
-            .is_none()
-            .then(|| crate::state::dir_or_default(a.at.state.as_deref()));
+    let chains: Vec<Chain> = if a.log.is_empty() {
+        let states = if a.state.is_empty() {
+            vec![crate::state::dir_or_default(None)]
+        } else {
+            a.state.clone()
+        };
+        states
+            .into_iter()
+            .map(|s| Chain {
+                log: s.join(DEFAULT_DIR),
+                state: Some(s),
+            })
+            .collect()
+    } else {
+        a.log
+            .iter()
+            .map(|l| Chain {
+                log: l.clone(),
+                state: None,
+            })
+            .collect()
+    };
+    if let [one] = &chains[..] {
+        let report = verify_chain(a, one)?;
+        if a.format == "json" {
+            let mut v = serde_json::to_value(&report).map_err(|e| e.to_string())?;
+            v["ok"] = Value::Bool(report.ok());
+            println!("{v}");
+        } else {
+            print_report(&report);
+        }
+        return Ok(exit(report.ok()));
+    }
+    if a.key.is_some() {
+        return Err(
+            "`--key` names the key of one chain; with several, each state dir's own key is used"
+                .into(),
+        );
+    }
+    // A fleet: each replica's chain on its own, named by the replica its records carry.
+    let mut all_ok = true;
+    let mut out = Vec::with_capacity(chains.len());
+    for chain in &chains {
+        let report = verify_chain(a, chain)?;
+        let name = replica_of(&chain.log).unwrap_or_else(|| chain.log.display().to_string());
+        all_ok &= report.ok();
+        if a.format == "json" {
+            let mut v = serde_json::to_value(&report).map_err(|e| e.to_string())?;
+            v["ok"] = Value::Bool(report.ok());
+            v["replica"] = Value::String(name);
+            v["log"] = Value::String(chain.log.display().to_string());
+            out.push(v);
+        } else {
+            println!("replica {name} ({}):", chain.log.display());
+            print_report(&report);
+        }
+    }
+    if a.format == "json" {
+        println!("{}", serde_json::json!({"ok": all_ok, "chains": out}));
+    } else {
+        println!(
+            "{}: {} chains",
+            if all_ok { "verified" } else { "FAILED" },
+            chains.len()
+        );
+    }
+    Ok(exit(all_ok))
+}
+
+fn exit(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// The replica the first record of the log at `log` names (records of a fleet carry it).
+fn replica_of(log: &Path) -> Option<String> {
+    let files = if log.is_file() {
+        vec![log.to_owned()]
+    } else {
+        crate::audit::writer::log_files(log).ok()?
+    };
+    let text = std::fs::read_to_string(files.first()?).ok()?;
+    let first: Value = serde_json::from_str(text.lines().next()?).ok()?;
+    first.get("replica")?.as_str().map(str::to_owned)
+}
+
+fn verify_chain(a: &VerifyArgs, chain: &Chain) -> Result<verify::Report, String> {
+    let log = chain.log.clone();
+    let state = chain.state.clone();
     let key = match &a.key {
         Some(k) => {
             let text = if Path::new(k).is_file() {
@@ -203,48 +302,40 @@ fn run_verify(a: &VerifyArgs) -> Result<ExitCode, String> {
         policy_path: a.policy_path.trim_matches('/').to_owned(),
         policy_dir: a.policy.clone(),
     };
-    let report = verify::verify(&opts)?;
-    if a.format == "json" {
-        let mut v = serde_json::to_value(&report).map_err(|e| e.to_string())?;
-        v["ok"] = Value::Bool(report.ok());
-        println!("{v}");
-    } else {
-        for f in &report.findings {
-            let sev = match f.severity {
-                Severity::Error => "error",
-                Severity::Note => "note",
-            };
-            let at = match (&f.file, f.line) {
-                (Some(file), Some(line)) => format!("{file}:{line}: "),
-                (Some(file), None) => format!("{file}: "),
-                _ => String::new(),
-            };
-            let seq = f.seq.map_or_else(String::new, |s| format!("seq {s}: "));
-            println!("{sev}[{}] {at}{seq}{}", f.kind, f.message);
-        }
-        if report.more > 0 {
-            println!("... and {} more findings", report.more);
-        }
-        let span = match (report.first_seq, report.last_seq) {
-            (Some(a), Some(b)) => format!(" (seq {a} to {b})"),
+    verify::verify(&opts)
+}
+
+fn print_report(report: &verify::Report) {
+    for f in &report.findings {
+        let sev = match f.severity {
+            Severity::Error => "error",
+            Severity::Note => "note",
+        };
+        let at = match (&f.file, f.line) {
+            (Some(file), Some(line)) => format!("{file}:{line}: "),
+            (Some(file), None) => format!("{file}: "),
             _ => String::new(),
         };
-        println!(
-            "{}: {} records in {} files{span}, {} of {} checkpoints signed, {} of {} decisions re-evaluated",
-            if report.ok() { "verified" } else { "FAILED" },
-            report.records,
-            report.files,
-            report.checkpoints_valid,
-            report.checkpoints,
-            report.reevaluated,
-            report.decisions
-        );
+        let seq = f.seq.map_or_else(String::new, |s| format!("seq {s}: "));
+        println!("{sev}[{}] {at}{seq}{}", f.kind, f.message);
     }
-    Ok(if report.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    if report.more > 0 {
+        println!("... and {} more findings", report.more);
+    }
+    let span = match (report.first_seq, report.last_seq) {
+        (Some(a), Some(b)) => format!(" (seq {a} to {b})"),
+        _ => String::new(),
+    };
+    println!(
+        "{}: {} records in {} files{span}, {} of {} checkpoints signed, {} of {} decisions re-evaluated",
+        if report.ok() { "verified" } else { "FAILED" },
+        report.records,
+        report.files,
+        report.checkpoints_valid,
+        report.checkpoints,
+        report.reevaluated,
+        report.decisions
+    );
 }
 
 /// Reads the log from `files`/`offsets`, calling `each` for every complete selected record.

@@ -54,8 +54,9 @@ pub struct CreateArgs {
     #[arg(long)]
     pub reason: String,
     /// The policy repository the gateway serves: a delegation wider than what it lets you
-    /// do is refused.
-    #[arg(long, default_value = ".")]
+    /// do is refused. When its `mcpgate.yaml` names `state.postgres`, the delegation (and
+    /// the check of your token) is in that shared database.
+    #[arg(long, visible_alias = "policy", default_value = ".")]
     pub dir: PathBuf,
     /// The gateway's state dir (default `.mcpgate-state`).
     #[arg(long, env = "MCPGATE_STATE")]
@@ -72,6 +73,10 @@ pub struct ListArgs {
     /// The gateway's state dir (default `.mcpgate-state`).
     #[arg(long, env = "MCPGATE_STATE")]
     pub state: Option<PathBuf>,
+    /// The policy folder of a fleet: when its `mcpgate.yaml` names `state.postgres`, the
+    /// delegations are in that shared database rather than the state dir.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -88,6 +93,10 @@ pub struct RevokeArgs {
     /// The gateway's state dir (default `.mcpgate-state`).
     #[arg(long, env = "MCPGATE_STATE")]
     pub state: Option<PathBuf>,
+    /// The policy folder of a fleet: when its `mcpgate.yaml` names `state.postgres`, the
+    /// delegations are in that shared database rather than the state dir.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -106,7 +115,12 @@ fn fail(msg: &str, help: Option<&str>, code: u8) -> ExitCode {
     ExitCode::from(code)
 }
 
-fn open(state: Option<&Path>) -> Result<(PathBuf, Delegations), ExitCode> {
+/// The delegations and the people's tokens: in the shared database when `policy`'s
+/// `mcpgate.yaml` names `state.postgres`, else in the state dir.
+fn open(
+    state: Option<&Path>,
+    policy: Option<&Path>,
+) -> Result<(Delegations, TokenStore), ExitCode> {
     let dir = crate::state::dir_or_default(state);
     if let Err(e) = crate::state::prepare_dir(&dir) {
         return Err(fail(
@@ -115,12 +129,23 @@ fn open(state: Option<&Path>) -> Result<(PathBuf, Delegations), ExitCode> {
             2,
         ));
     }
+    if let Some(policy) = policy {
+        match super::serve::policy_db(policy, &dir) {
+            Ok(Some(pg)) => {
+                let d = Delegations::shared(&pg, super::serve::postgres_tokens(&pg));
+                return Ok((d, super::serve::postgres_tokens(&pg)));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(fail(&e, None, 2)),
+        }
+    }
     let d = Delegations::open(&dir).map_err(|e| fail(&e, None, 2))?;
-    Ok((dir, d))
+    let tokens = TokenStore::open(&dir).map_err(|e| fail(&e.to_string(), None, 2))?;
+    Ok((d, tokens))
 }
 
 /// The person behind the token in `MCPGATE_TOKEN`.
-fn person(state: &Path) -> Result<Authenticated, ExitCode> {
+fn person(store: &TokenStore) -> Result<Authenticated, ExitCode> {
     let token = std::env::var(TOKEN_ENV).unwrap_or_default();
     let token = token.trim();
     if token.is_empty() {
@@ -130,12 +155,13 @@ fn person(state: &Path) -> Result<Authenticated, ExitCode> {
             2,
         ));
     }
-    let store = TokenStore::open(state).map_err(|e| fail(&e.to_string(), None, 2))?;
     match store.verify(token, now_secs()) {
         Ok(record) => Ok(Authenticated::from_token(&record)),
         Err(e @ (TokenError::Unknown | TokenError::Expired | TokenError::Revoked)) => Err(fail(
             &format!("`MCPGATE_TOKEN`: {e}"),
-            Some("use an active token of this gateway's state dir (`mcpgate token list`)"),
+            Some(
+                "use an active token of this gateway (`mcpgate token list`, with `--policy DIR` in a fleet)",
+            ),
             1,
         )),
         Err(e) => Err(fail(&e.to_string(), None, 2)),
@@ -154,11 +180,11 @@ fn create(a: &CreateArgs) -> ExitCode {
         }
         Err(e) => return fail(&e, Some("e.g. `--ttl 1h`"), 2),
     };
-    let (dir, delegations) = match open(a.state.as_deref()) {
+    let (delegations, tokens) = match open(a.state.as_deref(), Some(&a.dir)) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let person = match person(&dir) {
+    let person = match person(&tokens) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -218,7 +244,7 @@ fn record_json(d: &Delegation, now: u64) -> serde_json::Value {
 }
 
 fn list(a: &ListArgs) -> ExitCode {
-    let (_, delegations) = match open(a.state.as_deref()) {
+    let (delegations, _) = match open(a.state.as_deref(), a.policy.as_deref()) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -269,7 +295,7 @@ fn list(a: &ListArgs) -> ExitCode {
 }
 
 fn revoke(a: &RevokeArgs) -> ExitCode {
-    let (_, delegations) = match open(a.state.as_deref()) {
+    let (delegations, _) = match open(a.state.as_deref(), a.policy.as_deref()) {
         Ok(x) => x,
         Err(code) => return code,
     };

@@ -1,8 +1,8 @@
 //! `mcpgate pauses list|unpause`: the principals and sessions a responder paused, from the
-//! state database (the gateway sees a lifted pause at the paused caller's next call, and
-//! records it in the audit then).
+//! state database, or a fleet's shared database with `--policy DIR` (the gateway sees a
+//! lifted pause at the paused caller's next call, and records it in the audit then).
 
-use crate::responders::pauses::{Pause, PauseStore, now_ms};
+use crate::responders::pauses::{Pause, PauseStore, PauseTable, now_ms};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -13,6 +13,10 @@ pub struct Args {
     /// The gateway's state dir (default `.mcpgate-state`).
     #[arg(long, env = "MCPGATE_STATE", global = true)]
     pub state: Option<PathBuf>,
+    /// The policy folder of a fleet: when its `mcpgate.yaml` names `state.postgres`, the
+    /// pauses are in that shared database rather than the state dir.
+    #[arg(long, global = true)]
+    pub policy: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -42,20 +46,33 @@ pub fn run(args: Args) -> ExitCode {
         eprintln!("  help: pass the gateway's `--state` (or set MCPGATE_STATE)");
         return ExitCode::from(2);
     }
-    let store = match PauseStore::open(&state) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+    let shared = match &args.policy {
+        Some(policy) => match super::serve::policy_db(policy, &state) {
+            Ok(pg) => pg,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let store: Box<dyn PauseTable> = match shared {
+        Some(pg) => Box::new(crate::responders::postgres::PgPauses::new(pg)),
+        None => match PauseStore::open(&state) {
+            Ok(s) => Box::new(s),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
     };
     match args.command {
-        Command::List { format } => list(&store, format),
-        Command::Unpause { subject } => unpause(&store, &subject),
+        Command::List { format } => list(store.as_ref(), format),
+        Command::Unpause { subject } => unpause(store.as_ref(), &subject),
     }
 }
 
-fn list(store: &PauseStore, format: Format) -> ExitCode {
+fn list(store: &dyn PauseTable, format: Format) -> ExitCode {
     let pauses = match store.active(now_ms()) {
         Ok(p) => p,
         Err(e) => {
@@ -86,7 +103,7 @@ fn line(p: &Pause) -> String {
     )
 }
 
-fn unpause(store: &PauseStore, subject: &str) -> ExitCode {
+fn unpause(store: &dyn PauseTable, subject: &str) -> ExitCode {
     match store.remove(subject) {
         Ok(0) => {
             eprintln!("error: `{subject}` is not paused");

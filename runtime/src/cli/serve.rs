@@ -135,7 +135,7 @@ pub fn secret_resolver(state: &Path) -> Result<Box<dyn SecretResolver>, String> 
 }
 
 /// The PostgreSQL database `url` names (its references resolved), with the tables of the
-/// tokens and the approvals.
+/// tokens, the approvals, the delegations and the responder pauses.
 ///
 /// # Errors
 /// When the URL cannot be resolved or used, or the database does not answer.
@@ -148,11 +148,13 @@ pub fn shared_db(
     let migrations: Vec<_> = crate::identity::postgres::MIGRATIONS
         .iter()
         .chain(crate::approvals::postgres::MIGRATIONS)
+        .chain(crate::delegation::postgres::MIGRATIONS)
+        .chain(crate::responders::postgres::MIGRATIONS)
         .copied()
         .collect();
     let pg = crate::state::postgres::Pg::open(&url.value, &migrations)
         .map_err(|e| format!("state.postgres: {e}"))?;
-    tracing::info!(postgres = %pg.address(), "gateway tokens and approvals are kept in PostgreSQL");
+    tracing::info!(postgres = %pg.address(), "gateway tokens, approvals, delegations and responder pauses are kept in PostgreSQL");
     Ok(Arc::new(pg))
 }
 
@@ -316,9 +318,15 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let audit = match crate::audit::AuditLog::open(
+    // In a fleet every record names its replica, so merged chains can be told apart.
+    let replica = config
+        .state
+        .as_ref()
+        .map(|s| crate::state::replica_name(Some(s)));
+    let audit = match crate::audit::AuditLog::open_as(
         &config.audit.clone().unwrap_or_default(),
         &state,
+        replica,
     ) {
         Ok(a) => a,
         Err(e) => {
@@ -333,13 +341,6 @@ pub fn run(args: Args) -> ExitCode {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: task registry: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let pauses = match crate::responders::Responders::open(&state) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: responders: {e}");
             return ExitCode::from(2);
         }
     };
@@ -389,6 +390,19 @@ pub fn run(args: Args) -> ExitCode {
             },
             None => None,
         };
+        // A fleet keeps responder pauses in the shared database, so every replica refuses
+        // a paused principal.
+        let pauses = match &shared {
+            Some(pg) => crate::responders::Responders::shared(pg, &state),
+            None => crate::responders::Responders::open(&state),
+        };
+        let pauses = match pauses {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: responders: {e}");
+                return ExitCode::from(2);
+            }
+        };
         let mut identity = match &shared {
             Some(pg) => {
                 let tokens = postgres_tokens(pg);
@@ -403,14 +417,10 @@ pub fn run(args: Args) -> ExitCode {
             None => None,
             Some(_) => {
                 let opened = match &shared {
-                    Some(pg) => crate::delegation::store::SqliteStore::open(&state)
-                        .map(|s| {
-                            crate::delegation::Delegations::with_store(
-                                Arc::new(s),
-                                Some(postgres_tokens(pg)),
-                            )
-                        })
-                        .map_err(|e| e.to_string()),
+                    Some(pg) => Ok(crate::delegation::Delegations::shared(
+                        pg,
+                        postgres_tokens(pg),
+                    )),
                     None => crate::delegation::Delegations::open(&state),
                 };
                 match opened {

@@ -13,6 +13,7 @@
 //! [`Delegations::revoke`]. May use: `identity`, `decision`, `state`, `audit::record` (hex).
 
 pub mod grant;
+pub mod postgres;
 pub mod record;
 pub mod store;
 
@@ -46,6 +47,12 @@ impl Delegations {
             store: Arc::new(store),
             tokens: Some(tokens),
         })
+    }
+
+    /// The service of a fleet: delegations and the people's tokens in PostgreSQL (opened
+    /// with [`postgres::MIGRATIONS`] and the token table's).
+    pub fn shared(pg: &Arc<crate::state::postgres::Pg>, tokens: TokenStore) -> Self {
+        Delegations::with_store(Arc::new(postgres::PgStore::new(pg.clone())), Some(tokens))
     }
 
     /// The service over another store (tests, other backends).

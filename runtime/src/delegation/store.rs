@@ -47,6 +47,9 @@ pub enum StoreError {
     /// The person's token could not be read.
     #[error("token store: {0}")]
     Tokens(String),
+    /// The shared database of a fleet failed.
+    #[error("delegation store: {0}")]
+    Shared(#[from] crate::state::postgres::PgError),
 }
 
 /// Keeps delegations. The gateway, `mcpgate delegate` and other services (a responder
@@ -94,7 +97,7 @@ fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn hash(token: &str) -> [u8; 32] {
+pub(super) fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
@@ -104,15 +107,40 @@ fn random(n: usize) -> Vec<u8> {
     b
 }
 
-fn to_i64(v: u64) -> i64 {
+pub(super) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn to_u64(v: i64) -> u64 {
+pub(super) fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-fn kind_from_str(s: &str) -> PrincipalKind {
+/// A new agent token and the record it stands for (not yet stored).
+pub(super) fn mint(new: NewDelegation, now: u64) -> (String, Delegation) {
+    let token = format!(
+        "{}{}",
+        crate::identity::DELEGATION_TOKEN_PREFIX,
+        URL_SAFE_NO_PAD.encode(random(TOKEN_BYTES))
+    );
+    let id = format!("dlg_{}", crate::audit::record::hex(&random(8)));
+    let d = Delegation {
+        id,
+        person: new.person.id,
+        person_kind: new.person.kind,
+        person_groups: new.person.groups,
+        parent_token: new.parent_token,
+        agent: new.agent,
+        tools: new.tools,
+        reason: new.reason,
+        created: now,
+        expires: now.saturating_add(new.ttl_secs),
+        revoked_at: None,
+        revoked_by: None,
+    };
+    (token, d)
+}
+
+pub(super) fn kind_from_str(s: &str) -> PrincipalKind {
     match s {
         "human" => PrincipalKind::Human,
         "agent" => PrincipalKind::Agent,
@@ -121,7 +149,7 @@ fn kind_from_str(s: &str) -> PrincipalKind {
     }
 }
 
-const COLUMNS: &str = "id, person, person_kind, person_groups, parent_token, agent, tools, \
+pub(super) const COLUMNS: &str = "id, person, person_kind, person_groups, parent_token, agent, tools, \
                        reason, created, expires, revoked_at, revoked_by, hash";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Delegation, Vec<u8>)> {
@@ -172,26 +200,7 @@ impl SqliteStore {
 
 impl DelegationStore for SqliteStore {
     fn insert(&self, new: NewDelegation, now: u64) -> Result<(String, Delegation), StoreError> {
-        let token = format!(
-            "{}{}",
-            crate::identity::DELEGATION_TOKEN_PREFIX,
-            URL_SAFE_NO_PAD.encode(random(TOKEN_BYTES))
-        );
-        let id = format!("dlg_{}", crate::audit::record::hex(&random(8)));
-        let d = Delegation {
-            id,
-            person: new.person.id,
-            person_kind: new.person.kind,
-            person_groups: new.person.groups,
-            parent_token: new.parent_token,
-            agent: new.agent,
-            tools: new.tools,
-            reason: new.reason,
-            created: now,
-            expires: now.saturating_add(new.ttl_secs),
-            revoked_at: None,
-            revoked_by: None,
-        };
+        let (token, d) = mint(new, now);
         let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
         lock(&self.conn).execute(
             "INSERT INTO delegations (id, hash, person, person_kind, person_groups, parent_token,

@@ -145,11 +145,7 @@ impl Gateway {
             ),
             responders: Arc::new(crate::responders::Responders::in_memory()),
             mounted: std::sync::OnceLock::new(),
-            replica: config
-                .state
-                .as_ref()
-                .and_then(|s| s.replica_id.clone())
-                .unwrap_or_else(host_name),
+            replica: crate::state::replica_name(config.state.as_ref()),
         })
     }
 
@@ -239,14 +235,4 @@ impl crate::gitops::ProgramSink for Gateway {
     fn swap(&self, loaded: LoadedProgram) {
         Gateway::swap(self, loaded);
     }
-}
-
-/// The host name (`HOSTNAME`, else `/etc/hostname`), or `-`.
-fn host_name() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "-".to_owned())
 }

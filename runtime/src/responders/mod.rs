@@ -16,6 +16,7 @@
 pub mod event;
 pub mod notify;
 pub mod pauses;
+pub mod postgres;
 pub mod window;
 
 pub use event::{Event, EventKind, Fired};
@@ -23,7 +24,7 @@ pub use event::{Event, EventKind, Fired};
 use crate::audit::AuditLog;
 use crate::delegation::Delegations;
 use mcpgate_compiler::responders::{Action, By, PauseScope, Responder, ResponderSet, Trigger};
-use pauses::{Pause, PauseStore, now_ms};
+use pauses::{Pause, PauseStore, PauseTable, now_ms};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::Path;
@@ -66,12 +67,14 @@ const SCOPES: [PauseScope; 3] = [
 #[derive(Debug)]
 pub struct Responders {
     counters: Arc<dyn CounterStore>,
-    store: Option<Mutex<PauseStore>>,
+    store: Option<Mutex<Box<dyn PauseTable>>>,
     live: Mutex<Live>,
     notifier: notify::Notifier,
     audit: OnceLock<Arc<AuditLog>>,
     /// Where `revoke: delegation` ends a delegation; unset without delegations.
     delegations: OnceLock<Arc<Delegations>>,
+    /// Whether the last read of a shared table failed (its outage is logged once).
+    unreadable: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -94,6 +97,22 @@ impl Responders {
     /// forget a pause).
     pub fn open(state: &Path) -> Result<Responders, String> {
         let store = PauseStore::open(state).map_err(|e| e.to_string())?;
+        Responders::over(Box::new(store), state)
+    }
+
+    /// Pauses in the fleet's shared database (opened with [`postgres::MIGRATIONS`]); secrets
+    /// of webhooks from `state`'s vault.
+    ///
+    /// # Errors
+    /// When the table cannot be read.
+    pub fn shared(
+        pg: &Arc<crate::state::postgres::Pg>,
+        state: &Path,
+    ) -> Result<Responders, String> {
+        Responders::over(Box::new(postgres::PgPauses::new(pg.clone())), state)
+    }
+
+    fn over(store: Box<dyn PauseTable>, state: &Path) -> Result<Responders, String> {
         let now = now_ms();
         let _ = store.purge(now);
         let pauses = store
@@ -113,7 +132,11 @@ impl Responders {
         ))
     }
 
-    fn with(store: Option<PauseStore>, live: Live, notifier: notify::Notifier) -> Responders {
+    fn with(
+        store: Option<Box<dyn PauseTable>>,
+        live: Live,
+        notifier: notify::Notifier,
+    ) -> Responders {
         Responders {
             counters: Arc::new(MemoryCounters::default()),
             store: store.map(Mutex::new),
@@ -121,6 +144,7 @@ impl Responders {
             notifier,
             audit: OnceLock::new(),
             delegations: OnceLock::new(),
+            unreadable: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -176,9 +200,16 @@ impl Responders {
         });
     }
 
-    /// Forgets pauses that ran out, and records those lifted elsewhere.
+    /// Forgets pauses that ran out, and records those lifted elsewhere. In a fleet it also
+    /// learns the pauses other replicas set: one read of the shared table per sweep.
     pub fn sweep(&self) {
         let mut live = lock(&self.live);
+        if let Some(store) = &self.store
+            && lock(store).shared()
+        {
+            self.reload(&mut live, store);
+            return;
+        }
         if live.is_empty() {
             return;
         }
@@ -205,6 +236,45 @@ impl Responders {
                 }
             }
         }
+    }
+
+    /// Replaces the known pauses with those in force in the shared table, recording the
+    /// ones lifted meanwhile. Called with `live` held, so a pause set here while the table
+    /// is read is not mistaken for a lifted one.
+    fn reload(&self, live: &mut Live, store: &Mutex<Box<dyn PauseTable>>) {
+        let now = now_ms();
+        let current = match lock(store).active(now) {
+            Ok(p) => p,
+            Err(e) => {
+                // Known pauses still hold (and are confirmed at each call).
+                if !self
+                    .unreadable
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::warn!(error = %e, "cannot read the shared pauses; pauses set by other replicas are not seen until it answers");
+                }
+                return;
+            }
+        };
+        if self
+            .unreadable
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::info!("the shared pauses can be read again");
+        }
+        let mut fresh = Live::default();
+        for p in current {
+            let scope = PauseScope::parse(&p.scope).unwrap_or(PauseScope::Principal);
+            fresh.map(scope).insert(p.subject.clone(), p);
+        }
+        for scope in SCOPES {
+            for (subject, p) in live.map(scope).iter() {
+                if p.until_ms > now && !fresh.map(scope).contains_key(subject) {
+                    self.lifted(scope, subject, &p.responder);
+                }
+            }
+        }
+        *live = fresh;
     }
 
     fn lifted(&self, scope: PauseScope, subject: &str, responder: &str) {
@@ -652,5 +722,59 @@ mod tests {
         assert!(r.fires(&held.responders[0], &ev(EventKind::Held, "a"), now));
         assert!(!r.fires(&held.responders[0], &ev(EventKind::Held, "b"), now));
         assert!(!r.fires(&held.responders[0], &ev(DENIED, "b"), now));
+    }
+
+    /// One table both "replicas" see, as the fleet's shared table is.
+    #[derive(Debug)]
+    struct SharedTable(Arc<Mutex<PauseStore>>);
+
+    impl PauseTable for SharedTable {
+        fn put(&self, p: &Pause) -> Result<(), String> {
+            lock(&self.0).put(p)
+        }
+        fn get(&self, scope: &str, subject: &str, now_ms: i64) -> Result<Option<Pause>, String> {
+            lock(&self.0).get(scope, subject, now_ms)
+        }
+        fn active(&self, now_ms: i64) -> Result<Vec<Pause>, String> {
+            lock(&self.0).active(now_ms)
+        }
+        fn remove(&self, subject: &str) -> Result<usize, String> {
+            lock(&self.0).remove(subject)
+        }
+        fn purge(&self, now_ms: i64) -> Result<usize, String> {
+            lock(&self.0).purge(now_ms)
+        }
+        fn shared(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn in_a_fleet_the_sweep_learns_pauses_set_elsewhere_and_lifted() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = Arc::new(Mutex::new(PauseStore::in_memory().unwrap()));
+        let a = Responders::over(Box::new(SharedTable(table.clone())), dir.path()).unwrap();
+        let b = Responders::over(Box::new(SharedTable(table.clone())), dir.path()).unwrap();
+        let s = set(
+            Trigger::Denials {
+                count: 1,
+                within_ms: 60_000,
+                by: By::Principal,
+            },
+            vec![PAUSE],
+        );
+        a.observe(&s, &ev(DENIED, "bob"));
+        assert!(a.paused("bob", "s1", None).is_some());
+        // B knows nothing until its sweep reads the shared table.
+        assert!(b.paused("bob", "s2", None).is_none());
+        b.sweep();
+        assert_eq!(b.paused("bob", "s2", None).unwrap().responder, "r");
+        assert!(b.paused("carol", "s2", None).is_none());
+        // Lifted through the table: both let Bob through at his next call.
+        assert_eq!(lock(&table).remove("bob").unwrap(), 1);
+        assert!(a.paused("bob", "s1", None).is_none());
+        assert!(b.paused("bob", "s2", None).is_none());
+        b.sweep();
+        assert!(lock(&b.live).is_empty());
     }
 }

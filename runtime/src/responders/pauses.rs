@@ -1,5 +1,5 @@
-//! Pauses in `state.db`, so a restart keeps them and `mcpgate pauses` (another process)
-//! can list and lift them.
+//! Pauses in `state.db` (or, in a fleet, the shared database: `postgres.rs`), so a restart
+//! keeps them and `mcpgate pauses` (another process) can list and lift them.
 
 use crate::state::db::{self, Migration};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -35,7 +35,42 @@ pub struct Pause {
     pub until_ms: i64,
 }
 
-/// The table, on one connection.
+/// Where pauses are kept: [`PauseStore`] (`state.db`) or the fleet's shared table.
+/// Errors are the store's message.
+pub trait PauseTable: Send + std::fmt::Debug {
+    /// Sets (or extends, or replaces) a pause; a shorter one never cuts a longer one short.
+    ///
+    /// # Errors
+    /// When the row cannot be written.
+    fn put(&self, p: &Pause) -> Result<(), String>;
+    /// The pause of `subject` in `scope`, if it lasts past `now_ms`.
+    ///
+    /// # Errors
+    /// When the table cannot be read.
+    fn get(&self, scope: &str, subject: &str, now_ms: i64) -> Result<Option<Pause>, String>;
+    /// Every pause lasting past `now_ms`, soonest end first.
+    ///
+    /// # Errors
+    /// When the table cannot be read.
+    fn active(&self, now_ms: i64) -> Result<Vec<Pause>, String>;
+    /// Lifts every pause of `subject` (a principal id or a session id); how many there were.
+    ///
+    /// # Errors
+    /// When the table cannot be written.
+    fn remove(&self, subject: &str) -> Result<usize, String>;
+    /// Drops pauses that ended before `now_ms`.
+    ///
+    /// # Errors
+    /// When the table cannot be written.
+    fn purge(&self, now_ms: i64) -> Result<usize, String>;
+    /// Whether every replica of a fleet shares the table (then each looks for the others'
+    /// pauses).
+    fn shared(&self) -> bool {
+        false
+    }
+}
+
+/// The table in `state.db`, on one connection.
 #[derive(Debug)]
 pub struct PauseStore {
     conn: Connection,
@@ -61,12 +96,10 @@ impl PauseStore {
             conn: db::open_in_memory(MIGRATIONS)?,
         })
     }
+}
 
-    /// Sets (or extends, or replaces) a pause.
-    ///
-    /// # Errors
-    /// When the row cannot be written.
-    pub fn put(&self, p: &Pause) -> rusqlite::Result<()> {
+impl PauseTable for PauseStore {
+    fn put(&self, p: &Pause) -> Result<(), String> {
         self.conn.execute(
             "INSERT INTO responder_pauses (scope, subject, responder, reason, created_ms, until_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -80,15 +113,12 @@ impl PauseStore {
                 p.created_ms,
                 p.until_ms
             ],
-        )?;
-        Ok(())
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
     }
 
-    /// The pause of `subject` in `scope`, if it lasts past `now_ms`.
-    ///
-    /// # Errors
-    /// When the table cannot be read.
-    pub fn get(&self, scope: &str, subject: &str, now_ms: i64) -> rusqlite::Result<Option<Pause>> {
+    fn get(&self, scope: &str, subject: &str, now_ms: i64) -> Result<Option<Pause>, String> {
         self.conn
             .query_row(
                 "SELECT scope, subject, responder, reason, created_ms, until_ms
@@ -97,38 +127,33 @@ impl PauseStore {
                 row,
             )
             .optional()
+            .map_err(|e| e.to_string())
     }
 
-    /// Every pause lasting past `now_ms`, soonest end first.
-    ///
-    /// # Errors
-    /// When the table cannot be read.
-    pub fn active(&self, now_ms: i64) -> rusqlite::Result<Vec<Pause>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT scope, subject, responder, reason, created_ms, until_ms
+    fn active(&self, now_ms: i64) -> Result<Vec<Pause>, String> {
+        let read = || -> rusqlite::Result<Vec<Pause>> {
+            let mut stmt = self.conn.prepare(
+                "SELECT scope, subject, responder, reason, created_ms, until_ms
              FROM responder_pauses WHERE until_ms > ?1 ORDER BY until_ms, scope, subject",
-        )?;
-        stmt.query_map([now_ms], row)?.collect()
+            )?;
+            stmt.query_map([now_ms], row)?.collect()
+        };
+        read().map_err(|e| e.to_string())
     }
 
-    /// Lifts every pause of `subject` (a principal id or a session id); how many there were.
-    ///
-    /// # Errors
-    /// When the table cannot be written.
-    pub fn remove(&self, subject: &str) -> rusqlite::Result<usize> {
+    fn remove(&self, subject: &str) -> Result<usize, String> {
         self.conn
             .execute("DELETE FROM responder_pauses WHERE subject = ?1", [subject])
+            .map_err(|e| e.to_string())
     }
 
-    /// Drops pauses that ended before `now_ms`.
-    ///
-    /// # Errors
-    /// When the table cannot be written.
-    pub fn purge(&self, now_ms: i64) -> rusqlite::Result<usize> {
-        self.conn.execute(
-            "DELETE FROM responder_pauses WHERE until_ms <= ?1",
-            [now_ms],
-        )
+    fn purge(&self, now_ms: i64) -> Result<usize, String> {
+        self.conn
+            .execute(
+                "DELETE FROM responder_pauses WHERE until_ms <= ?1",
+                [now_ms],
+            )
+            .map_err(|e| e.to_string())
     }
 }
 

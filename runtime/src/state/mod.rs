@@ -47,3 +47,15 @@ pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
         _ => f(),
     }
 }
+
+/// This replica's name: `state.replica_id`, else the host name (`HOSTNAME`, else
+/// `/etc/hostname`), else `-`.
+pub fn replica_name(state: Option<&mcpgate_compiler::config::StateConfig>) -> String {
+    state
+        .and_then(|s| s.replica_id.clone())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "-".to_owned())
+}
