@@ -526,7 +526,12 @@ fn with_bearer(gw: &Gateway, method: &str, path: &str, token: &str, body: &Value
 /// the echoed text when it passed.
 fn echo_as(gw: &Gateway, token: &str, words: &str) -> (u16, String) {
     let mut c = McpHttp::new(gw.addr(), "/mcp/demo").with_bearer(token);
-    let init = c.post(&mcpgate_tests::http::initialize_request(1));
+    // Under the name the test's delegations are made for (a delegated token is refused
+    // under another); other callers' names do not matter.
+    let init = c.post(&mcpgate_tests::http::initialize_request_as(
+        1,
+        "claude-code",
+    ));
     if init.status != 200 {
         return (init.status, String::new());
     }
