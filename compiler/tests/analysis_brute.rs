@@ -660,3 +660,109 @@ fn targets_whose_rules_keep_their_conditions_are_alike_without_a_search() {
         d.exact
     );
 }
+
+/// Every membership combination the generated cases draw from.
+fn all_memberships() -> Vec<Memberships> {
+    (0..8u8)
+        .map(|bits| {
+            let mut m = Memberships::new();
+            if bits & 1 != 0 {
+                m.insert("alice".into(), vec!["g1".into()]);
+            }
+            if bits & 2 != 0 {
+                m.insert("bob".into(), vec!["g2".into(), "g1".into()]);
+            }
+            if bits & 4 != 0 {
+                m.insert("bot-7".into(), vec!["g2".into()]);
+            }
+            m
+        })
+        .collect()
+}
+
+fn strings(rules: &[&str]) -> Vec<String> {
+    rules.iter().map(|r| (*r).to_owned()).collect()
+}
+
+/// `who-can` and `can` on one policy, over every membership and many grid seeds.
+fn check_policy(rules: &[&str]) {
+    let policy = compile(&strings(rules));
+    let all = principals();
+    for m in all_memberships() {
+        let model = Model::new(&policy, &m, None);
+        for call in calls(&[&policy]) {
+            for seed in 1..16u64 {
+                check_grid(&[&model], &call, None, seed * 7919);
+            }
+            for p in all.iter().step_by(13) {
+                check_grid(&[&model], &call, Some(p), 31);
+            }
+        }
+    }
+}
+
+/// The comparison of `base` with `base` minus its rule `drop` plus `extra`, over pairs of
+/// memberships and many grid seeds.
+fn check_comparison(base: &[&str], extra: &[&str], drop: usize) {
+    let base = strings(base);
+    let mut head = base.clone();
+    head.remove(drop);
+    head.extend(strings(extra));
+    let (pb, ph) = (compile(&base), compile(&head));
+    let all = all_memberships();
+    // Each membership on both sides, and against its complement.
+    for (mb, mh) in all.iter().zip(&all).chain(all.iter().zip(all.iter().rev())) {
+        let (b, h) = (Model::new(&pb, mb, None), Model::new(&ph, mh, None));
+        for call in calls(&[&pb, &ph]) {
+            for seed in 1..12u64 {
+                check_grid(&[&b, &h], &call, None, seed * 7919);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_substring_and_an_order_bound_under_a_group_branch_agree_with_the_vm() {
+    let base = [
+        "allow s.*0 when ((args.s contains \"x\" && args.s < \"m\") || \"g1\" in principal.groups);",
+    ];
+    check_policy(&base);
+    check_comparison(&base, &["allow s.*0;"], 0);
+}
+
+#[test]
+fn a_repeated_order_bound_beside_a_substring_agrees_with_the_vm() {
+    check_policy(&[
+        "allow s.*0 when ((principal.id starts_with \"bot-\" && args.s < \"m\") && (args.s contains \"x\" && args.s < \"m\"));",
+    ]);
+}
+
+/// Where the classes of `args.s` may miss values, the group branch is still answered for
+/// every value of it, and nothing claims every string.
+#[test]
+fn a_branch_decided_without_an_incomplete_value_holds_for_all_of_it() {
+    let policy = compile(&strings(&[
+        "allow s.*0 when ((args.s contains \"x\" && args.s < \"m\") || \"g1\" in principal.groups);",
+    ]));
+    let model = Model::new(&policy, &Memberships::new(), None);
+    let named = targets(&[&policy], None);
+    let reach = mcpgate_compiler::analysis::who_can(&model, &named[0], None);
+    assert!(
+        !reach.complete && reach.incomplete == ["args.s"],
+        "{reach:?}"
+    );
+    let group = reach
+        .access
+        .iter()
+        .find(|a| a.who.iter().any(|c| c.is == "has \"g1\""))
+        .expect("the group's access");
+    assert!(group.when.is_empty(), "{group:?}");
+    assert!(
+        reach
+            .access
+            .iter()
+            .flat_map(|a| &a.when)
+            .all(|c| !c.is.contains("any string")),
+        "{reach:?}"
+    );
+}

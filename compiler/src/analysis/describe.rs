@@ -95,7 +95,12 @@ pub fn classes(space: &Space, var: usize, set: &[u16]) -> String {
                 .filter_map(|c| u16::try_from(c).ok())
                 .filter(|c| !set.contains(c))
                 .collect();
-            if !rest.is_empty() && rest.len() * 2 < set.len() && Domain::of(v) == Domain::Json {
+            // Only over complete classes: "anything but" would take in values no class holds.
+            if d.complete
+                && !rest.is_empty()
+                && rest.len() * 2 < set.len()
+                && Domain::of(v) == Domain::Json
+            {
                 return format!("anything but {}", values(space, d, v, &rest));
             }
             values(space, d, v, set)
@@ -121,7 +126,11 @@ fn values(space: &Space, d: &VarDom, v: &crate::ir::Var, set: &[u16]) -> String 
                 return kinds.join(" or ");
             }
             let mut parts = Vec::new();
+            // With classes that may miss values, a bucket's classes are not "any" of it.
             let full = |b: Bucket| {
+                if !d.complete && b.has_content() {
+                    return false;
+                }
                 let all = d.classes.iter().filter(|c| c.bucket == b).count();
                 all > 0 && picked.iter().filter(|c| c.bucket == b).count() == all
             };
@@ -153,14 +162,13 @@ fn values(space: &Space, d: &VarDom, v: &crate::ir::Var, set: &[u16]) -> String 
                 if mine.is_empty() || (others && non_strings.contains(&bucket)) {
                     continue;
                 }
-                let all = d.classes.iter().filter(|c| c.bucket == bucket).count();
                 match bucket {
                     Bucket::Missing => parts.push("missing".into()),
                     Bucket::Null => parts.push("null".into()),
                     Bucket::False => parts.push("false".into()),
                     Bucket::True => parts.push("true".into()),
                     Bucket::Number => parts.push(numbers(d, &mine)),
-                    _ if mine.len() == all => parts.push(format!("any {}", noun(bucket))),
+                    _ if full(bucket) => parts.push(format!("any {}", noun(bucket))),
                     _ => parts.extend(mine.iter().map(|c| content(space, d, c))),
                 }
             }

@@ -212,8 +212,16 @@ impl TargetAnalysis {
 
 /// Joins regions with the same outcomes that differ in the classes of one variable, and
 /// drops constraints that allow every class: the same sets of requests, fewer lines.
+/// Where a variable's classes may miss values, every class is not every value: such a
+/// constraint stays, or the region would claim its verdict for values never searched.
 fn merge(space: &Space, mut regions: Vec<Region>) -> Vec<Region> {
-    let classes = |v: usize| space.vars.get(v).map_or(0, |d| d.classes.len());
+    let classes = |v: usize| {
+        space
+            .vars
+            .get(v)
+            .filter(|d| d.complete)
+            .map_or(usize::MAX, |d| d.classes.len())
+    };
     loop {
         let mut changed = false;
         let vars: BTreeSet<usize> = regions

@@ -44,6 +44,9 @@ pub struct VarDom {
     pub opaque_atoms: Vec<usize>,
     /// Numeric literals of the atoms: where number classes begin and end.
     pub points: Vec<f64>,
+    /// Every value lies in some class. When not, the classes together are not the whole
+    /// domain: a set of all of them still constrains the variable.
+    pub complete: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -269,6 +272,7 @@ impl Space {
             atoms: Vec::new(),
             opaque_atoms: Vec::new(),
             points: Vec::new(),
+            complete: true,
         });
         self.var_ix.insert(key, i);
         i
@@ -367,6 +371,7 @@ impl Space {
         for vi in 0..self.vars.len() {
             let Some(d) = self.vars.get(vi) else { continue };
             let mut points = Vec::new();
+            let mut complete = true;
             let classes = match &d.key {
                 VarKey::Group(_) => vec![flag(true), flag(false)],
                 VarKey::Opaque(a) => {
@@ -394,6 +399,7 @@ impl Space {
                     let pool = domain::pool(Domain::of(v), &all);
                     if !pool.complete {
                         self.incomplete.insert(text::var(v));
+                        complete = false;
                     }
                     points = pool.points.clone();
                     domain::classes(v, &self.env, &pool.values, &sig)
@@ -402,6 +408,7 @@ impl Space {
             if let Some(d) = self.vars.get_mut(vi) {
                 d.classes = classes;
                 d.points = points;
+                d.complete = complete;
             }
         }
         // Truth of each single-variable atom per class.
@@ -470,6 +477,10 @@ impl Space {
     /// that region's verdicts); opaque atoms and overlaps only add empty regions.
     pub fn covers(&self) -> bool {
         self.incomplete.is_empty()
+    }
+
+    fn complete(&self, v: usize) -> bool {
+        self.vars.get(v).is_some_and(|d| d.complete)
     }
 
     fn eval_atom(&self, side: &SideRules, a: usize, assign: &[Option<u16>]) -> Eval {
@@ -544,9 +555,13 @@ impl Space {
                         Eval::V(t) if t == dominant => return Eval::V(t),
                         Eval::V(Tv::U) => undecided = true,
                         Eval::V(_) => {}
-                        Eval::Split(v) => {
-                            split.get_or_insert(v);
-                        }
+                        // A variable whose classes may miss values is split on last: a
+                        // part decided without it holds for every value, so its regions
+                        // need not be confined to the classes.
+                        Eval::Split(v) => match split {
+                            Some(s) if self.complete(s) || !self.complete(v) => {}
+                            _ => split = Some(v),
+                        },
                     }
                 }
                 match split {
