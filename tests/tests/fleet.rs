@@ -181,40 +181,44 @@ fn an_unusable_redis_url_stops_the_gateway_with_a_clear_error() {
     assert!(!out.contains("hunter2"), "the password was printed: {out}");
 }
 
-/// `mcpgate token ARGS --state STATE --policy REPO` with the database URL in the environment.
-fn token_cli(repo: &PolicyRepo, state: &std::path::Path, pg: &PgDatabase, args: &[&str]) -> String {
+/// `mcpgate COMMAND ARGS --state STATE --policy REPO` with the database URL in the
+/// environment, and `token` (if any) in `MCPGATE_TOKEN`: its output, once it succeeded.
+fn shared_cli(
+    command: &str,
+    repo: &PolicyRepo,
+    state: &std::path::Path,
+    pg: &PgDatabase,
+    token: Option<&str>,
+    args: &[&str],
+) -> String {
     let mut cmd = std::process::Command::new(mcpgate_tests::paths::mcpgate_bin());
-    cmd.arg("token")
+    cmd.arg(command)
         .args(args)
         .arg("--state")
         .arg(state)
         .arg("--policy")
         .arg(repo.path())
         .env("MCPGATE_PG_URL", pg.url());
-    let done = mcpgate_tests::process::run("mcpgate token", &mut cmd, b"", Duration::from_secs(60));
-    assert_eq!(done.code(), 0, "mcpgate token {args:?}:\n{done}");
+    if let Some(t) = token {
+        cmd.env("MCPGATE_TOKEN", t);
+    }
+    let name = format!("mcpgate {command}");
+    let done = mcpgate_tests::process::run(&name, &mut cmd, b"", Duration::from_secs(60));
+    assert_eq!(done.code(), 0, "{name} {args:?}:\n{done}");
     done.stdout.trim().to_owned()
 }
 
-/// `mcpgate approvals ARGS --state STATE --policy REPO` with the database URL set.
+fn token_cli(repo: &PolicyRepo, state: &std::path::Path, pg: &PgDatabase, args: &[&str]) -> String {
+    shared_cli("token", repo, state, pg, None, args)
+}
+
 fn approvals_cli(
     repo: &PolicyRepo,
     state: &std::path::Path,
     pg: &PgDatabase,
     args: &[&str],
 ) -> String {
-    let mut cmd = std::process::Command::new(mcpgate_tests::paths::mcpgate_bin());
-    cmd.arg("approvals")
-        .args(args)
-        .arg("--state")
-        .arg(state)
-        .arg("--policy")
-        .arg(repo.path())
-        .env("MCPGATE_PG_URL", pg.url());
-    let done =
-        mcpgate_tests::process::run("mcpgate approvals", &mut cmd, b"", Duration::from_secs(60));
-    assert_eq!(done.code(), 0, "mcpgate approvals {args:?}:\n{done}");
-    done.stdout.trim().to_owned()
+    shared_cli("approvals", repo, state, pg, None, args)
 }
 
 #[test]
@@ -478,8 +482,7 @@ fn with_postgres_down_token_callers_are_refused_until_it_returns() {
     assert_eq!(get(&gw, "/readyz").0, 200);
 }
 
-/// `mcpgate delegate ARGS --state STATE --policy REPO` with the database URL set, and the
-/// person's token (if any) in `MCPGATE_TOKEN`.
+/// `mcpgate delegate`, as the holder of `token` when one is given.
 fn delegate_cli(
     repo: &PolicyRepo,
     state: &std::path::Path,
@@ -487,21 +490,7 @@ fn delegate_cli(
     token: Option<&str>,
     args: &[&str],
 ) -> String {
-    let mut cmd = std::process::Command::new(mcpgate_tests::paths::mcpgate_bin());
-    cmd.arg("delegate")
-        .args(args)
-        .arg("--state")
-        .arg(state)
-        .arg("--policy")
-        .arg(repo.path())
-        .env("MCPGATE_PG_URL", pg.url());
-    if let Some(t) = token {
-        cmd.env("MCPGATE_TOKEN", t);
-    }
-    let done =
-        mcpgate_tests::process::run("mcpgate delegate", &mut cmd, b"", Duration::from_secs(60));
-    assert_eq!(done.code(), 0, "mcpgate delegate {args:?}:\n{done}");
-    done.stdout.trim().to_owned()
+    shared_cli("delegate", repo, state, pg, token, args)
 }
 
 /// `METHOD path` on `gw` with `token` as the bearer and `body` as JSON.
@@ -647,25 +636,13 @@ fn a_delegation_made_through_one_replica_works_and_ends_on_every_replica() {
     assert_eq!(echo_as(&b, &second, "cli again").0, 401);
 }
 
-/// `mcpgate pauses ARGS --state STATE --policy REPO` with the database URL set.
 fn pauses_cli(
     repo: &PolicyRepo,
     state: &std::path::Path,
     pg: &PgDatabase,
     args: &[&str],
 ) -> String {
-    let mut cmd = std::process::Command::new(mcpgate_tests::paths::mcpgate_bin());
-    cmd.arg("pauses")
-        .args(args)
-        .arg("--state")
-        .arg(state)
-        .arg("--policy")
-        .arg(repo.path())
-        .env("MCPGATE_PG_URL", pg.url());
-    let done =
-        mcpgate_tests::process::run("mcpgate pauses", &mut cmd, b"", Duration::from_secs(60));
-    assert_eq!(done.code(), 0, "mcpgate pauses {args:?}:\n{done}");
-    done.stdout.trim().to_owned()
+    shared_cli("pauses", repo, state, pg, None, args)
 }
 
 #[test]
