@@ -70,13 +70,8 @@ pub struct CreateArgs {
 pub struct ListArgs {
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
-    /// The gateway's state dir (default `.mcpgate-state`).
-    #[arg(long, env = "MCPGATE_STATE")]
-    pub state: Option<PathBuf>,
-    /// The policy folder of a fleet: when its `mcpgate.yaml` names `state.postgres`, the
-    /// delegations are in that shared database rather than the state dir.
-    #[arg(long)]
-    pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: super::StoreArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -90,13 +85,8 @@ pub struct RevokeArgs {
     /// Who revokes (default: the operating-system user).
     #[arg(long)]
     pub by: Option<String>,
-    /// The gateway's state dir (default `.mcpgate-state`).
-    #[arg(long, env = "MCPGATE_STATE")]
-    pub state: Option<PathBuf>,
-    /// The policy folder of a fleet: when its `mcpgate.yaml` names `state.postgres`, the
-    /// delegations are in that shared database rather than the state dir.
-    #[arg(long)]
-    pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: super::StoreArgs,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -244,7 +234,7 @@ fn record_json(d: &Delegation, now: u64) -> serde_json::Value {
 }
 
 fn list(a: &ListArgs) -> ExitCode {
-    let (delegations, _) = match open(a.state.as_deref(), a.policy.as_deref()) {
+    let (delegations, _) = match open(a.store.state.as_deref(), a.store.policy.as_deref()) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -295,7 +285,7 @@ fn list(a: &ListArgs) -> ExitCode {
 }
 
 fn revoke(a: &RevokeArgs) -> ExitCode {
-    let (delegations, _) = match open(a.state.as_deref(), a.policy.as_deref()) {
+    let (delegations, _) = match open(a.store.state.as_deref(), a.store.policy.as_deref()) {
         Ok(x) => x,
         Err(code) => return code,
     };

@@ -4,7 +4,21 @@
 //! The top layer: may use everything; nothing uses it but `main.rs`.
 
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// Where an operator command finds the gateway's records: the state dir, or for a fleet the
+/// policy folder whose `mcpgate.yaml` names the shared database.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// The gateway's state dir (default `.mcpgate-state`).
+    #[arg(long, env = "MCPGATE_STATE")]
+    pub state: Option<PathBuf>,
+    /// The policy folder of a fleet: when its `mcpgate.yaml` names `state.postgres`, the
+    /// records are in that shared database (every replica's) rather than the state dir.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+}
 
 pub mod approvals;
 pub mod assertions;

@@ -6,7 +6,7 @@ use crate::identity::tokens::{NewToken, TokenRecord, TokenStore};
 use crate::session::now_secs;
 use mcpgate_compiler::PrincipalKind;
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -77,13 +77,8 @@ pub struct IssueArgs {
     /// Who issues it (default: the operating-system user).
     #[arg(long)]
     pub issuer: Option<String>,
-    /// The gateway's state dir (default `.mcpgate-state`).
-    #[arg(long, env = "MCPGATE_STATE")]
-    pub state: Option<PathBuf>,
-    /// The policy folder of a fleet: when its `mcpgate.yaml` names `state.postgres`, the
-    /// tokens are kept there (shared by every replica) instead of in the state dir.
-    #[arg(long)]
-    pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: super::StoreArgs,
     /// `text` prints the token alone on stdout; `json` prints the token with its record.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
@@ -93,13 +88,8 @@ pub struct IssueArgs {
 pub struct ListArgs {
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
-    /// The gateway's state dir (default `.mcpgate-state`).
-    #[arg(long, env = "MCPGATE_STATE")]
-    pub state: Option<PathBuf>,
-    /// The policy folder of a fleet: when its `mcpgate.yaml` names `state.postgres`, the
-    /// tokens are kept there (shared by every replica) instead of in the state dir.
-    #[arg(long)]
-    pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: super::StoreArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -113,13 +103,8 @@ pub struct RevokeArgs {
     /// Who revokes (default: the operating-system user).
     #[arg(long)]
     pub by: Option<String>,
-    /// The gateway's state dir (default `.mcpgate-state`).
-    #[arg(long, env = "MCPGATE_STATE")]
-    pub state: Option<PathBuf>,
-    /// The policy folder of a fleet: when its `mcpgate.yaml` names `state.postgres`, the
-    /// tokens are kept there (shared by every replica) instead of in the state dir.
-    #[arg(long)]
-    pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: super::StoreArgs,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -224,7 +209,7 @@ fn issue(a: IssueArgs) -> ExitCode {
         Ok(t) => t,
         Err(e) => return usage(&e, "e.g. `--ttl 8h`"),
     };
-    let store = match open(a.state.as_deref(), a.policy.as_deref()) {
+    let store = match open(a.store.state.as_deref(), a.store.policy.as_deref()) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -279,7 +264,7 @@ fn record_json(r: &TokenRecord, now: u64) -> serde_json::Value {
 }
 
 fn list(a: &ListArgs) -> ExitCode {
-    let store = match open(a.state.as_deref(), a.policy.as_deref()) {
+    let store = match open(a.store.state.as_deref(), a.store.policy.as_deref()) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -348,7 +333,7 @@ fn table(records: &[TokenRecord], now: u64) -> String {
 }
 
 fn revoke(a: &RevokeArgs) -> ExitCode {
-    let store = match open(a.state.as_deref(), a.policy.as_deref()) {
+    let store = match open(a.store.state.as_deref(), a.store.policy.as_deref()) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -356,7 +341,7 @@ fn revoke(a: &RevokeArgs) -> ExitCode {
     let now = now_secs();
     if let Some(subject) = &a.subject {
         // Their agents lose access with them, whichever credential delegated.
-        let dir = crate::state::dir_or_default(a.state.as_deref());
+        let dir = crate::state::dir_or_default(a.store.state.as_deref());
         match crate::delegation::Delegations::open(&dir).and_then(|d| {
             d.revoke_person(subject, &by, now)
                 .map_err(|e| e.to_string())
