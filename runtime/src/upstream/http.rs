@@ -258,6 +258,10 @@ impl HttpSession {
             return match media.as_str() {
                 "application/json" => {
                     let bytes = client::read_body(body, self.up.timeout).await?;
+                    if !lists_tools {
+                        // Parsed when read: a relay that only swaps the id copies it as is.
+                        return Ok(Exchange::raw(bytes, key));
+                    }
                     let message = parse_response(&bytes, &key).ok_or_else(|| {
                         UpstreamError::Protocol(
                             "response body is not the JSON-RPC response to the request".into(),
@@ -268,7 +272,7 @@ impl HttpSession {
                     }
                     let (tx, rx) = mpsc::channel(1);
                     let _ = tx.try_send(Ok(message));
-                    Ok(rx)
+                    Ok(rx.into())
                 }
                 "text/event-stream" => {
                     let (tx, rx) = mpsc::channel(64);
@@ -276,7 +280,7 @@ impl HttpSession {
                         self.clone()
                             .relay_response_stream(body, key, tx, lists_tools),
                     );
-                    Ok(rx)
+                    Ok(rx.into())
                 }
                 other => Err(UpstreamError::Protocol(format!(
                     "unexpected content type `{}`",
@@ -298,7 +302,7 @@ impl HttpSession {
         {
             let (tx, rx) = mpsc::channel(1);
             let _ = tx.try_send(Ok(message));
-            return Ok(rx);
+            return Ok(rx.into());
         }
         Err(client::status_error(status, &bytes, &self.up.headers).into())
     }
