@@ -101,7 +101,9 @@ impl RawResponse {
         }
         let id = serde_json::value::to_raw_value(id).map_err(|_| not_the_response())?;
         top.insert("id".to_owned(), &id);
-        serde_json::to_vec(&top).map_err(|_| not_the_response())
+        let mut out = Vec::with_capacity(self.bytes.len() + id.get().len());
+        serde_json::to_writer(&mut out, &top).map_err(|_| not_the_response())?;
+        Ok(out)
     }
 }
 
