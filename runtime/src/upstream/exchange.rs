@@ -5,9 +5,10 @@
 use super::router::{id_key, is_response};
 use super::{Message, UpstreamError};
 use bytes::Bytes;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use tokio::sync::mpsc;
 
 /// Messages arriving from upstream for one request, ending with its response.
@@ -81,29 +82,98 @@ impl RawResponse {
 
     /// The response with `id` in place of the upstream's, encoded: the members other than
     /// `id` are copied as they came (only the top level is parsed), in the key order a
-    /// parsed message is written in.
+    /// parsed message is written in, a repeated member keeping its last value as there.
     ///
     /// # Errors
     /// As [`RawResponse::parse`], on the same bodies.
     pub fn with_id(&self, id: &Value) -> Result<Vec<u8>, UpstreamError> {
-        let mut top: BTreeMap<String, &RawValue> =
+        let Members(mut top) =
             serde_json::from_slice(&self.bytes).map_err(|_| not_the_response())?;
-        let upstream_id = match top.get("id") {
-            Some(raw) => {
-                serde_json::from_str::<Value>(raw.get()).map_err(|_| not_the_response())?
+        // Sorted as a parsed object's keys are; the sort is stable, so of repeated keys the
+        // last comes last, and it is the one kept.
+        top.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut members: Vec<(Cow<'_, str>, &RawValue)> = Vec::with_capacity(top.len());
+        for (k, v) in top {
+            match members.last_mut() {
+                Some(last) if last.0 == k => last.1 = v,
+                _ => members.push((k, v)),
             }
-            None => return Err(not_the_response()),
+        }
+        let member = |name: &str| members.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+        let Some(upstream_id) = member("id") else {
+            return Err(not_the_response());
         };
-        let answers = !top.contains_key("method")
-            && (top.contains_key("result") || top.contains_key("error"));
-        if !answers || id_key(&upstream_id).as_deref() != Some(self.key.as_str()) {
+        // The id as it came is the key most of the time; otherwise compare as parsing would.
+        let same_id = upstream_id.get() == self.key
+            || serde_json::from_str::<Value>(upstream_id.get())
+                .ok()
+                .and_then(|v| id_key(&v))
+                .is_some_and(|k| k == self.key);
+        let answers =
+            member("method").is_none() && (member("result").is_some() || member("error").is_some());
+        if !answers || !same_id {
             return Err(not_the_response());
         }
-        let id = serde_json::value::to_raw_value(id).map_err(|_| not_the_response())?;
-        top.insert("id".to_owned(), &id);
-        let mut out = Vec::with_capacity(self.bytes.len() + id.get().len());
-        serde_json::to_writer(&mut out, &top).map_err(|_| not_the_response())?;
+        let mut out = Vec::with_capacity(self.bytes.len() + 32);
+        out.push(b'{');
+        for (i, (k, v)) in members.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, k.as_ref()).map_err(|_| not_the_response())?;
+            out.push(b':');
+            if k == "id" {
+                serde_json::to_writer(&mut out, id).map_err(|_| not_the_response())?;
+            } else {
+                out.extend_from_slice(v.get().as_bytes());
+            }
+        }
+        out.push(b'}');
         Ok(out)
+    }
+}
+
+/// The members of a JSON object, values unparsed, keys borrowed when they have no escapes.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Object;
+        impl<'de> Visitor<'de> for Object {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+                let mut out = Vec::with_capacity(4);
+                while let Some(Key(k)) = map.next_key()? {
+                    out.push((k, map.next_value()?));
+                }
+                Ok(Members(out))
+            }
+        }
+        d.deserialize_map(Object)
+    }
+}
+
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl<'de> Visitor<'de> for Name {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(Name)
     }
 }
 
@@ -159,6 +229,34 @@ mod tests {
                 .with_id(&json!(1))
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn repeated_escaped_and_unusual_members_read_as_a_parse_reads_them() {
+        for (body, key) in [
+            (
+                r#"{"jsonrpc":"2.0","id":1,"result":{"a":1},"result":{"b":2}}"#,
+                "1",
+            ),
+            (r#"{"jsonrpc":"2.0","id":1,"\u0072esult":{"a":1}}"#, "1"),
+            (
+                r#"{"jsonrpc":"2.0","id":"\u0041","result":[1, 2.50, "x\n"]}"#,
+                r#""A""#,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"error":{"code":1},"zz":null,"aa":true}"#,
+                "1",
+            ),
+        ] {
+            let out = raw(body, key).with_id(&json!("c")).unwrap();
+            let mut expected = raw(body, key).parse().unwrap();
+            expected["id"] = json!("c");
+            assert_eq!(
+                serde_json::from_slice::<Value>(&out).unwrap(),
+                expected,
+                "{body}"
+            );
+        }
     }
 
     #[tokio::test]
