@@ -4,6 +4,8 @@ gateway forwards upstream: the credentials it injects, and nothing a client shou
 Usage:
     header_recorder_server.py --http RECORD_FILE   Streamable HTTP on 127.0.0.1, a free port;
                                                     prints `recorder listening on 127.0.0.1:PORT`
+    header_recorder_server.py --http-json RECORD_FILE  the same, answering each request with
+                                                    one JSON body instead of an event stream
     header_recorder_server.py --stdio RECORD_FILE  stdio
 
 Every HTTP request is appended to RECORD_FILE as one JSON line:
@@ -129,7 +131,7 @@ class Recorder:
         await self.app(scope, replay, send)
 
 
-async def serve_http() -> None:
+async def serve_http(json_response: bool) -> None:
     import uvicorn
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -137,7 +139,7 @@ async def serve_http() -> None:
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     port = sock.getsockname()[1]
-    app = Recorder(server.streamable_http_app())
+    app = Recorder(server.streamable_http_app(json_response=json_response))
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
     # Listening already: connections wait in the backlog until uvicorn accepts them.
     print(f"recorder listening on 127.0.0.1:{port}", flush=True)
@@ -146,11 +148,11 @@ async def serve_http() -> None:
 
 def main() -> None:
     global record_file
-    if len(sys.argv) != 3 or sys.argv[1] not in ("--http", "--stdio"):
+    if len(sys.argv) != 3 or sys.argv[1] not in ("--http", "--http-json", "--stdio"):
         sys.exit(__doc__)
     record_file = sys.argv[2]
-    if sys.argv[1] == "--http":
-        asyncio.run(serve_http())
+    if sys.argv[1] != "--stdio":
+        asyncio.run(serve_http(sys.argv[1] == "--http-json"))
     else:
         server.run("stdio")
 

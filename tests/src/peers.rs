@@ -124,9 +124,19 @@ impl HttpPeer {
     /// `tests/peers/header_recorder_server.py` over Streamable HTTP: every request it gets
     /// (headers and body) and every tool call is appended to `record` as a JSON line.
     pub fn header_recorder(record: &Path) -> HttpPeer {
+        HttpPeer::recorder("--http", record)
+    }
+
+    /// As [`HttpPeer::header_recorder`], answering each request with one JSON body
+    /// (`application/json`) instead of an event stream.
+    pub fn header_recorder_json(record: &Path) -> HttpPeer {
+        HttpPeer::recorder("--http-json", record)
+    }
+
+    fn recorder(mode: &str, record: &Path) -> HttpPeer {
         let mut cmd = Command::new(paths::python());
         cmd.arg(paths::peer_sources().join("header_recorder_server.py"))
-            .arg("--http")
+            .arg(mode)
             .arg(record);
         let mut proc = Proc::spawn("header recorder (HTTP)", &mut cmd);
         let port = proc.output.wait_for(Duration::from_secs(90), |line| {

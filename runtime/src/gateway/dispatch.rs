@@ -191,7 +191,11 @@ async fn decide_recorded(
             "the gateway could not sign this call's assertion; it was not forwarded",
         ))
     };
-    let prepared = if matches!(d.outcome, Outcome::Allow | Outcome::Approve(_)) {
+    // The request id is drawn only for a server that asks for assertions: it costs a random
+    // draw and an encoding, on every call.
+    let prepared = if matches!(d.outcome, Outcome::Allow | Outcome::Approve(_))
+        && gw.assertion_settings.contains_key(d.target.server())
+    {
         let request_id = pending
             .as_ref()
             .map_or_else(audit::new_request_id, |p| p.request_id().to_owned());

@@ -379,6 +379,9 @@ async fn relay_all(reply: Reply, tx: &mpsc::Sender<Value>, client_id: &Value) {
         Reply::Json(v) => {
             let _ = tx.send(v).await;
         }
+        Reply::Raw(bytes) => {
+            let _ = tx.send(relay::decode(&bytes)).await;
+        }
         Reply::Stream(mut rx) => {
             while let Some(m) = rx.recv().await {
                 if tx.send(m).await.is_err() {

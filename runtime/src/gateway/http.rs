@@ -61,7 +61,15 @@ pub(crate) fn plain(status: StatusCode, text: &str) -> Response<Body> {
 }
 
 pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
-    let mut r = Response::new(full(serde_json::to_vec(value).unwrap_or_default()));
+    encoded_json_response(
+        status,
+        Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
+    )
+}
+
+/// [`json_response`] for a body already encoded.
+fn encoded_json_response(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut r = Response::new(full(body));
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(
@@ -542,6 +550,7 @@ async fn single(
 async fn respond(gw: &Gateway, session: &Arc<Session>, reply: Reply) -> Response<Body> {
     match reply {
         Reply::Json(v) => json_response(StatusCode::OK, &v),
+        Reply::Raw(bytes) => encoded_json_response(StatusCode::OK, bytes),
         Reply::Stream(rx) => sse_response(rx, session.clone()),
         Reply::Accepted => {
             let mut r = Response::new(full(Bytes::new()));
@@ -602,6 +611,7 @@ async fn batch(
             Kind::Request { id, method } => {
                 match dispatch::request(gw, &s, id, &method, item).await {
                     Reply::Json(v) => answers.push(v),
+                    Reply::Raw(bytes) => answers.push(relay::decode(&bytes)),
                     Reply::Stream(mut rx) => {
                         let mut last = None;
                         while let Some(m) = rx.recv().await {

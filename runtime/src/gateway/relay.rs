@@ -10,6 +10,7 @@ use crate::jsonrpc;
 use crate::session::Session;
 
 use crate::upstream::{Exchange, ExtraHeader, Message, UpstreamError, UpstreamSession};
+use bytes::Bytes;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,12 +21,26 @@ use tokio::sync::mpsc;
 pub enum Reply {
     /// One JSON response.
     Json(Value),
+    /// One JSON response, already encoded (the upstream's answer with the client's id).
+    Raw(Bytes),
     /// An SSE stream: related messages, then the response.
     Stream(mpsc::Receiver<Value>),
     /// 202: a notification or response was accepted.
     Accepted,
     /// The upstream forgot the session: 404 so the client re-initializes.
     SessionGone,
+}
+
+/// A [`Reply::Raw`] response parsed back, for the callers that read or change it (it was
+/// checked when it came from upstream, so this does not fail in practice).
+pub fn decode(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|e| {
+        jsonrpc::error(
+            Value::Null,
+            jsonrpc::INTERNAL_ERROR,
+            &format!("cannot read the response: {e}"),
+        )
+    })
 }
 
 /// Applied to the final response before it reaches the client.
@@ -197,6 +212,19 @@ pub async fn forward_with(
             return Reply::Json(upstream_error(client_id, server, &e));
         }
     };
+    // Nothing to change but the id: the upstream's answer goes out as it came, unparsed.
+    if transform.is_none()
+        && let Some(raw) = exchange.take_raw()
+    {
+        guard.disarm();
+        return match raw.with_id(&client_id) {
+            Ok(bytes) => {
+                stats.observe(started.elapsed());
+                Reply::Raw(Bytes::from(bytes))
+            }
+            Err(e) => Reply::Json(upstream_error(client_id, server, &e)),
+        };
+    }
     let finish = move |m: Value, client_id: Value| {
         stats.observe(started.elapsed());
         let m = jsonrpc::with_id(m, client_id);

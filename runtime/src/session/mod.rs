@@ -6,6 +6,7 @@
 
 pub mod inputs;
 pub mod seal;
+mod tool_map;
 
 pub use crate::clock::now_secs;
 pub use crate::identity::Credential;
@@ -16,6 +17,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use tool_map::ToolMap;
 
 /// Server-to-client requests awaiting the client's answer, per session, at most.
 const MAX_PENDING_SERVER_REQUESTS: usize = 1024;
@@ -90,11 +92,11 @@ pub struct Session {
     pub upstreams: BTreeMap<String, UpstreamSession>,
     last_used: AtomicU64,
     next_id: AtomicU64,
-    annotations: Mutex<HashMap<(String, String), ToolAnnotations>>,
+    annotations: Mutex<ToolMap<ToolAnnotations>>,
     /// The `x-mcp-header` marks of each tool as listed to this session.
-    param_marks: Mutex<HashMap<(String, String), Marks>>,
+    param_marks: Mutex<ToolMap<Marks>>,
     /// SHA-256 of each tool definition as listed to this session (`mcpgate.lock` checks).
-    tool_digests: Mutex<HashMap<(String, String), [u8; 32]>>,
+    tool_digests: Mutex<ToolMap<[u8; 32]>>,
     /// Servers whose whole tool list the gateway read for this session.
     tools_fetched: Mutex<std::collections::HashSet<String>>,
     resource_routes: Mutex<HashMap<String, String>>,
@@ -219,14 +221,14 @@ impl Session {
         let mut map = lock(&self.annotations);
         // Bounded: a server listing endless tools cannot grow the session without limit.
         if map.len() < 100_000 {
-            map.insert((server.to_owned(), tool.to_owned()), a);
+            map.insert(server, tool, a);
         }
     }
 
     /// The annotations `server` reported for `tool` (unknown: all `None`).
     pub fn annotations(&self, server: &str, tool: &str) -> ToolAnnotations {
         lock(&self.annotations)
-            .get(&(server.to_owned(), tool.to_owned()))
+            .get(server, tool)
             .copied()
             .unwrap_or_default()
     }
@@ -234,32 +236,27 @@ impl Session {
     /// Remembers the `x-mcp-header` marks of the input schema `server` listed for `tool`.
     pub fn set_param_marks(&self, server: &str, tool: &str, marks: Vec<Mark>) {
         let mut map = lock(&self.param_marks);
-        let key = (server.to_owned(), tool.to_owned());
-        if map.len() < 100_000 || map.contains_key(&key) {
-            map.insert(key, marks.into());
+        if map.len() < 100_000 || map.contains(server, tool) {
+            map.insert(server, tool, marks.into());
         }
     }
 
     /// The marks of `tool` as `server` last listed it in this session (`None`: not listed).
     pub fn param_marks(&self, server: &str, tool: &str) -> Option<Arc<[Mark]>> {
-        lock(&self.param_marks)
-            .get(&(server.to_owned(), tool.to_owned()))
-            .cloned()
+        lock(&self.param_marks).get(server, tool).cloned()
     }
 
     /// Remembers the hash of the definition `server` listed for `tool`.
     pub fn set_tool_digest(&self, server: &str, tool: &str, digest: [u8; 32]) {
         let mut map = lock(&self.tool_digests);
         if map.len() < 100_000 {
-            map.insert((server.to_owned(), tool.to_owned()), digest);
+            map.insert(server, tool, digest);
         }
     }
 
     /// The hash of the definition `server` last listed for `tool` in this session.
     pub fn tool_digest(&self, server: &str, tool: &str) -> Option<[u8; 32]> {
-        lock(&self.tool_digests)
-            .get(&(server.to_owned(), tool.to_owned()))
-            .copied()
+        lock(&self.tool_digests).get(server, tool).copied()
     }
 
     /// Records that the gateway read every page of `server`'s tool list.

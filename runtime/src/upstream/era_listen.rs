@@ -89,7 +89,7 @@ impl Subscribed {
         };
         let (tx, rx) = mpsc::channel(1);
         let _ = tx.try_send(Ok(response));
-        Some(rx)
+        Some(rx.into())
     }
 }
 

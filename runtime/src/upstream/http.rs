@@ -7,7 +7,7 @@ use super::router::{id_key, is_response};
 use super::sse::SseParser;
 use super::{Exchange, Message, SessionState, UpstreamError};
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -16,11 +16,14 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-const SESSION_HEADER: &str = "mcp-session-id";
-const VERSION_HEADER: &str = "mcp-protocol-version";
-const LAST_EVENT_HEADER: &str = "last-event-id";
-const METHOD_HEADER: &str = "mcp-method";
-const NAME_HEADER: &str = "mcp-name";
+// Header names and fixed values as constants: parsing a `&str` name or value copies it,
+// on every request.
+const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
+const VERSION_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version");
+const LAST_EVENT_HEADER: HeaderName = HeaderName::from_static("last-event-id");
+const METHOD_HEADER: HeaderName = HeaderName::from_static("mcp-method");
+const NAME_HEADER: HeaderName = HeaderName::from_static("mcp-name");
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
 /// Reconnections in a row without a new event, when a response stream drops before its
 /// response.
 const MAX_RESUMES: u32 = 3;
@@ -152,7 +155,7 @@ impl HttpSession {
         let mut b = Request::builder()
             .method(method)
             .uri(self.up.url.clone())
-            .header(ACCEPT, accept);
+            .header(ACCEPT, HeaderValue::from_static(accept));
         for (name, value) in &self.up.headers.map {
             b = b.header(name, value);
         }
@@ -174,7 +177,7 @@ impl HttpSession {
             .map_err(|e| UpstreamError::Protocol(format!("cannot encode message: {e}")))?;
         let mut b = self
             .builder(Method::POST, "application/json, text/event-stream")
-            .header(CONTENT_TYPE, "application/json");
+            .header(CONTENT_TYPE, JSON);
         if let Some(headers) = b.headers_mut() {
             modern_headers(message, headers, &self.up.params);
             if let Some((name, value)) = extra {
@@ -258,6 +261,10 @@ impl HttpSession {
             return match media.as_str() {
                 "application/json" => {
                     let bytes = client::read_body(body, self.up.timeout).await?;
+                    if !lists_tools {
+                        // Parsed when read: a relay that only swaps the id copies it as is.
+                        return Ok(Exchange::raw(bytes, key));
+                    }
                     let message = parse_response(&bytes, &key).ok_or_else(|| {
                         UpstreamError::Protocol(
                             "response body is not the JSON-RPC response to the request".into(),
@@ -268,7 +275,7 @@ impl HttpSession {
                     }
                     let (tx, rx) = mpsc::channel(1);
                     let _ = tx.try_send(Ok(message));
-                    Ok(rx)
+                    Ok(rx.into())
                 }
                 "text/event-stream" => {
                     let (tx, rx) = mpsc::channel(64);
@@ -276,7 +283,7 @@ impl HttpSession {
                         self.clone()
                             .relay_response_stream(body, key, tx, lists_tools),
                     );
-                    Ok(rx)
+                    Ok(rx.into())
                 }
                 other => Err(UpstreamError::Protocol(format!(
                     "unexpected content type `{}`",
@@ -298,7 +305,7 @@ impl HttpSession {
         {
             let (tx, rx) = mpsc::channel(1);
             let _ = tx.try_send(Ok(message));
-            return Ok(rx);
+            return Ok(rx.into());
         }
         Err(client::status_error(status, &bytes, &self.up.headers).into())
     }

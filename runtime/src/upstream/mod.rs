@@ -38,6 +38,7 @@ mod connect;
 pub mod era;
 mod era_listen;
 mod error;
+mod exchange;
 mod http;
 pub mod inventory;
 mod param_headers;
@@ -54,6 +55,7 @@ use crate::http_client as client;
 use crate::vault::references as secrets;
 pub use build::DEFAULT_TIMEOUT;
 pub use error::UpstreamError;
+pub use exchange::{Exchange, RawResponse};
 pub(crate) use session::final_response;
 pub use session::{ExtraHeader, SessionState, UpstreamSession};
 pub use stdio::StdioProcesses;
@@ -61,15 +63,9 @@ pub use stdio::StdioProcesses;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// One JSON-RPC message, parsed.
 pub type Message = Value;
-
-/// Messages arriving from upstream for one request, ending with its response.
-/// The channel closes after the response, or early when the upstream fails (then the last
-/// item is an `Err`).
-pub type Exchange = mpsc::Receiver<Result<Message, UpstreamError>>;
 
 use mcpgate_compiler::config::Protocol;
 

@@ -292,7 +292,7 @@ impl Router {
                 router.forget(&key);
             }
         });
-        out
+        out.into()
     }
 }
 

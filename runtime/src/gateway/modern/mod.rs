@@ -15,7 +15,7 @@ pub mod resources;
 
 use crate::gateway::Gateway;
 use crate::gateway::http::{Body, json_response, plain, sse_response};
-use crate::gateway::relay::Reply;
+use crate::gateway::relay::{self, Reply};
 use crate::gateway::{dispatch, sessions, version};
 use crate::identity::Authenticated;
 use crate::jsonrpc::{self, Kind};
@@ -204,6 +204,11 @@ pub async fn post(
                     return answer(&v);
                 }
                 let v = finish(gw, &method, v);
+                return answer(&v);
+            }
+            // The stateless answer is rewritten: an encoded one is parsed first.
+            Reply::Raw(bytes) => {
+                let v = finish(gw, &method, relay::decode(&bytes));
                 return answer(&v);
             }
             Reply::Stream(rx) => {

@@ -49,7 +49,9 @@ pub fn on_call(
     pending: Option<&Pending>,
     inner: Option<Transform>,
 ) -> Option<Transform> {
-    if jsonrpc::method(message) != Some("tools/call") || message.pointer("/params/task").is_none() {
+    // `get` chains, not a pointer: a pointer allocates per segment, and this runs per call.
+    let task = message.get("params").and_then(|p| p.get("task"));
+    if jsonrpc::method(message) != Some("tools/call") || task.is_none() {
         return inner;
     }
     let registry = gw.tasks.clone();
