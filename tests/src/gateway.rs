@@ -145,6 +145,15 @@ impl Gateway {
         self.proc.output.text()
     }
 
+    /// Whether the gateway prints a line containing `text` within a few seconds: its output
+    /// is read by another thread, so a line written just before an answer may arrive after.
+    pub fn wait_for_log(&self, text: &str) -> bool {
+        self.proc
+            .output
+            .wait_for(STARTUP, |l| l.contains(text).then_some(()))
+            .is_some()
+    }
+
     /// Stops the gateway and returns everything it printed (stdout and stderr).
     pub fn stop(mut self) -> String {
         self.proc.kill();

@@ -302,9 +302,13 @@ fn discover_merges_the_upstreams_of_the_aggregated_endpoint() {
             && names.contains(&"everything__echo".to_owned()),
         "{names:?}"
     );
-    let log = gateway.log();
-    assert!(log.contains("upstream speaks the stateless era"), "{log}");
-    assert!(log.contains("upstream speaks the legacy era"), "{log}");
+    for era in ["stateless", "legacy"] {
+        assert!(
+            gateway.wait_for_log(&format!("upstream speaks the {era} era")),
+            "{}",
+            gateway.log()
+        );
+    }
 }
 
 #[test]

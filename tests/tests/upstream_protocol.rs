@@ -102,10 +102,10 @@ fn a_stateless_setting_refuses_a_legacy_server_clearly() {
         "{init}\n{}",
         gateway.log()
     );
-    let log = gateway.log();
     assert!(
-        log.contains("upstream does not speak protocol 2026-07-28"),
-        "{log}"
+        gateway.wait_for_log("upstream does not speak protocol 2026-07-28"),
+        "{}",
+        gateway.log()
     );
 }
 
