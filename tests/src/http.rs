@@ -260,6 +260,16 @@ impl McpHttp {
             "initialize through {} failed: {response}",
             self.path
         );
+        // A 200 can carry a JSON-RPC error (a refused client name, an unknown version).
+        let answered = response
+            .messages()
+            .into_iter()
+            .rfind(|m| m.get("id") == Some(&json!(1)));
+        assert!(
+            answered.as_ref().is_some_and(|m| m.get("result").is_some()),
+            "initialize through {} was not answered with a result: {response}",
+            self.path
+        );
         self.session = response.header("mcp-session-id").map(str::to_owned);
         let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
         let ack = self.post(&note);
