@@ -790,3 +790,46 @@ responders:
     assert_eq!(done.code(), 1, "{done}");
     assert!(done.stdout.contains("FAILED: 2 chains"), "{done}");
 }
+
+/// With `state.redis`, responder counts are shared: denials spread over two replicas make
+/// one count, so the replica that sees the third fires (alone, each saw fewer).
+#[test]
+fn denials_spread_over_replicas_make_one_responder_count() {
+    let redis = Redis::start();
+    let config = json!({
+        "servers": {"demo": {"command": "mcpgate", "args": ["demo-server"]}},
+        "state": {"redis": "${env:MCPGATE_REDIS_URL}"},
+    });
+    let responders = "\
+responders:
+  - name: spread-denials
+    when: { denials: 3, by: same principal, within: 1h }
+    do:
+      - pause: session
+        for: 1h
+";
+    let rules = "allow demo.echo;\n@id(\"no-adds\")\ndeny demo.add because \"no sums\";\n";
+    let repo = PolicyRepo::with(&config, rules).file("responders.yaml", responders);
+    let url = redis.url();
+    let env = [("MCPGATE_REDIS_URL", url.as_str())];
+    let (a, b) = (
+        Gateway::start_with_env(&repo, &[], &env),
+        Gateway::start_with_env(&repo, &[], &env),
+    );
+    let (on_a, on_b) = (client(&a), client(&b));
+    let add = json!({"a": 1, "b": 2});
+    assert!(denied(&call(&on_a, 2, "add", add.clone())));
+    assert!(denied(&call(&on_b, 2, "add", add.clone())));
+    // Two denials in all: nobody is paused yet.
+    assert_eq!(text(&call(&on_b, 3, "echo", json!({"text": "b"}))), "b");
+    assert_eq!(text(&call(&on_a, 3, "echo", json!({"text": "a"}))), "a");
+    // The third, on A: A's session is paused, B's goes on.
+    assert!(denied(&call(&on_a, 4, "add", add)));
+    let refused = text(&call(&on_a, 5, "echo", json!({"text": "a"})));
+    assert!(
+        refused.contains("paused by responder `spread-denials`"),
+        "{refused}\n{}",
+        a.log()
+    );
+    assert_eq!(text(&call(&on_b, 4, "echo", json!({"text": "b"}))), "b");
+}

@@ -194,17 +194,18 @@ pub fn postgres_tokens(
 }
 
 /// The quota store `state.redis` names (its references resolved), else the in-process one.
-fn quota_store(
+/// The Redis of `state.redis` (its references resolved), if one is named.
+fn shared_redis(
     state: Option<&mcpgate_compiler::config::StateConfig>,
     secrets: &dyn SecretResolver,
-) -> Result<Arc<dyn crate::quota::QuotaStore>, String> {
+) -> Result<Option<Arc<crate::quota::RedisStore>>, String> {
     let Some(url) = state.and_then(|s| s.redis.as_deref()) else {
-        return Ok(Arc::new(crate::quota::MemoryStore::new()));
+        return Ok(None);
     };
     let url = crate::vault::references::resolve_references(url, secrets)?;
     let store = crate::quota::RedisStore::open(&url.value)?;
-    tracing::info!(redis = %store.address(), "quota counts are kept in Redis");
-    Ok(Arc::new(store))
+    tracing::info!(redis = %store.address(), "quota and responder counts are kept in Redis");
+    Ok(Some(Arc::new(store)))
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -436,8 +437,8 @@ pub fn run(args: Args) -> ExitCode {
                 }
             }
         };
-        let quotas = match quota_store(config.state.as_ref(), &secrets) {
-            Ok(q) => q,
+        let redis = match shared_redis(config.state.as_ref(), &secrets) {
+            Ok(r) => r,
             Err(e) => {
                 eprintln!("error: state.redis: {e}");
                 eprintln!(
@@ -445,6 +446,16 @@ pub fn run(args: Args) -> ExitCode {
                 );
                 return ExitCode::from(2);
             }
+        };
+        let quotas: Arc<dyn crate::quota::QuotaStore> = match &redis {
+            Some(r) => r.clone(),
+            None => Arc::new(crate::quota::MemoryStore::new()),
+        };
+        let pauses = match &redis {
+            Some(r) => pauses.with_counters(Arc::new(crate::responders::redis::RedisCounters::new(
+                r.clone(),
+            ))),
+            None => pauses,
         };
         let gw = match Gateway::new(&config, loaded, sealer, bound, &secrets) {
             Ok(g) => Arc::new(

@@ -220,6 +220,30 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// Runs `script` with `keys` and integer `args` on a pooled connection (under
+    /// `block_in_place` on the gateway's runtime), for another service's shared counts on the
+    /// same Redis; the same resting after a failure as quota calls.
+    ///
+    /// # Errors
+    /// When Redis does not answer, or answers something else than a list of integers.
+    pub fn eval(
+        &self,
+        script: &redis::Script,
+        keys: &[String],
+        args: &[i64],
+    ) -> Result<Vec<i64>, String> {
+        let mut call = script.prepare_invoke();
+        for k in keys {
+            call.key(k);
+        }
+        for a in args {
+            call.arg(*a);
+        }
+        blocking(|| self.round_trip(|c| call.invoke(c)))
+    }
+}
+
 /// The bucket of one ask: the rule id's length keeps `rule:key` pairs apart.
 fn key(ask: &Ask<'_>) -> String {
     format!("{PREFIX}{}:{}:{}", ask.rule.len(), ask.rule, ask.key)

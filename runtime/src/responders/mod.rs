@@ -17,6 +17,7 @@ pub mod event;
 pub mod notify;
 pub mod pauses;
 pub mod postgres;
+pub mod redis;
 pub mod window;
 
 pub use event::{Event, EventKind, Fired};
@@ -151,6 +152,13 @@ impl Responders {
     /// Lets `revoke: delegation` end delegations kept by `d`.
     pub fn set_delegations(&self, d: Arc<Delegations>) {
         let _ = self.delegations.set(d);
+    }
+
+    /// Keeps the trigger counts in `counters` (Redis in a fleet) instead of this process.
+    #[must_use]
+    pub fn with_counters(mut self, counters: Arc<dyn CounterStore>) -> Responders {
+        self.counters = counters;
+        self
     }
 
     /// Records every action in `log` from now on.

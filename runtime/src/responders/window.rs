@@ -1,5 +1,5 @@
-//! Counting events in sliding windows. The store is a trait so counts can later live where
-//! every replica sees them; [`MemoryCounters`] keeps them in this process.
+//! Counting events in sliding windows. The store is a trait: [`MemoryCounters`] keeps them
+//! in this process, `responders::redis::RedisCounters` where every replica sees them.
 //!
 //! Memory is bounded: a key keeps at most `count` timestamps (older ones cannot matter), and
 //! the number of keys is capped, stale keys (nothing within their window) going first.
