@@ -3,6 +3,29 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
+/// The event records named `name` (`responder.paused`, ...) in the audit files in `dir`.
+pub fn events(dir: &Path, name: &str) -> Vec<Value> {
+    records(dir)
+        .into_iter()
+        .filter(|r| r["type"] == "event" && r["event"] == name)
+        .collect()
+}
+
+/// The first event named `name` in `dir`, waiting up to `timeout` for it: events are
+/// written without waiting for the disk, so one may land just after the answer.
+pub fn wait_for_event(dir: &Path, name: &str, timeout: std::time::Duration) -> Option<Value> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(e) = events(dir, name).into_iter().next() {
+            return Some(e);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Every complete record of the audit files in `dir`, oldest file first. Only
 /// newline-terminated lines are records (a line being written is left out); a complete line
 /// that is not JSON fails the test.

@@ -573,19 +573,13 @@ const RESPONDERS: &str = r#"responders:
 "#;
 
 fn responder_event(gw: &Gateway, name: &str) -> Value {
-    for _ in 0..100 {
-        let found = audit_log::records(&gw.state().join("audit"))
-            .into_iter()
-            .find(|r| r["type"] == "event" && r["event"] == name);
-        if let Some(r) = found {
-            return r;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!(
-        "no `{name}` event in the audit log; gateway log:\n{}",
-        gw.log()
-    );
+    audit_log::wait_for_event(&gw.state().join("audit"), name, Duration::from_secs(5))
+        .unwrap_or_else(|| {
+            panic!(
+                "no `{name}` event in the audit log; gateway log:\n{}",
+                gw.log()
+            )
+        })
 }
 
 #[test]

@@ -61,10 +61,7 @@ fn pauses(gw: &Gateway, args: &[&str]) -> mcpgate_tests::process::Finished {
 }
 
 fn events(gw: &Gateway, name: &str) -> Vec<Value> {
-    audit_log::records(&gw.state().join("audit"))
-        .into_iter()
-        .filter(|r| r["type"] == "event" && r["event"] == name)
-        .collect()
+    audit_log::events(&gw.state().join("audit"), name)
 }
 
 #[test]
@@ -294,18 +291,8 @@ fn responders_arrive_with_a_policy_change_and_pause_a_session() {
 
 /// Waits (bounded) until the audit holds an event `name`, and returns it.
 fn wait_for_event(gw: &Gateway, name: &str) -> Value {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        if let Some(e) = events(gw, name).into_iter().next() {
-            return e;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no `{name}` in the audit; gateway log:\n{}",
-            gw.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    audit_log::wait_for_event(&gw.state().join("audit"), name, WAIT)
+        .unwrap_or_else(|| panic!("no `{name}` in the audit; gateway log:\n{}", gw.log()))
 }
 
 #[test]
