@@ -88,6 +88,20 @@ pub struct PgDatabase {
     url: String,
 }
 
+/// The URL with its password (if any) replaced, for messages.
+fn mask_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
 fn psql(url: &str, sql: &str) -> crate::process::Finished {
     let mut cmd = Command::new("psql");
     cmd.args([url, "-v", "ON_ERROR_STOP=1", "-qtAc", sql]);
@@ -103,6 +117,13 @@ impl PgDatabase {
                  (after `apt-get install postgresql`; .ci/run does both)"
             )
         });
+        // A URL with anything around it (a notice captured with it) would reach psql as a
+        // database name, and psql would try the local socket as the current user instead.
+        assert!(
+            admin.starts_with("postgres://") && !admin.contains(char::is_whitespace),
+            "{PG_URL_ENV} is not one postgres:// URL: {:?}",
+            mask_password(&admin)
+        );
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let nanos = std::time::SystemTime::now()
@@ -114,7 +135,8 @@ impl PgDatabase {
         assert_eq!(
             done.code(),
             0,
-            "cannot create a test database on {PG_URL_ENV}:\n{done}"
+            "cannot create a test database on {PG_URL_ENV} ({}):\n{done}",
+            mask_password(&admin)
         );
         let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
         let url = format!("{base}/{name}");
