@@ -13,41 +13,58 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// The canonical one-line encoding of `value` (sorted keys, no whitespace).
 pub fn canonical(value: &Value) -> String {
-    let mut out = String::with_capacity(256);
-    write_canonical(value, &mut out);
-    out
+    let mut out = Vec::with_capacity(256);
+    canonical_into(value, &mut out);
+    // serde_json writes UTF-8 only; the lossy path is never taken.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+/// Appends the canonical encoding of `value` to `out`: the writer encodes each record
+/// straight into the batch it writes, with no string per key or scalar.
+pub fn canonical_into(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                if let Some(v) = map.get(k) {
-                    write_canonical(v, out);
-                }
+            out.push(b'{');
+            // serde_json's map is a BTreeMap (sorted) unless a dependency turns on
+            // `preserve_order`; sort only when the keys are not in byte order already.
+            if map.keys().is_sorted() {
+                write_members(map.iter(), out);
+            } else {
+                let mut members: Vec<(&String, &Value)> = map.iter().collect();
+                members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                write_members(members.into_iter(), out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                write_canonical(v, out);
+                canonical_into(v, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => write_json(scalar, out),
     }
+}
+
+fn write_members<'a>(members: impl Iterator<Item = (&'a String, &'a Value)>, out: &mut Vec<u8>) {
+    for (i, (k, v)) in members.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json(k, out);
+        out.push(b':');
+        canonical_into(v, out);
+    }
+}
+
+/// A scalar or a key as serde_json writes it (compact, its escapes).
+fn write_json<T: serde::Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) {
+    // Writing a string, number, bool or null to a Vec cannot fail.
+    let _ = serde_json::to_writer(out, v);
 }
 
 /// SHA-256 of `line`, hex.
@@ -93,12 +110,32 @@ pub fn rfc3339(secs: u64, micros: u32) -> String {
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
+    // Every record carries one: digits written in place, not through `format!`.
+    match (u32::try_from(y), micros) {
+        (Ok(year @ 0..=9999), 0..=999_999) => {
+            let mut b = *b"0000-00-00T00:00:00.000000Z";
+            let mut put = |at: usize, width: usize, mut n: u64| {
+                for i in (at..at + width).rev() {
+                    b[i] = b'0' + (n % 10) as u8;
+                    n /= 10;
+                }
+            };
+            put(0, 4, u64::from(year));
+            put(5, 2, u64::from(m));
+            put(8, 2, u64::from(d));
+            put(11, 2, rem / 3600);
+            put(14, 2, (rem / 60) % 60);
+            put(17, 2, rem % 60);
+            put(20, 6, u64::from(micros));
+            String::from_utf8_lossy(&b).into_owned()
+        }
+        _ => format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+            rem / 3600,
+            (rem / 60) % 60,
+            rem % 60
+        ),
+    }
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's method).
@@ -119,6 +156,58 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The encoding records were chained with before `canonical_into`: every key and scalar
+    /// through `Value`'s Display. The two must agree byte for byte, or old logs stop verifying.
+    fn reference(value: &Value, out: &mut String) {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort_unstable();
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(k.clone()).to_string());
+                    out.push(':');
+                    reference(&map[k.as_str()], out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    reference(v, out);
+                }
+                out.push(']');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+
+    #[test]
+    fn canonical_matches_the_reference_encoding_byte_for_byte() {
+        let cases = [
+            json!({"z": 1, "a": "x", "m": {"b": [1, 2.5, -3, 1e300, null, true], "a": {}}}),
+            json!({"esc": "quote \" back \\ nl \n tab \t ctl \u{1} del \u{7f}", "é": "ü😀"}),
+            json!({"": "", "A": 0, "a": -0.0, "aa": [[], [{}], [[1]]], "B": u64::MAX, "i": i64::MIN}),
+            json!([{"k2": 2, "k10": 10, "k1": 1}, "s", 0.1, 12345678901234567890_u64]),
+            json!("just a string \u{2028}"),
+            json!(null),
+        ];
+        for v in cases {
+            let mut want = String::new();
+            reference(&v, &mut want);
+            assert_eq!(canonical(&v), want, "{v}");
+            let mut bytes = b"prefix".to_vec();
+            canonical_into(&v, &mut bytes);
+            assert_eq!(&bytes[6..], want.as_bytes());
+        }
+    }
 
     #[test]
     fn canonical_sorts_keys_at_every_level_and_has_no_spaces() {
@@ -150,5 +239,7 @@ mod tests {
             rfc3339(1_767_225_599, 999_999),
             "2025-12-31T23:59:59.999999Z"
         );
+        // Past year 9999 the digits widen, as `format!` writes them.
+        assert_eq!(rfc3339(253_402_300_800, 0), "10000-01-01T00:00:00.000000Z");
     }
 }

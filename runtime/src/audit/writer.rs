@@ -21,7 +21,9 @@
 //! not write): the writer refuses everything from then on.
 
 use crate::audit::keys;
-use crate::audit::record::{Fields, GENESIS, canonical, hash_hex, hex, now_rfc3339};
+use crate::audit::record::{
+    Fields, GENESIS, canonical, canonical_into, hash_hex, hex, now_rfc3339,
+};
 use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
 use std::fs::{File, OpenOptions};
@@ -377,9 +379,9 @@ impl Writer {
             }
             fields.insert("seq".into(), json!(seq));
             fields.insert("prev".into(), Value::String(prev));
-            let line = canonical(&Value::Object(fields));
-            prev = hash_hex(line.as_bytes());
-            buf.extend_from_slice(line.as_bytes());
+            let start = buf.len();
+            canonical_into(&Value::Object(fields), &mut buf);
+            prev = hash_hex(&buf[start..]);
             buf.push(b'\n');
             acks.push((seq, ack));
             seq += 1;
