@@ -85,6 +85,9 @@ pub struct Gateway {
     pub delegations: Option<Arc<crate::delegation::Delegations>>,
     /// Which principal created which upstream task (in memory unless [`Gateway::with_tasks`]).
     pub tasks: Arc<dyn crate::tasks::TaskStore>,
+    /// The held tools a fleet shares (`state.postgres`); unset, each replica holds only
+    /// what it lists itself.
+    pub held_pins: Option<Arc<crate::lock::fleet::FleetHolds>>,
     /// Counts the decision stream for `responders.yaml` and keeps the pauses (in memory
     /// unless [`Gateway::with_responders`]).
     pub responders: Arc<crate::responders::Responders>,
@@ -143,6 +146,7 @@ impl Gateway {
             tasks: Arc::new(
                 crate::tasks::SqliteTasks::in_memory().map_err(|e| format!("task store: {e}"))?,
             ),
+            held_pins: None,
             responders: Arc::new(crate::responders::Responders::in_memory()),
             mounted: std::sync::OnceLock::new(),
             replica: crate::state::replica_name(config.state.as_ref()),
@@ -187,6 +191,13 @@ impl Gateway {
     #[must_use]
     pub fn with_tasks(mut self, store: Arc<dyn crate::tasks::TaskStore>) -> Gateway {
         self.tasks = store;
+        self
+    }
+
+    /// Shares held tools with the other replicas through `holds`.
+    #[must_use]
+    pub fn with_held_pins(mut self, holds: Option<Arc<crate::lock::fleet::FleetHolds>>) -> Gateway {
+        self.held_pins = holds;
         self
     }
 
