@@ -1015,6 +1015,12 @@ fn with_postgres_down_task_requests_are_refused_until_it_returns() {
         );
         assert!(r.get("result").is_none(), "{method} was relayed: {r}");
     }
+    let (status, ready) = get(&gw, "/readyz");
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(
+        ready["stores"]["tasks"],
+        json!({"store": "postgres", "up": false})
+    );
 
     pg.restore();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -1037,6 +1043,7 @@ fn with_postgres_down_task_requests_are_refused_until_it_returns() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert_eq!(get(&gw, "/readyz").1["stores"]["tasks"]["up"], true);
 }
 
 /// `mcpgate lock .` in `repo`, with the database URL its config names in the environment.

@@ -103,6 +103,12 @@ pub trait TaskStore: Send + Sync + std::fmt::Debug {
     /// `"sqlite"` or `"postgres"`, for `/status`.
     fn kind(&self) -> &'static str;
 
+    /// Whether a shared store answers: the error when it does not (`/readyz`). The
+    /// embedded store is not probed.
+    fn probe(&self) -> Option<String> {
+        None
+    }
+
     /// The first of `servers` (in order) on which `principal` owns `task_id`.
     ///
     /// # Errors

@@ -172,4 +172,8 @@ impl TaskStore for PgTasks {
     fn kind(&self) -> &'static str {
         "postgres"
     }
+
+    fn probe(&self) -> Option<String> {
+        self.pg.probe()
+    }
 }
