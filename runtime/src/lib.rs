@@ -32,6 +32,7 @@ pub mod identity;
 pub mod lock;
 pub mod quota;
 pub mod responders;
+pub mod tasks;
 pub mod vault;
 // The decision core.
 pub mod decision;

@@ -41,6 +41,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "lock",
             "quota",
             "responders",
+            "tasks",
             "vault",
         ],
     ),

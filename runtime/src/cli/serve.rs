@@ -135,7 +135,8 @@ pub fn secret_resolver(state: &Path) -> Result<Box<dyn SecretResolver>, String> 
 }
 
 /// The PostgreSQL database `url` names (its references resolved), with the tables of the
-/// tokens, the approvals, the delegations and the responder pauses.
+/// tokens, the approvals, the delegations, the responder pauses, the task owners and the held
+/// tools.
 ///
 /// # Errors
 /// When the URL cannot be resolved or used, or the database does not answer.
@@ -150,11 +151,13 @@ pub fn shared_db(
         .chain(crate::approvals::postgres::MIGRATIONS)
         .chain(crate::delegation::postgres::MIGRATIONS)
         .chain(crate::responders::postgres::MIGRATIONS)
+        .chain(crate::tasks::postgres::MIGRATIONS)
+        .chain(crate::lock::fleet::MIGRATIONS)
         .copied()
         .collect();
     let pg = crate::state::postgres::Pg::open(&url.value, &migrations)
         .map_err(|e| format!("state.postgres: {e}"))?;
-    tracing::info!(postgres = %pg.address(), "gateway tokens, approvals, delegations and responder pauses are kept in PostgreSQL");
+    tracing::info!(postgres = %pg.address(), "gateway tokens, approvals, delegations, responder pauses, task owners and held tools are kept in PostgreSQL");
     Ok(Arc::new(pg))
 }
 
@@ -338,13 +341,6 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let tasks = match crate::gateway::tasks::Registry::open(&state) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: task registry: {e}");
-            return ExitCode::from(2);
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -437,6 +433,25 @@ pub fn run(args: Args) -> ExitCode {
                 }
             }
         };
+        // A fleet keeps task owners in the shared database, so a task created through one
+        // replica is reached by its owner through any other.
+        let tasks: Arc<dyn crate::tasks::TaskStore> = match &shared {
+            Some(pg) => Arc::new(crate::tasks::postgres::PgTasks::new(pg.clone())),
+            None => match crate::tasks::SqliteTasks::open(&state) {
+                Ok(t) => Arc::new(t),
+                Err(e) => {
+                    eprintln!("error: task store: {e}");
+                    return ExitCode::from(2);
+                }
+            },
+        };
+        // A fleet shares the tools a replica found changed since review.
+        let held_pins = shared.as_ref().map(|pg| {
+            Arc::new(crate::lock::fleet::FleetHolds::new(
+                Box::new(crate::lock::fleet::PgHeld::new(pg.clone())),
+                &crate::state::replica_name(config.state.as_ref()),
+            ))
+        });
         let redis = match shared_redis(config.state.as_ref(), &secrets) {
             Ok(r) => r,
             Err(e) => {
@@ -461,6 +476,7 @@ pub fn run(args: Args) -> ExitCode {
             Ok(g) => Arc::new(
                 g.with_identity(identity)
                     .with_tasks(tasks)
+                    .with_held_pins(held_pins)
                     .with_responders(pauses)
                     .with_delegations(delegations)
                     .with_assertions(assertions)

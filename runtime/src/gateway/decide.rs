@@ -202,6 +202,7 @@ impl ListKind {
 /// tool annotations and resource routes are remembered; with `namespace`, names get the
 /// `server{sep}` prefix. Returns (shown, hidden).
 pub fn filter_page(
+    holds: Option<&crate::lock::fleet::FleetHolds>,
     loaded: &LoadedProgram,
     session: &Session,
     server: &str,
@@ -227,7 +228,7 @@ pub fn filter_page(
         }
         // Under `lock: enforce`, a tool that is new or changed since review is held.
         if kind == ListKind::Tools
-            && !crate::gateway::lock_gate::list_item(loaded, session, server, name, item)
+            && !crate::gateway::lock_gate::list_item(holds, loaded, session, server, name, item)
         {
             return false;
         }

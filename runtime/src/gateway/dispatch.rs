@@ -226,8 +226,15 @@ fn filter_transform(
 ) -> Transform {
     Box::new(move |mut m: Value| {
         if let Some(result) = m.get_mut("result") {
-            let (shown, hidden) =
-                decide::filter_page(&loaded, &session, &server, kind, result, None);
+            let (shown, hidden) = decide::filter_page(
+                gw.held_pins.as_deref(),
+                &loaded,
+                &session,
+                &server,
+                kind,
+                result,
+                None,
+            );
             audit::record_list(
                 gw.audit.get(),
                 &loaded,
@@ -589,7 +596,15 @@ async fn list(
         kind.method(),
         kind.key(),
         |server, result| {
-            let (s, h) = decide::filter_page(loaded, session, server, kind, result, Some(sep));
+            let (s, h) = decide::filter_page(
+                gw.held_pins.as_deref(),
+                loaded,
+                session,
+                server,
+                kind,
+                result,
+                Some(sep),
+            );
             (shown, hidden) = (shown + s, hidden + h);
         },
     )

@@ -216,6 +216,13 @@ impl Gateway {
 
     fn status_json(&self) -> Value {
         let loaded = self.program.load_full();
+        let mut lock = crate::lock::gate::status_json(&loaded.pins);
+        if let Some(holds) = &self.held_pins {
+            lock["fleet"] = holds.status_json(|h| {
+                crate::lock::gate::watched_pin(&loaded.pins, &h.server, &h.tool)
+                    .is_some_and(|p| mcpgate_compiler::lock::canonical::hex(&p) == h.pinned)
+            });
+        }
         json!({
             "version": env!("CARGO_PKG_VERSION"),
             "program": {
@@ -226,7 +233,7 @@ impl Gateway {
             "upstreams": self.upstreams.keys().collect::<Vec<_>>(),
             "sessions": self.sessions.len(),
             "policy": self.policy.get().map(|p| p.status_json()),
-            "lock": crate::lock::gate::status_json(&loaded.pins),
+            "lock": lock,
             "state": crate::gateway::status::state_json(self),
         })
     }

@@ -84,7 +84,10 @@ pub struct Gateway {
     /// Delegations to agents (`POST /delegations`); unset without an `identity` section.
     pub delegations: Option<Arc<crate::delegation::Delegations>>,
     /// Which principal created which upstream task (in memory unless [`Gateway::with_tasks`]).
-    pub tasks: Arc<tasks::Registry>,
+    pub tasks: Arc<dyn crate::tasks::TaskStore>,
+    /// The held tools a fleet shares (`state.postgres`); unset, each replica holds only
+    /// what it lists itself.
+    pub held_pins: Option<Arc<crate::lock::fleet::FleetHolds>>,
     /// Counts the decision stream for `responders.yaml` and keeps the pauses (in memory
     /// unless [`Gateway::with_responders`]).
     pub responders: Arc<crate::responders::Responders>,
@@ -141,8 +144,9 @@ impl Gateway {
             assertions: None,
             delegations: None,
             tasks: Arc::new(
-                tasks::Registry::in_memory().map_err(|e| format!("task registry: {e}"))?,
+                crate::tasks::SqliteTasks::in_memory().map_err(|e| format!("task store: {e}"))?,
             ),
+            held_pins: None,
             responders: Arc::new(crate::responders::Responders::in_memory()),
             mounted: std::sync::OnceLock::new(),
             replica: crate::state::replica_name(config.state.as_ref()),
@@ -183,10 +187,17 @@ impl Gateway {
         self
     }
 
-    /// Keeps task ownership in `registry` (the state dir's, shared by replicas).
+    /// Keeps task owners in `store` (the state dir's, or a fleet's PostgreSQL).
     #[must_use]
-    pub fn with_tasks(mut self, registry: tasks::Registry) -> Gateway {
-        self.tasks = Arc::new(registry);
+    pub fn with_tasks(mut self, store: Arc<dyn crate::tasks::TaskStore>) -> Gateway {
+        self.tasks = store;
+        self
+    }
+
+    /// Shares held tools with the other replicas through `holds`.
+    #[must_use]
+    pub fn with_held_pins(mut self, holds: Option<Arc<crate::lock::fleet::FleetHolds>>) -> Gateway {
+        self.held_pins = holds;
         self
     }
 

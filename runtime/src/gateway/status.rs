@@ -40,6 +40,11 @@ fn stores(gw: &Gateway) -> Vec<(&'static str, &'static str, Option<String>)> {
         let error = (kind == "postgres").then(|| approvals.probe()).flatten();
         out.push(("approvals", kind, error));
     }
+    // The embedded task store is the state dir's, like the gateway itself: only a shared
+    // one can be down while the gateway runs.
+    if gw.tasks.kind() == "postgres" {
+        out.push(("tasks", gw.tasks.kind(), gw.tasks.probe()));
+    }
     out
 }
 

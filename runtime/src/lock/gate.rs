@@ -110,6 +110,41 @@ fn list_keeps(
     sp.mode != LockMode::Enforce
 }
 
+/// For a pinned tool of a server the lock watches (not `off`): its pinned digest and
+/// whether the listed definition (hashing to `digest`) differs from it.
+pub fn pin_state(
+    pins: &Pins,
+    server: &str,
+    name: &str,
+    digest: &[u8; 32],
+) -> Option<([u8; 32], bool)> {
+    let sp = pins.server(server)?;
+    if sp.mode == LockMode::Off {
+        return None;
+    }
+    let pinned = sp.tool(name)?.digest;
+    Some((pinned, *digest != pinned))
+}
+
+/// The pinned digest of `server.name`, when the lock watches its server (not `off`).
+pub fn watched_pin(pins: &Pins, server: &str, name: &str) -> Option<[u8; 32]> {
+    let sp = pins.server(server)?;
+    if sp.mode == LockMode::Off {
+        return None;
+    }
+    sp.tool(name).map(|t| t.digest)
+}
+
+/// The pinned digest of `server.name` when calls to it are refused while it is held
+/// (the server is under `enforce` and pins the tool).
+pub fn enforced_pin(pins: &Pins, server: &str, name: &str) -> Option<[u8; 32]> {
+    let sp = pins.server(server)?;
+    if sp.mode != LockMode::Enforce {
+        return None;
+    }
+    sp.tool(name).map(|t| t.digest)
+}
+
 /// Whether deciding a call to `server.name` needs the digest of the tool's current
 /// definition (the server is pinned, not `off`, and pins the tool).
 pub fn needs_digest(pins: &Pins, server: &str, name: &str) -> bool {

@@ -1,9 +1,9 @@
 //! Tasks (2025-11-25, experimental): a task-augmented `tools/call` is decided like any call;
 //! the task its upstream creates is recorded for the calling principal, and `tasks/get`,
 //! `tasks/result`, `tasks/cancel` and `tasks/list` reach only the caller's own tasks. Task
-//! ids pass unchanged; on `/mcp` the registry says which upstream created a task.
-
-pub mod registry;
+//! ids pass unchanged; on `/mcp` the task store says which upstream created a task. When the
+//! store does not answer, task requests are refused with [`STORE_DOWN`], never relayed
+//! unchecked.
 
 use crate::audit::decision::{Pending, record_task_outcome};
 use crate::decision::delegation::caller_key;
@@ -12,8 +12,8 @@ use crate::gateway::relay::{self, Reply, Transform};
 use crate::gateway::{Gateway, LoadedProgram, decide, redact};
 use crate::jsonrpc;
 use crate::session::{Endpoint, Session};
+use crate::tasks::{NewTask, Owned, TaskStoreError, now_ms};
 use mcpgate_compiler::Target;
-pub use registry::{NewTask, Owned, Registry, now_ms};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -27,6 +27,16 @@ pub fn handles(method: &str) -> bool {
         method,
         "tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/list"
     )
+}
+
+/// The refusal of a task request while the task store does not answer (JSON-RPC
+/// `-32603`): the owner cannot be checked, so nothing is relayed.
+pub const STORE_DOWN: &str =
+    "task store unavailable: the task's owner cannot be checked; retry in 1s";
+
+fn store_down(client_id: Value, method: &str, e: &TaskStoreError) -> Value {
+    tracing::warn!(method, error = %e, "task request refused: the task store does not answer");
+    jsonrpc::error(client_id, jsonrpc::INTERNAL_ERROR, STORE_DOWN)
 }
 
 fn unknown_task(client_id: Value) -> Reply {
@@ -127,9 +137,14 @@ pub async fn request(
     let now = now_ms();
     let owned = match &session.endpoint {
         Endpoint::Server(server) => gw.tasks.owned(principal, server, task_id, now),
-        Endpoint::Aggregate => gw
-            .tasks
-            .find(principal, task_id, session.upstreams.keys(), now),
+        Endpoint::Aggregate => {
+            gw.tasks
+                .find(principal, task_id, &mut session.upstreams.keys(), now)
+        }
+    };
+    let owned = match owned {
+        Ok(o) => o,
+        Err(e) => return Reply::Json(store_down(client_id, method, &e)),
     };
     let Some(task) = owned else {
         tracing::debug!(session = %session.sid, method, "task request refused: not the caller's task");
@@ -233,8 +248,15 @@ async fn list_one(
     let name = server.to_owned();
     let transform: Transform = Box::new(move |mut m: Value| {
         if let Some(result) = m.get_mut("result") {
-            let owned = registry.owned_ids(&principal, &name, now_ms());
-            filter_page(result, &owned);
+            match registry.owned_ids(&principal, &name, now_ms()) {
+                Ok(owned) => {
+                    filter_page(result, &owned);
+                }
+                Err(e) => {
+                    let id = m.get("id").cloned().unwrap_or(Value::Null);
+                    return store_down(id, "tasks/list", &e);
+                }
+            }
         }
         m
     });
@@ -259,18 +281,29 @@ async fn list_all(
     message: &Value,
 ) -> Value {
     let principal = &*caller_key(&session.principal);
+    let mut failed = None;
     let walked = pages::walk(
         gw,
         session,
         message,
         "tasks/list",
         "tasks",
-        |server, result| {
-            let owned = gw.tasks.owned_ids(principal, server, now_ms());
-            filter_page(result, &owned);
+        |server, result| match gw.tasks.owned_ids(principal, server, now_ms()) {
+            Ok(owned) => {
+                filter_page(result, &owned);
+            }
+            Err(e) => {
+                // Nothing of this page is the caller's as far as can be told; the whole
+                // answer is the store-down refusal below.
+                filter_page(result, &std::collections::HashSet::new());
+                failed = Some(e);
+            }
         },
     )
     .await;
+    if let Some(e) = failed {
+        return store_down(client_id, "tasks/list", &e);
+    }
     match walked {
         Ok((items, next)) => pages::answer(client_id, "tasks", items, next),
         Err(_) => jsonrpc::error(client_id, jsonrpc::INVALID_PARAMS, "invalid cursor"),
