@@ -1189,3 +1189,101 @@ fn with_postgres_down_calls_to_pinned_tools_are_refused() {
     let passed = transfer_until(&c, 100, |r| !denied(r));
     assert_eq!(text(&passed), "moved 5 from a1", "{passed}");
 }
+
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=Test", "-c", "user.email=test@example.com"])
+        .args(["-c", "commit.gpgsign=false"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn commit_policy(dir: &std::path::Path, rules: &str) -> String {
+    let config = json!({
+        "servers": {"demo": {"command": "mcpgate", "args": ["demo-server"]}},
+        "state": {"redis": "${env:MCPGATE_REDIS_URL}"},
+    });
+    std::fs::write(dir.join("mcpgate.yaml"), config.to_string()).unwrap();
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(dir.join("policies/main.mcpg"), rules).unwrap();
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "policy"]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+fn live_commit(gw: &Gateway) -> String {
+    let (_, status) = get(gw, "/status");
+    status["policy"]["live"]["commit"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn a_commit_one_replica_puts_live_is_fetched_by_the_others_at_once() {
+    let redis = Redis::start();
+    let repo = tempfile::tempdir().unwrap();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    let first = commit_policy(repo.path(), "allow demo.echo, demo.add;\n");
+    // They poll once an hour: only A's announcement can bring B the new commit.
+    let args: Vec<String> = [
+        "--policy-repo",
+        repo.path().to_str().unwrap(),
+        "--poll",
+        "1h",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let url = redis.url();
+    let env = [
+        ("MCPGATE_REDIS_URL", url.as_str()),
+        ("MCPGATE_ADMIN_TOKEN", "sync-me"),
+    ];
+    let states: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let replicas: Vec<Gateway> = states
+        .iter()
+        .map(|s| Gateway::start_in(s.path(), &args, &env))
+        .collect();
+    let (a, b) = (&replicas[0], &replicas[1]);
+    assert_eq!(live_commit(b), first);
+    let cb = client(b);
+    let r = call(&cb, 2, "echo", json!({"text": "before"}));
+    assert!(!denied(&r), "{r}");
+
+    let second = commit_policy(repo.path(), "allow demo.add;\n");
+    let r = request(
+        a.addr(),
+        "POST",
+        "/admin/sync",
+        &[("authorization", "Bearer sync-me")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(live_commit(a), second);
+    // B goes live with the same commit without being asked (bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while live_commit(b) != second {
+        assert!(
+            Instant::now() < deadline,
+            "B never fetched the commit A announced: {}",
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Not allowed any more: B answers as for a tool it does not have.
+    let r = call(&cb, 3, "echo", json!({"text": "after"}));
+    assert_eq!(
+        r["error"]["code"], -32602,
+        "the new commit decides on B: {r}"
+    );
+}

@@ -36,6 +36,7 @@ pub mod pauses;
 pub mod schema;
 pub mod secret;
 pub mod serve;
+pub mod serve_fanout;
 pub mod sessions;
 pub mod test;
 pub mod token;

@@ -561,6 +561,14 @@ pub fn run(args: Args) -> ExitCode {
         }
         syncer.attach(&gw);
         let _ = gw.policy.set(syncer.clone());
+        if let Some(r) = &redis {
+            super::serve_fanout::start(
+                r,
+                &crate::state::replica_name(config.state.as_ref()),
+                &syncer,
+                &gw.responders,
+            );
+        }
         if args.policy_repo.is_some() {
             syncer.spawn_poll(args.poll);
         } else if let Err(e) = watch::spawn(&args.policy, syncer.clone()) {

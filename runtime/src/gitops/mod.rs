@@ -15,6 +15,7 @@ pub mod watch;
 use crate::clock::now_secs;
 use crate::decision::LoadedProgram;
 use crate::metrics::{self, Metrics};
+use crate::state::fanout::{Announce, Event};
 use build::{Built, Rejected};
 use fetch::{GitSource, Head};
 use mcpgate_compiler::Program;
@@ -126,6 +127,8 @@ pub struct Syncer {
     pub admin: admin::AdminAuth,
     /// How often the repository is polled, once polling runs.
     poll: OnceLock<std::time::Duration>,
+    /// Told of each commit that goes live (on the sync's blocking thread).
+    announce: OnceLock<Announce>,
 }
 
 /// What the gateway starts with.
@@ -270,6 +273,7 @@ impl Syncer {
             metrics,
             admin,
             poll: OnceLock::new(),
+            announce: OnceLock::new(),
         });
         Start {
             syncer,
@@ -325,6 +329,7 @@ impl Syncer {
             metrics: Metrics::default(),
             admin,
             poll: OnceLock::new(),
+            announce: OnceLock::new(),
         });
         Ok(Start {
             syncer,
@@ -367,6 +372,16 @@ impl Syncer {
             }
         }
         self.status_json()
+    }
+
+    /// Tells `announce` of every commit that goes live from the repository from now on.
+    pub fn announce_with(&self, announce: Announce) {
+        let _ = self.announce.set(announce);
+    }
+
+    /// The commit being served, when it came from a repository.
+    pub fn live_commit(&self) -> Option<String> {
+        self.lock().live.commit.clone()
     }
 
     /// Syncs every `every` until the runtime ends.
@@ -473,8 +488,10 @@ impl Syncer {
         {
             // Same program (a commit that changed nothing the program holds).
             if let Some(h) = head {
-                st.live.commit = Some(h.commit);
+                st.live.commit = Some(h.commit.clone());
                 st.live.commit_time = Some(h.time);
+                drop(st);
+                self.announce(&h.commit);
             }
             return;
         }
@@ -509,7 +526,20 @@ impl Syncer {
         st.last_build_ms = Some(ms);
         st.fail_closed = None;
         tracing::info!(commit = ?live.commit, program = %hash, tests = b.tests, build_ms = ms, "policy swapped in");
+        let commit = live.commit.clone();
         st.live = live;
+        drop(st);
+        if let Some(c) = commit {
+            self.announce(&c);
+        }
+    }
+
+    fn announce(&self, commit: &str) {
+        if let Some(a) = self.announce.get() {
+            (a.0)(Event::Policy {
+                commit: commit.to_owned(),
+            });
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Status> {

@@ -76,6 +76,8 @@ pub struct Responders {
     delegations: OnceLock<Arc<Delegations>>,
     /// Whether the last read of a shared table failed (its outage is logged once).
     unreadable: std::sync::atomic::AtomicBool,
+    /// Told when this replica sets a pause (a fleet's fan-out: the others reread now).
+    announce: OnceLock<crate::state::fanout::Announce>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -146,12 +148,18 @@ impl Responders {
             audit: OnceLock::new(),
             delegations: OnceLock::new(),
             unreadable: std::sync::atomic::AtomicBool::new(false),
+            announce: OnceLock::new(),
         }
     }
 
     /// Lets `revoke: delegation` end delegations kept by `d`.
     pub fn set_delegations(&self, d: Arc<Delegations>) {
         let _ = self.delegations.set(d);
+    }
+
+    /// Tells `announce` of each pause this process sets (a fleet's replicas reread theirs).
+    pub fn announce_with(&self, announce: crate::state::fanout::Announce) {
+        let _ = self.announce.set(announce);
     }
 
     /// Keeps the trigger counts in `counters` (Redis in a fleet) instead of this process.
@@ -513,6 +521,9 @@ impl Responders {
             live.map(scope).retain(|_, x| x.until_ms > now);
             live.map(scope).insert(subject.clone(), p.clone());
         }
+        if let Some(a) = self.announce.get() {
+            (a.0)(crate::state::fanout::Event::Pauses);
+        }
         let span = mcpgate_compiler::duration::format(Duration::from_millis(for_ms));
         self.record(
             "responder.paused",
@@ -784,5 +795,27 @@ mod tests {
         assert!(b.paused("bob", "s2", None).is_none());
         b.sweep();
         assert!(lock(&b.live).is_empty());
+    }
+
+    #[test]
+    fn a_pause_set_here_is_announced_and_a_denial_alone_is_not() {
+        use crate::state::fanout::{Announce, Event};
+        let r = Responders::in_memory();
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let sink = told.clone();
+        r.announce_with(Announce(Box::new(move |e| lock(&sink).push(e))));
+        let s = set(
+            Trigger::Denials {
+                count: 2,
+                within_ms: 60_000,
+                by: By::Principal,
+            },
+            vec![PAUSE],
+        );
+        r.observe(&s, &ev(DENIED, "bob"));
+        assert!(lock(&told).is_empty());
+        r.observe(&s, &ev(DENIED, "bob"));
+        assert!(r.paused("bob", "s1", None).is_some());
+        assert_eq!(*lock(&told), vec![Event::Pauses]);
     }
 }

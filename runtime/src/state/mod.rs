@@ -6,7 +6,10 @@
 //! Bottom layer: uses nothing of the crate.
 
 pub mod db;
+pub mod fanout;
 pub mod postgres;
+#[cfg(test)]
+pub mod test_redis;
 
 use std::path::{Path, PathBuf};
 
