@@ -7,6 +7,7 @@
 
 pub mod db;
 pub mod postgres;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 
