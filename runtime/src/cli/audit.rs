@@ -357,6 +357,9 @@ struct Follower {
     dir: PathBuf,
     /// (file, bytes consumed).
     position: Option<(PathBuf, u64)>,
+    /// A poll stops after the file that brings it to this many lines (memory stays within
+    /// about one file for a long log); the next poll goes on from there.
+    limit: usize,
 }
 
 impl Follower {
@@ -385,6 +388,9 @@ impl Follower {
                 }
             }
             self.position = Some((f, start + complete as u64));
+            if out.len() >= self.limit {
+                break;
+            }
         }
         Ok(out)
     }
@@ -403,6 +409,7 @@ fn run_tail(a: &TailArgs) -> Result<ExitCode, String> {
     let mut follower = Follower {
         dir,
         position: None,
+        limit: usize::MAX,
     };
     let mut last = std::collections::VecDeque::new();
     for line in follower.poll()? {
@@ -449,6 +456,7 @@ fn run_query(a: &QueryArgs) -> Result<ExitCode, String> {
     let mut follower = Follower {
         dir,
         position: None,
+        limit: usize::MAX,
     };
     let mut out = std::io::stdout().lock();
     for line in follower.poll()? {
@@ -483,6 +491,7 @@ fn run_export(a: &ExportArgs) -> Result<ExitCode, String> {
     let mut follower = Follower {
         dir,
         position: None,
+        limit: usize::MAX,
     };
     loop {
         for line in follower.poll()? {
@@ -524,11 +533,13 @@ fn export_to_postgres(
     let mut follower = Follower {
         dir,
         position: None,
+        limit: 50_000,
     };
     let mut total = crate::audit::postgres::Exported::default();
     loop {
-        let lines: Vec<String> = follower
-            .poll()?
+        let polled = follower.poll()?;
+        let more = !polled.is_empty();
+        let lines: Vec<String> = polled
             .into_iter()
             .filter(|l| selected(filter, l).is_some())
             .collect();
@@ -546,6 +557,9 @@ fn export_to_postgres(
                 pg.address(),
                 total.differing.join(", ")
             ));
+        }
+        if more {
+            continue;
         }
         if !a.follow {
             println!(

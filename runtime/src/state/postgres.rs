@@ -105,8 +105,13 @@ impl Pg {
     ) -> Result<Pg, PgError> {
         let unusable = |e: String| PgError::Url("the value of `state.postgres`".into(), e);
         let (rest, verify) = take_sslmode(url).map_err(unusable)?;
-        let mut config: tokio_postgres::Config =
-            rest.parse().map_err(|e| unusable(format!("{e}")))?;
+        // The cause names the option (`unknown option `sslrootcert``), never a value.
+        let mut config: tokio_postgres::Config = rest.parse().map_err(|e| {
+            unusable(match std::error::Error::source(&e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => format!("{e}"),
+            })
+        })?;
         let shown = shown(&config);
         let tls = match verify {
             None => {
