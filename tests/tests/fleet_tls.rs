@@ -3,7 +3,8 @@
 //! private CA made here signed. With `state.ca_file` naming that CA, replicas count calls in
 //! Redis and check tokens in PostgreSQL over TLS; without it, the gateway refuses to start
 //! and says which store and why, never printing the password; `sslmode=require` against a
-//! server without TLS refuses rather than connecting in plain text.
+//! server without TLS refuses rather than connecting in plain text. `audit export
+//! --to-postgres` reaches the same server over TLS with `--ca-file`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -191,6 +192,38 @@ fn tokens_are_checked_in_postgres_over_tls_with_the_ca_file() {
     let (n, all_tls) = sessions.split_once(' ').unwrap_or_default();
     assert!(n.parse::<u32>().unwrap_or_default() >= 1, "{sessions}");
     assert_eq!(all_tls, "true", "{sessions}");
+
+    // The replica's audit log goes to the same server over TLS, trusting the CA given.
+    let mut gw = gw;
+    gw.kill();
+    let export = |ca: Option<&Path>| {
+        let mut cmd = std::process::Command::new(mcpgate_tests::paths::mcpgate_bin());
+        cmd.args(["audit", "export", "--state"])
+            .arg(gw.state())
+            .args(["--to-postgres", &url]);
+        if let Some(ca) = ca {
+            cmd.arg("--ca-file").arg(ca);
+        }
+        mcpgate_tests::process::run(
+            "mcpgate audit export",
+            &mut cmd,
+            b"",
+            Duration::from_secs(60),
+        )
+    };
+    let refused = export(None);
+    assert_eq!(refused.code(), 2, "{refused}");
+    assert!(refused.to_string().contains("UnknownIssuer"), "{refused}");
+    assert!(!refused.to_string().contains(pg.password()), "{refused}");
+    let done = export(Some(&certs.ca));
+    assert_eq!(done.code(), 0, "{done}");
+    assert!(done.stdout.contains("records added"), "{done}");
+    assert_eq!(
+        pg.query(
+            "SELECT count(*) FROM mcpgate_audit WHERE principal = 'alice@example.com' AND tool = 'echo'"
+        ),
+        "1"
+    );
 }
 
 #[test]
