@@ -125,6 +125,12 @@ pub struct StateConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "String")]
     pub replica_id: Option<String>,
+    /// A PEM file of CA certificates trusted for TLS to the stores (`rediss://`,
+    /// `sslmode=require` and stronger) besides the public and platform roots (a private
+    /// CA): a path on the gateway's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub ca_file: Option<String>,
 }
 
 impl std::fmt::Debug for StateConfig {
@@ -134,6 +140,7 @@ impl std::fmt::Debug for StateConfig {
             .field("redis", &self.redis.as_deref().map(redacted_url))
             .field("postgres", &self.postgres.as_deref().map(redacted_url))
             .field("replica_id", &self.replica_id)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }

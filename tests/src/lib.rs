@@ -9,7 +9,8 @@
 //! - [`http`] is a raw HTTP/1.1 client for requests no well-behaved client would send.
 //! - [`cli`] runs other `mcpgate` subcommands; [`audit_log`] reads the audit records.
 //! - [`webhook`] receives the gateway's signed webhook posts.
-//! - [`stores`] runs the shared stores of a fleet (Redis) for the fleet tests.
+//! - [`stores`] runs the shared stores of a fleet (Redis, PostgreSQL) for the fleet tests;
+//!   [`certs`] makes the private CA and certificates of TLS peers and stores.
 //!
 //! Everything is bounded: each process has a deadline, and a missing prerequisite fails the
 //! test with a message saying how to install it, never skips it.
@@ -18,6 +19,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod audit_log;
+pub mod certs;
 pub mod cli;
 pub mod gateway;
 pub mod http;

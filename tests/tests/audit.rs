@@ -1,6 +1,8 @@
 //! The audit trail end to end: records written by `mcpgate serve`, checked by
 //! `mcpgate audit verify` after tampering, replayed against the policy commit that decided
-//! them, and complete after the gateway is killed in the middle of a load.
+//! them, and complete after the gateway is killed in the middle of a load; copied into
+//! PostgreSQL (`audit export --to-postgres`, on a database of the test's own on the server
+//! `MCPGATE_TEST_PG_URL` names) once per record, however often the export runs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -544,4 +546,119 @@ fn arguments_a_redact_rule_names_are_stored_as_salted_hashes() {
     ]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("2 of 2 decisions re-evaluated"), "{out}");
+}
+
+/// `mcpgate audit export --state STATE --to-postgres URL`, with `env`: (exit code, output).
+fn export_to_postgres(state: &Path, url: &str, env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = Command::new(mcpgate_tests::paths::mcpgate_bin());
+    cmd.args(["audit", "export", "--state"])
+        .arg(state)
+        .args(["--to-postgres", url]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let done = mcpgate_tests::process::run(
+        "mcpgate audit export",
+        &mut cmd,
+        b"",
+        Duration::from_secs(60),
+    );
+    (done.code(), format!("{}{}", done.stdout, done.stderr))
+}
+
+#[test]
+fn an_export_to_postgres_adds_each_record_once_and_answers_queries() {
+    let pg = mcpgate_tests::stores::PgDatabase::create();
+    let config = json!({
+        "servers": {"demo": {"command": "mcpgate", "args": ["demo-server"]}},
+        "identity": {},
+        // A fleet's records name their replica (here from HOSTNAME): one chain each.
+        "state": {},
+    });
+    let repo = PolicyRepo::with(&config, RULES);
+    let mut a = Gateway::start_with_env(&repo, &[], &[("HOSTNAME", "gw-a")]);
+    let mut b = Gateway::start_with_env(&repo, &[], &[("HOSTNAME", "gw-b")]);
+    for (gw, who, id) in [(&a, "alice@example.com", 1), (&b, "bob@example.com", 2)] {
+        let token = gw.issue_token(who, &[]);
+        let mut c = McpHttp::new(gw.addr(), "/mcp/demo").with_bearer(&token);
+        c.initialize();
+        let r = tool_call(&c, id, "echo", json!({"text": who}));
+        assert_eq!(r["result"]["isError"], false, "{r}");
+        let r = tool_call(
+            &c,
+            10 + id,
+            "send_payment",
+            json!({"to": "eve", "amount": 500}),
+        );
+        assert_eq!(r["result"]["isError"], true, "{r}");
+    }
+    // Stopped, so the logs hold all they will.
+    a.kill();
+    b.kill();
+    let (sa, sb) = (a.state().to_owned(), b.state().to_owned());
+    let in_a = audit_log::records(&sa.join("audit")).len();
+    let in_b = audit_log::records(&sb.join("audit")).len();
+    assert!(in_a >= 4 && in_b >= 4, "{in_a} {in_b}");
+
+    // A reference is resolved as in mcpgate.yaml; a plain URL works too.
+    let env = [("AUDIT_PG_URL", pg.url())];
+    let (code, out) = export_to_postgres(&sa, "${env:AUDIT_PG_URL}", &env);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("{in_a} records added, 0 already there")),
+        "{out}"
+    );
+    let (code, out) = export_to_postgres(&sb, pg.url(), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("{in_b} records added")), "{out}");
+    let total = (in_a + in_b).to_string();
+    assert_eq!(pg.query("SELECT count(*) FROM mcpgate_audit"), total);
+    assert_eq!(
+        pg.query("SELECT string_agg(DISTINCT chain, ',') FROM mcpgate_audit"),
+        "gw-a,gw-b"
+    );
+
+    // Run again: nothing new.
+    let (code, out) = export_to_postgres(&sa, pg.url(), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("0 records added, {in_a} already there")),
+        "{out}"
+    );
+    assert_eq!(pg.query("SELECT count(*) FROM mcpgate_audit"), total);
+
+    // The columns answer the usual questions; the record is kept whole.
+    assert_eq!(
+        pg.query(
+            "SELECT string_agg(chain || ' ' || server || '.' || tool || ' ' || verdict || ' ' || coalesce(rule, '-'), '; ' ORDER BY seq) \
+             FROM mcpgate_audit WHERE principal = 'alice@example.com' AND type = 'decision'"
+        ),
+        "gw-a demo.echo allow policies/main.mcpg#1; gw-a demo.send_payment deny payments-cap"
+    );
+    assert_eq!(
+        pg.query(
+            "SELECT count(*) FROM mcpgate_audit WHERE verdict = 'deny' \
+             AND record->'arguments'->>'to' = 'eve' AND time > now() - interval '1 hour'"
+        ),
+        "2"
+    );
+    let hashes_match = pg.query(
+        "SELECT bool_and(p.hash = n.record->>'prev') FROM mcpgate_audit n \
+         JOIN mcpgate_audit p ON p.chain = n.chain AND p.seq = n.seq - 1",
+    );
+    assert_eq!(
+        hashes_match, "t",
+        "each row's hash is what the next record chains to"
+    );
+    let indexes = pg.query("SELECT count(*) FROM pg_indexes WHERE tablename = 'mcpgate_audit'");
+    assert!(indexes.parse::<u32>().unwrap() >= 6, "{indexes}");
+
+    // A row changed in the table is reported, not overwritten.
+    pg.query("UPDATE mcpgate_audit SET hash = 'forged' WHERE chain = 'gw-a' AND seq = 1");
+    let (code, out) = export_to_postgres(&sa, pg.url(), &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("another hash") && out.contains("gw-a 1"),
+        "{out}"
+    );
 }

@@ -163,31 +163,12 @@ fn metrics_have_latency_histograms_and_upstream_errors() {
     );
 }
 
-/// A CA made here, and a certificate it signs for `localhost` and `127.0.0.1`: (CA PEM,
-/// cert PEM, key PEM).
-fn private_ca() -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "mcpgate test company CA");
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    (ca_cert.pem(), leaf.pem(), key.serialize_pem())
-}
-
 /// An https upstream whose certificate a company CA signed: refused without `ca_file`
 /// (the error names the certificate), reached with it.
 #[test]
 fn an_upstream_behind_a_private_ca_is_reached_with_its_ca_file() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = private_ca();
+    let (ca, cert, key) = mcpgate_tests::certs::private_ca();
     let path = |name: &str, text: &str| {
         let p = dir.path().join(name);
         std::fs::write(&p, text).unwrap();
@@ -283,7 +264,7 @@ impl ConnectProxy {
 #[test]
 fn https_upstreams_go_through_the_proxy_the_environment_names() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = private_ca();
+    let (ca, cert, key) = mcpgate_tests::certs::private_ca();
     let path = |name: &str, text: &str| {
         let p = dir.path().join(name);
         std::fs::write(&p, text).unwrap();

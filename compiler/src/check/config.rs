@@ -186,9 +186,9 @@ pub const E0609: Code = Code {
     doc: r#"
 ### What it does
 Reports a `state` section whose `redis` is neither a reference (`${env:NAME}`,
-`${secret:NAME}`) nor a `redis://` URL, whose `postgres` is neither a reference nor a
-`postgres://` URL, or whose `replica_id` is empty or holds blanks. A password written in a
-URL is E0604.
+`${secret:NAME}`) nor a `redis://` or `rediss://` URL, whose `postgres` is neither a
+reference nor a `postgres://` URL, whose `replica_id` is empty or holds blanks, or whose
+`ca_file` is empty. A password written in a URL is E0604.
 
 ### Why is this bad?
 The replicas of a fleet share quota counts and tokens through these stores; a gateway that
@@ -475,7 +475,9 @@ fn check_state(state: &Node, file: FileId, out: &mut Vec<Diagnostic>) {
         if let Some(text) = v.as_str()
             && !reported
             && !text.contains("${")
-            && !(text.starts_with("redis://") || text.starts_with("redis+unix://"))
+            && !(text.starts_with("redis://")
+                || text.starts_with("rediss://")
+                || text.starts_with("redis+unix://"))
         {
             out.push(
                 E0609
@@ -497,6 +499,15 @@ fn check_state(state: &Node, file: FileId, out: &mut Vec<Diagnostic>) {
                     .with_help("write `${env:MCPGATE_PG_URL}` and set the variable to `postgres://USER:PASSWORD@HOST:5432/DB`"),
             );
         }
+    }
+    if let Some(v) = state.get("ca_file")
+        && v.as_str().is_none_or(|t| t.trim().is_empty())
+    {
+        out.push(
+            E0609
+                .at("`state.ca_file` is not a file path", file, v.span)
+                .with_help("name a PEM file of CA certificates, e.g. `/etc/mcpgate/store-ca.pem`"),
+        );
     }
     if let Some(v) = state.get("replica_id")
         && let Some(text) = v.as_str()

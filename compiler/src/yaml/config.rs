@@ -113,6 +113,19 @@ mod tests {
         assert!(load(FileId(0), src, &mut out).is_none());
         assert_eq!(codes(&out), ["E0609", "E0609", "E0609"], "{out:?}");
 
+        // TLS to both stores, with a private CA.
+        let mut out = Vec::new();
+        let src = "state:\n  redis: rediss://cache:6380/0\n  postgres: \"postgres://gw@db/mcpgate?sslmode=verify-full\"\n  ca_file: /etc/mcpgate/ca.pem\n";
+        let c = load(FileId(0), src, &mut out).unwrap_or_else(|| panic!("{out:?}"));
+        assert_eq!(
+            c.state.unwrap_or_default().ca_file.as_deref(),
+            Some("/etc/mcpgate/ca.pem")
+        );
+        let mut out = Vec::new();
+        let src = "state:\n  ca_file: \"\"\n";
+        assert!(load(FileId(0), src, &mut out).is_none());
+        assert_eq!(codes(&out), ["E0609"], "{out:?}");
+
         let mut out = Vec::new();
         let src = "state:\n  postgres: postgres://gw:s3cretpass@db/mcpgate\n";
         assert!(load(FileId(0), src, &mut out).is_none());

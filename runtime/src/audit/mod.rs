@@ -7,12 +7,14 @@
 //! - [`keys`]: the checkpoint signing key and the HMAC salt in the state dir.
 //! - [`decision`]: the records the gateway writes for decisions, outcomes and lists.
 //! - [`read`], [`verify`], [`query`]: reading the log back, for `mcpgate audit`.
+//! - [`postgres`]: the log copied into PostgreSQL for queries (`audit export --to-postgres`).
 //!
 //! Owns the log on disk. May use: `decision` (records are written from a decision) and the
 //! bottom layer.
 
 pub mod decision;
 pub mod keys;
+pub mod postgres;
 pub mod query;
 pub mod read;
 pub mod record;

@@ -152,11 +152,25 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub select: Select,
     /// Append to this file instead of standard output.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "to_postgres")]
     pub out: Option<PathBuf>,
     /// Keep exporting new records as they are written.
     #[arg(short = 'f', long)]
     pub follow: bool,
+    /// Copy the records into this PostgreSQL database (table `mcpgate_audit`, indexed for
+    /// queries) instead: a `postgres://` URL or a reference (`${env:NAME}`,
+    /// `${secret:NAME}`). Run again, only records not there yet are added.
+    #[arg(long, value_name = "URL")]
+    pub to_postgres: Option<String>,
+    /// A PEM file of CA certificates trusted for TLS to that database (`sslmode=require`
+    /// and stronger), besides the public and platform roots.
+    #[arg(long, requires = "to_postgres")]
+    pub ca_file: Option<PathBuf>,
+    /// The chain name of records that name no replica (the log of one gateway, not of a
+    /// fleet); default `gateway`. Give each such gateway its own when several export to
+    /// one database.
+    #[arg(long, requires = "to_postgres")]
+    pub chain: Option<String>,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -343,6 +357,9 @@ struct Follower {
     dir: PathBuf,
     /// (file, bytes consumed).
     position: Option<(PathBuf, u64)>,
+    /// A poll stops after the file that brings it to this many lines (memory stays within
+    /// about one file for a long log); the next poll goes on from there.
+    limit: usize,
 }
 
 impl Follower {
@@ -371,6 +388,9 @@ impl Follower {
                 }
             }
             self.position = Some((f, start + complete as u64));
+            if out.len() >= self.limit {
+                break;
+            }
         }
         Ok(out)
     }
@@ -389,6 +409,7 @@ fn run_tail(a: &TailArgs) -> Result<ExitCode, String> {
     let mut follower = Follower {
         dir,
         position: None,
+        limit: usize::MAX,
     };
     let mut last = std::collections::VecDeque::new();
     for line in follower.poll()? {
@@ -435,6 +456,7 @@ fn run_query(a: &QueryArgs) -> Result<ExitCode, String> {
     let mut follower = Follower {
         dir,
         position: None,
+        limit: usize::MAX,
     };
     let mut out = std::io::stdout().lock();
     for line in follower.poll()? {
@@ -453,6 +475,9 @@ fn run_export(a: &ExportArgs) -> Result<ExitCode, String> {
     let filter = a.select.filter()?;
     let dir = a.at.log_path();
     read::files(&dir)?;
+    if let Some(url) = &a.to_postgres {
+        return export_to_postgres(a, url, &filter, dir);
+    }
     let mut out: Box<dyn Write> = match &a.out {
         Some(p) => Box::new(
             std::fs::OpenOptions::new()
@@ -466,6 +491,7 @@ fn run_export(a: &ExportArgs) -> Result<ExitCode, String> {
     let mut follower = Follower {
         dir,
         position: None,
+        limit: usize::MAX,
     };
     loop {
         for line in follower.poll()? {
@@ -474,6 +500,74 @@ fn run_export(a: &ExportArgs) -> Result<ExitCode, String> {
             }
         }
         if out.flush().is_err() || !a.follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// `export --to-postgres`: the selected records into the `mcpgate_audit` table, a batch per
+/// poll; a summary on standard output.
+fn export_to_postgres(
+    a: &ExportArgs,
+    url: &str,
+    filter: &Filter,
+    dir: PathBuf,
+) -> Result<ExitCode, String> {
+    let url = if url.contains("${") {
+        let state = crate::state::dir_or_default(a.at.state.as_deref());
+        let secrets = super::serve::secret_resolver(&state)?;
+        crate::vault::references::resolve_references(url, secrets.as_ref())
+            .map_err(|e| format!("--to-postgres: {e}"))?
+            .value
+    } else {
+        url.to_owned()
+    };
+    let pg = crate::state::postgres::Pg::open(
+        &url,
+        a.ca_file.as_deref(),
+        crate::audit::postgres::MIGRATIONS,
+    )
+    .map_err(|e| format!("--to-postgres: {e}"))?;
+    let chain = a.chain.as_deref().unwrap_or("gateway");
+    let mut follower = Follower {
+        dir,
+        position: None,
+        limit: 50_000,
+    };
+    let mut total = crate::audit::postgres::Exported::default();
+    loop {
+        let polled = follower.poll()?;
+        let more = !polled.is_empty();
+        let lines: Vec<String> = polled
+            .into_iter()
+            .filter(|l| selected(filter, l).is_some())
+            .collect();
+        let done = crate::audit::postgres::export(&pg, &lines, chain)
+            .map_err(|e| format!("{}: {e}", pg.address()))?;
+        total.added += done.added;
+        total.present += done.present;
+        total.differing.extend(done.differing);
+        if a.follow && done.added > 0 {
+            eprintln!("{}: {} records added", pg.address(), done.added);
+        }
+        if !total.differing.is_empty() {
+            return Err(format!(
+                "{}: records already there with another hash (chain seq): {}; the log or the table was changed, or two logs share a chain name (`--chain`); `mcpgate audit verify` checks the log",
+                pg.address(),
+                total.differing.join(", ")
+            ));
+        }
+        if more {
+            continue;
+        }
+        if !a.follow {
+            println!(
+                "{}: {} records added, {} already there",
+                pg.address(),
+                total.added,
+                total.present
+            );
             return Ok(ExitCode::SUCCESS);
         }
         std::thread::sleep(Duration::from_millis(250));

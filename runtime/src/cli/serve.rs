@@ -141,6 +141,7 @@ pub fn secret_resolver(state: &Path) -> Result<Box<dyn SecretResolver>, String> 
 /// # Errors
 /// When the URL cannot be resolved or used, or the database does not answer.
 pub fn shared_db(
+    state: &mcpgate_compiler::config::StateConfig,
     url: &str,
     secrets: &dyn SecretResolver,
 ) -> Result<Arc<crate::state::postgres::Pg>, String> {
@@ -155,7 +156,8 @@ pub fn shared_db(
         .chain(crate::lock::fleet::MIGRATIONS)
         .copied()
         .collect();
-    let pg = crate::state::postgres::Pg::open(&url.value, &migrations)
+    let ca_file = state.ca_file.as_deref().map(Path::new);
+    let pg = crate::state::postgres::Pg::open(&url.value, ca_file, &migrations)
         .map_err(|e| format!("state.postgres: {e}"))?;
     tracing::info!(postgres = %pg.address(), "gateway tokens, approvals, delegations, responder pauses, task owners and held tools are kept in PostgreSQL");
     Ok(Arc::new(pg))
@@ -180,11 +182,14 @@ pub fn policy_db(
             policy.display()
         ));
     };
-    let Some(url) = config.state.as_ref().and_then(|s| s.postgres.as_deref()) else {
+    let Some(shared) = config.state.as_ref() else {
+        return Ok(None);
+    };
+    let Some(url) = shared.postgres.as_deref() else {
         return Ok(None);
     };
     let secrets = secret_resolver(state)?;
-    shared_db(url, secrets.as_ref()).map(Some)
+    shared_db(shared, url, secrets.as_ref()).map(Some)
 }
 
 /// The token table in the shared database.
@@ -206,7 +211,9 @@ fn shared_redis(
         return Ok(None);
     };
     let url = crate::vault::references::resolve_references(url, secrets)?;
-    let store = crate::quota::RedisStore::open(&url.value)?;
+    let ca_file = state.and_then(|s| s.ca_file.as_deref()).map(Path::new);
+    let store = crate::quota::RedisStore::open(&url.value, ca_file)?;
+    store.check_tls()?;
     tracing::info!(redis = %store.address(), "quota and responder counts are kept in Redis");
     Ok(Some(Arc::new(store)))
 }
@@ -374,13 +381,17 @@ pub fn run(args: Args) -> ExitCode {
         let bound = listener.local_addr().unwrap_or(listen);
         let loaded = LoadedProgram::with_lock(program, lock.as_ref(), Some(&config))
             .with_responders(responders);
-        let shared = match config.state.as_ref().and_then(|s| s.postgres.as_deref()) {
-            Some(url) => match shared_db(url, &secrets) {
+        let shared = match config
+            .state
+            .as_ref()
+            .and_then(|s| Some((s, s.postgres.as_deref()?)))
+        {
+            Some((state, url)) => match shared_db(state, url, &secrets) {
                 Ok(pg) => Some(pg),
                 Err(e) => {
                     eprintln!("error: {e}");
                     eprintln!(
-                        "  help: set `state.postgres` to `${{env:MCPGATE_PG_URL}}` holding `postgres://USER:PASSWORD@HOST:5432/DB`, and check that the server answers"
+                        "  help: set `state.postgres` to `${{env:MCPGATE_PG_URL}}` holding `postgres://USER:PASSWORD@HOST:5432/DB` (`?sslmode=verify-full` for TLS; a private CA in `state.ca_file`), and check that the server answers"
                     );
                     return ExitCode::from(2);
                 }
@@ -457,7 +468,7 @@ pub fn run(args: Args) -> ExitCode {
             Err(e) => {
                 eprintln!("error: state.redis: {e}");
                 eprintln!(
-                    "  help: set `state.redis` to `${{env:MCPGATE_REDIS_URL}}` or `${{secret:NAME}}` holding `redis://HOST:PORT[/DB]`"
+                    "  help: set `state.redis` to `${{env:MCPGATE_REDIS_URL}}` or `${{secret:NAME}}` holding `redis://HOST:PORT[/DB]` (`rediss://` for TLS; a private CA in `state.ca_file`)"
                 );
                 return ExitCode::from(2);
             }

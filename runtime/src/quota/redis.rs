@@ -63,6 +63,8 @@ return {0, 0}
 /// Token buckets in one Redis database.
 pub struct RedisStore {
     client: redis::Client,
+    /// For `rediss://`: the host, port and trusted roots, to check TLS at start.
+    tls: Option<(String, u16, Vec<rustls::pki_types::CertificateDer<'static>>)>,
     script: redis::Script,
     idle: Mutex<Vec<redis::Connection>>,
     /// Until when calls are refused without trying, after a failure.
@@ -90,32 +92,81 @@ fn shown(url: &str) -> String {
 }
 
 impl RedisStore {
-    /// A store on the Redis at `url` (`redis://[:PASSWORD@]HOST[:PORT][/DB]`). Does not
-    /// connect: a gateway starts while Redis is down and refuses counted calls until it
-    /// answers.
+    /// A store on the Redis at `url` (`redis://[:PASSWORD@]HOST[:PORT][/DB]`, or `rediss://`
+    /// for TLS, the server's certificate checked against the public and platform roots and
+    /// `ca_file`, and its host name). Does not connect: a gateway starts while Redis is
+    /// down and refuses counted calls until it answers.
     ///
     /// # Errors
-    /// When the URL cannot be used; the message never holds the password.
-    pub fn open(url: &str) -> Result<RedisStore, String> {
+    /// When the URL or `ca_file` cannot be used; the message never holds the password.
+    pub fn open(url: &str, ca_file: Option<&std::path::Path>) -> Result<RedisStore, String> {
         let shown = shown(url);
-        if url.starts_with("rediss://") {
-            return Err(format!(
-                "`{shown}`: TLS to Redis is not built in; reach Redis over a private network or a TLS tunnel, with a `redis://` URL"
-            ));
-        }
-        if !url.starts_with("redis://") && !url.starts_with("redis+unix://") {
+        let secure = url.starts_with("rediss://");
+        if !secure && !url.starts_with("redis://") && !url.starts_with("redis+unix://") {
             return Err(format!("`{shown}` is not a `redis://` URL"));
         }
-        let client = redis::Client::open(url)
-            .map_err(|e| format!("`{shown}` is not a usable Redis URL ({})", e.category()))?;
+        // The client's `#insecure` would accept any certificate: never.
+        if url.contains('#') {
+            return Err(format!(
+                "`{shown}`: a fragment (`#...`) is not accepted; the server's certificate is always checked"
+            ));
+        }
+        let unusable = |e: redis::RedisError| {
+            format!("`{shown}` is not a usable Redis URL ({})", e.category())
+        };
+        let (client, tls) = if secure {
+            // The client builds its TLS configuration with rustls's process default: ring,
+            // as everywhere in the gateway. Already installed is fine.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let certs =
+                crate::state::tls::root_certs(ca_file).map_err(|e| format!("`{shown}`: {e}"))?;
+            let client = redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(crate::state::tls::pem(&certs)),
+                },
+            )
+            .map_err(unusable)?;
+            let redis::ConnectionAddr::TcpTls { host, port, .. } =
+                client.get_connection_info().addr()
+            else {
+                return Err(format!("`{shown}` is not a `rediss://HOST:PORT` URL"));
+            };
+            let tls = Some((host.clone(), *port, certs));
+            (client, tls)
+        } else {
+            (redis::Client::open(url).map_err(unusable)?, None)
+        };
         Ok(RedisStore {
             client,
+            tls,
             script: redis::Script::new(SCRIPT),
             idle: Mutex::new(Vec::new()),
             resting: Mutex::new(None),
             down: AtomicBool::new(false),
             shown,
         })
+    }
+
+    /// For `rediss://`, one TLS handshake with the server: a certificate it does not trust
+    /// is an error at start rather than every counted call refused. A server that does not
+    /// answer is not (it may start later).
+    ///
+    /// # Errors
+    /// When Redis answers and TLS fails.
+    pub fn check_tls(&self) -> Result<(), String> {
+        let Some((host, port, certs)) = &self.tls else {
+            return Ok(());
+        };
+        match crate::state::tls::handshake(host, *port, certs, TIMEOUT) {
+            Ok(Some(())) => Ok(()),
+            Ok(None) => {
+                tracing::warn!(target: "mcpgate::quota", redis = %self.shown, "Redis does not answer yet; its TLS certificate is checked at each connection");
+                Ok(())
+            }
+            Err(e) => Err(format!("`{}`: {e}", self.shown)),
+        }
     }
 
     /// Where Redis is (no credentials).
@@ -293,18 +344,21 @@ mod tests {
 
     #[test]
     fn unusable_urls_are_refused_without_their_password() {
-        let e = RedisStore::open("rediss://:hunter2@cache:6380").unwrap_err();
-        assert!(e.contains("TLS") && !e.contains("hunter2"), "{e}");
-        let e = RedisStore::open("http://:hunter2@cache").unwrap_err();
+        let e = RedisStore::open("rediss://:hunter2@cache:6380/#insecure", None).unwrap_err();
+        assert!(e.contains("certificate") && !e.contains("hunter2"), "{e}");
+        let e = RedisStore::open("http://:hunter2@cache", None).unwrap_err();
         assert!(!e.contains("hunter2"), "{e}");
-        assert!(RedisStore::open("redis://127.0.0.1:1/0").is_ok());
+        assert!(RedisStore::open("redis://127.0.0.1:1/0", None).is_ok());
+        let tls = RedisStore::open("rediss://:hunter2@127.0.0.1:1/0", None).unwrap();
+        // Nothing listens there: not an error at start.
+        assert!(tls.check_tls().is_ok());
     }
 
     #[test]
     fn an_unreachable_redis_refuses_counted_calls() {
         use mcpgate_compiler::ir::{Limit, LimitKey, Window};
         // Port 1 on loopback: nothing listens, the connection is refused at once.
-        let s = RedisStore::open("redis://127.0.0.1:1/0").unwrap();
+        let s = RedisStore::open("redis://127.0.0.1:1/0", None).unwrap();
         let ask = Ask {
             rule: "r",
             key: "alice".into(),
@@ -335,7 +389,7 @@ mod tests {
     fn buckets_are_taken_from_all_or_none() {
         use mcpgate_compiler::ir::Window;
         let server = redis_server();
-        let s = RedisStore::open(&format!("redis://127.0.0.1:{}/0", server.1)).unwrap();
+        let s = RedisStore::open(&format!("redis://127.0.0.1:{}/0", server.1), None).unwrap();
         let wide = Ask {
             rule: "wide",
             key: "alice".into(),
@@ -374,7 +428,7 @@ mod tests {
         use mcpgate_compiler::ir::Window;
         let server = redis_server();
         let s = std::sync::Arc::new(
-            RedisStore::open(&format!("redis://127.0.0.1:{}/0", server.1)).unwrap(),
+            RedisStore::open(&format!("redis://127.0.0.1:{}/0", server.1), None).unwrap(),
         );
         let handles: Vec<_> = (0..8)
             .map(|_| {

@@ -10,6 +10,7 @@ pub mod fanout;
 pub mod postgres;
 #[cfg(test)]
 pub mod test_redis;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 

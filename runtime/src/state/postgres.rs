@@ -5,10 +5,17 @@
 //! The callers are synchronous (the token check, the operator commands), so [`Pg`] runs the
 //! asynchronous client on a runtime of its own and blocks on it: under `block_in_place` on
 //! the gateway's multi-thread runtime, directly elsewhere. Connections are pooled; one that
-//! fails is dropped. TLS to PostgreSQL is not built in (`sslmode=require` is refused).
+//! fails is dropped.
+//!
+//! TLS ([`super::tls`]) follows `sslmode` in the URL: `disable`, `allow` and `prefer` (the
+//! default) connect without TLS; `require` and `verify-ca` only with TLS, the server's
+//! certificate chaining to a trusted root; `verify-full` also checks it names the host.
+//! A mode asking for TLS never falls back to a connection without it.
 
 use super::blocking;
 use super::db::Migration;
+use super::tls::Verify;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -41,6 +48,8 @@ pub struct Pg {
     /// dropped from async code).
     rt: Option<tokio::runtime::Runtime>,
     config: tokio_postgres::Config,
+    /// `None`: connections without TLS (`sslmode=disable|allow|prefer`).
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     idle: Mutex<Vec<tokio_postgres::Client>>,
     /// Until when calls fail without trying, after the server did not answer.
     resting: Mutex<Option<std::time::Instant>>,
@@ -83,25 +92,42 @@ fn shown(c: &tokio_postgres::Config) -> String {
 }
 
 impl Pg {
-    /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`) and applies
-    /// `migrations`.
+    /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=MODE]`) and
+    /// applies `migrations`. TLS trusts the public and platform roots and `ca_file`.
     ///
     /// # Errors
-    /// When the URL cannot be used, the server does not answer, or a migration fails.
-    pub fn open(url: &str, migrations: &[Migration]) -> Result<Pg, PgError> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| PgError::Url("the value of `state.postgres`".into(), format!("{e}")))?;
+    /// When the URL cannot be used, the server does not answer, TLS fails, or a migration
+    /// fails.
+    pub fn open(
+        url: &str,
+        ca_file: Option<&Path>,
+        migrations: &[Migration],
+    ) -> Result<Pg, PgError> {
+        let unusable = |e: String| PgError::Url("the value of `state.postgres`".into(), e);
+        let (rest, verify) = take_sslmode(url).map_err(unusable)?;
+        // The cause names the option (`unknown option `sslrootcert``), never a value.
+        let mut config: tokio_postgres::Config = rest.parse().map_err(|e| {
+            unusable(match std::error::Error::source(&e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => format!("{e}"),
+            })
+        })?;
         let shown = shown(&config);
-        if !matches!(
-            config.get_ssl_mode(),
-            tokio_postgres::config::SslMode::Disable | tokio_postgres::config::SslMode::Prefer
-        ) {
-            return Err(PgError::Url(
-                shown,
-                "TLS to PostgreSQL is not built in; use `sslmode=disable` on a private network or a TLS tunnel".into(),
-            ));
-        }
+        let tls = match verify {
+            None => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                None
+            }
+            Some(verify) => {
+                // `Require` in tokio-postgres: TLS or no connection, never plain text.
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let certs =
+                    super::tls::root_certs(ca_file).map_err(|e| PgError::Url(shown.clone(), e))?;
+                let tls = super::tls::client_config(&certs, verify)
+                    .map_err(|e| PgError::Url(shown.clone(), e))?;
+                Some(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+            }
+        };
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(TIMEOUT);
         }
@@ -114,6 +140,7 @@ impl Pg {
         let pg = Pg {
             rt: Some(rt),
             config,
+            tls,
             idle: Mutex::new(Vec::new()),
             resting: Mutex::new(None),
             shown,
@@ -147,19 +174,42 @@ impl Pg {
         if let Some(c) = reused {
             return Ok(c);
         }
-        let (client, connection) =
-            self.config
-                .connect(tokio_postgres::NoTls)
-                .await
-                .map_err(|e| match self.db_err(&e) {
-                    PgError::Db(at, text) => PgError::Unreachable(at, text),
-                    other => other,
-                })?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(target: "mcpgate::state", error = %e, "postgres connection ended");
+        let unreachable = |e: tokio_postgres::Error| {
+            // The TLS error is the cause: tokio-postgres's own message only says TLS failed.
+            let text = match std::error::Error::source(&e) {
+                Some(cause) if e.as_db_error().is_none() => format!("{e}: {cause}"),
+                _ => return self.db_err(&e),
+            };
+            PgError::Unreachable(self.shown.clone(), text)
+        };
+        let client = match &self.tls {
+            None => {
+                let (client, connection) = self
+                    .config
+                    .connect(tokio_postgres::NoTls)
+                    .await
+                    .map_err(unreachable)?;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(target: "mcpgate::state", error = %e, "postgres connection ended");
+                    }
+                });
+                client
             }
-        });
+            Some(tls) => {
+                let (client, connection) = self
+                    .config
+                    .connect(tls.clone())
+                    .await
+                    .map_err(unreachable)?;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(target: "mcpgate::state", error = %e, "postgres connection ended");
+                    }
+                });
+                client
+            }
+        };
         Ok(client)
     }
 
@@ -259,9 +309,120 @@ impl Pg {
             }
             tx.commit().await
         })
-        .map_err(|e| PgError::Migrate {
-            name: failed,
-            message: e.to_string(),
+        .map_err(|e| match e {
+            // Not reached: the message says so, not that a schema failed.
+            PgError::Unreachable(..) | PgError::Timeout(..) => e,
+            _ => PgError::Migrate {
+                name: failed,
+                message: e.to_string(),
+            },
         })
+    }
+}
+
+/// Takes `sslmode` out of `url` (tokio-postgres knows only `disable`, `prefer` and
+/// `require`): `None` for a connection without TLS, else what TLS checks. Both URL
+/// (`?sslmode=`) and key-value (`sslmode=`) forms.
+fn take_sslmode(url: &str) -> Result<(String, Option<Verify>), String> {
+    let mut mode = None;
+    let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        match url.split_once('?') {
+            None => url.to_owned(),
+            Some((base, query)) => {
+                let kept: Vec<&str> = query
+                    .split('&')
+                    .filter(|p| match p.strip_prefix("sslmode=") {
+                        Some(m) => {
+                            mode = Some(m.to_owned());
+                            false
+                        }
+                        None => true,
+                    })
+                    .collect();
+                if kept.is_empty() {
+                    base.to_owned()
+                } else {
+                    format!("{base}?{}", kept.join("&"))
+                }
+            }
+        }
+    } else {
+        let kept: Vec<&str> = url
+            .split_whitespace()
+            .filter(|p| match p.strip_prefix("sslmode=") {
+                Some(m) => {
+                    mode = Some(m.to_owned());
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        kept.join(" ")
+    };
+    let verify = match mode.as_deref() {
+        None | Some("disable" | "allow" | "prefer") => None,
+        Some("require" | "verify-ca") => Some(Verify::Chain),
+        Some("verify-full") => Some(Verify::ChainAndHost),
+        Some(other) => {
+            return Err(format!(
+                "`sslmode={other}` is not one of disable, allow, prefer, require, verify-ca, verify-full"
+            ));
+        }
+    };
+    Ok((rest, verify))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sslmode_is_read_and_taken_out() {
+        let t = |u: &str| take_sslmode(u).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            t("postgres://u:p@h/db"),
+            ("postgres://u:p@h/db".into(), None)
+        );
+        assert_eq!(
+            t("postgres://u@h/db?sslmode=require"),
+            ("postgres://u@h/db".into(), Some(Verify::Chain))
+        );
+        assert_eq!(
+            t("postgresql://u@h/db?application_name=x&sslmode=verify-full"),
+            (
+                "postgresql://u@h/db?application_name=x".into(),
+                Some(Verify::ChainAndHost)
+            )
+        );
+        assert_eq!(
+            t("postgres://u@h/db?sslmode=verify-ca"),
+            ("postgres://u@h/db".into(), Some(Verify::Chain))
+        );
+        assert_eq!(t("postgres://u@h/db?sslmode=prefer").1, None);
+        assert_eq!(t("postgres://u@h/db?sslmode=disable").1, None);
+        assert_eq!(
+            t("host=h user=u sslmode=verify-full"),
+            ("host=h user=u".into(), Some(Verify::ChainAndHost))
+        );
+        let e = take_sslmode("postgres://u@h/db?sslmode=strict")
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("sslmode=strict"), "{e}");
+    }
+
+    #[test]
+    fn a_mode_asking_for_tls_needs_a_usable_ca_file() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let bad = dir.path().join("ca.pem");
+        std::fs::write(&bad, "nothing").unwrap_or_else(|e| panic!("{e}"));
+        let e = Pg::open(
+            "postgres://u:hunter2@127.0.0.1:1/db?sslmode=require",
+            Some(&bad),
+            &[],
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(e.contains("state.ca_file") && !e.contains("hunter2"), "{e}");
     }
 }
