@@ -6,7 +6,10 @@
 //! a call held for approval on one replica is approved through another's API and completes.
 //! A delegation made through one replica lets its agent call through another, and revoked
 //! through one is refused by the others; a principal a responder paused on one replica is
-//! refused by the others, and `mcpgate pauses unpause --policy` lifts it for all.
+//! refused by the others, and `mcpgate pauses unpause --policy` lifts it for all. A
+//! stateless client's multi round-trip call parked on one replica is resumed by a retry that
+//! lands on another (forwarded, signed, to the owner), and a retry whose owner is gone gets
+//! a clear error.
 //! The tests run their own `redis-server`, and each uses a database of its own on the
 //! PostgreSQL server `MCPGATE_TEST_PG_URL` names.
 
@@ -239,7 +242,7 @@ fn a_token_revoked_through_one_replica_is_refused_by_the_others() {
     });
     assert_eq!(
         pg.query("SELECT string_agg(name, ',' ORDER BY name) FROM mcpgate_migrations"),
-        "approvals.v1,approvals.v2,delegations.v1,pauses.v1,tokens.v1"
+        "approvals.v1,approvals.v2,delegations.v1,parked.v1,pauses.v1,tokens.v1"
     );
 
     // Issued against A's state dir: the record is in PostgreSQL, not in A's state.db.
@@ -832,4 +835,236 @@ responders:
         a.log()
     );
     assert_eq!(text(&call(&on_b, 4, "echo", json!({"text": "b"}))), "b");
+}
+
+const MODERN: &str = "2026-07-28";
+
+/// Two replicas on `repo` and the database, sharing one `session.key` as a fleet must (the
+/// key signs the retries they forward to each other).
+fn keyed_pair(
+    repo: &PolicyRepo,
+    pg: &PgDatabase,
+) -> (tempfile::TempDir, tempfile::TempDir, Gateway, Gateway) {
+    let key: Vec<u8> = (0u8..32)
+        .map(|i| i.wrapping_mul(37).wrapping_add(11))
+        .collect();
+    let dirs: Vec<tempfile::TempDir> = (0..2)
+        .map(|_| {
+            let d = tempfile::tempdir().unwrap();
+            std::fs::write(d.path().join("session.key"), &key).unwrap();
+            d
+        })
+        .collect();
+    let args = vec!["--policy".to_owned(), repo.path().display().to_string()];
+    let env = [("MCPGATE_PG_URL", pg.url())];
+    let a = Gateway::start_in(dirs[0].path(), &args, &env);
+    let b = Gateway::start_in(dirs[1].path(), &args, &env);
+    let mut dirs = dirs.into_iter();
+    (dirs.next().unwrap(), dirs.next().unwrap(), a, b)
+}
+
+/// A stateless (2026-07-28) `tools/call` of `everything.trigger-elicitation-request`
+/// posted to `gw`, with `extra` params (a retry's answers and state); the response to `id`.
+fn elicit_call(gw: &Gateway, token: &str, id: u64, extra: Value) -> (u16, Value) {
+    let mut params = json!({
+        "name": "trigger-elicitation-request",
+        "arguments": {},
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": MODERN,
+            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
+        },
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        params[k] = v.clone();
+    }
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params});
+    let r = McpHttp::new(gw.addr(), "/mcp/everything")
+        .with_bearer(token)
+        .post_raw(
+            body.to_string().as_bytes(),
+            &[
+                ("MCP-Protocol-Version", MODERN),
+                ("Mcp-Method", "tools/call"),
+                ("Mcp-Name", "trigger-elicitation-request"),
+            ],
+        );
+    let answer = r
+        .messages()
+        .into_iter()
+        .rfind(|m| m.get("id") == Some(&json!(id)))
+        .unwrap_or_else(|| panic!("no response to call {id}: {r}\n{}", gw.log()));
+    (r.status, answer)
+}
+
+/// The `input_required` result of a parked call: its input request key and `requestState`.
+fn parked(answer: &Value) -> (String, String) {
+    let result = &answer["result"];
+    assert_eq!(result["resultType"], "input_required", "{answer}");
+    let requests = result["inputRequests"].as_object().unwrap();
+    assert_eq!(requests.len(), 1, "{answer}");
+    let (key, request) = requests.iter().next().unwrap();
+    assert_eq!(request["method"], "elicitation/create", "{answer}");
+    let state = result["requestState"].as_str().unwrap().to_owned();
+    assert!(state.starts_with("mcpgate:"), "{answer}");
+    (key.clone(), state)
+}
+
+fn answers(key: &str, state: &str, name: &str) -> Value {
+    json!({
+        "inputResponses": {key: {"action": "accept", "content": {"name": name}}},
+        "requestState": state,
+    })
+}
+
+#[test]
+fn a_bridged_call_parked_on_one_replica_completes_through_another() {
+    let pg = PgDatabase::create();
+    let everything = mcpgate_tests::peers::HttpPeer::everything();
+    let config = json!({
+        "servers": {"everything": {"url": everything.url}},
+        "identity": {},
+        "state": {"postgres": "${env:MCPGATE_PG_URL}"},
+    });
+    let repo = PolicyRepo::with(&config, "allow everything.trigger-elicitation-request;\n");
+    let (_da, _db, a, b) = keyed_pair(&repo, &pg);
+    let token = token_cli(
+        &repo,
+        a.state(),
+        &pg,
+        &[
+            "issue",
+            "--subject",
+            "alice@example.com",
+            "--kind",
+            "human",
+            "--reason",
+            "fleet test",
+        ],
+    );
+
+    // The legacy upstream asks for input: A parks the call and records it.
+    let (_, first) = elicit_call(&a, &token, 1, json!({}));
+    let (key, state) = parked(&first);
+    assert_eq!(pg.query("SELECT count(*) FROM mcpgate_parked"), "1");
+    let stored = pg.query("SELECT principal || ' ' || owner_url FROM mcpgate_parked");
+    assert_eq!(
+        stored,
+        format!("alice@example.com {}", a.url("")),
+        "{stored}"
+    );
+
+    // A forged internal request is refused, and resumes nothing: without a signature, with
+    // a wrong one, and signed under another key.
+    let retry = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {}});
+    let envelope = json!({
+        "v": 1,
+        "time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+        "endpoint": "/mcp/everything",
+        "principal": "alice@example.com",
+        "from": "intruder",
+        "headers": [["authorization", format!("Bearer {token}")]],
+        "body": retry.to_string(),
+    })
+    .to_string();
+    let other_key = mcpgate_tests::webhook::signature("not the fleet key", envelope.as_bytes());
+    for signature in [None, Some("sha256=00"), Some(other_key.as_str())] {
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(s) = signature {
+            headers.push(("mcpgate-fleet-signature", s));
+        }
+        let r = request(
+            a.addr(),
+            "POST",
+            "/fleet/v1/retry",
+            &headers,
+            envelope.as_bytes(),
+        );
+        assert_eq!(r.status, 403, "{signature:?}: {r}");
+        assert!(r.text().contains("refused"), "{r}");
+    }
+    assert_eq!(pg.query("SELECT count(*) FROM mcpgate_parked"), "1");
+
+    // The retry lands on B, which holds nothing: it is forwarded to A and completes there.
+    let (status, done) = elicit_call(&b, &token, 3, answers(&key, &state, "Fleet Tester"));
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(
+        done["result"]["isError"],
+        Value::Null,
+        "{done}\n{}",
+        a.log()
+    );
+    let text = done["result"]["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["text"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains("Fleet Tester"),
+        "{done}\nA:\n{}\nB:\n{}",
+        a.log(),
+        b.log()
+    );
+    assert!(
+        b.wait_for_log("retry forwarded to the replica holding its call"),
+        "{}",
+        b.log()
+    );
+
+    // The call was resumed once: the same state again is refused, wherever it lands.
+    let (_, again) = elicit_call(&b, &token, 4, answers(&key, &state, "Twice"));
+    assert!(
+        again["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown or expired requestState")),
+        "{again}"
+    );
+}
+
+#[test]
+fn a_retry_whose_replica_is_gone_gets_a_clear_error() {
+    let pg = PgDatabase::create();
+    let everything = mcpgate_tests::peers::HttpPeer::everything();
+    let config = json!({
+        "servers": {"everything": {"url": everything.url}},
+        "identity": {},
+        "state": {"postgres": "${env:MCPGATE_PG_URL}"},
+    });
+    let repo = PolicyRepo::with(&config, "allow everything.trigger-elicitation-request;\n");
+    let (_da, _db, a, b) = keyed_pair(&repo, &pg);
+    let token = token_cli(
+        &repo,
+        b.state(),
+        &pg,
+        &[
+            "issue",
+            "--subject",
+            "bob@example.com",
+            "--kind",
+            "human",
+            "--reason",
+            "fleet test",
+        ],
+    );
+    let (_, first) = elicit_call(&a, &token, 1, json!({}));
+    let (key, state) = parked(&first);
+    a.stop();
+
+    let (_, lost) = elicit_call(&b, &token, 2, answers(&key, &state, "Nobody"));
+    let message = lost["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("was lost") && message.contains("without `requestState`"),
+        "{lost}\n{}",
+        b.log()
+    );
+    // The lost call is forgotten: the next retry gets the usual refusal at once.
+    assert_eq!(pg.query("SELECT count(*) FROM mcpgate_parked"), "0");
+    let (_, again) = elicit_call(&b, &token, 3, answers(&key, &state, "Nobody"));
+    assert!(
+        again["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown or expired requestState")),
+        "{again}"
+    );
 }

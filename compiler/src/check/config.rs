@@ -187,7 +187,8 @@ pub const E0609: Code = Code {
 ### What it does
 Reports a `state` section whose `redis` is neither a reference (`${env:NAME}`,
 `${secret:NAME}`) nor a `redis://` URL, whose `postgres` is neither a reference nor a
-`postgres://` URL, or whose `replica_id` is empty or holds blanks. A password written in a
+`postgres://` URL, whose `advertise` is not an `http://` or `https://` URL, or whose
+`replica_id` is empty or holds blanks. A password written in a
 URL is E0604.
 
 ### Why is this bad?
@@ -497,6 +498,16 @@ fn check_state(state: &Node, file: FileId, out: &mut Vec<Diagnostic>) {
                     .with_help("write `${env:MCPGATE_PG_URL}` and set the variable to `postgres://USER:PASSWORD@HOST:5432/DB`"),
             );
         }
+    }
+    if let Some(v) = state.get("advertise")
+        && let Some(text) = v.as_str()
+        && !(text.starts_with("http://") || text.starts_with("https://"))
+    {
+        out.push(
+            E0609
+                .at(format!("`state.advertise` is not an `http://` URL: `{text}`"), file, v.span)
+                .with_help("write the URL the other replicas reach this one at, e.g. `http://${env:POD_IP}:8080`"),
+        );
     }
     if let Some(v) = state.get("replica_id")
         && let Some(text) = v.as_str()

@@ -246,6 +246,11 @@ pub async fn handle(
         let (status, value) = crate::gateway::status::readyz(&gw);
         return Ok(json_response(status, &value));
     }
+    // Another replica forwarding a retry, by this replica's own address: the signature is
+    // the check, not the Host.
+    if path == crate::parked::envelope::PATH && *req.method() == Method::POST {
+        return Ok(crate::gateway::modern::handoff::serve(&gw, req).await);
+    }
     match header_str(req.headers(), header::HOST.as_str()) {
         Some(host) if gw.host_allowed(host) => {}
         Some(_) => return Ok(plain(StatusCode::MISDIRECTED_REQUEST, "host not allowed")),
@@ -496,6 +501,12 @@ async fn post(
     };
     match parsed {
         jsonrpc::Body::Single(message) if crate::gateway::modern::is_modern(&message, &headers) => {
+            let elsewhere = crate::gateway::modern::handoff::elsewhere(
+                gw, endpoint, &auth, &headers, &body, &message,
+            );
+            if let Some(forwarded) = elsewhere.await {
+                return forwarded;
+            }
             crate::gateway::modern::post(gw, endpoint, auth, &headers, message).await
         }
         jsonrpc::Body::Single(message) => single(gw, endpoint, auth, &headers, message).await,

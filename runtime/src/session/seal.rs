@@ -102,6 +102,8 @@ impl Key {
 pub struct Sealer {
     current: Key,
     previous: Option<Key>,
+    /// The current key, from which keys for other uses are derived ([`Sealer::derive`]).
+    raw: [u8; 32],
 }
 
 impl std::fmt::Debug for Sealer {
@@ -157,6 +159,7 @@ impl Sealer {
         Sealer {
             current: Key::new(key),
             previous: None,
+            raw: *key,
         }
     }
 
@@ -165,6 +168,7 @@ impl Sealer {
         Sealer {
             current: Key::new(current),
             previous: Some(Key::new(previous)),
+            raw: *current,
         }
     }
 
@@ -183,7 +187,20 @@ impl Sealer {
         Ok(Sealer {
             current: Key::new(&current),
             previous: previous.as_ref().map(Key::new),
+            raw: current,
         })
+    }
+
+    /// A key for another use, the HMAC-SHA256 of `label` under the current session key:
+    /// replicas given the same `session.key` derive the same key, and it reveals nothing
+    /// of the session key.
+    pub fn derive(&self, label: &[u8]) -> [u8; 32] {
+        use hmac::Mac;
+        let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.raw) else {
+            return [0u8; 32];
+        };
+        mac.update(label);
+        mac.finalize().into_bytes().into()
     }
 
     /// Rotates the keys in `state_dir`: `session.key` becomes `session.key.previous`

@@ -7,6 +7,7 @@
 
 pub mod bridge;
 pub mod discover;
+pub mod handoff;
 pub mod input;
 pub mod ladder;
 pub mod listen;
