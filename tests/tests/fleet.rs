@@ -15,10 +15,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use hmac::{Hmac, Mac};
 use mcpgate_tests::http::{McpHttp, request};
 use mcpgate_tests::stores::{PgDatabase, Redis};
 use mcpgate_tests::{Gateway, PolicyRepo};
 use serde_json::{Value, json};
+use sha2::Sha256;
 use std::time::{Duration, Instant};
 
 const RULES: &str = r#"allow demo.add, demo.echo;
@@ -839,6 +841,13 @@ responders:
 
 const MODERN: &str = "2026-07-28";
 
+/// The `session.key` the replicas of [`keyed_pair`] share.
+fn session_key() -> Vec<u8> {
+    (0u8..32)
+        .map(|i| i.wrapping_mul(37).wrapping_add(11))
+        .collect()
+}
+
 /// Two replicas on `repo` and the database, sharing one `session.key` as a fleet must (the
 /// key signs the retries they forward to each other).
 fn keyed_pair(
@@ -980,8 +989,72 @@ fn a_bridged_call_parked_on_one_replica_completes_through_another() {
             envelope.as_bytes(),
         );
         assert_eq!(r.status, 403, "{signature:?}: {r}");
-        assert!(r.text().contains("refused"), "{r}");
+        assert!(r.text().contains("no valid signature"), "{r}");
     }
+    // Signed as the replicas sign (HMAC-SHA256 under the key derived from `session.key`),
+    // but carrying another principal's credential, or sent too long ago: refused too.
+    let fleet_key = {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&session_key()).unwrap();
+        mac.update(b"mcpgate fleet retry v1");
+        mac.finalize().into_bytes().to_vec()
+    };
+    let signed = |body: &str| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&fleet_key).unwrap();
+        mac.update(body.as_bytes());
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("sha256={hex}")
+    };
+    let mallory = token_cli(
+        &repo,
+        a.state(),
+        &pg,
+        &[
+            "issue",
+            "--subject",
+            "mallory@example.com",
+            "--kind",
+            "human",
+            "--reason",
+            "fleet test",
+        ],
+    );
+    let mut mismatched: Value = serde_json::from_str(&envelope).unwrap();
+    mismatched["headers"] = json!([["authorization", format!("Bearer {mallory}")]]);
+    let mut stale: Value = serde_json::from_str(&envelope).unwrap();
+    stale["time"] = json!(stale["time"].as_u64().unwrap() - 600);
+    for (why, body) in [
+        ("the principal does not match", mismatched),
+        ("s away from this replica's clock", stale),
+    ] {
+        let body = body.to_string();
+        let sig = signed(&body);
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("mcpgate-fleet-signature", sig.as_str()),
+        ];
+        let r = request(
+            a.addr(),
+            "POST",
+            "/fleet/v1/retry",
+            &headers,
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 403, "{why}: {r}");
+        assert!(r.text().contains(why), "{why}: {r}");
+    }
+    // Another principal's retry through B is not forwarded: the usual refusal.
+    let (_, foreign) = elicit_call(&b, &mallory, 2, answers(&key, &state, "Mallory"));
+    assert!(
+        foreign["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown or expired requestState")),
+        "{foreign}"
+    );
     assert_eq!(pg.query("SELECT count(*) FROM mcpgate_parked"), "1");
 
     // The retry lands on B, which holds nothing: it is forwarded to A and completes there.
