@@ -264,6 +264,17 @@ impl Sealer {
 mod tests {
     use super::*;
 
+    #[test]
+    fn derived_keys_follow_the_session_key_and_the_label() {
+        let a = Sealer::from_key(&[1u8; 32]);
+        let same = Sealer::rotating(&[1u8; 32], &[2u8; 32]);
+        let other = Sealer::from_key(&[2u8; 32]);
+        assert_eq!(a.derive(b"x"), same.derive(b"x"));
+        assert_ne!(a.derive(b"x"), a.derive(b"y"));
+        assert_ne!(a.derive(b"x"), other.derive(b"x"));
+        assert_ne!(a.derive(b"x"), [1u8; 32]);
+    }
+
     fn claims() -> Claims {
         let mut upstreams = BTreeMap::new();
         upstreams.insert(
