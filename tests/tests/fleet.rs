@@ -1057,6 +1057,16 @@ fn a_bridged_call_parked_on_one_replica_completes_through_another() {
     );
     assert_eq!(pg.query("SELECT count(*) FROM mcpgate_parked"), "1");
 
+    // `/status` says where the other replicas forward retries of A's parked calls.
+    let status = request(
+        a.addr(),
+        "GET",
+        "/status",
+        &[("Authorization", &format!("Bearer {token}"))],
+        b"",
+    );
+    assert_eq!(status.json()["state"]["advertise"], a.url(""), "{status}");
+
     // The retry lands on B, which holds nothing: it is forwarded to A and completes there.
     let (status, done) = elicit_call(&b, &token, 3, answers(&key, &state, "Fleet Tester"));
     assert_eq!(status, 200, "{done}");
@@ -1139,5 +1149,48 @@ fn a_retry_whose_replica_is_gone_gets_a_clear_error() {
             .as_str()
             .is_some_and(|m| m.contains("unknown or expired requestState")),
         "{again}"
+    );
+}
+
+#[test]
+fn state_advertise_names_where_retries_are_forwarded() {
+    let pg = PgDatabase::create();
+    let everything = mcpgate_tests::peers::HttpPeer::everything();
+    let config = json!({
+        "servers": {"everything": {"url": everything.url}},
+        "identity": {},
+        "state": {"postgres": "${env:MCPGATE_PG_URL}", "advertise": "${env:ADVERTISE}"},
+    });
+    let repo = PolicyRepo::with(&config, "allow everything.trigger-elicitation-request;\n");
+    // Nothing listens there: a retry forwarded to it finds its owner gone.
+    let nowhere = format!("http://127.0.0.1:{}", mcpgate_tests::http::closed_port());
+    let a = Gateway::start_with_env(
+        &repo,
+        &[],
+        &[("MCPGATE_PG_URL", pg.url()), ("ADVERTISE", &nowhere)],
+    );
+    let token = token_cli(
+        &repo,
+        a.state(),
+        &pg,
+        &[
+            "issue",
+            "--subject",
+            "carol@example.com",
+            "--kind",
+            "human",
+            "--reason",
+            "fleet test",
+        ],
+    );
+    let (_, first) = elicit_call(&a, &token, 1, json!({}));
+    let (key, state) = parked(&first);
+    assert_eq!(pg.query("SELECT owner_url FROM mcpgate_parked"), nowhere);
+    // The replica holding the call resumes it itself, whatever it advertises.
+    let (_, done) = elicit_call(&a, &token, 2, answers(&key, &state, "Carol"));
+    assert!(
+        done["result"]["content"].to_string().contains("Carol"),
+        "{done}\n{}",
+        a.log()
     );
 }

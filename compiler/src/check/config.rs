@@ -501,6 +501,7 @@ fn check_state(state: &Node, file: FileId, out: &mut Vec<Diagnostic>) {
     }
     if let Some(v) = state.get("advertise")
         && let Some(text) = v.as_str()
+        && !text.starts_with("${")
         && !(text.starts_with("http://") || text.starts_with("https://"))
     {
         out.push(

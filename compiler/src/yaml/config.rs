@@ -120,6 +120,9 @@ mod tests {
             c.state.unwrap_or_default().advertise.as_deref(),
             Some("http://${env:POD_IP}:8080")
         );
+        let mut out = Vec::new();
+        let src = "state:\n  advertise: \"${env:MCPGATE_URL}\"\n";
+        assert!(load(FileId(0), src, &mut out).is_some(), "{out:?}");
 
         let mut out = Vec::new();
         let src = "state:\n  postgres: postgres://gw:s3cretpass@db/mcpgate\n";
