@@ -183,7 +183,7 @@ async fn forward(
         crate::clock::now_secs(),
         endpoint.path(),
         auth.principal.id.clone(),
-        handoff_name(handoff),
+        handoff.me.replica.clone(),
         carried,
         String::from_utf8_lossy(body).into_owned(),
     );
@@ -222,10 +222,6 @@ async fn forward(
     }
     tracing::info!(owner = %owner.replica, principal = %auth.principal.id, "retry forwarded to the replica holding its call");
     relay(response)
-}
-
-fn handoff_name(handoff: &Handoff) -> String {
-    handoff.me.replica.clone()
 }
 
 /// The answer for a retry whose owner is gone, which forgets the call.
