@@ -1090,7 +1090,7 @@ fn a_bridged_call_parked_on_one_replica_completes_through_another() {
         b.log()
     );
     assert!(
-        b.wait_for_log("retry forwarded to the replica holding its call"),
+        b.wait_for_log("forwarded to the replica holding its call"),
         "{}",
         b.log()
     );
@@ -1193,4 +1193,134 @@ fn state_advertise_names_where_retries_are_forwarded() {
         "{done}\n{}",
         a.log()
     );
+}
+
+/// Reads `stream` (an HTTP response in progress) until an SSE `data:` line holds a message
+/// `found` accepts; everything read so far is kept in `seen`.
+fn read_event(
+    stream: &mut std::net::TcpStream,
+    seen: &mut Vec<u8>,
+    found: impl Fn(&Value) -> bool,
+) -> Value {
+    use std::io::Read;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = String::from_utf8_lossy(seen).into_owned();
+        let hit = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .find(|m| found(m));
+        if let Some(m) = hit {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "no such event in:\n{text}");
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).unwrap_or(0);
+        assert!(n > 0, "the stream ended without the event:\n{text}");
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn a_legacy_clients_answer_that_lands_on_another_replica_reaches_the_call() {
+    // A stateless upstream's input_required, bridged into a request to the legacy client.
+    let modern = mcpgate_tests::peers::HttpPeer::modern();
+    let done = answer_through_b(&modern.url, "ask_name");
+    assert_eq!(
+        done["result"]["content"][0]["text"], "hello Legacy Lee",
+        "{done}"
+    );
+    // A legacy upstream's own elicitation request, relayed to the client.
+    let everything = mcpgate_tests::peers::HttpPeer::everything();
+    let done = answer_through_b(&everything.url, "trigger-elicitation-request");
+    assert!(
+        done["result"]["content"].to_string().contains("Legacy Lee"),
+        "{done}"
+    );
+}
+
+/// A legacy client's session on A calls `tool` of the upstream at `url`, which asks the
+/// client for a name; the client's answer is posted to B. The call's final response.
+fn answer_through_b(url: &str, tool: &str) -> Value {
+    use std::io::Write;
+    let pg = PgDatabase::create();
+    let config = json!({
+        "servers": {"up": {"url": url}},
+        "identity": {},
+        "state": {"postgres": "${env:MCPGATE_PG_URL}"},
+    });
+    let repo = PolicyRepo::with(&config, &format!("allow up.{tool};\n"));
+    let (_da, _db, a, b) = keyed_pair(&repo, &pg);
+    let token = token_cli(
+        &repo,
+        a.state(),
+        &pg,
+        &[
+            "issue",
+            "--subject",
+            "dana@example.com",
+            "--kind",
+            "human",
+            "--reason",
+            "fleet test",
+        ],
+    );
+    let version = mcpgate_tests::http::PROTOCOL_VERSION;
+    let mut on_a = McpHttp::new(a.addr(), "/mcp/up").with_bearer(&token);
+    let init = on_a.post(
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": version,
+            "capabilities": {"elicitation": {}},
+            "clientInfo": {"name": "fleet-legacy", "version": "1.0.0"},
+        }}),
+    );
+    assert_eq!(init.status, 200, "{init}");
+    let sid = init.header("mcp-session-id").unwrap().to_owned();
+    on_a.session = Some(sid.clone());
+    let ack = on_a.post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    assert!(ack.status == 202 || ack.status == 200, "{ack}");
+
+    // The call runs on A; the stateless upstream's question reaches the client on its stream.
+    let body = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": tool, "arguments": {}}})
+    .to_string();
+    let mut stream = std::net::TcpStream::connect(a.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let head = format!(
+        "POST /mcp/up HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMcp-Session-Id: {sid}\r\n\
+         MCP-Protocol-Version: {version}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        a.addr(),
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut seen = Vec::new();
+    let asked = read_event(&mut stream, &mut seen, |m| {
+        m["method"] == "elicitation/create"
+    });
+    let id = asked["id"].clone();
+
+    // The answer lands on B, on the same (sealed) session: forwarded to A, which resumes.
+    let mut on_b = McpHttp::new(b.addr(), "/mcp/up").with_bearer(&token);
+    on_b.session = Some(sid);
+    let answered = on_b.post(&json!({"jsonrpc": "2.0", "id": id,
+        "result": {"action": "accept", "content": {"name": "Legacy Lee"}}}));
+    assert_eq!(answered.status, 202, "{answered}\n{}", b.log());
+    let done = read_event(&mut stream, &mut seen, |m| m["id"] == json!(2));
+    assert!(
+        b.wait_for_log("forwarded to the replica holding its call"),
+        "{}",
+        b.log()
+    );
+    assert_ne!(
+        done["result"]["isError"],
+        json!(true),
+        "{done}\nA:\n{}",
+        a.log()
+    );
+    done
 }

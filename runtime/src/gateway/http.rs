@@ -514,7 +514,7 @@ async fn post(
     }
 }
 
-async fn single(
+pub(crate) async fn single(
     gw: &Arc<Gateway>,
     endpoint: &Endpoint,
     auth: Authenticated,
@@ -551,6 +551,12 @@ async fn single(
             Reply::Accepted
         }
         Kind::Response { .. } => {
+            let elsewhere = crate::gateway::modern::handoff::answer_elsewhere(
+                gw, endpoint, &auth, headers, &session, &message,
+            );
+            if let Some(forwarded) = elsewhere.await {
+                return forwarded;
+            }
             relay::answer_server_request(&session, message).await;
             Reply::Accepted
         }

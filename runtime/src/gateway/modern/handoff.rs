@@ -6,6 +6,10 @@
 //! the signature, authenticates the client again from the forwarded headers, and resumes
 //! the call as if the retry had reached it directly: the decision stays with it.
 //!
+//! A legacy client's answer to a request the gateway sent it (an upstream's sampling or
+//! elicitation request) travels the same way to the replica waiting for it: each request
+//! sent to the client is recorded under its session and id.
+//!
 //! An owner that does not answer (the replica is gone, and the call with it) gives the
 //! client a clear JSON-RPC error, never a hang. Without `state.postgres` none of this runs.
 
@@ -32,6 +36,9 @@ use std::time::Duration;
 const KEY_LABEL: &[u8] = b"mcpgate fleet retry v1";
 /// Longest wait for the owner's response head (it answers once the retry is decided).
 const OWNER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a client's answer is looked for on another replica (no upstream waits longer by
+/// default).
+const ANSWER_WAIT_SECS: u64 = 600;
 /// Headers of a hop, never forwarded or relayed.
 const HOP: [&str; 8] = [
     "connection",
@@ -112,6 +119,85 @@ impl Handoff {
             }
         });
     }
+}
+
+/// The key a client's answer to the request `id` of session `sid` is recorded under.
+fn answer_key(sid: &str, id: &Value) -> String {
+    format!(
+        "answer\u{0}{sid}\u{0}{}",
+        crate::session::inputs::id_key(id)
+    )
+}
+
+impl crate::session::AnswerRoutes for Handoff {
+    fn asked(&self, session: &crate::session::Session, id: &Value) {
+        // A stateless client's bridge session: its answers come as retries of the parked
+        // call, recorded when it is parked.
+        if !session.inputs.enabled() {
+            return;
+        }
+        let expires = crate::clock::now_secs() + ANSWER_WAIT_SECS;
+        self.record(
+            &answer_key(&session.sid, id),
+            &session.principal.id,
+            expires,
+        );
+    }
+}
+
+/// Makes `session` announce the requests it sends its client, in a fleet: a legacy client's
+/// answer that lands on another replica is then forwarded here. Each replica's copy of a
+/// session takes its own random range of ids.
+pub fn attach(gw: &Gateway, session: &crate::session::Session) {
+    if let Some(h) = &gw.handoff {
+        // Below 2^52: ids stay exact in clients that read numbers as doubles.
+        let base = u64::from(rand::random::<u32>()) << 20;
+        session.route_answers(h.clone(), base.max(1));
+    }
+}
+
+/// Forwards a legacy client's answer (a JSON-RPC response) to the replica waiting for it;
+/// `None` when this replica is the one, or none is known.
+pub async fn answer_elsewhere(
+    gw: &Gateway,
+    endpoint: &Endpoint,
+    auth: &Authenticated,
+    headers: &HeaderMap,
+    session: &crate::session::Session,
+    message: &Value,
+) -> Option<Response<Body>> {
+    let handoff = gw.handoff.as_ref()?;
+    let id = message.get("id")?;
+    if session.awaits_answer(id) {
+        return None;
+    }
+    let key = answer_key(&session.sid, id);
+    let now = crate::clock::now_secs();
+    let record = match crate::state::blocking(|| handoff.store.find(&key, now)) {
+        Ok(Some(r)) => r,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot look up the replica waiting for a client's answer");
+            return None;
+        }
+    };
+    if record.owner.url == handoff.me.url || record.principal != auth.principal.id {
+        return None;
+    }
+    let body = Bytes::from(message.to_string());
+    Some(
+        forward(
+            handoff,
+            &record.owner,
+            endpoint,
+            auth,
+            headers,
+            &body,
+            &key,
+            Value::Null,
+        )
+        .await,
+    )
 }
 
 /// Forwards `message`, a retry of a call parked on another replica, to that replica and
@@ -220,7 +306,7 @@ async fn forward(
             ),
         ));
     }
-    tracing::info!(owner = %owner.replica, principal = %auth.principal.id, "retry forwarded to the replica holding its call");
+    tracing::info!(owner = %owner.replica, principal = %auth.principal.id, "forwarded to the replica holding its call");
     relay(response)
 }
 
@@ -334,7 +420,11 @@ pub async fn serve(gw: &Arc<Gateway>, req: Request<hyper::body::Incoming>) -> Re
         Ok(jsonrpc::Body::Single(message)) if super::is_modern(&message, &headers) => {
             super::post(gw, &endpoint, auth, &headers, message).await
         }
-        Ok(_) => plain(StatusCode::BAD_REQUEST, "not a retry of the stateless era"),
+        // A legacy client's answer, with its session header.
+        Ok(jsonrpc::Body::Single(message)) if jsonrpc::is_response(&message) => {
+            crate::gateway::http::single(gw, &endpoint, auth, &headers, message).await
+        }
+        Ok(_) => plain(StatusCode::BAD_REQUEST, "not a forwarded retry or answer"),
         Err(e) => crate::gateway::http::json_response(StatusCode::BAD_REQUEST, &e),
     }
 }
