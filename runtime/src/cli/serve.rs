@@ -218,7 +218,7 @@ async fn handoff(
     bound: std::net::SocketAddr,
     sealer: &Sealer,
     secrets: &dyn SecretResolver,
-) -> Result<crate::gateway::modern::handoff::Handoff, String> {
+) -> Result<crate::gateway::handoff::Handoff, String> {
     let url = match state.and_then(|s| s.advertise.as_deref()) {
         Some(text) => {
             crate::vault::references::resolve_references(text, secrets)
@@ -234,7 +234,7 @@ async fn handoff(
         }
     };
     let store = Arc::new(crate::parked::postgres::PgParked::new(pg.clone()));
-    let h = crate::gateway::modern::handoff::Handoff::new(
+    let h = crate::gateway::handoff::Handoff::new(
         store,
         &url,
         crate::state::replica_name(state),

@@ -249,7 +249,7 @@ pub async fn handle(
     // Another replica forwarding a retry, by this replica's own address: the signature is
     // the check, not the Host.
     if path == crate::parked::envelope::PATH && *req.method() == Method::POST {
-        return Ok(crate::gateway::modern::handoff::serve(&gw, req).await);
+        return Ok(crate::gateway::handoff::serve(&gw, req).await);
     }
     match header_str(req.headers(), header::HOST.as_str()) {
         Some(host) if gw.host_allowed(host) => {}
@@ -501,9 +501,8 @@ async fn post(
     };
     match parsed {
         jsonrpc::Body::Single(message) if crate::gateway::modern::is_modern(&message, &headers) => {
-            let elsewhere = crate::gateway::modern::handoff::elsewhere(
-                gw, endpoint, &auth, &headers, &body, &message,
-            );
+            let elsewhere =
+                crate::gateway::handoff::elsewhere(gw, endpoint, &auth, &headers, &body, &message);
             if let Some(forwarded) = elsewhere.await {
                 return forwarded;
             }
@@ -551,7 +550,7 @@ pub(crate) async fn single(
             Reply::Accepted
         }
         Kind::Response { .. } => {
-            let elsewhere = crate::gateway::modern::handoff::answer_elsewhere(
+            let elsewhere = crate::gateway::handoff::answer_elsewhere(
                 gw, endpoint, &auth, headers, &session, &message,
             );
             if let Some(forwarded) = elsewhere.await {

@@ -12,6 +12,7 @@ pub mod assertion;
 pub mod decide;
 pub mod delegations;
 pub mod dispatch;
+pub mod handoff;
 pub mod hold;
 pub mod http;
 pub mod input_bridge;
@@ -94,7 +95,7 @@ pub struct Gateway {
     pub replica: String,
     /// In a fleet (`state.postgres`): where parked calls are recorded, and how retries
     /// reach the replica holding their call.
-    pub handoff: Option<Arc<modern::handoff::Handoff>>,
+    pub handoff: Option<Arc<handoff::Handoff>>,
 }
 
 impl Gateway {
@@ -183,7 +184,7 @@ impl Gateway {
     /// Records parked calls for the other replicas of a fleet and forwards retries to the
     /// replica holding their call.
     #[must_use]
-    pub fn with_handoff(mut self, handoff: Option<modern::handoff::Handoff>) -> Gateway {
+    pub fn with_handoff(mut self, handoff: Option<handoff::Handoff>) -> Gateway {
         self.handoff = handoff.map(Arc::new);
         self
     }

@@ -186,7 +186,7 @@ pub async fn initialize(
         created,
         upstreams,
     }));
-    crate::gateway::modern::handoff::attach(gw, &session);
+    crate::gateway::handoff::attach(gw, &session);
     gw.sessions.insert(session.clone());
     tracing::info!(
         session = %session.sid,
@@ -264,7 +264,7 @@ pub fn find_session(
         created: claims.created,
         upstreams,
     }));
-    crate::gateway::modern::handoff::attach(gw, &session);
+    crate::gateway::handoff::attach(gw, &session);
     tracing::info!(session = %session.sid, "session resumed from its sealed state");
     gw.sessions.insert(session.clone());
     Ok(session)

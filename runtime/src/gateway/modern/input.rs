@@ -8,7 +8,7 @@
 //! Parked calls live on the replica that parked them, bound to the principal and the bridge
 //! session; the upstream's own timeout ends a call nobody comes back for. In a fleet the
 //! replica also records each one in the shared database, so a retry that reaches another
-//! replica is forwarded here ([`super::handoff`]).
+//! replica is forwarded here ([`crate::gateway::handoff`]).
 
 use crate::audit::decision::{self as audit, Pending};
 use crate::gateway::decide::{self, Outcome};

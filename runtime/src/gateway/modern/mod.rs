@@ -7,7 +7,6 @@
 
 pub mod bridge;
 pub mod discover;
-pub mod handoff;
 pub mod input;
 pub mod ladder;
 pub mod listen;
