@@ -131,6 +131,13 @@ pub struct StateConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "String")]
     pub ca_file: Option<String>,
+    /// This replica's own URL as the other replicas reach it (`http://10.0.3.7:8080`), or a
+    /// reference to one (`http://${env:POD_IP}:8080`): where a retry of a call parked here
+    /// is forwarded when it lands elsewhere. Default: the listen address, or the address this
+    /// replica reaches `state.postgres` from when it listens on every interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub advertise: Option<String>,
 }
 
 impl std::fmt::Debug for StateConfig {
@@ -141,6 +148,7 @@ impl std::fmt::Debug for StateConfig {
             .field("postgres", &self.postgres.as_deref().map(redacted_url))
             .field("replica_id", &self.replica_id)
             .field("ca_file", &self.ca_file)
+            .field("advertise", &self.advertise)
             .finish()
     }
 }

@@ -30,6 +30,7 @@ pub mod delegation;
 pub mod gitops;
 pub mod identity;
 pub mod lock;
+pub mod parked;
 pub mod quota;
 pub mod responders;
 pub mod tasks;

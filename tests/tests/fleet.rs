@@ -9,16 +9,21 @@
 //! refused by the others, and `mcpgate pauses unpause --policy` lifts it for all. A task
 //! created through one replica is reached by its owner through another and by nobody else;
 //! a tool one replica finds changed since `mcpgate.lock` is held by every replica. With
-//! PostgreSQL down, task requests and calls to pinned tools are refused, never let through.
+//! PostgreSQL down, task requests and calls to pinned tools are refused, never let through. A
+//! stateless client's multi round-trip call parked on one replica is resumed by a retry that
+//! lands on another (forwarded, signed, to the owner), and a retry whose owner is gone gets
+//! a clear error. A commit one replica puts live is announced, and the others fetch it.
 //! The tests run their own `redis-server`, and each uses a database of its own on the
 //! PostgreSQL server `MCPGATE_TEST_PG_URL` names.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use hmac::{Hmac, Mac};
 use mcpgate_tests::http::{McpHttp, request};
 use mcpgate_tests::stores::{PgDatabase, Redis};
 use mcpgate_tests::{Gateway, PolicyRepo};
 use serde_json::{Value, json};
+use sha2::Sha256;
 use std::time::{Duration, Instant};
 
 const RULES: &str = r#"allow demo.add, demo.echo;
@@ -249,7 +254,7 @@ fn a_token_revoked_through_one_replica_is_refused_by_the_others() {
     });
     assert_eq!(
         pg.query("SELECT string_agg(name, ',' ORDER BY name) FROM mcpgate_migrations"),
-        "approvals.v1,approvals.v2,delegations.v1,pauses.v1,pins.v1,tasks.v1,tokens.v1"
+        "approvals.v1,approvals.v2,delegations.v1,parked.v1,pauses.v1,pins.v1,tasks.v1,tokens.v1"
     );
 
     // Issued against A's state dir: the record is in PostgreSQL, not in A's state.db.
@@ -1293,4 +1298,489 @@ fn a_commit_one_replica_puts_live_is_fetched_by_the_others_at_once() {
         r["error"]["code"], -32602,
         "the new commit decides on B: {r}"
     );
+}
+const MODERN: &str = "2026-07-28";
+
+/// The `session.key` the replicas of [`keyed_pair`] share.
+fn session_key() -> Vec<u8> {
+    (0u8..32)
+        .map(|i| i.wrapping_mul(37).wrapping_add(11))
+        .collect()
+}
+
+/// Two replicas on `repo` and the database, sharing one `session.key` as a fleet must (the
+/// key signs the retries they forward to each other).
+fn keyed_pair(
+    repo: &PolicyRepo,
+    pg: &PgDatabase,
+) -> (tempfile::TempDir, tempfile::TempDir, Gateway, Gateway) {
+    let key: Vec<u8> = (0u8..32)
+        .map(|i| i.wrapping_mul(37).wrapping_add(11))
+        .collect();
+    let dirs: Vec<tempfile::TempDir> = (0..2)
+        .map(|_| {
+            let d = tempfile::tempdir().unwrap();
+            std::fs::write(d.path().join("session.key"), &key).unwrap();
+            d
+        })
+        .collect();
+    let args = vec!["--policy".to_owned(), repo.path().display().to_string()];
+    let env = [("MCPGATE_PG_URL", pg.url())];
+    let a = Gateway::start_in(dirs[0].path(), &args, &env);
+    let b = Gateway::start_in(dirs[1].path(), &args, &env);
+    let mut dirs = dirs.into_iter();
+    (dirs.next().unwrap(), dirs.next().unwrap(), a, b)
+}
+
+/// A stateless (2026-07-28) `tools/call` of `everything.trigger-elicitation-request`
+/// posted to `gw`, with `extra` params (a retry's answers and state); the response to `id`.
+fn elicit_call(gw: &Gateway, token: &str, id: u64, extra: Value) -> (u16, Value) {
+    let mut params = json!({
+        "name": "trigger-elicitation-request",
+        "arguments": {},
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": MODERN,
+            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
+        },
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        params[k] = v.clone();
+    }
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params});
+    let r = McpHttp::new(gw.addr(), "/mcp/everything")
+        .with_bearer(token)
+        .post_raw(
+            body.to_string().as_bytes(),
+            &[
+                ("MCP-Protocol-Version", MODERN),
+                ("Mcp-Method", "tools/call"),
+                ("Mcp-Name", "trigger-elicitation-request"),
+            ],
+        );
+    let answer = r
+        .messages()
+        .into_iter()
+        .rfind(|m| m.get("id") == Some(&json!(id)))
+        .unwrap_or_else(|| panic!("no response to call {id}: {r}\n{}", gw.log()));
+    (r.status, answer)
+}
+
+/// The `input_required` result of a parked call: its input request key and `requestState`.
+fn parked(answer: &Value) -> (String, String) {
+    let result = &answer["result"];
+    assert_eq!(result["resultType"], "input_required", "{answer}");
+    let requests = result["inputRequests"].as_object().unwrap();
+    assert_eq!(requests.len(), 1, "{answer}");
+    let (key, request) = requests.iter().next().unwrap();
+    assert_eq!(request["method"], "elicitation/create", "{answer}");
+    let state = result["requestState"].as_str().unwrap().to_owned();
+    assert!(state.starts_with("mcpgate:"), "{answer}");
+    (key.clone(), state)
+}
+
+fn answers(key: &str, state: &str, name: &str) -> Value {
+    json!({
+        "inputResponses": {key: {"action": "accept", "content": {"name": name}}},
+        "requestState": state,
+    })
+}
+
+#[test]
+fn a_bridged_call_parked_on_one_replica_completes_through_another() {
+    let pg = PgDatabase::create();
+    let everything = mcpgate_tests::peers::HttpPeer::everything();
+    let config = json!({
+        "servers": {"everything": {"url": everything.url}},
+        "identity": {},
+        "state": {"postgres": "${env:MCPGATE_PG_URL}"},
+    });
+    let repo = PolicyRepo::with(&config, "allow everything.trigger-elicitation-request;\n");
+    let (_da, _db, a, b) = keyed_pair(&repo, &pg);
+    let token = token_cli(
+        &repo,
+        a.state(),
+        &pg,
+        &[
+            "issue",
+            "--subject",
+            "alice@example.com",
+            "--kind",
+            "human",
+            "--reason",
+            "fleet test",
+        ],
+    );
+
+    // The legacy upstream asks for input: A parks the call and records it.
+    let (_, first) = elicit_call(&a, &token, 1, json!({}));
+    let (key, state) = parked(&first);
+    assert_eq!(pg.query("SELECT count(*) FROM mcpgate_parked"), "1");
+    let stored = pg.query("SELECT principal || ' ' || owner_url FROM mcpgate_parked");
+    assert_eq!(
+        stored,
+        format!("alice@example.com {}", a.url("")),
+        "{stored}"
+    );
+
+    // A forged internal request is refused, and resumes nothing: without a signature, with
+    // a wrong one, and signed under another key.
+    let retry = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {}});
+    let envelope = json!({
+        "v": 1,
+        "time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+        "endpoint": "/mcp/everything",
+        "principal": "alice@example.com",
+        "from": "intruder",
+        "headers": [["authorization", format!("Bearer {token}")]],
+        "body": retry.to_string(),
+    })
+    .to_string();
+    let other_key = mcpgate_tests::webhook::signature("not the fleet key", envelope.as_bytes());
+    for signature in [None, Some("sha256=00"), Some(other_key.as_str())] {
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(s) = signature {
+            headers.push(("mcpgate-fleet-signature", s));
+        }
+        let r = request(
+            a.addr(),
+            "POST",
+            "/fleet/v1/retry",
+            &headers,
+            envelope.as_bytes(),
+        );
+        assert_eq!(r.status, 403, "{signature:?}: {r}");
+        assert!(r.text().contains("no valid signature"), "{r}");
+    }
+    // Signed as the replicas sign (HMAC-SHA256 under the key derived from `session.key`),
+    // but carrying another principal's credential, or sent too long ago: refused too.
+    let fleet_key = {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&session_key()).unwrap();
+        mac.update(b"mcpgate fleet retry v1");
+        mac.finalize().into_bytes().to_vec()
+    };
+    let signed = |body: &str| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&fleet_key).unwrap();
+        mac.update(body.as_bytes());
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("sha256={hex}")
+    };
+    let mallory = token_cli(
+        &repo,
+        a.state(),
+        &pg,
+        &[
+            "issue",
+            "--subject",
+            "mallory@example.com",
+            "--kind",
+            "human",
+            "--reason",
+            "fleet test",
+        ],
+    );
+    let mut mismatched: Value = serde_json::from_str(&envelope).unwrap();
+    mismatched["headers"] = json!([["authorization", format!("Bearer {mallory}")]]);
+    let mut stale: Value = serde_json::from_str(&envelope).unwrap();
+    stale["time"] = json!(stale["time"].as_u64().unwrap() - 600);
+    for (why, body) in [
+        ("the principal does not match", mismatched),
+        ("s away from this replica's clock", stale),
+    ] {
+        let body = body.to_string();
+        let sig = signed(&body);
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("mcpgate-fleet-signature", sig.as_str()),
+        ];
+        let r = request(
+            a.addr(),
+            "POST",
+            "/fleet/v1/retry",
+            &headers,
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 403, "{why}: {r}");
+        assert!(r.text().contains(why), "{why}: {r}");
+    }
+    // Another principal's retry through B is not forwarded: the usual refusal.
+    let (_, foreign) = elicit_call(&b, &mallory, 2, answers(&key, &state, "Mallory"));
+    assert!(
+        foreign["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown or expired requestState")),
+        "{foreign}"
+    );
+    assert_eq!(pg.query("SELECT count(*) FROM mcpgate_parked"), "1");
+
+    // `/status` says where the other replicas forward retries of A's parked calls.
+    let status = request(
+        a.addr(),
+        "GET",
+        "/status",
+        &[("Authorization", &format!("Bearer {token}"))],
+        b"",
+    );
+    assert_eq!(status.json()["state"]["advertise"], a.url(""), "{status}");
+
+    // The retry lands on B, which holds nothing: it is forwarded to A and completes there.
+    let (status, done) = elicit_call(&b, &token, 3, answers(&key, &state, "Fleet Tester"));
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(
+        done["result"]["isError"],
+        Value::Null,
+        "{done}\n{}",
+        a.log()
+    );
+    let text = done["result"]["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["text"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains("Fleet Tester"),
+        "{done}\nA:\n{}\nB:\n{}",
+        a.log(),
+        b.log()
+    );
+    assert!(
+        b.wait_for_log("forwarded to the replica holding its call"),
+        "{}",
+        b.log()
+    );
+
+    // The call was resumed once: the same state again is refused, wherever it lands.
+    let (_, again) = elicit_call(&b, &token, 4, answers(&key, &state, "Twice"));
+    assert!(
+        again["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown or expired requestState")),
+        "{again}"
+    );
+}
+
+#[test]
+fn a_retry_whose_replica_is_gone_gets_a_clear_error() {
+    let pg = PgDatabase::create();
+    let everything = mcpgate_tests::peers::HttpPeer::everything();
+    let config = json!({
+        "servers": {"everything": {"url": everything.url}},
+        "identity": {},
+        "state": {"postgres": "${env:MCPGATE_PG_URL}"},
+    });
+    let repo = PolicyRepo::with(&config, "allow everything.trigger-elicitation-request;\n");
+    let (_da, _db, a, b) = keyed_pair(&repo, &pg);
+    let token = token_cli(
+        &repo,
+        b.state(),
+        &pg,
+        &[
+            "issue",
+            "--subject",
+            "bob@example.com",
+            "--kind",
+            "human",
+            "--reason",
+            "fleet test",
+        ],
+    );
+    let (_, first) = elicit_call(&a, &token, 1, json!({}));
+    let (key, state) = parked(&first);
+    a.stop();
+
+    let (_, lost) = elicit_call(&b, &token, 2, answers(&key, &state, "Nobody"));
+    let message = lost["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("was lost") && message.contains("without `requestState`"),
+        "{lost}\n{}",
+        b.log()
+    );
+    // The lost call is forgotten: the next retry gets the usual refusal at once.
+    assert_eq!(pg.query("SELECT count(*) FROM mcpgate_parked"), "0");
+    let (_, again) = elicit_call(&b, &token, 3, answers(&key, &state, "Nobody"));
+    assert!(
+        again["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown or expired requestState")),
+        "{again}"
+    );
+}
+
+#[test]
+fn state_advertise_names_where_retries_are_forwarded() {
+    let pg = PgDatabase::create();
+    let everything = mcpgate_tests::peers::HttpPeer::everything();
+    let config = json!({
+        "servers": {"everything": {"url": everything.url}},
+        "identity": {},
+        "state": {"postgres": "${env:MCPGATE_PG_URL}", "advertise": "${env:ADVERTISE}"},
+    });
+    let repo = PolicyRepo::with(&config, "allow everything.trigger-elicitation-request;\n");
+    // Nothing listens there: a retry forwarded to it finds its owner gone.
+    let nowhere = format!("http://127.0.0.1:{}", mcpgate_tests::http::closed_port());
+    let a = Gateway::start_with_env(
+        &repo,
+        &[],
+        &[("MCPGATE_PG_URL", pg.url()), ("ADVERTISE", &nowhere)],
+    );
+    let token = token_cli(
+        &repo,
+        a.state(),
+        &pg,
+        &[
+            "issue",
+            "--subject",
+            "carol@example.com",
+            "--kind",
+            "human",
+            "--reason",
+            "fleet test",
+        ],
+    );
+    let (_, first) = elicit_call(&a, &token, 1, json!({}));
+    let (key, state) = parked(&first);
+    assert_eq!(pg.query("SELECT owner_url FROM mcpgate_parked"), nowhere);
+    // The replica holding the call resumes it itself, whatever it advertises.
+    let (_, done) = elicit_call(&a, &token, 2, answers(&key, &state, "Carol"));
+    assert!(
+        done["result"]["content"].to_string().contains("Carol"),
+        "{done}\n{}",
+        a.log()
+    );
+}
+
+/// Reads `stream` (an HTTP response in progress) until an SSE `data:` line holds a message
+/// `found` accepts; everything read so far is kept in `seen`.
+fn read_event(
+    stream: &mut std::net::TcpStream,
+    seen: &mut Vec<u8>,
+    found: impl Fn(&Value) -> bool,
+) -> Value {
+    use std::io::Read;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = String::from_utf8_lossy(seen).into_owned();
+        let hit = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .find(|m| found(m));
+        if let Some(m) = hit {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "no such event in:\n{text}");
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).unwrap_or(0);
+        assert!(n > 0, "the stream ended without the event:\n{text}");
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn a_legacy_clients_answer_that_lands_on_another_replica_reaches_the_call() {
+    // A stateless upstream's input_required, bridged into a request to the legacy client.
+    let modern = mcpgate_tests::peers::HttpPeer::modern();
+    let done = answer_through_b(&modern.url, "ask_name");
+    assert_eq!(
+        done["result"]["content"][0]["text"], "hello Legacy Lee",
+        "{done}"
+    );
+    // A legacy upstream's own elicitation request, relayed to the client.
+    let everything = mcpgate_tests::peers::HttpPeer::everything();
+    let done = answer_through_b(&everything.url, "trigger-elicitation-request");
+    assert!(
+        done["result"]["content"].to_string().contains("Legacy Lee"),
+        "{done}"
+    );
+}
+
+/// A legacy client's session on A calls `tool` of the upstream at `url`, which asks the
+/// client for a name; the client's answer is posted to B. The call's final response.
+fn answer_through_b(url: &str, tool: &str) -> Value {
+    use std::io::Write;
+    let pg = PgDatabase::create();
+    let config = json!({
+        "servers": {"up": {"url": url}},
+        "identity": {},
+        "state": {"postgres": "${env:MCPGATE_PG_URL}"},
+    });
+    let repo = PolicyRepo::with(&config, &format!("allow up.{tool};\n"));
+    let (_da, _db, a, b) = keyed_pair(&repo, &pg);
+    let token = token_cli(
+        &repo,
+        a.state(),
+        &pg,
+        &[
+            "issue",
+            "--subject",
+            "dana@example.com",
+            "--kind",
+            "human",
+            "--reason",
+            "fleet test",
+        ],
+    );
+    let version = mcpgate_tests::http::PROTOCOL_VERSION;
+    let mut on_a = McpHttp::new(a.addr(), "/mcp/up").with_bearer(&token);
+    let init = on_a.post(
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": version,
+            "capabilities": {"elicitation": {}},
+            "clientInfo": {"name": "fleet-legacy", "version": "1.0.0"},
+        }}),
+    );
+    assert_eq!(init.status, 200, "{init}");
+    let sid = init.header("mcp-session-id").unwrap().to_owned();
+    on_a.session = Some(sid.clone());
+    let ack = on_a.post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    assert!(ack.status == 202 || ack.status == 200, "{ack}");
+
+    // The call runs on A; the stateless upstream's question reaches the client on its stream.
+    let body = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": tool, "arguments": {}}})
+    .to_string();
+    let mut stream = std::net::TcpStream::connect(a.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let head = format!(
+        "POST /mcp/up HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMcp-Session-Id: {sid}\r\n\
+         MCP-Protocol-Version: {version}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        a.addr(),
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut seen = Vec::new();
+    let asked = read_event(&mut stream, &mut seen, |m| {
+        m["method"] == "elicitation/create"
+    });
+    let id = asked["id"].clone();
+
+    // The answer lands on B, on the same (sealed) session: forwarded to A, which resumes.
+    let mut on_b = McpHttp::new(b.addr(), "/mcp/up").with_bearer(&token);
+    on_b.session = Some(sid);
+    let answered = on_b.post(&json!({"jsonrpc": "2.0", "id": id,
+        "result": {"action": "accept", "content": {"name": "Legacy Lee"}}}));
+    assert_eq!(answered.status, 202, "{answered}\n{}", b.log());
+    let done = read_event(&mut stream, &mut seen, |m| m["id"] == json!(2));
+    assert!(
+        b.wait_for_log("forwarded to the replica holding its call"),
+        "{}",
+        b.log()
+    );
+    assert_ne!(
+        done["result"]["isError"],
+        json!(true),
+        "{done}\nA:\n{}",
+        a.log()
+    );
+    done
 }

@@ -39,6 +39,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "gitops",
             "identity",
             "lock",
+            "parked",
             "quota",
             "responders",
             "tasks",

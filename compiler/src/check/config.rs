@@ -187,8 +187,9 @@ pub const E0609: Code = Code {
 ### What it does
 Reports a `state` section whose `redis` is neither a reference (`${env:NAME}`,
 `${secret:NAME}`) nor a `redis://` or `rediss://` URL, whose `postgres` is neither a
-reference nor a `postgres://` URL, whose `replica_id` is empty or holds blanks, or whose
-`ca_file` is empty. A password written in a URL is E0604.
+reference nor a `postgres://` URL, whose `advertise` is not an `http://` or `https://`
+URL, whose `replica_id` is empty or holds blanks, or whose `ca_file` is empty. A password
+written in a URL is E0604.
 
 ### Why is this bad?
 The replicas of a fleet share quota counts and tokens through these stores; a gateway that
@@ -507,6 +508,17 @@ fn check_state(state: &Node, file: FileId, out: &mut Vec<Diagnostic>) {
             E0609
                 .at("`state.ca_file` is not a file path", file, v.span)
                 .with_help("name a PEM file of CA certificates, e.g. `/etc/mcpgate/store-ca.pem`"),
+        );
+    }
+    if let Some(v) = state.get("advertise")
+        && let Some(text) = v.as_str()
+        && !text.starts_with("${")
+        && !(text.starts_with("http://") || text.starts_with("https://"))
+    {
+        out.push(
+            E0609
+                .at(format!("`state.advertise` is not an `http://` URL: `{text}`"), file, v.span)
+                .with_help("write the URL the other replicas reach this one at, e.g. `http://${env:POD_IP}:8080`"),
         );
     }
     if let Some(v) = state.get("replica_id")

@@ -109,9 +109,20 @@ mod tests {
         assert_eq!(codes(&out), ["E0604"], "{out:?}");
 
         let mut out = Vec::new();
-        let src = "state:\n  redis: cache:6379\n  postgres: db:5432\n  replica_id: \"a b\"\n";
+        let src = "state:\n  redis: cache:6379\n  postgres: db:5432\n  replica_id: \"a b\"\n  advertise: 10.0.0.1:8080\n";
         assert!(load(FileId(0), src, &mut out).is_none());
-        assert_eq!(codes(&out), ["E0609", "E0609", "E0609"], "{out:?}");
+        assert_eq!(codes(&out), ["E0609", "E0609", "E0609", "E0609"], "{out:?}");
+
+        let mut out = Vec::new();
+        let src = "state:\n  advertise: \"http://${env:POD_IP}:8080\"\n";
+        let c = load(FileId(0), src, &mut out).unwrap_or_else(|| panic!("{out:?}"));
+        assert_eq!(
+            c.state.unwrap_or_default().advertise.as_deref(),
+            Some("http://${env:POD_IP}:8080")
+        );
+        let mut out = Vec::new();
+        let src = "state:\n  advertise: \"${env:MCPGATE_URL}\"\n";
+        assert!(load(FileId(0), src, &mut out).is_some(), "{out:?}");
 
         // TLS to both stores, with a private CA.
         let mut out = Vec::new();

@@ -154,12 +154,13 @@ pub fn shared_db(
         .chain(crate::responders::postgres::MIGRATIONS)
         .chain(crate::tasks::postgres::MIGRATIONS)
         .chain(crate::lock::fleet::MIGRATIONS)
+        .chain(crate::parked::postgres::MIGRATIONS)
         .copied()
         .collect();
     let ca_file = state.ca_file.as_deref().map(Path::new);
     let pg = crate::state::postgres::Pg::open(&url.value, ca_file, &migrations)
         .map_err(|e| format!("state.postgres: {e}"))?;
-    tracing::info!(postgres = %pg.address(), "gateway tokens, approvals, delegations, responder pauses, task owners and held tools are kept in PostgreSQL");
+    tracing::info!(postgres = %pg.address(), "gateway tokens, approvals, delegations, responder pauses, task owners, held tools and parked calls are kept in PostgreSQL");
     Ok(Arc::new(pg))
 }
 
@@ -216,6 +217,59 @@ fn shared_redis(
     store.check_tls()?;
     tracing::info!(redis = %store.address(), "quota and responder counts are kept in Redis");
     Ok(Some(Arc::new(store)))
+}
+
+/// How this replica hands retries of its parked calls to the others: at `state.advertise`
+/// (its references resolved), else at the address it listens on, else (listening on every
+/// interface) at the address it reaches the shared database from.
+async fn handoff(
+    pg: &Arc<crate::state::postgres::Pg>,
+    state: Option<&mcpgate_compiler::config::StateConfig>,
+    bound: std::net::SocketAddr,
+    sealer: &Sealer,
+    secrets: &dyn SecretResolver,
+) -> Result<crate::gateway::handoff::Handoff, String> {
+    let url = match state.and_then(|s| s.advertise.as_deref()) {
+        Some(text) => {
+            crate::vault::references::resolve_references(text, secrets)
+                .map_err(|e| format!("state.advertise: {e}"))?
+                .value
+        }
+        None if !bound.ip().is_unspecified() => format!("http://{bound}"),
+        None => {
+            let ip = route_to(pg).await.ok_or_else(|| {
+                format!("`{bound}` listens on every interface, and the address the other replicas reach this one at cannot be found")
+            })?;
+            format!("http://{}", std::net::SocketAddr::new(ip, bound.port()))
+        }
+    };
+    let store = Arc::new(crate::parked::postgres::PgParked::new(pg.clone()));
+    let h = crate::gateway::handoff::Handoff::new(
+        store,
+        &url,
+        crate::state::replica_name(state),
+        sealer,
+    )?;
+    tracing::info!(url = %h.url(), "retries of calls parked here are forwarded from the other replicas to this address");
+    Ok(h)
+}
+
+/// The local address packets to the database leave from (a UDP "connection" sends
+/// nothing; it only picks the route).
+async fn route_to(pg: &crate::state::postgres::Pg) -> Option<std::net::IpAddr> {
+    let (host, port) = pg.server()?;
+    let to = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .ok()?
+        .next()?;
+    let any: std::net::SocketAddr = if to.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = tokio::net::UdpSocket::bind(any).await.ok()?;
+    socket.connect(to).await.ok()?;
+    Some(socket.local_addr().ok()?.ip())
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -483,6 +537,19 @@ pub fn run(args: Args) -> ExitCode {
             ))),
             None => pauses,
         };
+        let handoff = match &shared {
+            Some(pg) => match handoff(pg, config.state.as_ref(), bound, &sealer, &secrets).await {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    eprintln!(
+                        "  help: set `state.advertise` to this replica's URL as the other replicas reach it, e.g. `http://${{env:POD_IP}}:8080`"
+                    );
+                    return ExitCode::from(2);
+                }
+            },
+            None => None,
+        };
         let gw = match Gateway::new(&config, loaded, sealer, bound, &secrets) {
             Ok(g) => Arc::new(
                 g.with_identity(identity)
@@ -491,7 +558,8 @@ pub fn run(args: Args) -> ExitCode {
                     .with_responders(pauses)
                     .with_delegations(delegations)
                     .with_assertions(assertions)
-                    .with_quotas(quotas),
+                    .with_quotas(quotas)
+                    .with_handoff(handoff),
             ),
             Err(e) => {
                 eprintln!("error: {e}");

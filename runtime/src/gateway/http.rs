@@ -253,6 +253,11 @@ pub async fn handle(
         let (status, value) = crate::gateway::status::readyz(&gw);
         return Ok(json_response(status, &value));
     }
+    // Another replica forwarding a retry, by this replica's own address: the signature is
+    // the check, not the Host.
+    if path == crate::parked::envelope::PATH && *req.method() == Method::POST {
+        return Ok(crate::gateway::handoff::serve(&gw, req).await);
+    }
     match header_str(req.headers(), header::HOST.as_str()) {
         Some(host) if gw.host_allowed(host) => {}
         Some(_) => return Ok(plain(StatusCode::MISDIRECTED_REQUEST, "host not allowed")),
@@ -503,6 +508,11 @@ async fn post(
     };
     match parsed {
         jsonrpc::Body::Single(message) if crate::gateway::modern::is_modern(&message, &headers) => {
+            let elsewhere =
+                crate::gateway::handoff::elsewhere(gw, endpoint, &auth, &headers, &body, &message);
+            if let Some(forwarded) = elsewhere.await {
+                return forwarded;
+            }
             crate::gateway::modern::post(gw, endpoint, auth, &headers, message).await
         }
         jsonrpc::Body::Single(message) => single(gw, endpoint, auth, &headers, message).await,
@@ -510,7 +520,7 @@ async fn post(
     }
 }
 
-async fn single(
+pub(crate) async fn single(
     gw: &Arc<Gateway>,
     endpoint: &Endpoint,
     auth: Authenticated,
@@ -547,6 +557,12 @@ async fn single(
             Reply::Accepted
         }
         Kind::Response { .. } => {
+            let elsewhere = crate::gateway::handoff::answer_elsewhere(
+                gw, endpoint, &auth, headers, &session, &message,
+            );
+            if let Some(forwarded) = elsewhere.await {
+                return forwarded;
+            }
             relay::answer_server_request(&session, message).await;
             Reply::Accepted
         }

@@ -12,6 +12,7 @@ pub mod assertion;
 pub mod decide;
 pub mod delegations;
 pub mod dispatch;
+pub mod handoff;
 pub mod hold;
 pub mod http;
 pub mod input_bridge;
@@ -95,6 +96,9 @@ pub struct Gateway {
     pub mounted: std::sync::OnceLock<Arc<dyn http::Mounted>>,
     /// This replica's name (`state.replica_id`, else the host name), in `/status`.
     pub replica: String,
+    /// In a fleet (`state.postgres`): where parked calls are recorded, and how retries
+    /// reach the replica holding their call.
+    pub handoff: Option<Arc<handoff::Handoff>>,
 }
 
 impl Gateway {
@@ -150,6 +154,7 @@ impl Gateway {
             responders: Arc::new(crate::responders::Responders::in_memory()),
             mounted: std::sync::OnceLock::new(),
             replica: crate::state::replica_name(config.state.as_ref()),
+            handoff: None,
         })
     }
 
@@ -177,6 +182,14 @@ impl Gateway {
         assertions: Option<Arc<crate::assertions::Assertions>>,
     ) -> Gateway {
         self.assertions = assertions;
+        self
+    }
+
+    /// Records parked calls for the other replicas of a fleet and forwards retries to the
+    /// replica holding their call.
+    #[must_use]
+    pub fn with_handoff(mut self, handoff: Option<handoff::Handoff>) -> Gateway {
+        self.handoff = handoff.map(Arc::new);
         self
     }
 

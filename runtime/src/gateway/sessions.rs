@@ -186,6 +186,7 @@ pub async fn initialize(
         created,
         upstreams,
     }));
+    crate::gateway::handoff::attach(gw, &session);
     gw.sessions.insert(session.clone());
     tracing::info!(
         session = %session.sid,
@@ -263,6 +264,7 @@ pub fn find_session(
         created: claims.created,
         upstreams,
     }));
+    crate::gateway::handoff::attach(gw, &session);
     tracing::info!(session = %session.sid, "session resumed from its sealed state");
     gw.sessions.insert(session.clone());
     Ok(session)

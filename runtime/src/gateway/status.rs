@@ -69,6 +69,10 @@ pub fn readyz(gw: &Gateway) -> (StatusCode, Value) {
 pub fn state_json(gw: &Gateway) -> Value {
     let mut out = serde_json::Map::new();
     out.insert("replica".into(), json!(gw.replica));
+    if let Some(h) = &gw.handoff {
+        // Where the other replicas forward retries of the calls parked here.
+        out.insert("advertise".into(), json!(h.url()));
+    }
     for (name, store, e) in stores(gw) {
         out.insert(
             name.into(),

@@ -47,6 +47,11 @@ impl SessionInputs {
         lock(&self.waiting).remove(&id_key(id))
     }
 
+    /// Whether an input request waits for an answer under `id`.
+    pub fn waits_for(&self, id: &Value) -> bool {
+        lock(&self.waiting).contains_key(&id_key(id))
+    }
+
     /// Waits for the answer to the input request kept under `key`.
     pub fn wait_for(&self, key: String, tx: oneshot::Sender<Value>) {
         lock(&self.waiting).insert(key, tx);

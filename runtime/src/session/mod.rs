@@ -71,6 +71,14 @@ struct ServerRequests {
     order: std::collections::VecDeque<String>,
 }
 
+/// Told of each request the gateway sends the client under a session id, so that the
+/// client's answer, wherever it lands in a fleet, can reach the replica waiting for it. The
+/// gateway implements it; the session only calls it.
+pub trait AnswerRoutes: Send + Sync + std::fmt::Debug {
+    /// `session` sent the client a request under `id`, and waits here for its answer.
+    fn asked(&self, session: &Session, id: &Value);
+}
+
 /// One client session.
 #[derive(Debug)]
 pub struct Session {
@@ -104,6 +112,8 @@ pub struct Session {
     server_requests: Mutex<ServerRequests>,
     /// Calls of this session waiting on a stateless upstream's `input_required` rounds.
     pub inputs: inputs::SessionInputs,
+    /// Where requests sent to the client are announced (a fleet's replicas).
+    routes: std::sync::OnceLock<Arc<dyn AnswerRoutes>>,
 }
 
 /// What a new [`Session`] is made of.
@@ -144,7 +154,33 @@ impl Session {
             in_flight: Mutex::default(),
             server_requests: Mutex::default(),
             inputs: Default::default(),
+            routes: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Announces every request sent to the client under this session to `routes`, under
+    /// ids from `base` on: replicas holding the same session each take their own range,
+    /// so one replica's ids are never another's.
+    pub fn route_answers(&self, routes: Arc<dyn AnswerRoutes>, base: u64) {
+        if self.routes.set(routes).is_ok() {
+            self.next_id.fetch_max(base, Ordering::Relaxed);
+        }
+    }
+
+    /// Tells the routes (if any) that the request `id` was sent to the client.
+    pub fn announce(&self, id: &Value) {
+        if let Some(r) = self.routes.get() {
+            r.asked(self, id);
+        }
+    }
+
+    /// Whether this replica waits for the client's answer `id` (a relayed server request
+    /// or an input request of the bridge).
+    pub fn awaits_answer(&self, id: &Value) -> bool {
+        self.inputs.waits_for(id)
+            || lock(&self.server_requests)
+                .by_gateway
+                .contains_key(&id_key(id))
     }
 
     /// Marks the session used now.
@@ -195,6 +231,8 @@ impl Session {
         map.by_upstream
             .insert((server.to_owned(), id_key(upstream_id)), gid.clone());
         map.order.push_back(key);
+        drop(map);
+        self.announce(&gid);
         gid
     }
 
@@ -397,6 +435,25 @@ mod tests {
             created: 0,
             upstreams: BTreeMap::new(),
         })
+    }
+
+    #[test]
+    fn routed_sessions_take_ids_from_their_base_and_announce_requests() {
+        #[derive(Debug, Default)]
+        struct Seen(Mutex<Vec<Value>>);
+        impl AnswerRoutes for Seen {
+            fn asked(&self, _: &Session, id: &Value) {
+                lock(&self.0).push(id.clone());
+            }
+        }
+        let s = session();
+        let seen = Arc::new(Seen::default());
+        s.route_answers(seen.clone(), 1 << 20);
+        let gid = s.map_server_request("a", &json!(7));
+        assert_eq!(gid, json!(1u64 << 20));
+        assert_eq!(*lock(&seen.0), vec![gid.clone()]);
+        assert!(s.awaits_answer(&gid));
+        assert!(!s.awaits_answer(&json!(3)));
     }
 
     #[test]

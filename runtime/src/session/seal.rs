@@ -102,6 +102,8 @@ impl Key {
 pub struct Sealer {
     current: Key,
     previous: Option<Key>,
+    /// The current key, from which keys for other uses are derived ([`Sealer::derive`]).
+    raw: [u8; 32],
 }
 
 impl std::fmt::Debug for Sealer {
@@ -157,6 +159,7 @@ impl Sealer {
         Sealer {
             current: Key::new(key),
             previous: None,
+            raw: *key,
         }
     }
 
@@ -165,6 +168,7 @@ impl Sealer {
         Sealer {
             current: Key::new(current),
             previous: Some(Key::new(previous)),
+            raw: *current,
         }
     }
 
@@ -183,7 +187,20 @@ impl Sealer {
         Ok(Sealer {
             current: Key::new(&current),
             previous: previous.as_ref().map(Key::new),
+            raw: current,
         })
+    }
+
+    /// A key for another use, the HMAC-SHA256 of `label` under the current session key:
+    /// replicas given the same `session.key` derive the same key, and it reveals nothing
+    /// of the session key.
+    pub fn derive(&self, label: &[u8]) -> [u8; 32] {
+        use hmac::Mac;
+        let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.raw) else {
+            return [0u8; 32];
+        };
+        mac.update(label);
+        mac.finalize().into_bytes().into()
     }
 
     /// Rotates the keys in `state_dir`: `session.key` becomes `session.key.previous`
@@ -246,6 +263,17 @@ impl Sealer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_keys_follow_the_session_key_and_the_label() {
+        let a = Sealer::from_key(&[1u8; 32]);
+        let same = Sealer::rotating(&[1u8; 32], &[2u8; 32]);
+        let other = Sealer::from_key(&[2u8; 32]);
+        assert_eq!(a.derive(b"x"), same.derive(b"x"));
+        assert_ne!(a.derive(b"x"), a.derive(b"y"));
+        assert_ne!(a.derive(b"x"), other.derive(b"x"));
+        assert_ne!(a.derive(b"x"), [1u8; 32]);
+    }
 
     fn claims() -> Claims {
         let mut upstreams = BTreeMap::new();

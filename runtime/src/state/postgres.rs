@@ -154,6 +154,19 @@ impl Pg {
         &self.shown
     }
 
+    /// The server's TCP host and port, when it is reached over TCP.
+    pub fn server(&self) -> Option<(String, u16)> {
+        let host = match self.config.get_hosts().first()? {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(_) => return None,
+        };
+        Some((
+            host,
+            self.config.get_ports().first().copied().unwrap_or(5432),
+        ))
+    }
+
     fn db_err(&self, e: &tokio_postgres::Error) -> PgError {
         // The server's own message (`relation ... does not exist`) when there is one.
         let text = e

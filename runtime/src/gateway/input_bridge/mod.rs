@@ -85,6 +85,7 @@ impl Running {
         let (tx, rx) = oneshot::channel();
         let key = id_key(&id);
         self.session.inputs.wait_for(key.clone(), tx);
+        self.session.announce(&id);
         self.asked.push(key);
         (id, rx)
     }

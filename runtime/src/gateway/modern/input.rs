@@ -6,7 +6,9 @@
 //! the retry again like any call, answers the upstream, and relays the rest of the call.
 //!
 //! Parked calls live on the replica that parked them, bound to the principal and the bridge
-//! session; the upstream's own timeout ends a call nobody comes back for.
+//! session; the upstream's own timeout ends a call nobody comes back for. In a fleet the
+//! replica also records each one in the shared database, so a retry that reaches another
+//! replica is forwarded here ([`crate::gateway::handoff`]).
 
 use crate::audit::decision::{self as audit, Pending};
 use crate::gateway::decide::{self, Outcome};
@@ -64,6 +66,14 @@ impl Parked {
         map.insert(token, entry);
     }
 
+    /// Whether the call `token` is parked on this replica.
+    pub fn holds(&self, token: &str) -> bool {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(token)
+    }
+
     fn take(&self, token: &str) -> Option<Entry> {
         self.map
             .lock()
@@ -118,6 +128,10 @@ pub fn park(
         }),
     );
     let token = random_hex();
+    // Recorded before the client learns the token, so its retry finds the call anywhere.
+    if let Some(h) = &gw.handoff {
+        h.record(&token, &session.principal.id, now_secs() + MAX_AGE_SECS);
+    }
     gw.modern.parked.insert(
         token.clone(),
         Entry {
@@ -144,6 +158,15 @@ fn refusal(id: &Value, text: &str) -> (Reply, Option<Pending>) {
     )
 }
 
+/// The parked-call token of a retry's gateway-minted `requestState`; `None` for any other
+/// request.
+pub fn parked_token(message: &Value) -> Option<&str> {
+    jsonrpc::params(message)
+        .get("requestState")
+        .and_then(Value::as_str)?
+        .strip_prefix(STATE_PREFIX)
+}
+
 /// Resumes a parked call when `message` is a retry carrying a `requestState` the gateway
 /// minted; `None` for any other request (a modern upstream's own state passes through).
 /// The retry is decided and audited like a new call; its pending audit outcome comes with
@@ -157,10 +180,7 @@ pub async fn retry(
     message: &Value,
 ) -> Option<(Reply, Option<Pending>)> {
     let params = jsonrpc::params(message);
-    let token = params
-        .get("requestState")
-        .and_then(Value::as_str)?
-        .strip_prefix(STATE_PREFIX)?;
+    let token = parked_token(message)?;
     let Some(entry) = gw.modern.parked.take(token) else {
         return Some(refusal(id, "unknown or expired requestState"));
     };
@@ -170,6 +190,9 @@ pub async fn retry(
         // Not the caller's: leave it for its owner.
         gw.modern.parked.insert(token.to_owned(), entry);
         return Some(refusal(id, "unknown or expired requestState"));
+    }
+    if let Some(h) = &gw.handoff {
+        h.forget(token);
     }
     if entry.session != session.sid || entry.method != method || entry.name.as_deref() != name {
         return Some(refusal(id, "requestState belongs to another request"));
