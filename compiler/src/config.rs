@@ -138,6 +138,12 @@ pub struct StateConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "String")]
     pub advertise: Option<String>,
+    /// How old a token or delegation check may be and still be served from memory while
+    /// `postgres` does not answer (`30s`, `2m`). Absent: none is; every check needs the
+    /// database (fail closed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub outage_grace: Option<String>,
 }
 
 impl std::fmt::Debug for StateConfig {
@@ -149,6 +155,7 @@ impl std::fmt::Debug for StateConfig {
             .field("replica_id", &self.replica_id)
             .field("ca_file", &self.ca_file)
             .field("advertise", &self.advertise)
+            .field("outage_grace", &self.outage_grace)
             .finish()
     }
 }

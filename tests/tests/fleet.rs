@@ -497,6 +497,79 @@ fn with_postgres_down_token_callers_are_refused_until_it_returns() {
     assert_eq!(get(&gw, "/readyz").0, 200);
 }
 
+#[test]
+fn with_an_outage_grace_a_recently_checked_token_goes_on_for_the_grace_only() {
+    let pg = PgDatabase::create();
+    let config = json!({
+        "servers": {"demo": {"command": "mcpgate", "args": ["demo-server"]}},
+        "identity": {},
+        "state": {"postgres": "${env:MCPGATE_PG_URL}", "outage_grace": "3s"},
+    });
+    let repo = PolicyRepo::with(&config, "allow demo.echo;\n");
+    let gw = Gateway::start_with_env(&repo, &[], &[("MCPGATE_PG_URL", pg.url())]);
+    let issue = |subject: &str| {
+        token_cli(
+            &repo,
+            gw.state(),
+            &pg,
+            &[
+                "issue",
+                "--subject",
+                subject,
+                "--kind",
+                "human",
+                "--reason",
+                "fleet test",
+            ],
+        )
+    };
+    let (alice, bob) = (issue("alice@example.com"), issue("bob@example.com"));
+    let mut c = McpHttp::new(gw.addr(), "/mcp/demo").with_bearer(&alice);
+    c.initialize();
+    assert_eq!(text(&call(&c, 2, "echo", json!({"text": "up"}))), "up");
+
+    pg.cut();
+    let echo = |id: u64| {
+        c.post(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "again"}}}))
+    };
+    // Alice was checked a moment ago: served from memory while the database is away.
+    let served = echo(3);
+    assert_eq!(served.status, 200, "{served}\n{}", gw.log());
+    assert!(served.text().contains("again"), "{served}");
+    assert!(gw.wait_for_log("serving its answers read within the grace from memory"));
+    // Bob was never checked by this replica: refused as without a grace.
+    let b = McpHttp::new(gw.addr(), "/mcp/demo").with_bearer(&bob);
+    let refused = b.post(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": mcpgate_tests::http::PROTOCOL_VERSION,
+                   "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}));
+    assert_eq!(refused.status, 401, "{refused}");
+    // Past the grace, Alice's last check is too old: refused until the database answers.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut id = 10;
+    loop {
+        id += 1;
+        let r = echo(id);
+        if r.status == 401 {
+            break;
+        }
+        assert_eq!(r.status, 200, "{r}");
+        assert!(
+            Instant::now() < deadline,
+            "served from memory past the grace:\n{}",
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    pg.restore();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while echo(id).status != 200 {
+        id += 1;
+        assert!(Instant::now() < deadline, "never recovered:\n{}", gw.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// `mcpgate delegate`, as the holder of `token` when one is given.
 fn delegate_cli(
     repo: &PolicyRepo,

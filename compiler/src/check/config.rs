@@ -188,8 +188,8 @@ pub const E0609: Code = Code {
 Reports a `state` section whose `redis` is neither a reference (`${env:NAME}`,
 `${secret:NAME}`) nor a `redis://` or `rediss://` URL, whose `postgres` is neither a
 reference nor a `postgres://` URL, whose `advertise` is not an `http://` or `https://`
-URL, whose `replica_id` is empty or holds blanks, or whose `ca_file` is empty. A password
-written in a URL is E0604.
+URL, whose `replica_id` is empty or holds blanks, whose `ca_file` is empty, or whose
+`outage_grace` is not a duration. A password written in a URL is E0604.
 
 ### Why is this bad?
 The replicas of a fleet share quota counts and tokens through these stores; a gateway that
@@ -508,6 +508,16 @@ fn check_state(state: &Node, file: FileId, out: &mut Vec<Diagnostic>) {
             E0609
                 .at("`state.ca_file` is not a file path", file, v.span)
                 .with_help("name a PEM file of CA certificates, e.g. `/etc/mcpgate/store-ca.pem`"),
+        );
+    }
+    if let Some(v) = state.get("outage_grace")
+        && v.as_str()
+            .is_none_or(|t| crate::duration::parse(t).is_err())
+    {
+        out.push(
+            E0609
+                .at("`state.outage_grace` is not a duration", file, v.span)
+                .with_help("write how long a check may be served from memory while PostgreSQL does not answer, e.g. `30s`"),
         );
     }
     if let Some(v) = state.get("advertise")

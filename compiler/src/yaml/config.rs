@@ -137,6 +137,19 @@ mod tests {
         assert!(load(FileId(0), src, &mut out).is_none());
         assert_eq!(codes(&out), ["E0609"], "{out:?}");
 
+        // How long a check may be served from memory during an outage: a duration.
+        let mut out = Vec::new();
+        let src = "state:\n  outage_grace: 30s\n";
+        let c = load(FileId(0), src, &mut out).unwrap_or_else(|| panic!("{out:?}"));
+        assert_eq!(
+            c.state.unwrap_or_default().outage_grace.as_deref(),
+            Some("30s")
+        );
+        let mut out = Vec::new();
+        let src = "state:\n  outage_grace: a while\n";
+        assert!(load(FileId(0), src, &mut out).is_none());
+        assert_eq!(codes(&out), ["E0609"], "{out:?}");
+
         let mut out = Vec::new();
         let src = "state:\n  postgres: postgres://gw:s3cretpass@db/mcpgate\n";
         assert!(load(FileId(0), src, &mut out).is_none());

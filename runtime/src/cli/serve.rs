@@ -465,11 +465,24 @@ pub fn run(args: Args) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+        // `state.outage_grace`: how old a check may be and still serve during an outage.
+        let grace = config
+            .state
+            .as_ref()
+            .and_then(|s| s.outage_grace.as_deref())
+            .and_then(|g| mcpgate_compiler::duration::parse(g).ok())
+            .filter(|g| !g.is_zero());
+        let served_tokens = |pg: &Arc<crate::state::postgres::Pg>| match grace {
+            Some(g) => crate::identity::tokens::TokenStore::over(Box::new(
+                crate::identity::outage::CachedTokens::new(
+                    Box::new(crate::identity::postgres::PgTokens::new(pg.clone())),
+                    g,
+                ),
+            )),
+            None => postgres_tokens(pg),
+        };
         let mut identity = match &shared {
-            Some(pg) => {
-                let tokens = postgres_tokens(pg);
-                identity.with_token_store(tokens)
-            }
+            Some(pg) => identity.with_token_store(served_tokens(pg)),
             None => identity,
         };
         // People authenticated by the identity section may delegate to agents. A delegation
@@ -479,10 +492,14 @@ pub fn run(args: Args) -> ExitCode {
             None => None,
             Some(_) => {
                 let opened = match &shared {
-                    Some(pg) => Ok(crate::delegation::Delegations::shared(
-                        pg,
-                        postgres_tokens(pg),
-                    )),
+                    Some(pg) => Ok(match grace {
+                        Some(g) => crate::delegation::Delegations::shared_with_grace(
+                            pg,
+                            served_tokens(pg),
+                            g,
+                        ),
+                        None => crate::delegation::Delegations::shared(pg, postgres_tokens(pg)),
+                    }),
                     None => crate::delegation::Delegations::open(&state),
                 };
                 match opened {

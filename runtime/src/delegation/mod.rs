@@ -13,6 +13,7 @@
 //! [`Delegations::revoke`]. May use: `identity`, `decision`, `state`, `audit::record` (hex).
 
 pub mod grant;
+pub mod outage;
 pub mod postgres;
 pub mod record;
 pub mod store;
@@ -53,6 +54,20 @@ impl Delegations {
     /// with [`postgres::MIGRATIONS`] and the token table's).
     pub fn shared(pg: &Arc<crate::state::postgres::Pg>, tokens: TokenStore) -> Self {
         Delegations::with_store(Arc::new(postgres::PgStore::new(pg.clone())), Some(tokens))
+    }
+
+    /// As [`Delegations::shared`], lookups served from memory for `grace` while the
+    /// database does not answer (`state.outage_grace`).
+    pub fn shared_with_grace(
+        pg: &Arc<crate::state::postgres::Pg>,
+        tokens: TokenStore,
+        grace: std::time::Duration,
+    ) -> Self {
+        let store = Arc::new(postgres::PgStore::new(pg.clone()));
+        Delegations::with_store(
+            Arc::new(outage::CachedDelegations::new(store, grace)),
+            Some(tokens),
+        )
     }
 
     /// The service over another store (tests, other backends).

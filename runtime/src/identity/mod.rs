@@ -8,6 +8,7 @@
 
 pub mod jwt;
 pub mod metadata;
+pub mod outage;
 pub mod postgres;
 pub mod time;
 pub mod tokens;

@@ -7,6 +7,7 @@
 
 pub mod db;
 pub mod fanout;
+pub mod outage_cache;
 pub mod postgres;
 #[cfg(test)]
 pub mod test_redis;
