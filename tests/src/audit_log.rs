@@ -26,6 +26,31 @@ pub fn wait_for_event(dir: &Path, name: &str, timeout: std::time::Duration) -> O
     }
 }
 
+/// Waits up to `timeout` until the last signed checkpoint in `dir` covers the last record:
+/// a checkpoint is signed after its records are acknowledged, so a gateway killed right
+/// after its last answer may not have signed it yet. Whether it came.
+pub fn wait_for_checkpoint(dir: &Path, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let last_record = records(dir).last().and_then(|r| r["seq"].as_u64());
+        let last_checkpoint = std::fs::read_to_string(dir.join("checkpoints.jsonl"))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .filter_map(|c| c["seq"].as_u64())
+                    .max()
+            });
+        if last_record.is_some() && last_checkpoint >= last_record {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Every complete record of the audit files in `dir`, oldest file first. Only
 /// newline-terminated lines are records (a line being written is left out); a complete line
 /// that is not JSON fails the test.

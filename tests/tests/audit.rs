@@ -92,8 +92,13 @@ fn tampering_is_found_and_located() {
     }
     let r = tool_call(&c, 20, "send_payment", json!({"to": "bob", "amount": 500}));
     assert_eq!(r["result"]["isError"], true, "{r}");
-    gw.kill();
     let audit = gw.state().join("audit");
+    // The truncation below is found by a checkpoint past the cut: let the last one be signed.
+    assert!(
+        audit_log::wait_for_checkpoint(&audit, Duration::from_secs(10)),
+        "no checkpoint covers the last record"
+    );
+    gw.kill();
     let (code, out) = verify(&[
         "--state",
         gw.state().to_str().unwrap(),
