@@ -10,9 +10,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use mcpgate_tests::console::{self, csrf_of, set_cookie};
 use mcpgate_tests::http::{McpHttp, initialize_request, initialize_request_as, request};
 use mcpgate_tests::peers::{self, ok, result_text};
-use mcpgate_tests::console::{self, csrf_of, set_cookie};
 use mcpgate_tests::{Gateway, PolicyRepo, paths, process};
 use serde_json::{Value, json};
 use std::process::Command;

@@ -2003,7 +2003,17 @@ fn a_console_sign_in_through_one_replica_holds_on_every_replica_until_it_ends() 
             "fleet test, again",
         ],
     );
+    // An expired session is refused by both, and removed at the next sign-in.
+    let old = sign_in(a.addr(), &fresh);
+    assert_signed_in(&b, &old);
+    pg.query("UPDATE mcpgate_console_sessions SET expires = 1");
+    assert_signed_out(&a, &old);
+    assert_signed_out(&b, &old);
     let cookie = sign_in(a.addr(), &fresh);
+    assert_eq!(
+        pg.query("SELECT count(*) FROM mcpgate_console_sessions"),
+        "1"
+    );
     assert_signed_in(&b, &cookie);
     pg.cut();
     let r = console_get(&b, "/console", &cookie);
