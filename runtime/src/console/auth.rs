@@ -81,7 +81,10 @@ impl Sessions {
     /// # Errors
     /// When the store cannot be read: the caller is refused, never let in unchecked.
     pub fn find(&self, headers: &HeaderMap) -> Result<Option<Session>, SessionStoreError> {
-        let Some(id) = cookie(headers, COOKIE) else {
+        // Only ids of the form `random_id` makes reach the store (no lookup for junk).
+        let Some(id) = cookie(headers, COOKIE)
+            .filter(|id| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        else {
             return Ok(None);
         };
         let Some(stored) = self.store.find(&id)? else {
@@ -158,6 +161,7 @@ mod tests {
             HeaderValue::from_str(&format!("other=1; {COOKIE}={id}")).unwrap(),
         );
         let found = s.find(&h).unwrap().unwrap();
+        assert_eq!(id.len(), 64);
         assert_eq!(found.id, id);
         assert_eq!(
             found.headers.get(header::AUTHORIZATION).unwrap(),
