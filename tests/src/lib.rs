@@ -8,6 +8,7 @@
 //!   conformance suite.
 //! - [`http`] is a raw HTTP/1.1 client for requests no well-behaved client would send.
 //! - [`cli`] runs other `mcpgate` subcommands; [`audit_log`] reads the audit records.
+//! - [`console`] signs in to the web console over plain HTTP.
 //! - [`webhook`] receives the gateway's signed webhook posts.
 //! - [`stores`] runs the shared stores of a fleet (Redis, PostgreSQL) for the fleet tests;
 //!   [`certs`] makes the private CA and certificates of TLS peers and stores.
@@ -21,6 +22,7 @@
 pub mod audit_log;
 pub mod certs;
 pub mod cli;
+pub mod console;
 pub mod gateway;
 pub mod http;
 pub mod paths;

@@ -10,6 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use mcpgate_tests::console::{self, csrf_of, set_cookie};
 use mcpgate_tests::http::{McpHttp, initialize_request, initialize_request_as, request};
 use mcpgate_tests::peers::{self, ok, result_text};
 use mcpgate_tests::{Gateway, PolicyRepo, paths, process};
@@ -279,42 +280,9 @@ fn the_console_refuses_strangers_and_can_be_turned_off() {
     assert_eq!(request(off.addr(), "GET", "/console", &[], b"").status, 404);
 }
 
-/// The `name=value` of a `Set-Cookie` header named `name`.
-fn set_cookie(r: &mcpgate_tests::http::Response, name: &str) -> String {
-    r.headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
-        .filter_map(|(_, v)| v.split(';').next())
-        .find(|c| c.starts_with(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no `{name}` cookie: {r}"))
-        .to_owned()
-}
-
-/// The CSRF token of the first form of a page.
-fn csrf_of(page: &str) -> String {
-    let re = regex::Regex::new(r#"name="csrf" value="([0-9a-f]+)""#).unwrap();
-    re.captures(page)
-        .unwrap_or_else(|| panic!("no CSRF field in {page}"))[1]
-        .to_owned()
-}
-
 /// Signs in over plain HTTP (no browser); returns the session cookie.
 fn sign_in(gw: &Gateway, token: &str) -> String {
-    let form = request(gw.addr(), "GET", "/console/login", &[], b"");
-    let login_cookie = set_cookie(&form, "mcpgate_console_login");
-    let body = format!("csrf={}&token={token}", csrf_of(&form.text()));
-    let done = request(
-        gw.addr(),
-        "POST",
-        "/console/login",
-        &[
-            ("Content-Type", "application/x-www-form-urlencoded"),
-            ("Cookie", &login_cookie),
-        ],
-        body.as_bytes(),
-    );
-    assert_eq!(done.status, 303, "{done}");
-    set_cookie(&done, "mcpgate_console")
+    console::sign_in(gw.addr(), token)
 }
 
 /// Only the person who gave a delegation sees it on their status page and revokes it there;

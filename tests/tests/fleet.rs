@@ -13,12 +13,15 @@
 //! stateless client's multi round-trip call parked on one replica is resumed by a retry that
 //! lands on another (forwarded, signed, to the owner), and a retry whose owner is gone gets
 //! a clear error. A commit one replica puts live is announced, and the others fetch it.
+//! A browser signed in to the console through one replica is signed in on the others,
+//! signed out through any of them it is out everywhere, and its token revoked ends it on all.
 //! The tests run their own `redis-server`, and each uses a database of its own on the
 //! PostgreSQL server `MCPGATE_TEST_PG_URL` names.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use hmac::{Hmac, Mac};
+use mcpgate_tests::console::{csrf_of, sign_in};
 use mcpgate_tests::http::{McpHttp, request};
 use mcpgate_tests::stores::{PgDatabase, Redis};
 use mcpgate_tests::{Gateway, PolicyRepo};
@@ -254,7 +257,7 @@ fn a_token_revoked_through_one_replica_is_refused_by_the_others() {
     });
     assert_eq!(
         pg.query("SELECT string_agg(name, ',' ORDER BY name) FROM mcpgate_migrations"),
-        "approvals.v1,approvals.v2,delegations.v1,parked.v1,pauses.v1,pins.v1,tasks.v1,tokens.v1"
+        "approvals.v1,approvals.v2,console.v1,delegations.v1,parked.v1,pauses.v1,pins.v1,tasks.v1,tokens.v1"
     );
 
     // Issued against A's state dir: the record is in PostgreSQL, not in A's state.db.
@@ -1856,4 +1859,175 @@ fn answer_through_b(url: &str, tool: &str) -> Value {
         a.log()
     );
     done
+}
+
+/// `GET path` of the console with the session `cookie`.
+fn console_get(gw: &Gateway, path: &str, cookie: &str) -> mcpgate_tests::http::Response {
+    request(gw.addr(), "GET", path, &[("Cookie", cookie)], b"")
+}
+
+/// `POST path` of the console with the session `cookie` and a form `body`.
+fn console_post(
+    gw: &Gateway,
+    path: &str,
+    cookie: &str,
+    body: &str,
+) -> mcpgate_tests::http::Response {
+    request(
+        gw.addr(),
+        "POST",
+        path,
+        &[
+            ("Cookie", cookie),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        body.as_bytes(),
+    )
+}
+
+/// The console answers `cookie` on `gw` with the signed-in page of alice.
+fn assert_signed_in(gw: &Gateway, cookie: &str) -> String {
+    let page = console_get(gw, "/console", cookie);
+    assert_eq!(page.status, 200, "{page}\n{}", gw.log());
+    let text = page.text();
+    assert!(text.contains("alice@example.com"), "{text}");
+    text
+}
+
+/// The console sends `cookie` on `gw` to the sign-in page.
+fn assert_signed_out(gw: &Gateway, cookie: &str) {
+    let page = console_get(gw, "/console", cookie);
+    assert_eq!(page.status, 303, "{page}");
+    assert_eq!(page.header("location"), Some("/console/login"), "{page}");
+}
+
+#[test]
+fn a_console_sign_in_through_one_replica_holds_on_every_replica_until_it_ends() {
+    let pg = PgDatabase::create();
+    let config = json!({
+        "servers": {"demo": {"command": "mcpgate", "args": ["demo-server"]}},
+        "identity": {},
+        "state": {"postgres": "${env:MCPGATE_PG_URL}"},
+    });
+    let repo = PolicyRepo::with(&config, "allow demo.echo;\n");
+    let (_da, _db, a, b) = keyed_pair(&repo, &pg);
+    let token = token_cli(
+        &repo,
+        a.state(),
+        &pg,
+        &[
+            "issue",
+            "--subject",
+            "alice@example.com",
+            "--kind",
+            "human",
+            "--reason",
+            "fleet test",
+        ],
+    );
+
+    let cookie = sign_in(a.addr(), &token);
+    let id = cookie.trim_start_matches("mcpgate_console=").to_owned();
+    // At rest: the id only as its SHA-256, the token sealed (never in clear).
+    let hash: String = <Sha256 as sha2::Digest>::digest(id.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        pg.query("SELECT id_sha256 FROM mcpgate_console_sessions"),
+        hash
+    );
+    assert_eq!(
+        pg.query(&format!(
+            "SELECT count(*) FROM mcpgate_console_sessions \
+             WHERE id_sha256 = '{id}' OR position(convert_to('{token}', 'UTF8') in sealed) > 0 \
+             OR csrf = '{token}'"
+        )),
+        "0"
+    );
+
+    // Signed in on B with A's cookie, with the same CSRF token.
+    let on_a = assert_signed_in(&a, &cookie);
+    let on_b = assert_signed_in(&b, &cookie);
+    let csrf = csrf_of(&on_b);
+    assert_eq!(csrf_of(&on_a), csrf);
+    // A form on B without the CSRF token, or with another, is refused and ends nothing.
+    let r = console_post(&b, "/console/logout", &cookie, "");
+    assert_eq!(r.status, 403, "{r}");
+    let r = console_post(&b, "/console/logout", &cookie, "csrf=0123abcd");
+    assert_eq!(r.status, 403, "{r}");
+    assert_signed_in(&a, &cookie);
+
+    // Signed out through B: A no longer accepts the cookie.
+    let r = console_post(&b, "/console/logout", &cookie, &format!("csrf={csrf}"));
+    assert_eq!(r.status, 303, "{r}");
+    assert_eq!(r.header("location"), Some("/console/login"), "{r}");
+    assert_signed_out(&a, &cookie);
+    assert_signed_out(&b, &cookie);
+    assert_eq!(
+        pg.query("SELECT count(*) FROM mcpgate_console_sessions"),
+        "0"
+    );
+
+    // Signed in again through B; the token revoked: both replicas refuse the cookie.
+    let cookie = sign_in(b.addr(), &token);
+    assert_signed_in(&a, &cookie);
+    let listed: Value = serde_json::from_str(&token_cli(
+        &repo,
+        a.state(),
+        &pg,
+        &["list", "--format", "json"],
+    ))
+    .expect("token list --format json");
+    let token_id = listed[0]["id"].as_str().expect("a token id").to_owned();
+    token_cli(&repo, a.state(), &pg, &["revoke", &token_id]);
+    assert_signed_out(&a, &cookie);
+    assert_signed_out(&b, &cookie);
+    assert_eq!(
+        pg.query("SELECT count(*) FROM mcpgate_console_sessions"),
+        "0"
+    );
+
+    // PostgreSQL down: a console request gets a clear error, never a signed-in page.
+    let fresh = token_cli(
+        &repo,
+        a.state(),
+        &pg,
+        &[
+            "issue",
+            "--subject",
+            "alice@example.com",
+            "--kind",
+            "human",
+            "--reason",
+            "fleet test, again",
+        ],
+    );
+    // An expired session is refused by both, and removed at the next sign-in.
+    let old = sign_in(a.addr(), &fresh);
+    assert_signed_in(&b, &old);
+    pg.query("UPDATE mcpgate_console_sessions SET expires = 1");
+    assert_signed_out(&a, &old);
+    assert_signed_out(&b, &old);
+    let cookie = sign_in(a.addr(), &fresh);
+    assert_eq!(
+        pg.query("SELECT count(*) FROM mcpgate_console_sessions"),
+        "1"
+    );
+    assert_signed_in(&b, &cookie);
+    pg.cut();
+    let r = console_get(&b, "/console", &cookie);
+    assert_eq!(r.status, 503, "{r}");
+    assert!(r.text().contains("session store does not answer"), "{r}");
+    assert!(!r.text().contains("alice@example.com"), "{r}");
+    pg.restore();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while console_get(&b, "/console", &cookie).status != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the console never recovered:\n{}",
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

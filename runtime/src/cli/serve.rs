@@ -155,12 +155,13 @@ pub fn shared_db(
         .chain(crate::tasks::postgres::MIGRATIONS)
         .chain(crate::lock::fleet::MIGRATIONS)
         .chain(crate::parked::postgres::MIGRATIONS)
+        .chain(crate::console::sessions::postgres::MIGRATIONS)
         .copied()
         .collect();
     let ca_file = state.ca_file.as_deref().map(Path::new);
     let pg = crate::state::postgres::Pg::open(&url.value, ca_file, &migrations)
         .map_err(|e| format!("state.postgres: {e}"))?;
-    tracing::info!(postgres = %pg.address(), "gateway tokens, approvals, delegations, responder pauses, task owners, held tools and parked calls are kept in PostgreSQL");
+    tracing::info!(postgres = %pg.address(), "gateway tokens, approvals, delegations, responder pauses, task owners, held tools, parked calls and console sign-ins are kept in PostgreSQL");
     Ok(Arc::new(pg))
 }
 
@@ -653,7 +654,21 @@ pub fn run(args: Args) -> ExitCode {
                     }
                 }
             };
-            let _ = gw.mounted.set(Arc::new(crate::console::Console::new(flow)));
+            // A fleet keeps console sign-ins in the shared database, their credentials
+            // sealed under a key every replica derives from the shared `session.key`.
+            let sessions = match &shared {
+                Some(pg) => crate::console::auth::Sessions::over(Arc::new(
+                    crate::console::sessions::postgres::PgSessions::new(
+                        pg.clone(),
+                        gw.sealer
+                            .derive(crate::console::sessions::postgres::KEY_LABEL),
+                    ),
+                )),
+                None => crate::console::auth::Sessions::default(),
+            };
+            let _ = gw
+                .mounted
+                .set(Arc::new(crate::console::Console::new(flow, sessions)));
         }
         syncer.attach(&gw);
         let _ = gw.policy.set(syncer.clone());

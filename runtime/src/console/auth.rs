@@ -1,14 +1,15 @@
 //! Console sign-in: a gateway token exchanged for a console session. The session is a random
-//! id in an `HttpOnly`, `Secure`, `SameSite=Strict` cookie; the token stays in this process's
-//! memory (never in the browser after sign-in) and is checked again on every request, so a
-//! revoked or expired token ends its console sessions at once. Every state change carries the
+//! id in an `HttpOnly`, `Secure`, `SameSite=Strict` cookie; the token stays on the server
+//! (in this process's memory, or sealed in the fleet's PostgreSQL: [`super::sessions`]),
+//! never in the browser after sign-in, and is checked again on every request, so a revoked
+//! or expired token ends its console sessions at once. Every state change carries the
 //! session's CSRF token.
 
+use super::sessions::{MemorySessions, SessionStore, SessionStoreError};
 use http::HeaderMap;
 use http::header::{self, HeaderValue};
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -19,17 +20,7 @@ pub const LOGIN_COOKIE: &str = "mcpgate_console_login";
 /// The OIDC sign-in's `state`.
 pub const OIDC_COOKIE: &str = "mcpgate_console_oidc";
 /// How long a console session lasts, whatever happens in it.
-pub const LIFETIME: Duration = Duration::from_secs(8 * 3600);
-/// Most console sessions kept; the oldest goes first beyond it.
-const MAX_SESSIONS: usize = 1000;
-
-/// One signed-in browser.
-#[derive(Debug)]
-struct Entry {
-    token: Zeroizing<String>,
-    csrf: String,
-    started: Instant,
-}
+pub use super::sessions::LIFETIME;
 
 /// What a request's session cookie stands for.
 #[derive(Debug, Clone)]
@@ -40,10 +31,16 @@ pub struct Session {
     pub csrf: String,
 }
 
-/// The console sessions of this process.
-#[derive(Debug, Default)]
+/// The console sessions, in the store `serve` chose (memory, or the fleet's PostgreSQL).
+#[derive(Debug, Clone)]
 pub struct Sessions {
-    map: Mutex<HashMap<String, Entry>>,
+    store: Arc<dyn SessionStore>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions::over(Arc::new(MemorySessions::default()))
+    }
 }
 
 /// 32 random bytes, hex.
@@ -59,61 +56,60 @@ pub fn same(a: &str, b: &str) -> bool {
 }
 
 impl Sessions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        // A poisoned map only means a request panicked while holding it; the map is whole.
-        self.map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Sessions kept in `store`.
+    pub fn over(store: Arc<dyn SessionStore>) -> Sessions {
+        Sessions { store }
+    }
+
+    /// Where the sessions are kept: `"memory"` or `"postgres"`.
+    pub fn kind(&self) -> &'static str {
+        self.store.kind()
     }
 
     /// Starts a session for `token` (already checked); returns its id.
-    pub fn start(&self, token: &str) -> String {
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    pub fn start(&self, token: &str) -> Result<String, SessionStoreError> {
         let id = random_id();
-        let mut map = self.lock();
-        map.retain(|_, e| e.started.elapsed() < LIFETIME);
-        if map.len() >= MAX_SESSIONS
-            && let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, e)| e.started)
-                .map(|(k, _)| k.clone())
-        {
-            map.remove(&oldest);
-        }
-        map.insert(
-            id.clone(),
-            Entry {
-                token: Zeroizing::new(token.to_owned()),
-                csrf: random_id(),
-                started: Instant::now(),
-            },
-        );
-        id
+        self.store.start(&id, token, &random_id())?;
+        Ok(id)
     }
 
     /// The live session a request's cookie names.
-    pub fn find(&self, headers: &HeaderMap) -> Option<Session> {
-        let id = cookie(headers, COOKIE)?;
-        let mut map = self.lock();
-        let entry = map.get(&id)?;
-        if entry.started.elapsed() >= LIFETIME {
-            map.remove(&id);
-            return None;
-        }
+    ///
+    /// # Errors
+    /// When the store cannot be read: the caller is refused, never let in unchecked.
+    pub fn find(&self, headers: &HeaderMap) -> Result<Option<Session>, SessionStoreError> {
+        // Only ids of the form `random_id` makes reach the store (no lookup for junk).
+        let Some(id) = cookie(headers, COOKIE)
+            .filter(|id| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        else {
+            return Ok(None);
+        };
+        let Some(stored) = self.store.find(&id)? else {
+            return Ok(None);
+        };
         let mut h = HeaderMap::new();
-        let bearer = Zeroizing::new(format!("Bearer {}", entry.token.as_str()));
-        let mut value = HeaderValue::from_str(&bearer).ok()?;
+        let bearer = Zeroizing::new(format!("Bearer {}", stored.token.as_str()));
+        let Ok(mut value) = HeaderValue::from_str(&bearer) else {
+            return Ok(None);
+        };
         value.set_sensitive(true);
         h.insert(header::AUTHORIZATION, value);
-        Some(Session {
+        Ok(Some(Session {
             id,
             headers: h,
-            csrf: entry.csrf.clone(),
-        })
+            csrf: stored.csrf,
+        }))
     }
 
     /// Ends a session.
-    pub fn end(&self, id: &str) {
-        self.lock().remove(id);
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    pub fn end(&self, id: &str) -> Result<(), SessionStoreError> {
+        self.store.end(id)
     }
 }
 
@@ -158,13 +154,14 @@ mod tests {
     #[test]
     fn a_session_is_found_by_its_cookie_and_ended() {
         let s = Sessions::default();
-        let id = s.start("mcpg_secret");
+        let id = s.start("mcpg_secret").unwrap();
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
             HeaderValue::from_str(&format!("other=1; {COOKIE}={id}")).unwrap(),
         );
-        let found = s.find(&h).unwrap();
+        let found = s.find(&h).unwrap().unwrap();
+        assert_eq!(id.len(), 64);
         assert_eq!(found.id, id);
         assert_eq!(
             found.headers.get(header::AUTHORIZATION).unwrap(),
@@ -173,13 +170,14 @@ mod tests {
         assert!(same(&found.csrf, &found.csrf.clone()));
         assert!(!same(&found.csrf, "guess"));
         assert!(!same("", ""));
-        s.end(&id);
-        assert!(s.find(&h).is_none());
+        s.end(&id).unwrap();
+        assert!(s.find(&h).unwrap().is_none());
         h.insert(
             header::COOKIE,
             HeaderValue::from_static("mcpgate_console=nope"),
         );
-        assert!(s.find(&h).is_none());
+        assert!(s.find(&h).unwrap().is_none());
+        assert_eq!(s.kind(), "memory");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! behind `HttpOnly` `SameSite=Strict` cookies and a CSRF token on every state change.
 //! See `docs/console.md`.
 //!
-//! Files: `auth.rs` (sign-in and sessions), `oidc.rs` (sign-in with the OIDC provider), `web.rs` (responses, forms), `layout.rs` (the
+//! Files: `auth.rs` (sign-in and sessions), `sessions/` (where sessions are kept: memory, or
+//! the fleet's PostgreSQL), `oidc.rs` (sign-in with the OIDC provider), `web.rs` (responses, forms), `layout.rs` (the
 //! page frame), `inbox.rs`, `audit.rs`, `status.rs`, `who_can.rs`, `assets/`.
 //!
 //! Gateway level: uses `gateway` (which routes to it through [`crate::gateway::http::Mounted`]),
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod inbox;
 pub mod layout;
 pub mod oidc;
+pub mod sessions;
 pub mod status;
 pub mod web;
 pub mod who_can;
@@ -42,15 +44,16 @@ const ICON: &str = include_str!("assets/icon.svg");
 /// The console, mounted on a gateway by `serve`.
 #[derive(Debug, Clone, Default)]
 pub struct Console {
-    sessions: Arc<Sessions>,
+    sessions: Sessions,
     oidc: Option<Arc<oidc::Flow>>,
 }
 
 impl Console {
-    /// A console; `oidc` adds sign-in with the identity provider.
-    pub fn new(oidc: Option<oidc::Flow>) -> Console {
+    /// A console keeping its sessions in `sessions`; `oidc` adds sign-in with the identity
+    /// provider.
+    pub fn new(oidc: Option<oidc::Flow>, sessions: Sessions) -> Console {
         Console {
-            sessions: Arc::default(),
+            sessions,
             oidc: oidc.map(Arc::new),
         }
     }
@@ -107,6 +110,19 @@ fn refused(status: StatusCode, text: &str) -> Response<Body> {
     web::html(status, layout::message("Refused", text))
 }
 
+/// The session store does not answer: nobody is let in unchecked. The cause is logged, not
+/// shown.
+fn store_down(e: &sessions::SessionStoreError) -> Response<Body> {
+    tracing::warn!(error = %e, "console request refused: its session cannot be checked");
+    web::html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        layout::message(
+            "Unavailable",
+            "Console sign-ins cannot be checked right now: the session store does not answer. Try again in a moment.",
+        ),
+    )
+}
+
 impl Console {
     /// The caller's principal for `headers` (a bearer token), if the gateway's identity check
     /// accepts it and it is not anonymous.
@@ -121,14 +137,26 @@ impl Console {
     }
 
     /// The signed-in caller; a session whose token no longer checks out is ended.
-    async fn who(&self, gw: &Gateway, headers: &HeaderMap) -> Option<Who> {
-        let session = self.sessions.find(headers)?;
+    ///
+    /// # Errors
+    /// When the session store does not answer.
+    async fn who(
+        &self,
+        gw: &Gateway,
+        headers: &HeaderMap,
+    ) -> Result<Option<Who>, sessions::SessionStoreError> {
+        let Some(session) = self.sessions.find(headers)? else {
+            return Ok(None);
+        };
         match Console::principal(gw, &session.headers).await {
-            Ok(principal) => Some(Who { session, principal }),
+            Ok(principal) => Ok(Some(Who { session, principal })),
             Err(e) => {
                 tracing::info!(error = %e, "console session ended: its token no longer checks out");
-                self.sessions.end(&session.id);
-                None
+                if let Err(e) = self.sessions.end(&session.id) {
+                    // Refused all the same: every request checks the token again.
+                    tracing::warn!(error = %e, "a console session whose token no longer checks out could not be removed");
+                }
+                Ok(None)
             }
         }
     }
@@ -158,7 +186,11 @@ impl Console {
             (&Method::POST, "/console/login") => return self.login(&gw, req).await,
             _ => {}
         }
-        let Some(who) = self.who(&gw, req.headers()).await else {
+        let who = match self.who(&gw, req.headers()).await {
+            Ok(who) => who,
+            Err(e) => return store_down(&e),
+        };
+        let Some(who) = who else {
             return if method == Method::GET && path != "/console/events" {
                 web::redirect("/console/login")
             } else {
@@ -277,7 +309,10 @@ impl Console {
 
     /// A new session for `token` (already checked): the cookie, and the inbox.
     fn signed_in(&self, token: &str) -> Response<Body> {
-        let id = self.sessions.start(token);
+        let id = match self.sessions.start(token) {
+            Ok(id) => id,
+            Err(e) => return store_down(&e),
+        };
         let mut r = web::redirect("/console");
         let h = r.headers_mut();
         if let Some(c) = auth::set_cookie(auth::COOKIE, &id, auth::LIFETIME) {
@@ -380,7 +415,9 @@ impl Console {
         fields: &HashMap<String, String>,
     ) -> Response<Body> {
         if path == "/console/logout" {
-            self.sessions.end(&who.session.id);
+            if let Err(e) = self.sessions.end(&who.session.id) {
+                return store_down(&e);
+            }
             let mut r = web::redirect("/console/login");
             if let Some(c) = auth::set_cookie(auth::COOKIE, "", std::time::Duration::ZERO) {
                 r.headers_mut().append(header::SET_COOKIE, c);
