@@ -8,6 +8,7 @@
 
 use mcpgate_tests::cli::mcpgate;
 use mcpgate_tests::http::McpHttp;
+use mcpgate_tests::repo::git;
 use mcpgate_tests::{Gateway, PolicyRepo, audit_log};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -160,29 +161,6 @@ fn tampering_is_found_and_located() {
         },
         &format!("note[truncated] {name}:{}", lines.len() + 1),
     );
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=Test",
-            "-c",
-            "user.email=test@example.com",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn commit(dir: &Path, rules: &str) -> String {

@@ -23,6 +23,7 @@
 use hmac::{Hmac, Mac};
 use mcpgate_tests::console::{csrf_of, sign_in};
 use mcpgate_tests::http::{McpHttp, request};
+use mcpgate_tests::repo::git;
 use mcpgate_tests::stores::{PgDatabase, Redis};
 use mcpgate_tests::{Gateway, PolicyRepo};
 use serde_json::{Value, json};
@@ -226,6 +227,29 @@ fn shared_cli(
     done.stdout.trim().to_owned()
 }
 
+/// A human's gateway token issued in the shared table (`mcpgate token issue --policy`).
+fn issue_human(
+    repo: &PolicyRepo,
+    state: &std::path::Path,
+    pg: &PgDatabase,
+    subject: &str,
+) -> String {
+    token_cli(
+        repo,
+        state,
+        pg,
+        &[
+            "issue",
+            "--subject",
+            subject,
+            "--kind",
+            "human",
+            "--reason",
+            "fleet test",
+        ],
+    )
+}
+
 fn token_cli(repo: &PolicyRepo, state: &std::path::Path, pg: &PgDatabase, args: &[&str]) -> String {
     shared_cli("token", repo, state, pg, None, args)
 }
@@ -261,20 +285,7 @@ fn a_token_revoked_through_one_replica_is_refused_by_the_others() {
     );
 
     // Issued against A's state dir: the record is in PostgreSQL, not in A's state.db.
-    let token = token_cli(
-        &repo,
-        a.state(),
-        &pg,
-        &[
-            "issue",
-            "--subject",
-            "alice@example.com",
-            "--kind",
-            "human",
-            "--reason",
-            "fleet test",
-        ],
-    );
+    let token = issue_human(&repo, a.state(), &pg, "alice@example.com");
     assert!(token.starts_with("mcpg_"), "{token}");
     assert_eq!(pg.query("SELECT count(*) FROM mcpgate_tokens"), "1");
 
@@ -338,22 +349,7 @@ fn a_call_held_on_one_replica_is_approved_through_another() {
     let env = [("MCPGATE_PG_URL", pg.url())];
     let a = Gateway::start_with_env(&repo, &[], &env);
     let b = Gateway::start_with_env(&repo, &[], &env);
-    let issue = |subject: &str| {
-        token_cli(
-            &repo,
-            a.state(),
-            &pg,
-            &[
-                "issue",
-                "--subject",
-                subject,
-                "--kind",
-                "human",
-                "--reason",
-                "fleet test",
-            ],
-        )
-    };
+    let issue = |subject: &str| issue_human(&repo, a.state(), &pg, subject);
     let (alice, fin) = (issue("alice@example.com"), issue("fin@example.com"));
 
     // Alice's call waits on A.
@@ -438,20 +434,7 @@ fn with_postgres_down_token_callers_are_refused_until_it_returns() {
     });
     let repo = PolicyRepo::with(&config, "allow demo.echo;\n");
     let gw = Gateway::start_with_env(&repo, &[], &[("MCPGATE_PG_URL", pg.url())]);
-    let token = token_cli(
-        &repo,
-        gw.state(),
-        &pg,
-        &[
-            "issue",
-            "--subject",
-            "alice@example.com",
-            "--kind",
-            "human",
-            "--reason",
-            "fleet test",
-        ],
-    );
+    let token = issue_human(&repo, gw.state(), &pg, "alice@example.com");
     let mut c = McpHttp::new(gw.addr(), "/mcp/demo").with_bearer(&token);
     c.initialize();
     assert_eq!(text(&call(&c, 2, "echo", json!({"text": "up"}))), "up");
@@ -510,22 +493,7 @@ fn with_an_outage_grace_a_recently_checked_token_goes_on_for_the_grace_only() {
     });
     let repo = PolicyRepo::with(&config, "allow demo.echo;\n");
     let gw = Gateway::start_with_env(&repo, &[], &[("MCPGATE_PG_URL", pg.url())]);
-    let issue = |subject: &str| {
-        token_cli(
-            &repo,
-            gw.state(),
-            &pg,
-            &[
-                "issue",
-                "--subject",
-                subject,
-                "--kind",
-                "human",
-                "--reason",
-                "fleet test",
-            ],
-        )
-    };
+    let issue = |subject: &str| issue_human(&repo, gw.state(), &pg, subject);
     let (alice, bob) = (issue("alice@example.com"), issue("bob@example.com"));
     let mut c = McpHttp::new(gw.addr(), "/mcp/demo").with_bearer(&alice);
     c.initialize();
@@ -1005,22 +973,7 @@ fn a_task_created_through_one_replica_is_reached_by_its_owner_only_through_anoth
     let env = [("MCPGATE_PG_URL", pg.url())];
     let a = Gateway::start_with_env(&repo, &[], &env);
     let (b, _b_state) = resuming_replica(&a, &repo, &env);
-    let issue = |subject: &str| {
-        token_cli(
-            &repo,
-            a.state(),
-            &pg,
-            &[
-                "issue",
-                "--subject",
-                subject,
-                "--kind",
-                "human",
-                "--reason",
-                "fleet test",
-            ],
-        )
-    };
+    let issue = |subject: &str| issue_human(&repo, a.state(), &pg, subject);
     let (alice, bob) = (issue("alice@example.com"), issue("bob@example.com"));
 
     let mut alice_a = McpHttp::new(a.addr(), "/mcp/everything").with_bearer(&alice);
@@ -1278,23 +1231,6 @@ fn with_postgres_down_calls_to_pinned_tools_are_refused() {
     assert_eq!(text(&passed), "moved 5 from a1", "{passed}");
 }
 
-fn git(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=Test", "-c", "user.email=test@example.com"])
-        .args(["-c", "commit.gpgsign=false"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 fn commit_policy(dir: &std::path::Path, rules: &str) -> String {
     let config = json!({
         "servers": {"demo": {"command": "mcpgate", "args": ["demo-server"]}},
@@ -1472,20 +1408,7 @@ fn a_bridged_call_parked_on_one_replica_completes_through_another() {
     });
     let repo = PolicyRepo::with(&config, "allow everything.trigger-elicitation-request;\n");
     let (_da, _db, a, b) = keyed_pair(&repo, &pg);
-    let token = token_cli(
-        &repo,
-        a.state(),
-        &pg,
-        &[
-            "issue",
-            "--subject",
-            "alice@example.com",
-            "--kind",
-            "human",
-            "--reason",
-            "fleet test",
-        ],
-    );
+    let token = issue_human(&repo, a.state(), &pg, "alice@example.com");
 
     // The legacy upstream asks for input: A parks the call and records it.
     let (_, first) = elicit_call(&a, &token, 1, json!({}));
@@ -1545,20 +1468,7 @@ fn a_bridged_call_parked_on_one_replica_completes_through_another() {
             .collect();
         format!("sha256={hex}")
     };
-    let mallory = token_cli(
-        &repo,
-        a.state(),
-        &pg,
-        &[
-            "issue",
-            "--subject",
-            "mallory@example.com",
-            "--kind",
-            "human",
-            "--reason",
-            "fleet test",
-        ],
-    );
+    let mallory = issue_human(&repo, a.state(), &pg, "mallory@example.com");
     let mut mismatched: Value = serde_json::from_str(&envelope).unwrap();
     mismatched["headers"] = json!([["authorization", format!("Bearer {mallory}")]]);
     let mut stale: Value = serde_json::from_str(&envelope).unwrap();
@@ -1652,20 +1562,7 @@ fn a_retry_whose_replica_is_gone_gets_a_clear_error() {
     });
     let repo = PolicyRepo::with(&config, "allow everything.trigger-elicitation-request;\n");
     let (_da, _db, a, b) = keyed_pair(&repo, &pg);
-    let token = token_cli(
-        &repo,
-        b.state(),
-        &pg,
-        &[
-            "issue",
-            "--subject",
-            "bob@example.com",
-            "--kind",
-            "human",
-            "--reason",
-            "fleet test",
-        ],
-    );
+    let token = issue_human(&repo, b.state(), &pg, "bob@example.com");
     let (_, first) = elicit_call(&a, &token, 1, json!({}));
     let (key, state) = parked(&first);
     a.stop();
@@ -1705,20 +1602,7 @@ fn state_advertise_names_where_retries_are_forwarded() {
         &[],
         &[("MCPGATE_PG_URL", pg.url()), ("ADVERTISE", &nowhere)],
     );
-    let token = token_cli(
-        &repo,
-        a.state(),
-        &pg,
-        &[
-            "issue",
-            "--subject",
-            "carol@example.com",
-            "--kind",
-            "human",
-            "--reason",
-            "fleet test",
-        ],
-    );
+    let token = issue_human(&repo, a.state(), &pg, "carol@example.com");
     let (_, first) = elicit_call(&a, &token, 1, json!({}));
     let (key, state) = parked(&first);
     assert_eq!(pg.query("SELECT owner_url FROM mcpgate_parked"), nowhere);
@@ -1788,20 +1672,7 @@ fn answer_through_b(url: &str, tool: &str) -> Value {
     });
     let repo = PolicyRepo::with(&config, &format!("allow up.{tool};\n"));
     let (_da, _db, a, b) = keyed_pair(&repo, &pg);
-    let token = token_cli(
-        &repo,
-        a.state(),
-        &pg,
-        &[
-            "issue",
-            "--subject",
-            "dana@example.com",
-            "--kind",
-            "human",
-            "--reason",
-            "fleet test",
-        ],
-    );
+    let token = issue_human(&repo, a.state(), &pg, "dana@example.com");
     let version = mcpgate_tests::http::PROTOCOL_VERSION;
     let mut on_a = McpHttp::new(a.addr(), "/mcp/up").with_bearer(&token);
     let init = on_a.post(
@@ -1911,20 +1782,7 @@ fn a_console_sign_in_through_one_replica_holds_on_every_replica_until_it_ends() 
     });
     let repo = PolicyRepo::with(&config, "allow demo.echo;\n");
     let (_da, _db, a, b) = keyed_pair(&repo, &pg);
-    let token = token_cli(
-        &repo,
-        a.state(),
-        &pg,
-        &[
-            "issue",
-            "--subject",
-            "alice@example.com",
-            "--kind",
-            "human",
-            "--reason",
-            "fleet test",
-        ],
-    );
+    let token = issue_human(&repo, a.state(), &pg, "alice@example.com");
 
     let cookie = sign_in(a.addr(), &token);
     let id = cookie.trim_start_matches("mcpgate_console=").to_owned();
