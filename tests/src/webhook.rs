@@ -80,7 +80,12 @@ impl Delivery {
 /// `sha256=HEX`, the HMAC-SHA256 of `body` under `secret`, computed here independently
 /// of the gateway.
 pub fn signature(secret: &str, body: &[u8]) -> String {
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    signature_with_key(secret.as_bytes(), body)
+}
+
+/// As [`signature`], under a binary key.
+pub fn signature_with_key(key: &[u8], body: &[u8]) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
     mac.update(body);
     let hex: String = mac
         .finalize()

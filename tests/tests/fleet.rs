@@ -1344,6 +1344,37 @@ fn keyed_pair(
     (dirs.next().unwrap(), dirs.next().unwrap(), a, b)
 }
 
+/// Two replicas sharing a database and `session.key` in front of server-everything, whose
+/// `trigger-elicitation-request` the policy allows.
+struct ElicitFleet {
+    pg: PgDatabase,
+    repo: PolicyRepo,
+    a: Gateway,
+    b: Gateway,
+    _upstream: mcpgate_tests::peers::HttpPeer,
+    _states: (tempfile::TempDir, tempfile::TempDir),
+}
+
+fn elicit_fleet() -> ElicitFleet {
+    let pg = PgDatabase::create();
+    let upstream = mcpgate_tests::peers::HttpPeer::everything();
+    let config = json!({
+        "servers": {"everything": {"url": upstream.url}},
+        "identity": {},
+        "state": {"postgres": "${env:MCPGATE_PG_URL}"},
+    });
+    let repo = PolicyRepo::with(&config, "allow everything.trigger-elicitation-request;\n");
+    let (da, db, a, b) = keyed_pair(&repo, &pg);
+    ElicitFleet {
+        pg,
+        repo,
+        a,
+        b,
+        _upstream: upstream,
+        _states: (da, db),
+    }
+}
+
 /// A stateless (2026-07-28) `tools/call` of `everything.trigger-elicitation-request`
 /// posted to `gw`, with `extra` params (a retry's answers and state); the response to `id`.
 fn elicit_call(gw: &Gateway, token: &str, id: u64, extra: Value) -> (u16, Value) {
@@ -1399,15 +1430,14 @@ fn answers(key: &str, state: &str, name: &str) -> Value {
 
 #[test]
 fn a_bridged_call_parked_on_one_replica_completes_through_another() {
-    let pg = PgDatabase::create();
-    let everything = mcpgate_tests::peers::HttpPeer::everything();
-    let config = json!({
-        "servers": {"everything": {"url": everything.url}},
-        "identity": {},
-        "state": {"postgres": "${env:MCPGATE_PG_URL}"},
-    });
-    let repo = PolicyRepo::with(&config, "allow everything.trigger-elicitation-request;\n");
-    let (_da, _db, a, b) = keyed_pair(&repo, &pg);
+    let ElicitFleet {
+        pg,
+        repo,
+        a,
+        b,
+        _upstream,
+        _states,
+    } = elicit_fleet();
     let token = issue_human(&repo, a.state(), &pg, "alice@example.com");
 
     // The legacy upstream asks for input: A parks the call and records it.
@@ -1457,17 +1487,8 @@ fn a_bridged_call_parked_on_one_replica_completes_through_another() {
         mac.update(b"mcpgate fleet retry v1");
         mac.finalize().into_bytes().to_vec()
     };
-    let signed = |body: &str| {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&fleet_key).unwrap();
-        mac.update(body.as_bytes());
-        let hex: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        format!("sha256={hex}")
-    };
+    let signed =
+        |body: &str| mcpgate_tests::webhook::signature_with_key(&fleet_key, body.as_bytes());
     let mallory = issue_human(&repo, a.state(), &pg, "mallory@example.com");
     let mut mismatched: Value = serde_json::from_str(&envelope).unwrap();
     mismatched["headers"] = json!([["authorization", format!("Bearer {mallory}")]]);
@@ -1553,15 +1574,14 @@ fn a_bridged_call_parked_on_one_replica_completes_through_another() {
 
 #[test]
 fn a_retry_whose_replica_is_gone_gets_a_clear_error() {
-    let pg = PgDatabase::create();
-    let everything = mcpgate_tests::peers::HttpPeer::everything();
-    let config = json!({
-        "servers": {"everything": {"url": everything.url}},
-        "identity": {},
-        "state": {"postgres": "${env:MCPGATE_PG_URL}"},
-    });
-    let repo = PolicyRepo::with(&config, "allow everything.trigger-elicitation-request;\n");
-    let (_da, _db, a, b) = keyed_pair(&repo, &pg);
+    let ElicitFleet {
+        pg,
+        repo,
+        a,
+        b,
+        _upstream,
+        _states,
+    } = elicit_fleet();
     let token = issue_human(&repo, b.state(), &pg, "bob@example.com");
     let (_, first) = elicit_call(&a, &token, 1, json!({}));
     let (key, state) = parked(&first);
