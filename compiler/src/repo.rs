@@ -60,6 +60,39 @@ impl FileKind {
 ///
 /// # Errors
 /// When `dir` or a file in it cannot be read, or a file is not UTF-8 or too large.
+/// The files a policy folder is read from at its top.
+pub const ROOT_FILES: [&str; 7] = [
+    "mcpgate.yaml",
+    "mcpgate.yml",
+    "mcpgate.lock",
+    "principals.yaml",
+    "principals.yml",
+    "responders.yaml",
+    "responders.yml",
+];
+
+/// The folders whose files (hidden ones aside) a policy folder is read from.
+pub const SOURCE_DIRS: [&str; 2] = ["policies", "tests"];
+
+/// Whether `rel`, a path inside a policy folder, is one [`read_dir`] reads (or a folder
+/// holding such files): a change anywhere else cannot change the policy.
+pub fn is_source_path(rel: &Path) -> bool {
+    let mut parts = rel.components().map(|c| c.as_os_str().to_string_lossy());
+    let Some(first) = parts.next() else {
+        return false;
+    };
+    if rel
+        .components()
+        .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+    {
+        return false;
+    }
+    if SOURCE_DIRS.contains(&first.as_ref()) {
+        return true;
+    }
+    parts.next().is_none() && ROOT_FILES.contains(&first.as_ref())
+}
+
 pub fn read_dir(dir: &Path) -> std::io::Result<Vec<SourceFile>> {
     let meta = std::fs::metadata(dir)?;
     if !meta.is_dir() {
@@ -69,21 +102,13 @@ pub fn read_dir(dir: &Path) -> std::io::Result<Vec<SourceFile>> {
         ));
     }
     let mut files = Vec::new();
-    for name in [
-        "mcpgate.yaml",
-        "mcpgate.yml",
-        "mcpgate.lock",
-        "principals.yaml",
-        "principals.yml",
-        "responders.yaml",
-        "responders.yml",
-    ] {
+    for name in ROOT_FILES {
         let p = dir.join(name);
         if p.is_file() {
             files.push(read_one(&p, name.to_owned())?);
         }
     }
-    for sub in ["policies", "tests"] {
+    for sub in SOURCE_DIRS {
         let root = dir.join(sub);
         if root.is_dir() {
             walk(&root, sub, &mut files)?;
@@ -342,4 +367,37 @@ fn parse_dsl(file: FileId, text: &str, out: &mut Vec<Diagnostic>) -> Vec<SourceR
             rule,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_source_path;
+    use std::path::Path;
+
+    #[test]
+    fn only_the_files_a_policy_is_read_from_count_as_its_sources() {
+        for p in [
+            "mcpgate.yaml",
+            "principals.yml",
+            "mcpgate.lock",
+            "policies",
+            "policies/main.mcpg",
+            "policies/teams/a.yaml",
+            "tests/calls.yaml",
+        ] {
+            assert!(is_source_path(Path::new(p)), "{p}");
+        }
+        for p in [
+            "",
+            "gateway.log",
+            "README.md",
+            "notes/mcpgate.yaml",
+            ".mcpgate-state/audit/audit-1.jsonl",
+            ".git/index",
+            "policies/.main.mcpg.swp",
+            "mcpgate.yaml/x",
+        ] {
+            assert!(!is_source_path(Path::new(p)), "{p}");
+        }
+    }
 }

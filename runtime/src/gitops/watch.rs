@@ -47,16 +47,15 @@ pub fn spawn(dir: &Path, syncer: Arc<Syncer>) -> notify::Result<()> {
     Ok(())
 }
 
-/// Reads do not count, nor changes under hidden folders (the state dir, `.git`).
+/// Reads do not count, nor changes to files the policy is not read from: hidden folders
+/// (the state dir, `.git`), and anything else written beside the policy (a log file would
+/// otherwise reload the policy at every line).
 fn relevant(root: &Path, event: &notify::Event) -> bool {
     if matches!(event.kind, EventKind::Access(_)) {
         return false;
     }
-    event.paths.iter().any(|p| visible(root, p))
-}
-
-fn visible(root: &Path, path: &Path) -> bool {
-    let rel = path.strip_prefix(root).unwrap_or(path);
-    !rel.components()
-        .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+    event.paths.iter().any(|p| {
+        p.strip_prefix(root)
+            .is_ok_and(mcpgate_compiler::repo::is_source_path)
+    })
 }
