@@ -30,6 +30,7 @@ pub mod peers;
 pub mod process;
 pub mod repo;
 pub mod stores;
+pub mod tasks;
 pub mod walkthrough;
 pub mod webhook;
 

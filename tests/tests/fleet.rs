@@ -25,6 +25,7 @@ use mcpgate_tests::console::{csrf_of, sign_in};
 use mcpgate_tests::http::{McpHttp, request};
 use mcpgate_tests::repo::git;
 use mcpgate_tests::stores::{PgDatabase, Redis};
+use mcpgate_tests::tasks::{assert_unknown, listed_ids, settled};
 use mcpgate_tests::{Gateway, PolicyRepo};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -893,10 +894,6 @@ responders:
     assert_eq!(text(&call(&on_b, 4, "echo", json!({"text": "b"}))), "b");
 }
 
-/// What a server answers for a task id it does not know (and the gateway for a task that
-/// is not the caller's).
-const UNKNOWN_TASK: &str = "Failed to retrieve task: Task not found";
-
 /// A replica started on a state dir of its own holding `a`'s `session.key`, as a fleet's
 /// replicas share one: it resumes `a`'s sessions. The state dir lives as long as the
 /// returned guard.
@@ -930,34 +927,6 @@ fn create_task(c: &McpHttp, gw: &Gateway, topic: &str) -> String {
         .and_then(Value::as_str)
         .unwrap_or_else(|| panic!("no task created: {r}\n{}", gw.log()))
         .to_owned()
-}
-
-/// `tasks/get` until the task is no longer working (bounded); the last answer.
-fn settled_task(c: &McpHttp, id: &str) -> Value {
-    for n in 0..60 {
-        let r = c.call(30 + n, "tasks/get", json!({"taskId": id}));
-        let status = r.pointer("/result/status").cloned().unwrap_or(Value::Null);
-        if status != "working" && status != "input_required" {
-            return r;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!("task {id} still working after 60 polls");
-}
-
-fn assert_unknown_task(r: &Value, what: &str) {
-    assert_eq!(r["error"]["code"], -32602, "{what}: {r}");
-    assert_eq!(r["error"]["message"], UNKNOWN_TASK, "{what}: {r}");
-    assert!(r.get("result").is_none(), "{what}: {r}");
-}
-
-fn listed_task_ids(r: &Value) -> Vec<String> {
-    r["result"]["tasks"]
-        .as_array()
-        .unwrap_or_else(|| panic!("not a task list: {r}"))
-        .iter()
-        .filter_map(|t| t["taskId"].as_str().map(str::to_owned))
-        .collect()
 }
 
 #[test]
@@ -995,7 +964,7 @@ fn a_task_created_through_one_replica_is_reached_by_its_owner_only_through_anoth
         session: alice_a.session.clone(),
         bearer: alice_a.bearer.clone(),
     };
-    let done = settled_task(&alice_b, &id);
+    let done = settled(&alice_b, &id);
     assert_eq!(done["result"]["taskId"], id.as_str(), "{done}\n{}", b.log());
     assert_eq!(done["result"]["status"], "completed", "{done}");
     let result = alice_b.call(4, "tasks/result", json!({"taskId": id}));
@@ -1007,7 +976,7 @@ fn a_task_created_through_one_replica_is_reached_by_its_owner_only_through_anoth
         .collect();
     assert!(text.contains("Research Report"), "{result}");
     assert!(
-        listed_task_ids(&alice_b.call(5, "tasks/list", json!({}))).contains(&id),
+        listed_ids(&alice_b.call(5, "tasks/list", json!({}))).contains(&id),
         "the owner lists the task through B"
     );
 
@@ -1016,9 +985,9 @@ fn a_task_created_through_one_replica_is_reached_by_its_owner_only_through_anoth
     bob_b.initialize();
     for method in ["tasks/get", "tasks/result", "tasks/cancel"] {
         let r = bob_b.call(6, method, json!({"taskId": id}));
-        assert_unknown_task(&r, &format!("bob {method} through B"));
+        assert_unknown(&r, &format!("bob {method} through B"));
     }
-    assert!(!listed_task_ids(&bob_b.call(7, "tasks/list", json!({}))).contains(&id));
+    assert!(!listed_ids(&bob_b.call(7, "tasks/list", json!({}))).contains(&id));
     // Bob's refused cancel did not reach it.
     let still = alice_b.call(8, "tasks/get", json!({"taskId": id}));
     assert_eq!(still["result"]["status"], "completed", "{still}");

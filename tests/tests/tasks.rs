@@ -8,6 +8,7 @@
 
 use mcpgate_tests::http::McpHttp;
 use mcpgate_tests::peers::HttpPeer;
+use mcpgate_tests::tasks::{assert_unknown, listed_ids, settled};
 use mcpgate_tests::{Gateway, PolicyRepo, audit_log};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -18,7 +19,6 @@ deny everything.simulate-research-query when args.topic == "forbidden" because "
 redact everything.simulate-research-query result matching "secret-[a-z0-9]+";
 "#;
 
-const UNKNOWN: &str = "Failed to retrieve task: Task not found";
 const MODERN: &str = "2026-07-28";
 
 fn start(peer: &HttpPeer) -> (PolicyRepo, Gateway) {
@@ -49,34 +49,6 @@ fn create(c: &McpHttp, name: &str, topic: &str, gw: &Gateway) -> String {
         .to_owned()
 }
 
-/// Polls `tasks/get` (bounded) until the task is no longer working; returns the last status.
-fn settle(c: &McpHttp, id: &str) -> Value {
-    for _ in 0..60 {
-        let r = c.call(3, "tasks/get", json!({"taskId": id}));
-        let status = r.pointer("/result/status").cloned().unwrap_or(Value::Null);
-        if status != "working" && status != "input_required" {
-            return r;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!("task {id} still working after 60 polls");
-}
-
-fn assert_unknown(r: &Value, what: &str) {
-    assert_eq!(r["error"]["code"], -32602, "{what}: {r}");
-    assert_eq!(r["error"]["message"], UNKNOWN, "{what}: {r}");
-    assert!(r.get("result").is_none(), "{what}: {r}");
-}
-
-fn listed_ids(r: &Value) -> Vec<String> {
-    r["result"]["tasks"]
-        .as_array()
-        .unwrap_or_else(|| panic!("not a task list: {r}"))
-        .iter()
-        .filter_map(|t| t["taskId"].as_str().map(str::to_owned))
-        .collect()
-}
-
 fn text_of(r: &Value) -> String {
     r["result"]["content"]
         .as_array()
@@ -101,7 +73,7 @@ fn a_task_reaches_only_the_principal_that_created_it() {
         "secret-abc123 rivers",
         &gw,
     );
-    let done = settle(&alice, &id);
+    let done = settled(&alice, &id);
     assert_eq!(done["result"]["taskId"], id.as_str(), "{done}");
     assert_eq!(done["result"]["status"], "completed", "{done}");
 
@@ -205,7 +177,7 @@ fn the_aggregated_endpoint_routes_tasks_to_their_server() {
         "secret-xyz9",
         &gw,
     );
-    assert_eq!(settle(&alice, &id)["result"]["status"], "completed");
+    assert_eq!(settled(&alice, &id)["result"]["status"], "completed");
     let result = alice.call(4, "tasks/result", json!({"taskId": id}));
     assert!(text_of(&result).contains("[redacted]"), "{result}");
     assert!(!text_of(&result).contains("secret-xyz9"), "{result}");
