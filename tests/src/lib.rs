@@ -23,6 +23,7 @@ pub mod audit_log;
 pub mod certs;
 pub mod cli;
 pub mod console;
+pub mod demo;
 pub mod gateway;
 pub mod http;
 pub mod paths;

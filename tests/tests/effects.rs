@@ -5,9 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use mcpgate_tests::demo::{call, client, denied, text};
 use mcpgate_tests::http::McpHttp;
 use mcpgate_tests::{Gateway, PolicyRepo};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "sk_live_ABCDEFGH12345678";
@@ -30,27 +31,6 @@ fn gateway(rules: &str) -> (PolicyRepo, Gateway) {
     let repo = PolicyRepo::with(&config, rules);
     let gw = Gateway::start(&repo);
     (repo, gw)
-}
-
-fn client(gw: &Gateway) -> McpHttp {
-    let mut c = McpHttp::new(gw.addr(), "/mcp/demo");
-    c.initialize();
-    c
-}
-
-fn call(c: &McpHttp, id: u64, name: &str, args: Value) -> Value {
-    c.call(id, "tools/call", json!({"name": name, "arguments": args}))
-}
-
-fn text(response: &Value) -> String {
-    response["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn denied(response: &Value) -> bool {
-    response["result"]["isError"] == json!(true)
 }
 
 #[test]

@@ -22,6 +22,7 @@
 
 use hmac::{Hmac, Mac};
 use mcpgate_tests::console::{csrf_of, sign_in};
+use mcpgate_tests::demo::{call, client, denied, text};
 use mcpgate_tests::http::{McpHttp, request};
 use mcpgate_tests::repo::git;
 use mcpgate_tests::stores::{PgDatabase, Redis};
@@ -50,27 +51,6 @@ fn fleet(redis: &Redis, n: usize) -> (PolicyRepo, Vec<Gateway>) {
         .map(|_| Gateway::start_with_env(&repo, &[], &[("MCPGATE_REDIS_URL", &url)]))
         .collect();
     (repo, replicas)
-}
-
-fn client(gw: &Gateway) -> McpHttp {
-    let mut c = McpHttp::new(gw.addr(), "/mcp/demo");
-    c.initialize();
-    c
-}
-
-fn call(c: &McpHttp, id: u64, name: &str, args: Value) -> Value {
-    c.call(id, "tools/call", json!({"name": name, "arguments": args}))
-}
-
-fn text(response: &Value) -> String {
-    response["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn denied(response: &Value) -> bool {
-    response["result"]["isError"] == json!(true)
 }
 
 fn get(gw: &Gateway, path: &str) -> (u16, Value) {

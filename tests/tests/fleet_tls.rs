@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use mcpgate_tests::certs::CertFiles;
+use mcpgate_tests::demo::{call, text};
 use mcpgate_tests::http::{McpHttp, request};
 use mcpgate_tests::stores::{PgServer, Redis};
 use mcpgate_tests::{Gateway, PolicyRepo};
@@ -24,17 +25,6 @@ limit demo.add 3 per minute per server;
 
 fn demo() -> Value {
     json!({"demo": {"command": "mcpgate", "args": ["demo-server"]}})
-}
-
-fn call(c: &McpHttp, id: u64, name: &str, args: Value) -> Value {
-    c.call(id, "tools/call", json!({"name": name, "arguments": args}))
-}
-
-fn text(response: &Value) -> String {
-    response["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 /// `mcpgate serve` on `repo` that must fail at start: its output.
