@@ -45,7 +45,7 @@ impl ProxyConnector {
 }
 
 impl Service<Uri> for ProxyConnector {
-    type Response = TokioIo<TcpStream>;
+    type Response = TokioIo<crate::busy_poll::Stream>;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
@@ -63,12 +63,23 @@ impl Service<Uri> for ProxyConnector {
                 if let Some(auth) = proxy.basic_auth() {
                     tunnel = tunnel.with_auth(auth.clone());
                 }
-                Box::pin(async move { tunnel.call(dst).await.map_err(Into::into) })
+                Box::pin(async move {
+                    let io = tunnel.call(dst).await.map_err(BoxError::from)?;
+                    Ok(upstream_stream(io))
+                })
             }
             None => {
                 let mut direct = self.direct.clone();
-                Box::pin(async move { direct.call(dst).await.map_err(Into::into) })
+                Box::pin(async move {
+                    let io = direct.call(dst).await.map_err(BoxError::from)?;
+                    Ok(upstream_stream(io))
+                })
             }
         }
     }
+}
+
+/// An upstream connection: its reads poll while the call waiting for them is the only one.
+fn upstream_stream(io: TokioIo<TcpStream>) -> TokioIo<crate::busy_poll::Stream> {
+    TokioIo::new(crate::busy_poll::Stream::new(io.into_inner(), 1))
 }

@@ -38,6 +38,7 @@ pub mod vault;
 // The decision core.
 pub mod decision;
 // Wire formats, storage and small values.
+pub mod busy_poll;
 pub mod clock;
 pub mod demo;
 pub mod git;

@@ -21,14 +21,19 @@
 //! Settings (environment): `BENCH_SECS` measured seconds per run (default 5),
 //! `BENCH_AUDIT` the gateway configurations, comma-separated (default `off,batched`): `off`
 //! turns the audit log off, `batched` (the default), `strict` and `written` are its
-//! durability levels. `MCPGATE_BIN_BEFORE` names a second build (say, of the main branch):
+//! durability levels; `MODE+nopoll` runs the gateway with busy polling off
+//! (`gateway.busy_poll_us: 0`). `MCPGATE_BIN_BEFORE` names a second build (say, of the main branch):
 //! each configuration then runs on both, one after the other, and the ratios are printed
 //! (`written` runs on the build under test only: older builds do not know it).
 //! `BENCH_QUOTA` (default none) adds gateways whose call a `limit` counts, with the audit
 //! log off, comma-separated: `memory` (the in-process store) and `redis` (the fleet store,
 //! on a `redis-server` the bench starts on a free port): the difference between the two is
 //! what a call's round trip to Redis adds.
-//! Latency figures are in microseconds. Before and after the runs it prints what the disk
+//! `BENCH_RELAY=0` leaves out the floor (on by default under `cargo bench`): this bench
+//! re-run as a plain byte relay in front of the same upstream, the cost of one more
+//! process on the path with nothing parsed or decided.
+//! Latency figures are in microseconds; `cpu/call` is the CPU time (user and system, all
+//! threads) the gateway's process used during the run, per call. Before and after the runs it prints what the disk
 //! itself takes to make a 300-byte record durable (`pwrite` + `fdatasync`), appending and
 //! inside an already written file: the floor of an audited call's added latency.
 
@@ -295,26 +300,185 @@ fn list(name: &str, default: &str) -> Vec<String> {
         .collect()
 }
 
-/// One gateway under test: a build and an audit configuration.
+/// What is measured: a gateway (a build and an audit configuration), or the relay floor.
+enum Target {
+    Gateway {
+        gateway: Gateway,
+        _repo: PolicyRepo,
+        _state: tempfile::TempDir,
+    },
+    Relay(Relay),
+}
+
 struct Subject {
     label: String,
     mode: String,
     before: bool,
-    gateway: Gateway,
-    _repo: PolicyRepo,
-    _state: tempfile::TempDir,
+    target: Target,
+}
+
+impl Subject {
+    fn addr(&self) -> SocketAddr {
+        match &self.target {
+            Target::Gateway { gateway, .. } => gateway.addr(),
+            Target::Relay(r) => r.addr,
+        }
+    }
+
+    /// The MCP endpoint: the gateway's for the stub server, the stub's own through the relay.
+    fn path(&self) -> &'static str {
+        match &self.target {
+            Target::Gateway { .. } => "/mcp/stub",
+            Target::Relay(_) => "/mcp",
+        }
+    }
+
+    /// CPU time (user and system) the subject's process has used so far.
+    fn cpu(&self) -> Duration {
+        let pid = match &self.target {
+            Target::Gateway { gateway, .. } => gateway.pid(),
+            Target::Relay(r) => r.child.id(),
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // After the command name (in parentheses): utime and stime are fields 14 and 15,
+        // in clock ticks of 1/100 s.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let ticks: u64 = rest
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|f| f.parse::<u64>().ok())
+            .sum();
+        Duration::from_millis(ticks * 10)
+    }
+
+    fn log(&self) -> String {
+        match &self.target {
+            Target::Gateway { gateway, .. } => gateway.log(),
+            Target::Relay(_) => String::new(),
+        }
+    }
+}
+
+/// The floor of any proxy run as its own process: this bench re-run as a byte relay
+/// (tokio, as many workers as the gateway, one task per connection copying both ways), in
+/// front of the same upstream. What it adds to a direct call is the cost of the extra
+/// process hop alone (two more loopback exchanges and their wake-ups), with no HTTP
+/// parsing and no policy; the gateway's own cost is what it adds on top.
+struct Relay {
+    addr: SocketAddr,
+    child: std::process::Child,
+}
+
+impl Relay {
+    fn start(upstream: SocketAddr) -> Relay {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .env(RELAY_ENV, upstream.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line.trim().parse().expect("the relay prints its address");
+        Relay { addr, child }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Set in the relay's environment: the upstream it relays to.
+const RELAY_ENV: &str = "MCPGATE_BENCH_RELAY_TO";
+
+/// The relay process: prints its address, relays until its standard input closes.
+fn relay_main(upstream: &str) {
+    let upstream: SocketAddr = upstream.parse().unwrap();
+    if std::env::var("BENCH_RELAY_SPIN").is_ok() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        println!("{}", l.local_addr().unwrap());
+        for c in l.incoming() {
+            let c = c.unwrap();
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let s = std::net::TcpStream::connect(upstream).unwrap();
+                for x in [&c, &s] {
+                    x.set_nodelay(true).unwrap();
+                    x.set_nonblocking(true).unwrap();
+                }
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    for (mut a, mut b) in [(&c, &s), (&s, &c)] {
+                        match a.read(&mut buf) {
+                            Ok(0) => return,
+                            Ok(n) => {
+                                let mut off = 0;
+                                while off < n {
+                                    match b.write(&buf[off..n]) {
+                                        Ok(k) => off += k,
+                                        Err(_) => std::hint::spin_loop(),
+                                    }
+                                }
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                }
+            });
+        }
+        return;
+    }
+    // The parent holds our stdin: when it goes (even by a panic), so do we.
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0);
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap());
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let _ = client.set_nodelay(true);
+                let Ok(mut server) = TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let _ = server.set_nodelay(true);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
 }
 
 fn start(bin: &Path, mode: &str, upstream: SocketAddr, before: bool) -> Subject {
-    let audit = match mode {
+    // `MODE+nopoll`: the same with busy polling off.
+    let (audit_mode, nopoll) = match mode.strip_suffix("+nopoll") {
+        Some(m) => (m, true),
+        None => (mode, false),
+    };
+    let audit = match audit_mode {
         "off" => json!({"enabled": false}),
         m => json!({"durability": m}),
     };
-    let repo = PolicyRepo::with(
-        &json!({"servers": {"stub": {"url": format!("http://{upstream}/mcp")}},
-                "audit": audit}),
-        "allow stub.echo;\n",
-    );
+    let mut config = json!({"servers": {"stub": {"url": format!("http://{upstream}/mcp")}},
+                            "audit": audit});
+    if nopoll {
+        config["gateway"] = json!({"busy_poll_us": 0});
+    }
+    let repo = PolicyRepo::with(&config, "allow stub.echo;\n");
     let state = tempfile::Builder::new()
         .prefix("mcpgate-bench-")
         .tempdir()
@@ -324,19 +488,20 @@ fn start(bin: &Path, mode: &str, upstream: SocketAddr, before: bool) -> Subject 
         repo.path().to_str().unwrap().to_owned(),
     ];
     let gateway = Gateway::start_bin(bin, state.path(), &args, &[("RUST_LOG", "warn")]);
-    let label = match (mode, before) {
-        ("off", false) => "audit off".to_owned(),
-        ("off", true) => "before: audit off".to_owned(),
-        (m, false) => format!("audit {m}"),
-        (m, true) => format!("before: audit {m}"),
-    };
+    let label = format!(
+        "{}audit {audit_mode}{}",
+        if before { "before: " } else { "" },
+        if nopoll { ", no busy poll" } else { "" }
+    );
     Subject {
         label,
         mode: mode.to_owned(),
         before,
-        gateway,
-        _repo: repo,
-        _state: state,
+        target: Target::Gateway {
+            gateway,
+            _repo: repo,
+            _state: state,
+        },
     }
 }
 
@@ -368,9 +533,11 @@ fn start_quota(bin: &Path, store: &str, upstream: SocketAddr, redis: Option<&Red
         label: format!("quota {store}"),
         mode: format!("quota-{store}"),
         before: false,
-        gateway,
-        _repo: repo,
-        _state: state,
+        target: Target::Gateway {
+            gateway,
+            _repo: repo,
+            _state: state,
+        },
     }
 }
 
@@ -418,15 +585,22 @@ fn print_disk_sync(dir: &Path) {
 
 fn header() {
     println!(
-        "{:<24} {:>9} {:>8} {:>8} {:>10} {:>10} {:>9} {:>7}",
-        "", "calls/s", "p50", "p99", "added p50", "added p99", "vs direct", "errors"
+        "{:<28} {:>9} {:>8} {:>8} {:>10} {:>10} {:>9} {:>7} {:>9}",
+        "", "calls/s", "p50", "p99", "added p50", "added p99", "vs direct", "errors", "cpu/call"
     );
 }
 
-fn row(name: &str, s: &Stats, direct: &Stats) {
+/// One line of figures; `cpu`: the subject process's CPU time during the run.
+fn row(name: &str, s: &Stats, direct: &Stats, cpu: Option<Duration>) {
     let rate = |s: &Stats| s.latencies_us.len() as f64 / s.elapsed.as_secs_f64();
+    let cpu = cpu.map_or(String::new(), |c| {
+        format!(
+            "{:.0} us",
+            c.as_secs_f64() * 1e6 / s.latencies_us.len().max(1) as f64
+        )
+    });
     println!(
-        "{name:<24} {:>9.0} {:>8} {:>8} {:>10} {:>10} {:>9.2} {:>7}",
+        "{name:<28} {:>9.0} {:>8} {:>8} {:>10} {:>10} {:>9.2} {:>7} {cpu:>9}",
         rate(s),
         s.percentile(0.50),
         s.percentile(0.99),
@@ -438,6 +612,10 @@ fn row(name: &str, s: &Stats, direct: &Stats) {
 }
 
 fn main() {
+    if let Ok(upstream) = std::env::var(RELAY_ENV) {
+        relay_main(&upstream);
+        return;
+    }
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: run briefly then.
     let benching = std::env::args().any(|a| a == "--bench");
     let secs = env_or("BENCH_SECS", if benching { 5 } else { 1 });
@@ -469,9 +647,17 @@ fn main() {
     if let Some(b) = &before {
         println!("before: {}", b.display());
     }
+    let mut subjects = Vec::new();
+    if std::env::var("BENCH_RELAY").map_or(benching, |v| v != "0") {
+        subjects.push(Subject {
+            label: "relay (floor)".into(),
+            mode: "relay".into(),
+            before: false,
+            target: Target::Relay(Relay::start(upstream)),
+        });
+    }
     let quotas = list("BENCH_QUOTA", "");
     let redis = quotas.iter().any(|q| q == "redis").then(Redis::start);
-    let mut subjects = Vec::new();
     for q in &quotas {
         assert!(
             q == "memory" || q == "redis",
@@ -481,7 +667,10 @@ fn main() {
     }
     for mode in &modes {
         // Builds from before `written` existed refuse it.
-        if let Some(b) = before.as_ref().filter(|_| mode != "written") {
+        if let Some(b) = before
+            .as_ref()
+            .filter(|_| mode != "written" && !mode.ends_with("+nopoll"))
+        {
             subjects.push(start(b, mode, upstream, true));
         }
         subjects.push(start(&after, mode, upstream, false));
@@ -492,11 +681,12 @@ fn main() {
         println!("\nback to back, {n} connection(s):");
         header();
         let direct = runtime.block_on(saturate(upstream, "/mcp", n, secs));
-        row("direct", &direct, &direct);
+        row("direct", &direct, &direct, None);
         for s in &subjects {
-            let via = runtime.block_on(saturate(s.gateway.addr(), "/mcp/stub", n, secs));
-            row(&s.label, &via, &direct);
-            assert_eq!(via.errors, 0, "failed calls:\n{}", s.gateway.log());
+            let cpu = s.cpu();
+            let via = runtime.block_on(saturate(s.addr(), s.path(), n, secs));
+            row(&s.label, &via, &direct, Some(s.cpu().saturating_sub(cpu)));
+            assert_eq!(via.errors, 0, "failed calls:\n{}", s.log());
             results.push((n, s.mode.clone(), s.before, via, direct.percentile(0.5)));
         }
     }
@@ -555,17 +745,18 @@ fn main() {
         println!("\nfixed rate, {rate} calls/s over {rate_conns} connections:");
         header();
         let direct = runtime.block_on(load(upstream, "/mcp", rate, rate_conns, secs));
-        row("direct", &direct, &direct);
+        row("direct", &direct, &direct, None);
         for s in &subjects {
-            let via = runtime.block_on(load(s.gateway.addr(), "/mcp/stub", rate, rate_conns, secs));
-            row(&s.label, &via, &direct);
+            let cpu = s.cpu();
+            let via = runtime.block_on(load(s.addr(), s.path(), rate, rate_conns, secs));
+            row(&s.label, &via, &direct, Some(s.cpu().saturating_sub(cpu)));
             println!(
                 "{:<24} p99.9 {} us, max {} us",
                 "",
                 via.percentile(0.999),
                 via.latencies_us.last().copied().unwrap_or(0)
             );
-            assert_eq!(via.errors, 0, "failed calls:\n{}", s.gateway.log());
+            assert_eq!(via.errors, 0, "failed calls:\n{}", s.log());
         }
     }
     print_disk_sync(scratch.path());

@@ -135,6 +135,11 @@ impl Gateway {
         self.addr
     }
 
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.id()
+    }
+
     /// `http://ADDR` followed by `path` (`/mcp/demo`).
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)

@@ -13,6 +13,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "bottom",
         &[
+            "busy_poll",
             "clock",
             "demo",
             "git",

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use writer::{Export, Msg, Settings, Writer};
+use writer::{Export, Inline, Msg, Settings, Shared, Writer};
 
 /// Folder of the log inside the state dir, when the config names none.
 pub const DEFAULT_DIR: &str = "audit";
@@ -44,6 +44,7 @@ pub struct AuditError(pub String);
 #[derive(Debug)]
 pub struct AuditLog {
     tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
     salt: [u8; 32],
     dir: PathBuf,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -110,14 +111,16 @@ impl AuditLog {
             export,
             replica,
         };
-        let writer = Writer::open(settings)?;
+        let shared = Arc::new(Shared::new(Writer::open(settings)?));
         let (tx, rx) = mpsc::channel();
+        let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("mcpgate-audit".into())
-            .spawn(move || writer.run(&rx))
+            .spawn(move || thread_shared.run(&rx))
             .map_err(|e| format!("cannot start the audit writer: {e}"))?;
         Ok(Some(Arc::new(AuditLog {
             tx,
+            shared,
             salt,
             dir,
             thread: Mutex::new(Some(thread)),
@@ -136,11 +139,28 @@ impl AuditLog {
     /// # Errors
     /// When the record could not be written: whatever it describes must not go ahead.
     pub async fn append(&self, fields: Fields) -> Result<u64, AuditError> {
-        let (ack, done) = tokio::sync::oneshot::channel();
-        self.tx
-            .send(Msg::Record(fields, Some(ack)))
-            .map_err(|_| AuditError("the audit writer has stopped".into()))?;
-        match done.await {
+        let (ack, mut done) = tokio::sync::oneshot::channel();
+        // The only call in flight: commit the record here, sparing it the hand-off to the
+        // writer thread and back (this thread has nothing else to do meanwhile).
+        let declined = if crate::busy_poll::alone() {
+            self.try_commit(fields, Some(ack))
+        } else {
+            Some((fields, Some(ack)))
+        };
+        if let Some((fields, ack)) = declined {
+            self.send(Msg::Record(fields, ack))
+                .map_err(|()| AuditError("the audit writer has stopped".into()))?;
+        }
+        // Not answered yet: poll for the answer rather than sleep until it comes.
+        let answer = match crate::busy_poll::poll(1, || match done.try_recv() {
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => None,
+            Ok(a) => Some(Ok(a)),
+            Err(_) => Some(Err(())),
+        }) {
+            Some(a) => a,
+            None => done.await.map_err(|_| ()),
+        };
+        match answer {
             Ok(Ok(seq)) => Ok(seq),
             Ok(Err(e)) => Err(AuditError(e)),
             Err(_) => Err(AuditError("the audit writer has stopped".into())),
@@ -151,9 +171,41 @@ impl AuditLog {
     /// is written at once and synced with the next record someone waits for, or by the
     /// sync timer: it never adds an fdatasync of its own.
     pub fn append_nowait(&self, fields: Fields) {
-        if self.tx.send(Msg::Record(fields, None)).is_err() {
+        // The only call in flight: written here (no sync), sparing the writer thread a
+        // wake-up.
+        let declined = if crate::busy_poll::alone() {
+            self.try_commit(fields, None)
+        } else {
+            Some((fields, None))
+        };
+        let Some((fields, _)) = declined else {
+            return;
+        };
+        if self.send(Msg::Record(fields, None)).is_err() {
             tracing::error!("the audit writer has stopped: a record is lost");
         }
+    }
+
+    /// Commits a record on this thread when the writer is free; gives it back otherwise.
+    fn try_commit(
+        &self,
+        fields: Fields,
+        ack: Option<writer::Ack>,
+    ) -> Option<(Fields, Option<writer::Ack>)> {
+        match self.shared.try_commit(fields, ack) {
+            Inline::Done => None,
+            Inline::Wake => {
+                let _ = self.tx.send(Msg::Wake);
+                None
+            }
+            Inline::Declined(f, a) => Some((f, a)),
+        }
+    }
+
+    /// Sends a record to the writer thread, counted as queued until committed.
+    fn send(&self, msg: Msg) -> Result<(), ()> {
+        self.shared.queue();
+        self.tx.send(msg).map_err(|_| self.shared.unqueue())
     }
 
     /// Records an event that is no decision (an approval step, an operator action), linked

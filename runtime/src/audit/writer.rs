@@ -56,6 +56,9 @@ pub type Ack = oneshot::Sender<Result<u64, String>>;
 pub enum Msg {
     /// A record to append; the sender waits on the ack when there is one.
     Record(Fields, Option<Ack>),
+    /// A record was written by its caller and waits for the sync timer: look at the
+    /// timer again.
+    Wake,
     /// Sign a last checkpoint and stop; answered when done.
     Close(mpsc::Sender<()>),
 }
@@ -294,66 +297,20 @@ impl Writer {
     }
 
     /// Serves `rx` until it closes or a `Close` arrives.
-    pub fn run(mut self, rx: &mpsc::Receiver<Msg>) {
-        let max = if self.settings.level == Level::Strict {
-            1
-        } else {
-            MAX_BATCH
-        };
+    pub fn run(self, rx: &mpsc::Receiver<Msg>) {
+        Shared::new(self).run(rx);
+    }
+
+    /// When the writer thread next has something to do on its own: a written record's
+    /// sync, else the checkpoint tick.
+    fn next_wait(&self) -> Duration {
         let tick = self
             .settings
             .checkpoint_after
             .max(Duration::from_millis(100));
-        loop {
-            // Written records wait at most `sync_interval` for their sync.
-            let wait = self.unsynced.map_or(tick, |since| {
-                (since + self.settings.sync_interval).saturating_duration_since(Instant::now())
-            });
-            let first = match rx.recv_timeout(wait) {
-                Ok(m) => m,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if self.unsynced.is_some() {
-                        self.sync();
-                    }
-                    self.maybe_checkpoint();
-                    continue;
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.stop();
-                    return;
-                }
-            };
-            let mut batch = Vec::new();
-            let mut close = None;
-            match first {
-                Msg::Record(f, a) => batch.push((f, a)),
-                Msg::Close(done) => close = Some(done),
-            }
-            // Group commit: everything already waiting goes into this write.
-            while close.is_none() && batch.len() < max {
-                match rx.try_recv() {
-                    Ok(Msg::Record(f, a)) => batch.push((f, a)),
-                    Ok(Msg::Close(done)) => close = Some(done),
-                    Err(_) => break,
-                }
-            }
-            if !batch.is_empty() {
-                self.commit(batch);
-                // Under a steady load the timer never fires: sync when it would have.
-                if self
-                    .unsynced
-                    .is_some_and(|since| since.elapsed() >= self.settings.sync_interval)
-                {
-                    self.sync();
-                }
-                self.maybe_checkpoint();
-            }
-            if let Some(done) = close {
-                self.stop();
-                let _ = done.send(());
-                return;
-            }
-        }
+        self.unsynced.map_or(tick, |since| {
+            (since + self.settings.sync_interval).saturating_duration_since(Instant::now())
+        })
     }
 
     fn commit(&mut self, batch: Vec<(Fields, Option<Ack>)>) {
@@ -624,6 +581,178 @@ impl Writer {
                 self.last_checkpoint = Instant::now();
             }
             Err(e) => tracing::error!(error = %e, "cannot write an audit checkpoint"),
+        }
+    }
+}
+
+/// The writer, shared by its thread and by the callers that commit their own record when
+/// nothing else is in the way ([`Shared::try_commit`]): such a record costs no hand-off to
+/// the writer thread and back, two thread wake-ups that on an idle machine cost about as
+/// much as a quiet disk's sync.
+pub struct Shared {
+    writer: Mutex<Writer>,
+    /// Records sent to the writer thread and not committed yet.
+    queued: AtomicUsize,
+    /// Set once the log is closed: nothing more is committed.
+    closed: std::sync::atomic::AtomicBool,
+    /// Whether a caller may commit on its own thread (not with an export, whose writes to
+    /// a pipe may block for as long as its reader likes).
+    inline: bool,
+    /// When the writer thread wakes next on its own, in nanoseconds since `base`.
+    wakes_at: std::sync::atomic::AtomicU64,
+    base: Instant,
+}
+
+/// What [`Shared::try_commit`] did.
+pub enum Inline {
+    /// Committed: the ack was answered, or handed to a syncer.
+    Done,
+    /// Committed, and written records now wait for a sync the writer thread is not due to
+    /// make in time: send it a [`Msg::Wake`].
+    Wake,
+    /// Not committed (the writer is busy or has queued records): send it to the thread.
+    Declined(Fields, Option<Ack>),
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("queued", &self.queued)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub fn new(writer: Writer) -> Shared {
+        Shared {
+            inline: writer.settings.export.is_none(),
+            writer: Mutex::new(writer),
+            queued: AtomicUsize::new(0),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            wakes_at: std::sync::atomic::AtomicU64::new(u64::MAX),
+            base: Instant::now(),
+        }
+    }
+
+    fn nanos_since_base(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a record sent to the writer thread (before it is sent, so that a caller
+    /// committing its own record never goes ahead of it).
+    pub fn queue(&self) {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Takes back [`Shared::queue`] for a record that could not be sent.
+    pub fn unqueue(&self) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Commits one record on the caller's thread when no record is queued for the writer
+    /// thread and nobody holds the writer; a lone record someone waits for, with no sync
+    /// in flight, is then synced here too. Blocks for one write and (for a record waited
+    /// for, under `batched` and `strict`) one fdatasync: the caller only asks when it is
+    /// the only call in flight.
+    pub fn try_commit(&self, fields: Fields, ack: Option<Ack>) -> Inline {
+        if !self.inline
+            || self.closed.load(Ordering::Acquire)
+            || self.queued.load(Ordering::Acquire) != 0
+        {
+            return Inline::Declined(fields, ack);
+        }
+        let Ok(mut w) = self.writer.try_lock() else {
+            return Inline::Declined(fields, ack);
+        };
+        // Rechecked under the lock: the thread counts a batch off only once committed.
+        if self.queued.load(Ordering::Acquire) != 0 || self.closed.load(Ordering::Acquire) {
+            return Inline::Declined(fields, ack);
+        }
+        w.commit(vec![(fields, ack)]);
+        w.maybe_checkpoint();
+        // Written records wait for the timer: wake the thread if it sleeps past their sync.
+        let due = w
+            .unsynced
+            .map(|since| self.nanos_since_base(since + w.settings.sync_interval));
+        match due {
+            Some(due) if self.wakes_at.load(Ordering::Acquire) > due => Inline::Wake,
+            _ => Inline::Done,
+        }
+    }
+
+    /// The writer thread: serves `rx` until it closes or a `Close` arrives.
+    pub fn run(&self, rx: &mpsc::Receiver<Msg>) {
+        let max = if self.lock().settings.level == Level::Strict {
+            1
+        } else {
+            MAX_BATCH
+        };
+        loop {
+            // Written records wait at most `sync_interval` for their sync.
+            let wait = self.lock().next_wait();
+            self.wakes_at.store(
+                self.nanos_since_base(Instant::now() + wait),
+                Ordering::Release,
+            );
+            let first = match rx.recv_timeout(wait) {
+                Ok(m) => m,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let mut w = self.lock();
+                    // Records written by callers since the wait began have later deadlines.
+                    if w.unsynced
+                        .is_some_and(|since| since.elapsed() >= w.settings.sync_interval)
+                    {
+                        w.sync();
+                    }
+                    w.maybe_checkpoint();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.closed.store(true, Ordering::Release);
+                    self.lock().stop();
+                    return;
+                }
+            };
+            let mut batch = Vec::new();
+            let mut close = None;
+            match first {
+                Msg::Record(f, a) => batch.push((f, a)),
+                Msg::Wake => {}
+                Msg::Close(done) => close = Some(done),
+            }
+            // Group commit: everything already waiting goes into this write.
+            while close.is_none() && batch.len() < max {
+                match rx.try_recv() {
+                    Ok(Msg::Record(f, a)) => batch.push((f, a)),
+                    Ok(Msg::Wake) => {}
+                    Ok(Msg::Close(done)) => close = Some(done),
+                    Err(_) => break,
+                }
+            }
+            let mut w = self.lock();
+            if !batch.is_empty() {
+                let n = batch.len();
+                w.commit(batch);
+                self.queued.fetch_sub(n, Ordering::AcqRel);
+                // Under a steady load the timer never fires: sync when it would have.
+                if w.unsynced
+                    .is_some_and(|since| since.elapsed() >= w.settings.sync_interval)
+                {
+                    w.sync();
+                }
+                w.maybe_checkpoint();
+            }
+            if let Some(done) = close {
+                self.closed.store(true, Ordering::Release);
+                w.stop();
+                drop(w);
+                let _ = done.send(());
+                return;
+            }
         }
     }
 }
@@ -1034,5 +1163,110 @@ mod tests {
         assert_eq!(waited(&mut w, 0), Ok(0));
         w.commit(vec![(record(1), None)]);
         assert_eq!(w.syncs, 2);
+    }
+
+    #[test]
+    fn a_caller_commits_its_own_record_only_when_nothing_is_queued_or_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Arc::new(Shared::new(
+            Writer::open(settings(dir.path(), 1 << 30)).unwrap(),
+        ));
+        let inline = |n: u64| {
+            let (ack, mut wait) = oneshot::channel();
+            match shared.try_commit(record(n), Some(ack)) {
+                Inline::Done => Some(wait.try_recv().unwrap()),
+                Inline::Wake => panic!("a synced record needs no timer"),
+                Inline::Declined(..) => None,
+            }
+        };
+        // Nothing queued: committed and synced on the caller's thread, answered at once.
+        assert_eq!(inline(0), Some(Ok(0)));
+        assert_eq!(shared.lock().syncs, 1);
+        assert!(shared.lock().unsynced.is_none());
+        // A record on its way to the thread goes first: the caller's is declined.
+        shared.queue();
+        assert_eq!(inline(1), None);
+        shared.unqueue();
+        // So is one while the thread holds the writer.
+        {
+            let _held = shared.lock();
+            assert_eq!(inline(1), None);
+        }
+        // The thread, started now, takes what is sent; a Close ends inline commits too.
+        let (tx, rx) = mpsc::channel();
+        let thread = {
+            let shared = shared.clone();
+            std::thread::spawn(move || shared.run(&rx))
+        };
+        let (ack, wait) = oneshot::channel();
+        shared.queue();
+        tx.send(Msg::Record(record(1), Some(ack))).unwrap();
+        assert_eq!(wait.blocking_recv().unwrap(), Ok(1));
+        // (The thread counts its batch off just after answering it.)
+        while shared.queued.load(Ordering::Acquire) != 0 {
+            std::thread::yield_now();
+        }
+        assert_eq!(inline(2), Some(Ok(2)));
+        let (done, closed) = mpsc::channel();
+        tx.send(Msg::Close(done)).unwrap();
+        closed.recv().unwrap();
+        thread.join().unwrap();
+        assert_eq!(inline(3), None, "closed");
+        let report = verified(dir.path());
+        assert!(
+            report.ok() && report.findings.is_empty(),
+            "{:?}",
+            report.findings
+        );
+        assert_eq!((report.records, report.last_seq), (3, Some(2)));
+    }
+
+    #[test]
+    fn a_record_written_by_its_caller_is_synced_by_the_thread_within_the_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Arc::new(Shared::new(
+            Writer::open(Settings {
+                level: Level::Written,
+                sync_interval: Duration::from_millis(20),
+                ..settings(dir.path(), 1 << 30)
+            })
+            .unwrap(),
+        ));
+        let (tx, rx) = mpsc::channel();
+        let thread = {
+            let shared = shared.clone();
+            std::thread::spawn(move || shared.run(&rx))
+        };
+        // Let the thread settle into its long wait (nothing unsynced).
+        while shared.wakes_at.load(Ordering::Acquire) == u64::MAX {
+            std::thread::yield_now();
+        }
+        // Written, not synced: the thread sleeps past its sync, so the caller must wake it.
+        let (ack, mut wait) = oneshot::channel();
+        assert!(matches!(
+            shared.try_commit(record(0), Some(ack)),
+            Inline::Wake
+        ));
+        assert_eq!(wait.try_recv().unwrap(), Ok(0));
+        tx.send(Msg::Wake).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while shared.lock().unsynced.is_some() {
+            assert!(Instant::now() < deadline, "never synced");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(shared.lock().syncs, 1);
+        // A failed write refuses the record committed by its caller too.
+        {
+            let mut w = shared.lock();
+            w.file = File::open(&w.path).unwrap();
+        }
+        let (ack, mut wait) = oneshot::channel();
+        assert!(matches!(
+            shared.try_commit(record(1), Some(ack)),
+            Inline::Done
+        ));
+        assert!(wait.try_recv().unwrap().is_err());
+        drop(tx);
+        thread.join().unwrap();
     }
 }

@@ -403,6 +403,9 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    crate::busy_poll::set_budget(std::time::Duration::from_micros(
+        config.gateway.busy_poll_us.min(10_000),
+    ));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

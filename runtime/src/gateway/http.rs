@@ -244,6 +244,7 @@ pub async fn handle(
     gw: Arc<Gateway>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    let _in_flight = crate::busy_poll::InFlight::enter();
     let path = req.uri().path().to_owned();
     if path == "/healthz" {
         return Ok(plain(StatusCode::OK, "ok"));

@@ -1,0 +1,274 @@
+//! Busy polling while the gateway is otherwise idle.
+//!
+//! A thread that sleeps until a socket is readable, or until another thread hands it
+//! something, is woken by the kernel; on a virtual machine whose idle cores halt at once
+//! (no halt polling in the guest), that wake-up is an interrupt to a halted virtual CPU and
+//! costs tens of microseconds, several times the gateway's own work on a call. When at most
+//! one call is in flight, the gateway instead polls for a short while ([`set_budget`])
+//! before it sleeps: the answer it waits for usually arrives within that time, and no
+//! wake-up is paid. Only one thread polls at a time, so the other core stays free for the
+//! peers the gateway waits for, and nothing polls once two calls are in flight: under load
+//! the cores are busy anyway, and polling would only take time from other calls.
+//!
+//! Bottom layer: uses nothing of the crate.
+
+use std::io::Read;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Longest poll, in nanoseconds; 0 turns polling off.
+static BUDGET_NS: AtomicU64 = AtomicU64::new(0);
+/// Calls the gateway is handling now.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// Whether some thread is polling now.
+static POLLING: AtomicBool = AtomicBool::new(false);
+
+/// Sets the longest a wait is polled before the thread sleeps (zero: never).
+pub fn set_budget(budget: Duration) {
+    let ns = u64::try_from(budget.as_nanos()).unwrap_or(u64::MAX);
+    BUDGET_NS.store(ns, Ordering::Relaxed);
+}
+
+/// The longest a wait is polled.
+pub fn budget() -> Duration {
+    Duration::from_nanos(BUDGET_NS.load(Ordering::Relaxed))
+}
+
+/// Counts one call in flight while it lives.
+pub struct InFlight(());
+
+impl InFlight {
+    pub fn enter() -> InFlight {
+        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        InFlight(())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Whether at most one call is in flight (the caller's own): work done on the caller's
+/// thread then keeps nothing else waiting.
+pub fn alone() -> bool {
+    IN_FLIGHT.load(Ordering::Relaxed) <= 1
+}
+
+/// Calls `attempt` until it gives a value, for at most the budget, while no more than
+/// `most` calls are in flight and no other thread polls. `None` when it gave up: the
+/// caller then waits as usual.
+pub fn poll<T>(most: usize, mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
+    let budget = BUDGET_NS.load(Ordering::Relaxed);
+    if budget == 0 || IN_FLIGHT.load(Ordering::Relaxed) > most {
+        return None;
+    }
+    if POLLING.swap(true, Ordering::Acquire) {
+        return None;
+    }
+    let budget = Duration::from_nanos(budget);
+    let start = Instant::now();
+    let found = loop {
+        if let Some(v) = attempt() {
+            break Some(v);
+        }
+        if start.elapsed() >= budget || IN_FLIGHT.load(Ordering::Relaxed) > most {
+            break None;
+        }
+        // A thread woken meanwhile may have been queued on this core: let it run.
+        std::thread::yield_now();
+    };
+    POLLING.store(false, Ordering::Release);
+    found
+}
+
+/// A TCP stream that, once it has sent something and is flushed, polls for the answer
+/// (see the module) before it lets its task wait for readiness, when its peer's answers
+/// lately came within the budget (a slow peer is not polled for). The poll happens in
+/// `poll_flush`, the last step of hyper's connection loop: polling in `poll_read` would
+/// also hold back what hyper writes after reading. `most`: the calls in flight up to which
+/// it polls (0 for a client connection waiting for its next request, 1 for an upstream
+/// answer to the call in flight).
+pub struct Stream {
+    inner: TcpStream,
+    most: usize,
+    /// Written since the last read that got data: an answer is expected.
+    awaiting: bool,
+    /// A poll saw data the reactor may not have reported yet: read the socket directly.
+    readable: bool,
+    /// When the last answer was asked for (the last flush after a write).
+    asked: Option<Instant>,
+    /// How long answers took lately (a moving average): a peer that answers slower than
+    /// the budget is not polled for.
+    typical: Duration,
+}
+
+impl Stream {
+    pub fn new(inner: TcpStream, most: usize) -> Stream {
+        Stream {
+            inner,
+            most,
+            awaiting: false,
+            readable: false,
+            asked: None,
+            typical: Duration::ZERO,
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let mut result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if result.is_pending() && std::mem::take(&mut this.readable) {
+            // The reactor has not seen the data yet (it looks when a worker parks); the
+            // socket is non-blocking, so read it here. Its readiness is left as it is: at
+            // worst the task is polled once more.
+            let socket = socket2::SockRef::from(&this.inner);
+            match (&*socket).read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    result = Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => result = Poll::Ready(Err(e)),
+            }
+        }
+        if result.is_ready() && buf.filled().len() > before {
+            this.awaiting = false;
+            if let Some(asked) = this.asked.take() {
+                this.typical = (this.typical * 3 + asked.elapsed()) / 4;
+            }
+        }
+        result
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.awaiting = true;
+        }
+        written
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.awaiting = true;
+        }
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let flushed = Pin::new(&mut this.inner).poll_flush(cx);
+        if flushed.is_ready() && this.awaiting && this.asked.is_none() {
+            this.asked = Some(Instant::now());
+        }
+        if flushed.is_ready() && this.awaiting && !this.readable && this.typical <= budget() {
+            let socket = socket2::SockRef::from(&this.inner);
+            let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+            let seen = poll(this.most, || match socket.peek(&mut probe) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => None,
+                // Data, the end of the stream, or an error: the next read reports it.
+                _ => Some(()),
+            });
+            if seen.is_some() {
+                this.readable = true;
+                // Polled again at once, on this thread: the read takes it from there.
+                cx.waker().wake_by_ref();
+            }
+        }
+        flushed
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+impl hyper_util::client::legacy::connect::Connection for Stream {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        self.inner.connected()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // One test: the budget and the count of calls are the process's.
+    #[tokio::test]
+    async fn answers_are_read_whether_polled_for_or_not_and_slow_peers_are_not_polled() {
+        set_budget(Duration::from_millis(5));
+        {
+            let calls = [InFlight::enter(), InFlight::enter()];
+            assert!(!alone());
+            assert_eq!(poll(1, || Some(())), None, "two calls in flight");
+            drop(calls);
+        }
+        let _call = InFlight::enter();
+        assert!(alone());
+        // The peer answers from its own thread, after the delays given (milliseconds).
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = std::thread::spawn(move || {
+            let (mut peer, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 64];
+            for delay in [0u64, 0, 20, 20, 20, 20, 20, 0] {
+                let n = std::io::Read::read(&mut peer, &mut buf).unwrap();
+                std::thread::sleep(Duration::from_millis(delay));
+                peer.write_all(&buf[..n]).unwrap();
+            }
+        });
+        let mut ours = Stream::new(TcpStream::connect(addr).await.unwrap(), 1);
+        let mut buf = [0u8; 64];
+        let mut polled = Vec::new();
+        for i in 0..8u8 {
+            ours.write_all(&[i; 3]).await.unwrap();
+            ours.flush().await.unwrap();
+            polled.push(ours.readable);
+            let n = ours.read(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], &[i; 3], "answer {i}");
+        }
+        // Quick answers were seen by the poll; after slow ones the peer is no longer
+        // polled for (its typical answer takes longer than the budget).
+        assert!(polled[1], "{polled:?}");
+        assert!(ours.typical > budget(), "{:?}", ours.typical);
+        assert!(!polled[7], "{polled:?}");
+        // The peer closing is read as the end of the stream.
+        peer.join().unwrap();
+        assert_eq!(ours.read(&mut buf).await.unwrap(), 0);
+        set_budget(Duration::ZERO);
+        assert_eq!(poll(1, || Some(())), None, "no budget");
+    }
+}
