@@ -188,8 +188,13 @@ impl AsyncWrite for Stream {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         let flushed = Pin::new(&mut this.inner).poll_flush(cx);
-        if flushed.is_ready() && this.awaiting && this.asked.is_none() {
-            this.asked = Some(Instant::now());
+        if flushed.is_ready() && this.awaiting {
+            match this.asked {
+                None => this.asked = Some(Instant::now()),
+                // Still unanswered since an earlier flush (a stream of events the peer
+                // does not answer): that wait counts, so such a peer is not polled for.
+                Some(asked) => this.typical = this.typical.max(asked.elapsed()),
+            }
         }
         if flushed.is_ready() && this.awaiting && !this.readable && this.typical <= budget() {
             let socket = socket2::SockRef::from(&this.inner);
@@ -251,6 +256,18 @@ mod tests {
             }
         });
         let mut ours = Stream::new(TcpStream::connect(addr).await.unwrap(), 1);
+        // A peer that reads and never answers.
+        let mut quiet = Some(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+        fn addr2(l: &mut Option<std::net::TcpListener>) -> std::net::SocketAddr {
+            let l = l.take().unwrap();
+            let addr = l.local_addr().unwrap();
+            std::thread::spawn(move || {
+                let (mut s, _) = l.accept().unwrap();
+                let mut buf = [0u8; 64];
+                while std::io::Read::read(&mut s, &mut buf).is_ok_and(|n| n > 0) {}
+            });
+            addr
+        }
         let mut buf = [0u8; 64];
         let mut polled = Vec::new();
         for i in 0..8u8 {
@@ -262,11 +279,21 @@ mod tests {
         }
         // Quick answers were seen by the poll; after slow ones the peer is no longer
         // polled for (its typical answer takes longer than the budget).
-        assert!(polled[1], "{polled:?}");
+        assert!(polled[0] || polled[1], "{polled:?}");
         assert!(ours.typical > budget(), "{:?}", ours.typical);
         assert!(!polled[7], "{polled:?}");
         // The peer closing is read as the end of the stream.
         peer.join().unwrap();
+        // Writes the peer does not answer (events on a stream): after the budget has gone
+        // by unanswered, a flush no longer polls.
+        let mut events = Stream::new(TcpStream::connect(addr2(&mut quiet)).await.unwrap(), 1);
+        events.write_all(b"event 1").await.unwrap();
+        events.flush().await.unwrap();
+        std::thread::sleep(budget());
+        events.write_all(b"event 2").await.unwrap();
+        events.flush().await.unwrap();
+        assert!(events.typical >= budget(), "{:?}", events.typical);
+        assert!(!events.readable);
         assert_eq!(ours.read(&mut buf).await.unwrap(), 0);
         set_budget(Duration::ZERO);
         assert_eq!(poll(1, || Some(())), None, "no budget");

@@ -46,6 +46,7 @@ pub fn canonical_into(value: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
+        Value::String(text) => write_str(text, out),
         scalar => write_json(scalar, out),
     }
 }
@@ -55,9 +56,23 @@ fn write_members<'a>(members: impl Iterator<Item = (&'a String, &'a Value)>, out
         if i > 0 {
             out.push(b',');
         }
-        write_json(k, out);
+        write_str(k, out);
         out.push(b':');
         canonical_into(v, out);
+    }
+}
+
+/// A string as serde_json writes it. Most strings of a record (ids, hashes, names, times)
+/// hold nothing to escape: they are copied whole; the others go through serde_json, so
+/// the escapes stay exactly its own (`"`, `\\` and the control characters below 0x20).
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        write_json(s, out);
     }
 }
 
@@ -198,6 +213,7 @@ mod tests {
             json!([{"k2": 2, "k10": 10, "k1": 1}, "s", 0.1, 12345678901234567890_u64]),
             json!("just a string \u{2028}"),
             json!(null),
+            json!({"k\"ey\u{1f}": "v\u{0}", "plain key": "x\\y", "\u{1b}[31m": "\u{20}"}),
         ];
         for v in cases {
             let mut want = String::new();
