@@ -1,8 +1,10 @@
 //! Upstream answers passed through: with the audit log off and no `redact` rule for a call,
 //! the gateway relays a JSON answer with the client's id swapped in, without re-encoding the
-//! rest. End to end in front of the Python SDK's server answering `application/json`: the
-//! client gets the same JSON whether the gateway passes the answer through (audit off) or
-//! parses it (audit on), its own id back whatever its type, and masks still apply.
+//! rest; with the audit log on, the outcome record is read from the answer's top level. End
+//! to end in front of the Python SDK's server answering `application/json`: the client gets
+//! the same JSON whether the gateway passes the answer through (audit off or on) or parses
+//! it (a `redact` rule that never matches), its own id back whatever its type, masks still
+//! apply, and a passed-through answer's outcome record says what a parsed one's does.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -20,12 +22,23 @@ deny rec.danger;
 redact rec.echo result matching "sk_live_[A-Za-z0-9]{8,}";
 "#;
 
+/// A rule for every tool that masks nothing, so that every answer is parsed and encoded
+/// again instead of passed through.
+const PARSE_ALL: &str = r#"
+@id("parse-all")
+redact rec.* result matching "zz-never-in-an-answer-zz";
+"#;
+
 fn gateway(upstream: &HttpPeer, audit: bool) -> (PolicyRepo, Gateway) {
+    gateway_with(upstream, audit, "")
+}
+
+fn gateway_with(upstream: &HttpPeer, audit: bool, more: &str) -> (PolicyRepo, Gateway) {
     let config = json!({
         "servers": {"rec": {"url": upstream.url}},
         "audit": {"enabled": audit},
     });
-    let repo = PolicyRepo::with(&config, RULES);
+    let repo = PolicyRepo::with(&config, &format!("{RULES}{more}"));
     let gw = Gateway::start(&repo);
     (repo, gw)
 }
@@ -43,9 +56,12 @@ fn answers_passed_through_match_parsed_ones() {
     let upstream = HttpPeer::header_recorder_json(&dir.path().join("record.jsonl"));
     let (_r1, off) = gateway(&upstream, false);
     let (_r2, on) = gateway(&upstream, true);
+    let (_r3, parsing) = gateway_with(&upstream, true, PARSE_ALL);
     let mut fast = McpHttp::new(off.addr(), "/mcp/rec");
     fast.initialize();
-    let mut parsed = McpHttp::new(on.addr(), "/mcp/rec");
+    let mut audited = McpHttp::new(on.addr(), "/mcp/rec");
+    audited.initialize();
+    let mut parsed = McpHttp::new(parsing.addr(), "/mcp/rec");
     parsed.initialize();
 
     let cases = [
@@ -62,9 +78,11 @@ fn answers_passed_through_match_parsed_ones() {
     ];
     for (id, tool, args) in cases {
         let (a, a_type) = call(&fast, id.clone(), tool, args.clone());
-        let (b, _) = call(&parsed, id.clone(), tool, args);
+        let (b, _) = call(&audited, id.clone(), tool, args.clone());
+        let (c, _) = call(&parsed, id.clone(), tool, args);
         assert_eq!(a["id"], id, "{tool}: {a}");
         assert_eq!(a, b, "{tool}: audit off and audit on answer alike");
+        assert_eq!(a, c, "{tool}: passed through and parsed answers alike");
         assert!(
             a_type
                 .as_deref()
@@ -82,6 +100,43 @@ fn answers_passed_through_match_parsed_ones() {
     );
     let (denied, _) = call(&fast, json!(9), "danger", json!({"force": true}));
     assert_eq!(denied["result"]["isError"], true, "{denied}");
+    // The outcome records of the passed-through answers say what the parsed ones' do.
+    let outcomes = |gw: &Gateway| -> Vec<(Value, Value)> {
+        let dir = gw.state().join("audit");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("audit-"))
+            })
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .flat_map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap()
+                    .lines()
+                    .filter(|l| !l.trim_matches('\0').is_empty())
+                    .map(|l| serde_json::from_str::<Value>(l.trim_matches('\0')).unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|r| r["type"] == "outcome")
+            .map(|r| (r["status"].clone(), r["error"].clone()))
+            .collect()
+    };
+    let (raw, parsed) = (outcomes(&on), outcomes(&parsing));
+    assert_eq!(raw.len(), 5, "one outcome per forwarded call: {raw:?}");
+    assert_eq!(raw, parsed);
+    // `no_such_tool`: the SDK answers with a tool error.
+    assert_eq!(raw[3].0, "tool_error", "{raw:?}");
+    assert!(
+        raw.iter().filter(|(s, _)| s == "ok").count() == 4,
+        "{raw:?}"
+    );
 }
 
 #[test]

@@ -353,6 +353,14 @@ impl Pending {
         self.record(status, detail);
     }
 
+    /// Records the outcome the encoded response `body` shows (one passed through as it
+    /// came): the same status as [`Pending::finish`] on the parsed response, read from
+    /// the top level and `result`'s top level without building the rest.
+    pub fn finish_encoded(&mut self, body: &[u8]) {
+        let (status, detail) = encoded_outcome_status(body);
+        self.record(status, detail);
+    }
+
     fn record(&mut self, status: &str, detail: Option<Value>) {
         self.done = true;
         let ns = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
@@ -385,6 +393,29 @@ fn outcome_status(response: &Value) -> (&'static str, Option<Value>) {
     if let Some(e) = response.get("error") {
         ("rpc_error", e.get("message").cloned())
     } else if response.pointer("/result/isError") == Some(&Value::Bool(true)) {
+        ("tool_error", None)
+    } else {
+        ("ok", None)
+    }
+}
+
+/// [`outcome_status`] of an encoded response, reading only what it needs: the `error`
+/// member, and `isError` at the top of `result`. A member given twice counts by its last
+/// value, as in a parsed object.
+fn encoded_outcome_status(body: &[u8]) -> (&'static str, Option<Value>) {
+    type Members<'a> = std::collections::BTreeMap<String, &'a serde_json::value::RawValue>;
+    let Ok(top) = serde_json::from_slice::<Members<'_>>(body) else {
+        return ("ok", None);
+    };
+    if let Some(error) = top.get("error") {
+        let error: Value = serde_json::from_str(error.get()).unwrap_or(Value::Null);
+        return ("rpc_error", error.get("message").cloned());
+    }
+    let is_error = top
+        .get("result")
+        .and_then(|r| serde_json::from_str::<Members<'_>>(r.get()).ok())
+        .and_then(|r| r.get("isError").map(|v| v.get() == "true"));
+    if is_error == Some(true) {
         ("tool_error", None)
     } else {
         ("ok", None)
@@ -455,4 +486,39 @@ pub fn record_list(
     f.insert("shown".into(), json!(shown));
     f.insert("hidden".into(), json!(hidden));
     log.append_nowait(f);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_encoded_response_shows_the_outcome_its_parsed_form_shows() {
+        let bodies = [
+            r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"ok"}]}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":true}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"isError":false}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"isError":"true"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"isError": true , "x":[{"isError":false}]}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"isError":true,"isError":false}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"isError":false,"isError":true}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":[true]}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":"isError"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"Unknown tool: x"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":{"nested":["m"]}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"error":{"code":-1}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"error":null}"#,
+            r#"{"jsonrpc":"2.0","id":1,"error":"boom","result":{"isError":true}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"text":"\"isError\":true \u00e9"}]}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"res\u0075lt":{"is\u0045rror":true}}"#,
+        ];
+        for body in bodies {
+            let parsed: Value = serde_json::from_str(body).unwrap();
+            assert_eq!(
+                encoded_outcome_status(body.as_bytes()),
+                outcome_status(&parsed),
+                "{body}"
+            );
+        }
+    }
 }

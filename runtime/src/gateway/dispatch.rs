@@ -224,7 +224,7 @@ fn filter_transform(
     server: String,
     kind: ListKind,
 ) -> Transform {
-    Box::new(move |mut m: Value| {
+    Transform::new(move |mut m: Value| {
         if let Some(result) = m.get_mut("result") {
             let (shown, hidden) = decide::filter_page(
                 gw.held_pins.as_deref(),
@@ -492,7 +492,7 @@ async fn resource(
                 let reply = jsonrpc::result(client_id, result);
                 let masks = redact::transform(loaded, masks);
                 return Reply::Json(match masks {
-                    Some(t) => t(reply),
+                    Some(t) => t.apply(reply),
                     None => reply,
                 });
             }

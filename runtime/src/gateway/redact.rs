@@ -16,7 +16,7 @@ pub fn transform(loaded: &Arc<LoadedProgram>, plan: Vec<RuleIdx>) -> Option<Tran
         return None;
     }
     let loaded = loaded.clone();
-    Some(Box::new(move |mut m: Value| {
+    Some(Transform::new(move |mut m: Value| {
         let masks: Vec<Redaction<'_>> = plan
             .iter()
             .filter_map(|&r| loaded.program.redaction(r))
@@ -35,14 +35,8 @@ pub fn transform(loaded: &Arc<LoadedProgram>, plan: Vec<RuleIdx>) -> Option<Tran
 /// Chains the audit outcome recorder and the redaction of one call into one transform:
 /// the outcome is recorded from the upstream's answer, then the answer is masked.
 pub fn with_audit(pending: Option<Pending>, redact: Option<Transform>) -> Option<Transform> {
-    let Some(mut pending) = pending else {
-        return redact;
-    };
-    Some(Box::new(move |m: Value| {
-        pending.finish(&m);
-        match redact {
-            Some(t) => t(m),
-            None => m,
-        }
-    }))
+    match pending {
+        Some(pending) => Some(Transform::recording(pending, redact)),
+        None => redact,
+    }
 }

@@ -43,8 +43,64 @@ pub fn decode(bytes: &[u8]) -> Value {
     })
 }
 
-/// Applied to the final response before it reaches the client.
-pub type Transform = Box<dyn FnOnce(Value) -> Value + Send>;
+/// What happens to a call's final response before it reaches the client: the audit's
+/// outcome record is written from it, then it may be rewritten (masks, task bookkeeping,
+/// list filtering).
+pub struct Transform {
+    outcome: Option<crate::audit::decision::Pending>,
+    rewrite: Option<Box<dyn FnOnce(Value) -> Value + Send>>,
+}
+
+impl Transform {
+    /// A rewrite of the response.
+    pub fn new(rewrite: impl FnOnce(Value) -> Value + Send + 'static) -> Transform {
+        Transform {
+            outcome: None,
+            rewrite: Some(Box::new(rewrite)),
+        }
+    }
+
+    /// Records the outcome of `pending` from the response (first), then applies `then`.
+    pub fn recording(
+        pending: crate::audit::decision::Pending,
+        then: Option<Transform>,
+    ) -> Transform {
+        match then {
+            Some(t) => Transform {
+                outcome: Some(pending),
+                rewrite: t.rewrite,
+            },
+            None => Transform {
+                outcome: Some(pending),
+                rewrite: None,
+            },
+        }
+    }
+
+    /// Records the outcome, then rewrites.
+    pub fn apply(self, m: Value) -> Value {
+        if let Some(mut pending) = self.outcome {
+            pending.finish(&m);
+        }
+        match self.rewrite {
+            Some(f) => f(m),
+            None => m,
+        }
+    }
+
+    /// Whether the response goes out as it came (only its outcome is recorded): an
+    /// upstream's JSON answer may then be passed through unparsed.
+    fn passes_unchanged(&self) -> bool {
+        self.rewrite.is_none()
+    }
+
+    /// Records the outcome of a response passed through as the encoded `body`.
+    fn finish_encoded(self, body: &[u8]) {
+        if let Some(mut pending) = self.outcome {
+            pending.finish_encoded(body);
+        }
+    }
+}
 
 /// Rewrites a message arriving from `server` for the client. Returns `None` for messages
 /// the client must not see (a stray response).
@@ -212,14 +268,18 @@ pub async fn forward_with(
             return Reply::Json(upstream_error(client_id, server, &e));
         }
     };
-    // Nothing to change but the id: the upstream's answer goes out as it came, unparsed.
-    if transform.is_none()
+    // Nothing to change but the id: the upstream's answer goes out as it came, unparsed
+    // (its outcome, when audited, read from its top level).
+    if transform.as_ref().is_none_or(Transform::passes_unchanged)
         && let Some(raw) = exchange.take_raw()
     {
         guard.disarm();
         return match raw.with_id(&client_id) {
             Ok(bytes) => {
                 stats.observe(started.elapsed());
+                if let Some(t) = transform {
+                    t.finish_encoded(&bytes);
+                }
                 Reply::Raw(Bytes::from(bytes))
             }
             Err(e) => Reply::Json(upstream_error(client_id, server, &e)),
@@ -229,7 +289,7 @@ pub async fn forward_with(
         stats.observe(started.elapsed());
         let m = jsonrpc::with_id(m, client_id);
         match transform {
-            Some(t) => t(m),
+            Some(t) => t.apply(m),
             None => m,
         }
     };

@@ -132,7 +132,7 @@ pub async fn forward(
         if let Some(last) = call.drive().await {
             let last = jsonrpc::with_id(last, client_id);
             let last = match transform {
-                Some(t) => t(last),
+                Some(t) => t.apply(last),
                 None => last,
             };
             let _ = call.tx.send(last).await;

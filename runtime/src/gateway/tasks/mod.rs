@@ -74,7 +74,7 @@ pub fn on_call(
         .cloned()
         .unwrap_or(Value::Null);
     let request_id = pending.map(|p| p.request_id().to_owned());
-    Some(Box::new(move |m: Value| {
+    Some(Transform::new(move |m: Value| {
         let task = m.pointer("/result/task");
         if let Some(task_id) = task.and_then(|t| t.get("taskId")).and_then(Value::as_str) {
             let new = NewTask {
@@ -106,7 +106,7 @@ pub fn on_call(
             );
         }
         match inner {
-            Some(t) => t(m),
+            Some(t) => t.apply(m),
             None => m,
         }
     }))
@@ -200,7 +200,7 @@ fn result_transform(
     let server = task.server.clone();
     let task_id = task.task_id.clone();
     let started = std::time::Instant::now();
-    Some(Box::new(move |m: Value| {
+    Some(Transform::new(move |m: Value| {
         record_task_outcome(
             gw.audit.get(),
             &session.sid,
@@ -211,7 +211,7 @@ fn result_transform(
             started,
         );
         match masks {
-            Some(t) => t(m),
+            Some(t) => t.apply(m),
             None => m,
         }
     }))
@@ -246,7 +246,7 @@ async fn list_one(
     let registry = gw.tasks.clone();
     let principal = caller_key(&session.principal).into_owned();
     let name = server.to_owned();
-    let transform: Transform = Box::new(move |mut m: Value| {
+    let transform = Transform::new(move |mut m: Value| {
         if let Some(result) = m.get_mut("result") {
             match registry.owned_ids(&principal, &name, now_ms()) {
                 Ok(owned) => {
