@@ -66,7 +66,7 @@ fn write_members<'a>(members: impl Iterator<Item = (&'a String, &'a Value)>, out
 /// hold nothing to escape: they are copied whole; the others go through serde_json, so
 /// the escapes stay exactly its own (`"`, `\\` and the control characters below 0x20).
 fn write_str(s: &str, out: &mut Vec<u8>) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if !needs_escape(s.as_bytes()) {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
@@ -74,6 +74,33 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
     } else {
         write_json(s, out);
     }
+}
+
+/// Whether `bytes` hold a `"`, a `\\` or a control character below 0x20, tested eight
+/// bytes at a time (a false alarm would only send the string through serde_json).
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Some byte of `v` below `n` (n <= 0x80): the classic word-at-a-time test.
+    let below = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v & HIGH;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let Ok(word) = <[u8; 8]>::try_from(word) else {
+            return true;
+        };
+        let v = u64::from_le_bytes(word);
+        if below(v, 0x20)
+            | below(v ^ (ONES * u64::from(b'"')), 1)
+            | below(v ^ (ONES * u64::from(b'\\')), 1)
+            != 0
+        {
+            return true;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// A scalar or a key as serde_json writes it (compact, its escapes).
@@ -222,6 +249,27 @@ mod tests {
             let mut bytes = b"prefix".to_vec();
             canonical_into(&v, &mut bytes);
             assert_eq!(&bytes[6..], want.as_bytes());
+        }
+    }
+
+    #[test]
+    fn the_word_at_a_time_escape_test_agrees_with_the_bytewise_one() {
+        let bytewise = |s: &[u8]| s.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+        let mut cases: Vec<Vec<u8>> = vec![Vec::new(), b"plain ascii text, long enough".to_vec()];
+        // Every byte value at every position of words and tails, among harmless bytes,
+        // the characters just beside the escaped ones and non-ASCII included.
+        for len in [1usize, 7, 8, 9, 16, 23] {
+            for at in 0..len {
+                for b in 0u8..=255 {
+                    let mut s = vec![b'a'; len];
+                    s[at] = b;
+                    cases.push(s);
+                }
+            }
+        }
+        cases.push("é\u{2028}😀 #$%[]^_`{|}~\u{7f}".as_bytes().to_vec());
+        for s in cases {
+            assert_eq!(needs_escape(&s), bytewise(&s), "{s:?}");
         }
     }
 
