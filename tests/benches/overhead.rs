@@ -31,7 +31,8 @@
 //! what a call's round trip to Redis adds.
 //! `BENCH_RELAY=0` leaves out the floor (on by default under `cargo bench`): this bench
 //! re-run as a plain byte relay in front of the same upstream, the cost of one more
-//! process on the path with nothing parsed or decided.
+//! process on the path with nothing parsed or decided (`BENCH_RELAY_SPIN=1`: a relay
+//! that spins instead of sleeping, so the share of the floor that is wake-ups shows).
 //! Latency figures are in microseconds; `cpu/call` is the CPU time (user and system, all
 //! threads) the gateway's process used during the run, per call. Before and after the runs it prints what the disk
 //! itself takes to make a 300-byte record durable (`pwrite` + `fdatasync`), appending and
@@ -401,45 +402,15 @@ const RELAY_ENV: &str = "MCPGATE_BENCH_RELAY_TO";
 /// The relay process: prints its address, relays until its standard input closes.
 fn relay_main(upstream: &str) {
     let upstream: SocketAddr = upstream.parse().unwrap();
-    if std::env::var("BENCH_RELAY_SPIN").is_ok() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        println!("{}", l.local_addr().unwrap());
-        for c in l.incoming() {
-            let c = c.unwrap();
-            std::thread::spawn(move || {
-                use std::io::{Read, Write};
-                let s = std::net::TcpStream::connect(upstream).unwrap();
-                for x in [&c, &s] {
-                    x.set_nodelay(true).unwrap();
-                    x.set_nonblocking(true).unwrap();
-                }
-                let mut buf = vec![0u8; 65536];
-                loop {
-                    for (mut a, mut b) in [(&c, &s), (&s, &c)] {
-                        match a.read(&mut buf) {
-                            Ok(0) => return,
-                            Ok(n) => {
-                                let mut off = 0;
-                                while off < n {
-                                    match b.write(&buf[off..n]) {
-                                        Ok(k) => off += k,
-                                        Err(_) => std::hint::spin_loop(),
-                                    }
-                                }
-                            }
-                            Err(_) => {}
-                        }
-                    }
-                }
-            });
-        }
-        return;
-    }
     // The parent holds our stdin: when it goes (even by a panic), so do we.
     std::thread::spawn(|| {
         let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
         std::process::exit(0);
     });
+    if std::env::var("BENCH_RELAY_SPIN").is_ok() {
+        spinning_relay(upstream);
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -461,6 +432,41 @@ fn relay_main(upstream: &str) {
             });
         }
     });
+}
+
+/// `BENCH_RELAY_SPIN=1`: a relay that never sleeps (a thread per connection spinning on
+/// non-blocking sockets), to tell the wake-ups of a sleeping relay from its other costs.
+fn spinning_relay(upstream: SocketAddr) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    println!("{}", listener.local_addr().unwrap());
+    for client in listener.incoming() {
+        let client = client.unwrap();
+        std::thread::spawn(move || {
+            let server = std::net::TcpStream::connect(upstream).unwrap();
+            for s in [&client, &server] {
+                s.set_nodelay(true).unwrap();
+                s.set_nonblocking(true).unwrap();
+            }
+            let mut buf = vec![0u8; 65536];
+            loop {
+                for (mut from, mut to) in [(&client, &server), (&server, &client)] {
+                    let n = match from.read(&mut buf) {
+                        Ok(0) => return,
+                        Ok(n) => n,
+                        Err(_) => continue,
+                    };
+                    let mut off = 0;
+                    while off < n {
+                        match to.write(&buf[off..n]) {
+                            Ok(k) => off += k,
+                            Err(_) => std::hint::spin_loop(),
+                        }
+                    }
+                }
+            }
+        });
+    }
 }
 
 fn start(bin: &Path, mode: &str, upstream: SocketAddr, before: bool) -> Subject {
