@@ -4,7 +4,7 @@
 //! sees neither credentials nor calls. Plain `http` destinations are connected directly (a
 //! proxy would need requests in absolute form).
 //!
-//! Bottom layer: uses nothing of the crate.
+//! Bottom layer: uses only `busy_poll` (the connections it makes poll while nearly idle).
 
 use http::Uri;
 use hyper_util::client::legacy::connect::HttpConnector;

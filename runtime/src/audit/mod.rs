@@ -140,14 +140,7 @@ impl AuditLog {
     /// When the record could not be written: whatever it describes must not go ahead.
     pub async fn append(&self, fields: Fields) -> Result<u64, AuditError> {
         let (ack, mut done) = tokio::sync::oneshot::channel();
-        // The only call in flight: commit the record here, sparing it the hand-off to the
-        // writer thread and back (this thread has nothing else to do meanwhile).
-        let declined = if crate::busy_poll::alone() {
-            self.try_commit(fields, Some(ack))
-        } else {
-            Some((fields, Some(ack)))
-        };
-        if let Some((fields, ack)) = declined {
+        if let Some((fields, ack)) = self.try_commit(fields, Some(ack)) {
             self.send(Msg::Record(fields, ack))
                 .map_err(|()| AuditError("the audit writer has stopped".into()))?;
         }
@@ -171,14 +164,7 @@ impl AuditLog {
     /// is written at once and synced with the next record someone waits for, or by the
     /// sync timer: it never adds an fdatasync of its own.
     pub fn append_nowait(&self, fields: Fields) {
-        // The only call in flight: written here (no sync), sparing the writer thread a
-        // wake-up.
-        let declined = if crate::busy_poll::alone() {
-            self.try_commit(fields, None)
-        } else {
-            Some((fields, None))
-        };
-        let Some((fields, _)) = declined else {
+        let Some((fields, _)) = self.try_commit(fields, None) else {
             return;
         };
         if self.send(Msg::Record(fields, None)).is_err() {
@@ -186,12 +172,18 @@ impl AuditLog {
         }
     }
 
-    /// Commits a record on this thread when the writer is free; gives it back otherwise.
+    /// When this is the only call in flight and the writer is free, commits the record
+    /// here (written, and synced when waited for and no sync is in flight), sparing it the
+    /// hand-off to the writer thread and back: this thread has nothing else to do
+    /// meanwhile. Gives the record back otherwise, to be sent to the thread.
     fn try_commit(
         &self,
         fields: Fields,
         ack: Option<writer::Ack>,
     ) -> Option<(Fields, Option<writer::Ack>)> {
+        if !crate::busy_poll::alone() {
+            return Some((fields, ack));
+        }
         match self.shared.try_commit(fields, ack) {
             Inline::Done => None,
             Inline::Wake => {

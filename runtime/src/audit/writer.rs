@@ -17,6 +17,11 @@
 //! A file is cut to its records when the writer leaves it (rotation, shutdown, the next
 //! start after a crash).
 //!
+//! While the gateway has one call in flight and nothing is queued, that call commits its
+//! records itself, on its own thread ([`Shared::try_commit`]): the hand-offs to the writer
+//! thread and back cost more than the work on an idle machine. The thread then keeps the
+//! sync timer and the checkpoints.
+//!
 //! A failed write is rolled back (the file is cut back to its last complete record) and
 //! every record of the batch is refused: the calls they describe are not forwarded. A
 //! failed fdatasync cannot be retried safely (the kernel may have dropped the pages it could

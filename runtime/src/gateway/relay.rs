@@ -60,20 +60,15 @@ impl Transform {
         }
     }
 
-    /// Records the outcome of `pending` from the response (first), then applies `then`.
+    /// Records the outcome of `pending` from the response (first), then applies the
+    /// rewrite of `then`.
     pub fn recording(
         pending: crate::audit::decision::Pending,
         then: Option<Transform>,
     ) -> Transform {
-        match then {
-            Some(t) => Transform {
-                outcome: Some(pending),
-                rewrite: t.rewrite,
-            },
-            None => Transform {
-                outcome: Some(pending),
-                rewrite: None,
-            },
+        Transform {
+            outcome: Some(pending),
+            rewrite: then.and_then(|t| t.rewrite),
         }
     }
 
