@@ -60,6 +60,17 @@ impl PolicyRepo {
     }
 }
 
+/// Writes `config` as `mcpgate.yaml` and `rules` as `policies/main.mcpg` into the git
+/// repository `dir`, commits them, and returns the commit's hash.
+pub fn commit_policy(dir: &Path, config: &Value, rules: &str) -> String {
+    std::fs::write(dir.join("mcpgate.yaml"), config.to_string()).unwrap();
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(dir.join("policies/main.mcpg"), rules).unwrap();
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "policy"]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
 /// Runs `git -C DIR ARGS` with a fixed author and no signing; its trimmed output. Fails the
 /// test when git fails.
 pub fn git(dir: &Path, args: &[&str]) -> String {

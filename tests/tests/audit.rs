@@ -165,12 +165,7 @@ fn tampering_is_found_and_located() {
 
 fn commit(dir: &Path, rules: &str) -> String {
     let config = demo_config(json!({"checkpoint_records": 1}));
-    std::fs::write(dir.join("mcpgate.yaml"), config.to_string()).unwrap();
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    std::fs::write(dir.join("policies/main.mcpg"), rules).unwrap();
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", "policy"]);
-    git(dir, &["rev-parse", "HEAD"])
+    mcpgate_tests::repo::commit_policy(dir, &config, rules)
 }
 
 #[test]

@@ -1185,12 +1185,7 @@ fn commit_policy(dir: &std::path::Path, rules: &str) -> String {
         "servers": {"demo": {"command": "mcpgate", "args": ["demo-server"]}},
         "state": {"redis": "${env:MCPGATE_REDIS_URL}"},
     });
-    std::fs::write(dir.join("mcpgate.yaml"), config.to_string()).unwrap();
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    std::fs::write(dir.join("policies/main.mcpg"), rules).unwrap();
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", "policy"]);
-    git(dir, &["rev-parse", "HEAD"])
+    mcpgate_tests::repo::commit_policy(dir, &config, rules)
 }
 
 fn live_commit(gw: &Gateway) -> String {

@@ -196,33 +196,10 @@ impl Pg {
             PgError::Unreachable(self.shown.clone(), text)
         };
         let client = match &self.tls {
-            None => {
-                let (client, connection) = self
-                    .config
-                    .connect(tokio_postgres::NoTls)
-                    .await
-                    .map_err(unreachable)?;
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(target: "mcpgate::state", error = %e, "postgres connection ended");
-                    }
-                });
-                client
-            }
-            Some(tls) => {
-                let (client, connection) = self
-                    .config
-                    .connect(tls.clone())
-                    .await
-                    .map_err(unreachable)?;
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(target: "mcpgate::state", error = %e, "postgres connection ended");
-                    }
-                });
-                client
-            }
-        };
+            None => open(&self.config, tokio_postgres::NoTls).await,
+            Some(tls) => open(&self.config, tls.clone()).await,
+        }
+        .map_err(unreachable)?;
         Ok(client)
     }
 
@@ -383,6 +360,24 @@ fn take_sslmode(url: &str) -> Result<(String, Option<Verify>), String> {
         }
     };
     Ok((rest, verify))
+}
+
+/// Connects with `tls` (plain or rustls) and drives the connection on its own task.
+async fn open<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = config.connect(tls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(target: "mcpgate::state", error = %e, "postgres connection ended");
+        }
+    });
+    Ok(client)
 }
 
 #[cfg(test)]
