@@ -5,13 +5,15 @@
 //! conventions for MCP (`mcp.method.name`, `gen_ai.tool.name`, ...), closed at the outcome;
 //! the span is made without an audit log too, while spans are exported.
 
-use crate::audit::record::{Fields, now_rfc3339};
+use crate::audit::body::Record;
+use crate::audit::record::now_rfc3339;
 use crate::audit::{AUDIT_UNAVAILABLE, AuditLog};
 pub use crate::decision::agent_of;
 use crate::decision::{Caller, Decision, LoadedProgram, Outcome};
 use crate::jsonrpc;
-use mcpgate_compiler::{Request, Target, ToolAnnotations};
-use serde_json::{Map, Value, json};
+use mcpgate_compiler::{Request, Target};
+use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,74 +24,41 @@ pub fn new_request_id() -> String {
     crate::audit::record::hex(&b)
 }
 
-/// The kind and name of a target, as records write them.
-pub fn target_json(target: Target<'_>) -> Value {
-    let kind = match target {
-        Target::Tool { .. } => "tool",
-        Target::Prompt { .. } => "prompt",
-        Target::Resource { .. } => "resource",
-    };
-    json!({"kind": kind, "name": target.name()})
-}
-
-/// Annotations that are known, as records write them.
-pub fn annotations_json(a: ToolAnnotations) -> Map<String, Value> {
-    let mut m = Map::new();
-    for (k, v) in [
-        ("read_only", a.read_only),
-        ("destructive", a.destructive),
-        ("idempotent", a.idempotent),
-        ("open_world", a.open_world),
-    ] {
-        if let Some(v) = v {
-            m.insert(k.into(), Value::Bool(v));
-        }
-    }
-    m
-}
-
-fn common(kind: &str, caller: &Caller<'_>, loaded: &LoadedProgram) -> Fields {
-    let mut f = Fields::new();
-    f.insert("type".into(), json!(kind));
-    f.insert("time".into(), json!(now_rfc3339()));
-    f.insert("session".into(), json!(caller.session));
-    f.insert(
-        "principal".into(),
-        serde_json::to_value(caller.declared).unwrap_or(Value::Null),
-    );
-    if let Some(agent) = agent_of(caller.declared) {
-        f.insert("agent".into(), json!(agent));
-    }
+/// The members every record of a call has. `principal`: the principal as the decision
+/// saw it, when that is not the declared one.
+fn common(
+    kind: &'static str,
+    caller: &Caller<'_>,
+    principal: Option<&mcpgate_compiler::Principal>,
+    loaded: &LoadedProgram,
+) -> Record {
+    let mut r = Record::of_type(kind);
+    r.str("time", &now_rfc3339())
+        .str("session", caller.session)
+        .serialized("principal", principal.unwrap_or(caller.declared))
+        .opt_str("agent", agent_of(caller.declared));
     // A delegated call: who the agent acts for and under which delegation, on every record
     // (the principal's attributes hold the same, for re-evaluation).
     match crate::decision::delegation::Delegated::of(caller.declared) {
         Some(Ok(d)) => {
-            f.insert("on_behalf_of".into(), json!(d.person.id));
-            f.insert(
-                "delegation".into(),
-                json!({"id": d.id, "reason": d.reason, "expires": d.expires}),
-            );
+            r.value("on_behalf_of", &json!(d.person.id));
+            r.object("delegation")
+                .str("expires", &d.expires)
+                .str("id", &d.id)
+                .str("reason", &d.reason);
         }
         Some(Err(())) => {
-            f.insert("on_behalf_of".into(), json!(caller.declared.on_behalf_of()));
+            r.value("on_behalf_of", &json!(caller.declared.on_behalf_of()));
         }
         None => {}
     }
-    let mut client = Map::new();
-    if let Some(n) = caller.client_name {
-        client.insert("name".into(), json!(n));
-    }
-    if let Some(v) = caller.client_version {
-        client.insert("version".into(), json!(v));
-    }
-    f.insert("client".into(), Value::Object(client));
-    let mut policy = Map::new();
-    policy.insert("hash".into(), json!(loaded.hash));
-    if let Some(c) = loaded.program.commit() {
-        policy.insert("commit".into(), json!(c));
-    }
-    f.insert("policy".into(), Value::Object(policy));
-    f
+    r.object("client")
+        .opt_str("name", caller.client_name)
+        .opt_str("version", caller.client_version);
+    r.object("policy")
+        .opt_str("commit", loaded.program.commit())
+        .str("hash", &loaded.hash);
+    r
 }
 
 /// Writes the decision record and waits until it is durable (see [`AuditLog::append`]). `Ok(Some(_))` for a call
@@ -161,63 +130,76 @@ fn decision_fields(
     method: &str,
     client_id: &Value,
     request_id: &str,
-) -> Fields {
+) -> Record {
     let program = &loaded.program;
     let args = d.args;
-    let annotations = d.annotations;
     let request = d.request();
     let decision = d.vm;
-    let listed = d.listed;
     let rule = program.rule(decision.rule);
-    let mut f = common("decision", d.caller, loaded);
     // The principal the decision saw: with the groups `principals.yaml` declares.
-    if let std::borrow::Cow::Owned(merged) = &d.caller.principal {
-        f.insert(
-            "principal".into(),
-            serde_json::to_value(merged).unwrap_or(Value::Null),
-        );
-    }
-    f.insert("request_id".into(), json!(request_id));
-    f.insert("jsonrpc_id".into(), client_id.clone());
-    f.insert("server".into(), json!(d.target.server()));
-    f.insert("method".into(), json!(method));
-    f.insert("target".into(), target_json(d.target));
+    let merged = match &d.caller.principal {
+        std::borrow::Cow::Owned(merged) => Some(merged),
+        std::borrow::Cow::Borrowed(_) => None,
+    };
+    let mut r = common("decision", d.caller, merged, loaded);
+    r.str("request_id", request_id)
+        .value("jsonrpc_id", client_id)
+        .str("server", d.target.server())
+        .str("method", method);
+    target_member(&mut r, d.target);
     if !args.is_null() {
         let (recorded, redacted) = redact_args(log, program, &request, args);
-        f.insert("arguments".into(), recorded);
+        r.value("arguments", &recorded);
         if !redacted.is_empty() {
-            f.insert("redacted".into(), json!(redacted));
+            r.value("redacted", &json!(redacted));
         }
     }
-    let ann = annotations_json(annotations);
-    if !ann.is_empty() {
-        f.insert("annotations".into(), Value::Object(ann));
+    let a = d.annotations;
+    if [a.destructive, a.idempotent, a.open_world, a.read_only]
+        .iter()
+        .any(Option::is_some)
+    {
+        r.object("annotations")
+            .opt_bool("destructive", a.destructive)
+            .opt_bool("idempotent", a.idempotent)
+            .opt_bool("open_world", a.open_world)
+            .opt_bool("read_only", a.read_only);
     }
-    f.insert("verdict".into(), json!(decision.verdict.as_str()));
-    f.insert("rule".into(), json!(program.rule_id(decision.rule)));
-    if let Some(r) = rule {
-        f.insert("source".into(), json!(r.source.to_string()));
-        if let Some(reason) = &r.reason {
-            f.insert("reason".into(), json!(reason));
-        }
+    r.str("verdict", decision.verdict.as_str())
+        .str("rule", program.rule_id(decision.rule));
+    if let Some(rule) = rule {
+        r.str("source", &rule.source.to_string())
+            .opt_str("reason", rule.reason.as_deref());
     }
-    f.insert("undecided".into(), json!(decision.undecided));
-    f.insert("listed".into(), json!(listed));
-    f.insert("action".into(), json!(action(&d.outcome)));
+    r.bool("undecided", decision.undecided)
+        .bool("listed", d.listed)
+        .str("action", action(&d.outcome));
     // The policy's verdict stays as evaluated; a held tool or invalid arguments are the
     // lock's doing, recorded apart so a replay of the program still agrees.
-    if let Some(r) = d
+    if let Some(l) = d
         .lock
         .as_ref()
         .filter(|_| matches!(d.outcome, Outcome::Deny(_)))
     {
-        f.insert("gate".into(), json!(r.rule));
+        r.value("gate", &json!(l.rule));
     }
     if let Outcome::Deny(text) = &d.outcome {
-        f.insert("message".into(), json!(text));
+        r.value("message", &json!(text));
     }
-    f.insert("decision_ns".into(), json!(decision_ns(d)));
-    f
+    r.u64("decision_ns", decision_ns(d));
+    r
+}
+
+/// The `target` member: the kind and name of a target, as records write them.
+fn target_member(r: &mut Record, target: Target<'_>) {
+    let kind = match target {
+        Target::Tool { .. } => "tool",
+        Target::Prompt { .. } => "prompt",
+        Target::Resource { .. } => "resource",
+    };
+    r.object("target")
+        .str("kind", kind)
+        .str("name", target.name());
 }
 
 /// What the gateway does with a decided call, as records and spans name it.
@@ -280,17 +262,17 @@ fn decision_span(
 
 /// The arguments as the record keeps them: the values that `redact` rules name replaced by
 /// their salted hash (`hmac-sha256:HEX`); and the paths replaced (`args.card.number`).
-pub fn redact_args(
+pub fn redact_args<'a>(
     log: &AuditLog,
     program: &mcpgate_compiler::Program,
     request: &Request<'_>,
-    args: &Value,
-) -> (Value, Vec<String>) {
-    let mut out = args.clone();
+    args: &'a Value,
+) -> (Cow<'a, Value>, Vec<String>) {
+    let mut out = Cow::Borrowed(args);
     let mut paths = Vec::new();
     for r in program.redactions(request) {
         for path in r.args() {
-            let Some(v) = mcpgate_compiler::ir::value_at_mut(&mut out, path) else {
+            let Some(v) = mcpgate_compiler::ir::value_at_mut(out.to_mut(), path) else {
                 continue;
             };
             let text = path_text(path);
@@ -373,18 +355,17 @@ impl Pending {
         let Some(log) = &self.log else {
             return;
         };
-        let mut f = Fields::new();
-        f.insert("type".into(), json!("outcome"));
-        f.insert("time".into(), json!(now_rfc3339()));
-        f.insert("request_id".into(), json!(self.request_id));
-        f.insert("session".into(), json!(self.session));
-        f.insert("server".into(), json!(self.server));
-        f.insert("status".into(), json!(status));
+        let mut r = Record::of_type("outcome");
+        r.str("time", &now_rfc3339())
+            .str("request_id", &self.request_id)
+            .str("session", &self.session)
+            .str("server", &self.server)
+            .str("status", status)
+            .u64("upstream_ns", ns);
         if let Some(d) = detail {
-            f.insert("error".into(), d);
+            r.value("error", &d);
         }
-        f.insert("upstream_ns".into(), json!(ns));
-        log.append_nowait(f);
+        log.append_nowait(r);
     }
 }
 
@@ -438,19 +419,18 @@ pub fn record_task_outcome(
     };
     let (status, detail) = outcome_status(response);
     let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    let mut f = Fields::new();
-    f.insert("type".into(), json!("outcome"));
-    f.insert("time".into(), json!(now_rfc3339()));
-    f.insert("request_id".into(), json!(request_id));
-    f.insert("session".into(), json!(session));
-    f.insert("server".into(), json!(server));
-    f.insert("task".into(), json!(task_id));
-    f.insert("status".into(), json!(status));
+    let mut r = Record::of_type("outcome");
+    r.str("time", &now_rfc3339())
+        .str("request_id", request_id)
+        .str("session", session)
+        .str("server", server)
+        .str("task", task_id)
+        .str("status", status)
+        .u64("upstream_ns", ns);
     if let Some(d) = detail {
-        f.insert("error".into(), d);
+        r.value("error", &d);
     }
-    f.insert("upstream_ns".into(), json!(ns));
-    log.append_nowait(f);
+    log.append_nowait(r);
 }
 
 impl Drop for Pending {
@@ -477,15 +457,13 @@ pub fn record_list(
     let Some(log) = log else {
         return;
     };
-    let mut f = common("list", caller, loaded);
-    f.insert("request_id".into(), json!(new_request_id()));
-    if let Some(s) = server {
-        f.insert("server".into(), json!(s));
-    }
-    f.insert("method".into(), json!(method));
-    f.insert("shown".into(), json!(shown));
-    f.insert("hidden".into(), json!(hidden));
-    log.append_nowait(f);
+    let mut r = common("list", caller, None, loaded);
+    r.str("request_id", &new_request_id())
+        .opt_str("server", server)
+        .str("method", method)
+        .u64("shown", shown as u64)
+        .u64("hidden", hidden as u64);
+    log.append_nowait(r);
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! The format and the guarantees are described in `docs/audit.md`.
 //!
 //! - [`record`]: the canonical encoding and the chain hash.
+//! - [`body`]: a record built member by member in that encoding, as the gateway writes them.
 //! - [`writer`]: the writer thread (group commit, rotation, checkpoints).
 //! - [`keys`]: the checkpoint signing key and the HMAC salt in the state dir.
 //! - [`decision`]: the records the gateway writes for decisions, outcomes and lists.
@@ -12,6 +13,7 @@
 //! Owns the log on disk. May use: `decision` (records are written from a decision) and the
 //! bottom layer.
 
+pub mod body;
 pub mod decision;
 pub mod keys;
 pub mod postgres;
@@ -21,6 +23,7 @@ pub mod record;
 pub mod verify;
 pub mod writer;
 
+use body::{Body, Record};
 use mcpgate_compiler::config::{AuditConfig, Durability};
 use record::Fields;
 use serde_json::Value;
@@ -47,6 +50,9 @@ pub struct AuditLog {
     shared: Arc<Shared>,
     salt: [u8; 32],
     dir: PathBuf,
+    /// In a fleet, the replica's name, written into every record as `replica` so the chains
+    /// of several replicas can be told apart once merged; `None` on one gateway.
+    replica: Option<String>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -109,7 +115,6 @@ impl AuditLog {
             checkpoint_after: Duration::from_secs(config.checkpoint_secs.max(1)),
             key,
             export,
-            replica,
         };
         let shared = Arc::new(Shared::new(Writer::open(settings)?));
         let (tx, rx) = mpsc::channel();
@@ -123,6 +128,7 @@ impl AuditLog {
             shared,
             salt,
             dir,
+            replica,
             thread: Mutex::new(Some(thread)),
         })))
     }
@@ -133,14 +139,14 @@ impl AuditLog {
     }
 
     /// Appends a record and waits until it is durable (synced, or written under
-    /// `durability: written`); returns its `seq`. `fields` must hold `type` and must not
-    /// hold `seq` or `prev` (the writer sets them).
+    /// `durability: written`); returns its `seq`. The record must hold `type`; the writer
+    /// sets `seq` and `prev` (given ones are left out).
     ///
     /// # Errors
     /// When the record could not be written: whatever it describes must not go ahead.
-    pub async fn append(&self, fields: Fields) -> Result<u64, AuditError> {
+    pub async fn append(&self, record: impl Into<Record>) -> Result<u64, AuditError> {
         let (ack, mut done) = tokio::sync::oneshot::channel();
-        if let Some((fields, ack)) = self.try_commit(fields, Some(ack)) {
+        if let Some((fields, ack)) = self.try_commit(self.seal(record.into()), Some(ack)) {
             self.send(Msg::Record(fields, ack))
                 .map_err(|()| AuditError("the audit writer has stopped".into()))?;
         }
@@ -163,8 +169,8 @@ impl AuditLog {
     /// Appends a record without waiting (for what happened after a call was forwarded). It
     /// is written at once and synced with the next record someone waits for, or by the
     /// sync timer: it never adds an fdatasync of its own.
-    pub fn append_nowait(&self, fields: Fields) {
-        let Some((fields, _)) = self.try_commit(fields, None) else {
+    pub fn append_nowait(&self, record: impl Into<Record>) {
+        let Some((fields, _)) = self.try_commit(self.seal(record.into()), None) else {
             return;
         };
         if self.send(Msg::Record(fields, None)).is_err() {
@@ -178,9 +184,9 @@ impl AuditLog {
     /// meanwhile. Gives the record back otherwise, to be sent to the thread.
     fn try_commit(
         &self,
-        fields: Fields,
+        fields: Body,
         ack: Option<writer::Ack>,
-    ) -> Option<(Fields, Option<writer::Ack>)> {
+    ) -> Option<(Body, Option<writer::Ack>)> {
         if !crate::busy_poll::alone() {
             return Some((fields, ack));
         }
@@ -192,6 +198,17 @@ impl AuditLog {
             }
             Inline::Declined(f, a) => Some((f, a)),
         }
+    }
+
+    /// The record as the writer takes it: with this replica's name (in a fleet), in
+    /// canonical order.
+    fn seal(&self, mut record: Record) -> Body {
+        if let Some(r) = &self.replica
+            && !record.has("replica")
+        {
+            record.str("replica", r);
+        }
+        record.finish()
     }
 
     /// Sends a record to the writer thread, counted as queued until committed.

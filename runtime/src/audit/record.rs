@@ -65,7 +65,7 @@ fn write_members<'a>(members: impl Iterator<Item = (&'a String, &'a Value)>, out
 /// A string as serde_json writes it. Most strings of a record (ids, hashes, names, times)
 /// hold nothing to escape: they are copied whole; the others go through serde_json, so
 /// the escapes stay exactly its own (`"`, `\\` and the control characters below 0x20).
-fn write_str(s: &str, out: &mut Vec<u8>) {
+pub(crate) fn write_str(s: &str, out: &mut Vec<u8>) {
     if !needs_escape(s.as_bytes()) {
         out.reserve(s.len() + 2);
         out.push(b'"');
@@ -101,6 +101,11 @@ fn needs_escape(bytes: &[u8]) -> bool {
         .remainder()
         .iter()
         .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
+/// A number as serde_json writes it.
+pub(crate) fn write_u64(n: u64, out: &mut Vec<u8>) {
+    write_json(&n, out);
 }
 
 /// A scalar or a key as serde_json writes it (compact, its escapes).

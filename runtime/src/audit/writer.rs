@@ -27,10 +27,9 @@
 //! failed fdatasync cannot be retried safely (the kernel may have dropped the pages it could
 //! not write): the writer refuses everything from then on.
 
+use crate::audit::body::Body;
 use crate::audit::keys;
-use crate::audit::record::{
-    Fields, GENESIS, canonical, canonical_into, hash_hex, hex, now_rfc3339,
-};
+use crate::audit::record::{GENESIS, canonical, hash_hex, hex, now_rfc3339};
 use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
 use std::fs::{File, OpenOptions};
@@ -60,7 +59,7 @@ pub type Ack = oneshot::Sender<Result<u64, String>>;
 /// What the writer thread is sent.
 pub enum Msg {
     /// A record to append; the sender waits on the ack when there is one.
-    Record(Fields, Option<Ack>),
+    Record(Body, Option<Ack>),
     /// A record was written by its caller and waits for the sync timer: look at the
     /// timer again.
     Wake,
@@ -98,9 +97,6 @@ pub struct Settings {
     pub checkpoint_after: Duration,
     pub key: SigningKey,
     pub export: Option<Export>,
-    /// In a fleet, the replica's name, written into every record as `replica` so the chains
-    /// of several replicas can be told apart once merged; `None` on one gateway.
-    pub replica: Option<String>,
 }
 
 /// The name of a log file whose first record is `seq`: names sort in log order.
@@ -318,7 +314,7 @@ impl Writer {
         })
     }
 
-    fn commit(&mut self, batch: Vec<(Fields, Option<Ack>)>) {
+    fn commit(&mut self, batch: Vec<(Body, Option<Ack>)>) {
         if self.broken.is_none()
             && let Some(why) = self.syncers.as_ref().and_then(Syncers::broken)
         {
@@ -336,16 +332,9 @@ impl Writer {
         let mut seq = self.next_seq;
         let mut prev = self.prev.clone();
         let mut acks = Vec::with_capacity(batch.len());
-        for (mut fields, ack) in batch {
-            if let Some(r) = &self.settings.replica {
-                fields
-                    .entry("replica")
-                    .or_insert_with(|| Value::String(r.clone()));
-            }
-            fields.insert("seq".into(), json!(seq));
-            fields.insert("prev".into(), Value::String(prev));
+        for (body, ack) in batch {
             let start = buf.len();
-            canonical_into(&Value::Object(fields), &mut buf);
+            body.line_into(seq, &prev, &mut buf);
             prev = hash_hex(&buf[start..]);
             buf.push(b'\n');
             acks.push((seq, ack));
@@ -616,7 +605,7 @@ pub enum Inline {
     /// make in time: send it a [`Msg::Wake`].
     Wake,
     /// Not committed (the writer is busy or has queued records): send it to the thread.
-    Declined(Fields, Option<Ack>),
+    Declined(Body, Option<Ack>),
 }
 
 impl std::fmt::Debug for Shared {
@@ -663,7 +652,7 @@ impl Shared {
     /// in flight, is then synced here too. Blocks for one write and (for a record waited
     /// for, under `batched` and `strict`) one fdatasync: the caller only asks when it is
     /// the only call in flight.
-    pub fn try_commit(&self, fields: Fields, ack: Option<Ack>) -> Inline {
+    pub fn try_commit(&self, fields: Body, ack: Option<Ack>) -> Inline {
         if !self.inline
             || self.closed.load(Ordering::Acquire)
             || self.queued.load(Ordering::Acquire) != 0
@@ -921,6 +910,7 @@ fn preallocate(_: &File, _: u64, _: u64) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::body::Record;
     use crate::audit::verify::{Options, verify};
 
     fn settings(dir: &Path, rotate_bytes: u64) -> Settings {
@@ -933,21 +923,19 @@ mod tests {
             checkpoint_records: 10,
             checkpoint_after: Duration::from_secs(3600),
             key: SigningKey::from_bytes(&[7; 32]),
-            replica: None,
             export: None,
         }
     }
 
-    fn record(n: u64) -> Fields {
-        let mut f = Fields::new();
-        f.insert("type".into(), json!("event"));
-        f.insert("event".into(), json!("test"));
-        f.insert("data".into(), json!({"n": n, "pad": "x".repeat(100)}));
-        f
+    fn record(n: u64) -> Body {
+        let mut r = Record::of_type("event");
+        r.str("event", "test")
+            .value("data", &json!({"n": n, "pad": "x".repeat(100)}));
+        r.finish()
     }
 
     /// Runs a writer over `records`; returns each record's ack.
-    fn write_all(writer: Writer, records: Vec<Fields>) -> Vec<Result<u64, String>> {
+    fn write_all(writer: Writer, records: Vec<Body>) -> Vec<Result<u64, String>> {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || writer.run(&rx));
         let mut waits = Vec::new();
@@ -1021,7 +1009,7 @@ mod tests {
 
     /// Appends `records` without waiting for them, as outcome records are, and drops the
     /// writer without stopping it, as a killed gateway does.
-    fn write_and_crash(mut writer: Writer, records: Vec<Fields>) {
+    fn write_and_crash(mut writer: Writer, records: Vec<Body>) {
         writer.commit(records.into_iter().map(|r| (r, None)).collect());
     }
 
