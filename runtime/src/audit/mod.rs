@@ -5,6 +5,7 @@
 //! - [`record`]: the canonical encoding and the chain hash.
 //! - [`body`]: a record built member by member in that encoding, as the gateway writes them.
 //! - [`writer`]: the writer thread (group commit, rotation, checkpoints).
+//! - [`syncers`]: the threads that sync the writer's batches under `durability: batched`.
 //! - [`keys`]: the checkpoint signing key and the HMAC salt in the state dir.
 //! - [`decision`]: the records the gateway writes for decisions, outcomes and lists.
 //! - [`read`], [`verify`], [`query`]: reading the log back, for `mcpgate audit`.
@@ -20,6 +21,7 @@ pub mod postgres;
 pub mod query;
 pub mod read;
 pub mod record;
+pub mod syncers;
 pub mod verify;
 pub mod writer;
 

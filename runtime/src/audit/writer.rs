@@ -4,9 +4,9 @@
 //! files, and signs checkpoints.
 //!
 //! Group commit: everything waiting in the queue when the writer wakes goes into one write.
-//! Under `batched`, the acknowledgements of a batch go to a pool of syncer threads, and the
-//! writer goes on with the next batch while the sync is in flight (up to [`SYNCERS`] syncs
-//! at once; a syncer takes every batch queued when it starts, one sync for all). A lone
+//! Under `batched`, the acknowledgements of a batch go to the syncer threads
+//! ([`crate::audit::syncers`]), and the writer goes on with the next batch while the sync
+//! is in flight (a syncer takes every batch queued when it starts, one sync for all). A lone
 //! waiting record with no sync in flight is synced by the writer itself: a hop to a syncer
 //! thread costs about as much as a quiet disk's sync.
 //! Records nobody waits for (outcomes, lists) are written at once but add no fdatasync of
@@ -30,6 +30,7 @@
 use crate::audit::body::Body;
 use crate::audit::keys;
 use crate::audit::record::{GENESIS, canonical, hash_hex, hex, now_rfc3339};
+use crate::audit::syncers::Syncers;
 use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
 use std::fs::{File, OpenOptions};
@@ -38,7 +39,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::{Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
@@ -50,8 +51,6 @@ pub const LOCK_FILE: &str = ".lock";
 const MAX_BATCH: usize = 1024;
 /// Bytes a log file is extended by ahead of its records.
 pub const PREALLOCATE: u64 = 4 << 20;
-/// fdatasyncs that may be in flight at once under `batched` (one thread each).
-const SYNCERS: usize = 4;
 
 /// The answer to one record: its `seq` once durable, or why it could not be written.
 pub type Ack = oneshot::Sender<Result<u64, String>>;
@@ -751,150 +750,6 @@ impl Shared {
     }
 }
 
-/// Records waiting for a sync, and the file they are in (as each syncer opened it).
-struct SyncJob {
-    files: Arc<Vec<File>>,
-    acks: Vec<(u64, Ack)>,
-}
-
-/// The syncer threads. Each syncs through its own open file description of the log file:
-/// a write-back error is reported once per description, so every syncer whose sync could
-/// have covered a failed page sees the error (one shared description would report it to
-/// whichever sync came first, and the others would succeed falsely).
-struct Syncers {
-    tx: Option<mpsc::Sender<SyncJob>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-    files: Arc<Vec<File>>,
-    broken: Arc<Mutex<Option<String>>>,
-    /// Jobs queued or being synced.
-    in_flight: Arc<AtomicUsize>,
-}
-
-impl Syncers {
-    fn start(path: &Path) -> std::io::Result<Syncers> {
-        let (tx, rx) = mpsc::channel::<SyncJob>();
-        let rx = Arc::new(Mutex::new(rx));
-        let broken = Arc::new(Mutex::new(None));
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let mut threads = Vec::with_capacity(SYNCERS);
-        for i in 0..SYNCERS {
-            let (rx, broken, busy) = (rx.clone(), broken.clone(), in_flight.clone());
-            threads.push(
-                std::thread::Builder::new()
-                    .name("mcpgate-audit-sync".into())
-                    .spawn(move || sync_loop(i, &rx, &broken, &busy))?,
-            );
-        }
-        Ok(Syncers {
-            tx: Some(tx),
-            threads,
-            files: Arc::new(open_for_syncers(path)?),
-            broken,
-            in_flight,
-        })
-    }
-
-    /// Syncs the file `path` from now on (after a rotation).
-    fn follow(&mut self, path: &Path) -> std::io::Result<()> {
-        self.files = Arc::new(open_for_syncers(path)?);
-        Ok(())
-    }
-
-    /// Queues the acknowledgements of records just written: they are answered after a
-    /// sync that started after this call.
-    fn sync(&self, acks: Vec<(u64, Ack)>) {
-        let job = SyncJob {
-            files: self.files.clone(),
-            acks,
-        };
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        if let Some(Err(mpsc::SendError(job))) = self.tx.as_ref().map(|tx| tx.send(job)) {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
-            for (_, a) in job.acks {
-                let _ = a.send(Err("the audit log syncers have stopped".into()));
-            }
-        }
-    }
-
-    /// Whether no sync is queued or in flight.
-    fn idle(&self) -> bool {
-        self.in_flight.load(Ordering::Acquire) == 0
-    }
-
-    /// Why syncing failed, once it did: nothing is acknowledged after that.
-    fn broken(&self) -> Option<String> {
-        self.broken
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Lets the syncers finish what is queued, and waits for them.
-    fn join(mut self) {
-        self.tx = None;
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
-fn open_for_syncers(path: &Path) -> std::io::Result<Vec<File>> {
-    (0..SYNCERS)
-        .map(|_| OpenOptions::new().write(true).open(path))
-        .collect()
-}
-
-/// Syncer `i`: takes every job waiting, syncs each file they name once (each was written
-/// before it was queued, so a sync that starts now covers it), then answers them.
-fn sync_loop(
-    i: usize,
-    rx: &Mutex<mpsc::Receiver<SyncJob>>,
-    broken: &Mutex<Option<String>>,
-    in_flight: &AtomicUsize,
-) {
-    loop {
-        let jobs = {
-            let rx = rx.lock().unwrap_or_else(PoisonError::into_inner);
-            let Ok(first) = rx.recv() else { return };
-            let mut jobs = vec![first];
-            while let Ok(j) = rx.try_recv() {
-                jobs.push(j);
-            }
-            jobs
-        };
-        let mut failed: Option<String> = None;
-        let mut synced: Vec<&Arc<Vec<File>>> = Vec::new();
-        for job in &jobs {
-            if synced.iter().any(|f| Arc::ptr_eq(f, &job.files)) {
-                continue;
-            }
-            synced.push(&job.files);
-            let Some(file) = job.files.get(i) else {
-                failed = Some("no file to sync".into());
-                continue;
-            };
-            if let Err(e) = file.sync_data() {
-                failed = Some(format!("the audit log could not be synced: {e}"));
-            }
-        }
-        let why = {
-            let mut b = broken.lock().unwrap_or_else(PoisonError::into_inner);
-            if let (None, Some(f)) = (&*b, &failed) {
-                tracing::error!(error = %f, "audit log sync failed: every call is refused from now on");
-                *b = Some(f.clone());
-            }
-            b.clone()
-        };
-        let n = jobs.len();
-        for job in jobs {
-            for (seq, a) in job.acks {
-                let _ = a.send(why.clone().map_or(Ok(seq), Err));
-            }
-        }
-        in_flight.fetch_sub(n, Ordering::AcqRel);
-    }
-}
-
 /// Extends `file` to `offset + len` bytes of allocated zeros.
 #[cfg(target_os = "linux")]
 fn preallocate(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
@@ -912,6 +767,7 @@ mod tests {
     use super::*;
     use crate::audit::body::Record;
     use crate::audit::verify::{Options, verify};
+    use std::sync::Arc;
 
     fn settings(dir: &Path, rotate_bytes: u64) -> Settings {
         Settings {
