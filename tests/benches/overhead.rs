@@ -33,6 +33,10 @@
 //! re-run as a plain byte relay in front of the same upstream, the cost of one more
 //! process on the path with nothing parsed or decided (`BENCH_RELAY_SPIN=1`: a relay
 //! that spins instead of sleeping, so the share of the floor that is wake-ups shows).
+//! `BENCH_ROUNDS` (default 1) repeats the back-to-back runs, each round with the direct
+//! call first and the subjects in the other order than the round before (a subject run
+//! second reads a few percent slower), and prints each subject's medians over the rounds:
+//! on a shared machine noise comes and goes, and one run can be off by 10-20%.
 //! Latency figures are in microseconds; `cpu/call` is the CPU time (user and system, all
 //! threads) the gateway's process used during the run, per call. Before and after the runs it prints what the disk
 //! itself takes to make a 300-byte record durable (`pwrite` + `fdatasync`), appending and
@@ -202,6 +206,11 @@ impl Stats {
         }
         let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
         self.latencies_us[i]
+    }
+
+    /// Calls per second.
+    fn rate(&self) -> f64 {
+        self.latencies_us.len() as f64 / self.elapsed.as_secs_f64()
     }
 }
 
@@ -598,7 +607,6 @@ fn header() {
 
 /// One line of figures; `cpu`: the subject process's CPU time during the run.
 fn row(name: &str, s: &Stats, direct: &Stats, cpu: Option<Duration>) {
-    let rate = |s: &Stats| s.latencies_us.len() as f64 / s.elapsed.as_secs_f64();
     let cpu = cpu.map_or(String::new(), |c| {
         format!(
             "{:.0} us",
@@ -607,14 +615,106 @@ fn row(name: &str, s: &Stats, direct: &Stats, cpu: Option<Duration>) {
     });
     println!(
         "{name:<28} {:>9.0} {:>8} {:>8} {:>10} {:>10} {:>9.2} {:>7} {cpu:>9}",
-        rate(s),
+        s.rate(),
         s.percentile(0.50),
         s.percentile(0.99),
         s.percentile(0.50) as i64 - direct.percentile(0.50) as i64,
         s.percentile(0.99) as i64 - direct.percentile(0.99) as i64,
-        rate(s) / rate(direct),
+        s.rate() / direct.rate(),
         s.errors,
     );
+}
+
+/// One subject's back-to-back run, against the direct run of its round.
+struct Outcome {
+    conns: u64,
+    mode: String,
+    label: String,
+    before: bool,
+    added_p50: f64,
+    added_p99: f64,
+    rate: f64,
+    vs_direct: f64,
+    cpu_us: f64,
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Each subject's medians over the rounds at `conns` connections.
+fn print_medians(results: &[Outcome], conns: u64, rounds: u64) {
+    println!("\nmedians of {rounds} rounds, {conns} connection(s):");
+    println!(
+        "{:<28} {:>9} {:>10} {:>10} {:>9} {:>9}",
+        "", "calls/s", "added p50", "added p99", "vs direct", "cpu/call"
+    );
+    let mut seen: Vec<&str> = Vec::new();
+    for o in results.iter().filter(|o| o.conns == conns) {
+        if seen.contains(&o.label.as_str()) {
+            continue;
+        }
+        seen.push(&o.label);
+        let of: Vec<&Outcome> = results
+            .iter()
+            .filter(|r| r.conns == conns && r.label == o.label)
+            .collect();
+        let m = |f: fn(&Outcome) -> f64| median(of.iter().map(|o| f(o)));
+        println!(
+            "{:<28} {:>9.0} {:>10.0} {:>10.0} {:>9.2} {:>6.0} us",
+            o.label,
+            m(|o| o.rate),
+            m(|o| o.added_p50),
+            m(|o| o.added_p99),
+            m(|o| o.vs_direct),
+            m(|o| o.cpu_us),
+        );
+    }
+}
+
+/// The build under test against `MCPGATE_BIN_BEFORE`: medians over the rounds of each
+/// round's figures (a round runs both builds).
+fn print_after_before(results: &[Outcome], conns: &[u64]) {
+    println!("\nafter / before (back to back, medians over the rounds):");
+    println!(
+        "{:<24} {:>6} {:>14} {:>14} {:>8}",
+        "", "conns", "added p50", "added p99", "calls/s"
+    );
+    for &n in conns {
+        let mut modes: Vec<&str> = Vec::new();
+        for o in results.iter().filter(|o| o.conns == n && o.before) {
+            if modes.contains(&o.mode.as_str()) {
+                continue;
+            }
+            modes.push(&o.mode);
+            let of = |before: bool| -> Vec<&Outcome> {
+                results
+                    .iter()
+                    .filter(|r| r.conns == n && r.mode == o.mode && r.before == before)
+                    .collect()
+            };
+            let (b, a) = (of(true), of(false));
+            if a.is_empty() {
+                continue;
+            }
+            let m = |v: &[&Outcome], f: fn(&Outcome) -> f64| median(v.iter().map(|o| f(o)));
+            println!(
+                "{:<24} {n:>6} {:>6.0}->{:<6.0} {:>6.0}->{:<6.0} {:>8.2}",
+                format!("audit {}", o.mode),
+                m(&b, |o| o.added_p50),
+                m(&a, |o| o.added_p50),
+                m(&b, |o| o.added_p99),
+                m(&a, |o| o.added_p99),
+                m(&a, |o| o.rate) / m(&b, |o| o.rate),
+            );
+        }
+    }
 }
 
 fn main() {
@@ -681,71 +781,76 @@ fn main() {
         }
         subjects.push(start(&after, mode, upstream, false));
     }
-    // (connections, mode, before) -> back-to-back stats, for the ratios.
-    let mut results = Vec::new();
+    // Rounds alternate the order of the subjects (a subject run second reads a few percent
+    // slower on a quiet VM) and take the median: a shared machine's noise comes and goes.
+    let rounds = env_or("BENCH_ROUNDS", 1).max(1);
+    let mut results: Vec<Outcome> = Vec::new();
     for &n in &conns {
-        println!("\nback to back, {n} connection(s):");
-        header();
-        let direct = runtime.block_on(saturate(upstream, "/mcp", n, secs));
-        row("direct", &direct, &direct, None);
-        for s in &subjects {
-            let cpu = s.cpu();
-            let via = runtime.block_on(saturate(s.addr(), s.path(), n, secs));
-            row(&s.label, &via, &direct, Some(s.cpu().saturating_sub(cpu)));
-            assert_eq!(via.errors, 0, "failed calls:\n{}", s.log());
-            results.push((n, s.mode.clone(), s.before, via, direct.percentile(0.5)));
+        for round in 0..rounds {
+            if rounds > 1 {
+                println!(
+                    "\nback to back, {n} connection(s), round {} of {rounds}:",
+                    round + 1
+                );
+            } else {
+                println!("\nback to back, {n} connection(s):");
+            }
+            header();
+            let direct = runtime.block_on(saturate(upstream, "/mcp", n, secs));
+            row("direct", &direct, &direct, None);
+            let order: Vec<&Subject> = if round % 2 == 0 {
+                subjects.iter().collect()
+            } else {
+                subjects.iter().rev().collect()
+            };
+            for s in order {
+                let cpu = s.cpu();
+                let via = runtime.block_on(saturate(s.addr(), s.path(), n, secs));
+                let used = s.cpu().saturating_sub(cpu);
+                row(&s.label, &via, &direct, Some(used));
+                assert_eq!(via.errors, 0, "failed calls:\n{}", s.log());
+                results.push(Outcome {
+                    conns: n,
+                    mode: s.mode.clone(),
+                    label: s.label.clone(),
+                    before: s.before,
+                    added_p50: via.percentile(0.5) as f64 - direct.percentile(0.5) as f64,
+                    added_p99: via.percentile(0.99) as f64 - direct.percentile(0.99) as f64,
+                    rate: via.rate(),
+                    vs_direct: via.rate() / direct.rate(),
+                    cpu_us: used.as_secs_f64() * 1e6 / via.latencies_us.len().max(1) as f64,
+                });
+            }
+        }
+        if rounds > 1 {
+            print_medians(&results, n, rounds);
         }
     }
     for &n in &conns {
         let added = |mode: &str| {
-            results
+            let of: Vec<&Outcome> = results
                 .iter()
-                .find(|(m, md, _, _, _)| *m == n && md == mode)
-                .map(|(_, _, _, s, direct_p50)| {
-                    (
-                        s.percentile(0.5) as i64 - *direct_p50 as i64,
-                        s.latencies_us.len() as f64 / s.elapsed.as_secs_f64(),
-                    )
-                })
+                .filter(|o| o.conns == n && o.mode == mode)
+                .collect();
+            (!of.is_empty()).then(|| {
+                (
+                    median(of.iter().map(|o| o.added_p50)),
+                    median(of.iter().map(|o| o.rate)),
+                )
+            })
         };
         if let (Some((mem, mem_rate)), Some((red, red_rate))) =
             (added("quota-memory"), added("quota-redis"))
         {
             println!(
-                "\nquota redis vs memory, {n} connection(s): added p50 {mem} -> {red} us ({:+} us per call), calls/s ratio {:.2}",
+                "\nquota redis vs memory, {n} connection(s): added p50 {mem:.0} -> {red:.0} us ({:+.0} us per call), calls/s ratio {:.2}",
                 red - mem,
                 red_rate / mem_rate
             );
         }
     }
     if before.is_some() {
-        println!("\nafter / before (back to back):");
-        println!(
-            "{:<24} {:>6} {:>14} {:>14} {:>8}",
-            "", "conns", "added p50", "added p99", "calls/s"
-        );
-        for (n, mode, was_before, after_stats, direct_p50) in &results {
-            if *was_before {
-                continue;
-            }
-            let Some((_, _, _, b, _)) = results
-                .iter()
-                .find(|(m, md, wb, _, _)| m == n && md == mode && *wb)
-            else {
-                continue;
-            };
-            let added = |s: &Stats| s.percentile(0.5) as f64 - *direct_p50 as f64;
-            let rate = |s: &Stats| s.latencies_us.len() as f64 / s.elapsed.as_secs_f64();
-            println!(
-                "{:<24} {n:>6} {:>6.0}->{:<6.0} {:>6}->{:<6} {:>8.2}",
-                format!("audit {mode}"),
-                added(b),
-                added(after_stats),
-                b.percentile(0.99),
-                after_stats.percentile(0.99),
-                rate(after_stats) / rate(b),
-            );
-        }
+        print_after_before(&results, &conns);
     }
     if rate > 0 {
         println!("\nfixed rate, {rate} calls/s over {rate_conns} connections:");
