@@ -98,11 +98,9 @@ pub struct Settings {
     pub export: Option<Export>,
 }
 
-/// The name of a log file whose first record is `seq`: names sort in log order.
-pub fn file_name(seq: u64) -> String {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
+/// The name of a log file whose first record is `seq`, started at `ms` since the epoch:
+/// names sort in log order.
+pub fn file_name(seq: u64, ms: u128) -> String {
     format!("audit-{seq:012}-{ms:013}.jsonl")
 }
 
@@ -170,13 +168,28 @@ pub fn trim_zero_tail(path: &Path) -> std::io::Result<()> {
 }
 
 fn open_new(dir: &Path, seq: u64) -> std::io::Result<(File, PathBuf)> {
-    let path = dir.join(file_name(seq));
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
     let mut options = OpenOptions::new();
     // Written at explicit offsets (the preallocated tail is not the end of the records).
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let file = options.open(&path)?;
+    // A file of this `seq` exists when the writer before stopped before its first record
+    // was written (a failed write) and this one starts within the same millisecond: a
+    // later millisecond names this one, so it sorts after that empty file.
+    let mut later = 0;
+    let (file, path) = loop {
+        let path = dir.join(file_name(seq, now + later));
+        match options.open(&path) {
+            Ok(file) => break (file, path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && later < 1000 => {
+                later += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     // The new name must survive a crash as well as the records in it.
     #[cfg(unix)]
     File::open(dir)?.sync_all()?;
@@ -842,6 +855,15 @@ mod tests {
         assert!(report.ok(), "{:?}", report.findings);
         assert_eq!((report.records, report.last_seq), (35, Some(34)));
         assert!(report.checkpoints >= 4 && report.checkpoints == report.checkpoints_valid);
+    }
+
+    #[test]
+    fn a_second_file_of_one_seq_in_one_millisecond_gets_a_later_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, first) = open_new(dir.path(), 7).unwrap();
+        let (_, second) = open_new(dir.path(), 7).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(log_files(dir.path()).unwrap(), vec![first, second]);
     }
 
     #[test]
