@@ -179,6 +179,7 @@ impl Syncers {
         self.stop();
     }
 
+    /// As [`Syncers::join`]; a second call finds no thread to wait for.
     fn stop(&mut self) {
         self.pool.state().stopping = true;
         for w in &self.pool.wake {
@@ -187,6 +188,14 @@ impl Syncers {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+}
+
+/// Dropped without [`Syncers::join`] (a writer that is dropped, not stopped), the threads
+/// still end: they would otherwise wait for work forever.
+impl Drop for Syncers {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -260,6 +269,19 @@ fn sync_loop(i: usize, pool: &Pool) {
 mod tests {
     use super::*;
     use tokio::sync::oneshot;
+
+    #[test]
+    fn syncers_dropped_without_a_join_end_their_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, b"x").unwrap();
+        let syncers = Syncers::start(&path).unwrap();
+        let pool = syncers.pool.clone();
+        assert_eq!(Arc::strong_count(&pool), 2 + SYNCERS);
+        drop(syncers);
+        // Every thread held the pool: none is left waiting.
+        assert_eq!(Arc::strong_count(&pool), 1);
+    }
 
     #[test]
     fn a_batch_waits_for_a_quick_sync_and_not_for_a_slow_one() {
