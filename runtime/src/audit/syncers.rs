@@ -270,12 +270,18 @@ mod tests {
     use super::*;
     use tokio::sync::oneshot;
 
-    #[test]
-    fn syncers_dropped_without_a_join_end_their_threads() {
+    /// Syncers of a one-byte file in a fresh folder (kept while the syncers live).
+    fn started() -> (tempfile::TempDir, Syncers) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
         std::fs::write(&path, b"x").unwrap();
         let syncers = Syncers::start(&path).unwrap();
+        (dir, syncers)
+    }
+
+    #[test]
+    fn syncers_dropped_without_a_join_end_their_threads() {
+        let (_dir, syncers) = started();
         let pool = syncers.pool.clone();
         assert_eq!(Arc::strong_count(&pool), 2 + SYNCERS);
         drop(syncers);
@@ -306,10 +312,7 @@ mod tests {
 
     #[test]
     fn every_batch_is_answered_once_synced_and_none_after_the_stop() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log");
-        std::fs::write(&path, b"x").unwrap();
-        let syncers = Syncers::start(&path).unwrap();
+        let (_dir, syncers) = started();
         let mut waits = Vec::new();
         // Batches faster than the syncs: some wait, and are taken by whichever syncer ends.
         for n in 0..200u64 {

@@ -891,6 +891,21 @@ mod tests {
         writer.commit(records.into_iter().map(|r| (r, None)).collect());
     }
 
+    /// Verifies the log in `dir`: no finding at all, `records` records, the last one's
+    /// seq `records - 1`.
+    fn assert_clean(dir: &Path, records: u64) {
+        let report = verified(dir);
+        assert!(
+            report.ok() && report.findings.is_empty(),
+            "{:?}",
+            report.findings
+        );
+        assert_eq!(
+            (report.records, report.last_seq),
+            (records, records.checked_sub(1))
+        );
+    }
+
     fn verified(dir: &Path) -> crate::audit::verify::Report {
         verify(&Options {
             log: dir.to_owned(),
@@ -912,13 +927,7 @@ mod tests {
             assert!(bytes[records..].iter().all(|b| *b == 0));
         }
         // Zeros after the records are the end of the log, not a torn record.
-        let report = verified(dir.path());
-        assert!(
-            report.ok() && report.findings.is_empty(),
-            "{:?}",
-            report.findings
-        );
-        assert_eq!(report.records, 5);
+        assert_clean(dir.path(), 5);
         assert_eq!(last_record(dir.path()).unwrap().map(|r| r.0), Some(4));
         // The next writer cuts the zeros and continues the chain in a new file.
         let w = Writer::open(settings(dir.path(), 1 << 30)).unwrap();
@@ -929,13 +938,7 @@ mod tests {
         // A stopped writer leaves its file with its records only.
         let last = log_files(dir.path()).unwrap().pop().unwrap();
         assert_eq!(std::fs::read(&last).unwrap().last(), Some(&b'\n'));
-        let report = verified(dir.path());
-        assert!(
-            report.ok() && report.findings.is_empty(),
-            "{:?}",
-            report.findings
-        );
-        assert_eq!((report.records, report.last_seq), (8, Some(7)));
+        assert_clean(dir.path(), 8);
     }
 
     #[test]
@@ -987,13 +990,7 @@ mod tests {
         tx.send(Msg::Close(done)).unwrap();
         closed.recv().unwrap();
         thread.join().unwrap();
-        let report = verified(dir.path());
-        assert!(
-            report.ok() && report.findings.is_empty(),
-            "{:?}",
-            report.findings
-        );
-        assert_eq!((report.records, report.last_seq), (40, Some(39)));
+        assert_clean(dir.path(), 40);
         assert!(log_files(dir.path()).unwrap().len() > 1, "rotated");
     }
 
@@ -1083,13 +1080,7 @@ mod tests {
         closed.recv().unwrap();
         thread.join().unwrap();
         assert_eq!(inline(3), None, "closed");
-        let report = verified(dir.path());
-        assert!(
-            report.ok() && report.findings.is_empty(),
-            "{:?}",
-            report.findings
-        );
-        assert_eq!((report.records, report.last_seq), (3, Some(2)));
+        assert_clean(dir.path(), 3);
     }
 
     #[test]
