@@ -8,9 +8,9 @@
 //! One sync runs at a time while syncs are quick: a batch handed over during a sync waits
 //! for its end, and merges with the others that came meanwhile. Under load every wake-up
 //! is a thread switch the calls pay for in CPU, and a syncer waking preempts a thread
-//! serving calls: on two cores one sync at a time served 4 connections 1.18x faster than
-//! four overlapping ones, with half the preemptions of the gateway's workers at 16
-//! (docs/PERFORMANCE.md). A sync running longer than [`SLOW_SYNC`] does not hold the
+//! serving calls: on two cores this served 4 connections x1.24 and x1.00 as fast as four
+//! syncs overlapping at once (paired runs, both orders), with fewer preemptions of the
+//! gateway's workers at 16 (0.30 per call against 0.39-0.52; docs/PERFORMANCE.md). A sync running longer than [`SLOW_SYNC`] does not hold the
 //! next batch: that batch wakes another syncer, up to [`SYNCERS`] syncs in flight. On a
 //! loaded virtual machine a lone sync was seen to wait a whole timer tick (4 ms) where
 //! concurrent ones did not.
