@@ -121,6 +121,16 @@ impl Stream {
     }
 }
 
+impl Stream {
+    /// Notes a write that sent something: an answer is expected from now on.
+    fn wrote(&mut self, written: Poll<std::io::Result<usize>>) -> Poll<std::io::Result<usize>> {
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            self.awaiting = true;
+        }
+        written
+    }
+}
+
 impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -162,10 +172,7 @@ impl AsyncWrite for Stream {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            this.awaiting = true;
-        }
-        written
+        this.wrote(written)
     }
 
     fn poll_write_vectored(
@@ -175,10 +182,7 @@ impl AsyncWrite for Stream {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            this.awaiting = true;
-        }
-        written
+        this.wrote(written)
     }
 
     fn is_write_vectored(&self) -> bool {

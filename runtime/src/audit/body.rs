@@ -48,14 +48,13 @@ impl Record {
         r
     }
 
-    /// Starts the member `key`: its key is written, its value comes next.
-    fn begin(&mut self) -> usize {
-        self.buf.len()
-    }
-
-    fn key(&mut self, key: &str) {
+    /// Starts the member `key`: its key is written, its value comes next. Returns where
+    /// the member starts, for [`Record::end`].
+    fn key(&mut self, key: &str) -> usize {
+        let start = self.buf.len();
         write_str(key, &mut self.buf);
         self.buf.push(b':');
+        start
     }
 
     fn end(&mut self, key: impl Into<Cow<'static, str>>, start: usize) {
@@ -64,8 +63,7 @@ impl Record {
 
     /// A string member.
     pub fn str(&mut self, key: &'static str, value: &str) -> &mut Record {
-        let start = self.begin();
-        self.key(key);
+        let start = self.key(key);
         write_str(value, &mut self.buf);
         self.end(key, start);
         self
@@ -81,8 +79,7 @@ impl Record {
 
     /// A number member.
     pub fn u64(&mut self, key: &'static str, value: u64) -> &mut Record {
-        let start = self.begin();
-        self.key(key);
+        let start = self.key(key);
         write_u64(value, &mut self.buf);
         self.end(key, start);
         self
@@ -90,8 +87,7 @@ impl Record {
 
     /// A true or false member.
     pub fn bool(&mut self, key: &'static str, value: bool) -> &mut Record {
-        let start = self.begin();
-        self.key(key);
+        let start = self.key(key);
         self.buf
             .extend_from_slice(if value { b"true" } else { b"false" });
         self.end(key, start);
@@ -101,8 +97,7 @@ impl Record {
     /// A member holding any JSON value (encoded canonically).
     pub fn value(&mut self, key: impl Into<Cow<'static, str>>, value: &Value) -> &mut Record {
         let key = key.into();
-        let start = self.begin();
-        self.key(&key);
+        let start = self.key(&key);
         canonical_into(value, &mut self.buf);
         self.end(key, start);
         self
@@ -121,8 +116,7 @@ impl Record {
     /// A member holding an object whose members are written in byte order of their keys
     /// (the caller names them in that order); closed when the [`Object`] is dropped.
     pub fn object(&mut self, key: &'static str) -> Object<'_> {
-        let start = self.begin();
-        self.key(key);
+        let start = self.key(key);
         self.buf.push(b'{');
         Object {
             record: self,
@@ -196,7 +190,7 @@ impl Object<'_> {
             self.record.buf.push(b',');
         }
         self.last = Some(key);
-        self.record.key(key);
+        let _ = self.record.key(key);
     }
 
     /// A string member.

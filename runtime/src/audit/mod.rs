@@ -148,8 +148,8 @@ impl AuditLog {
     /// When the record could not be written: whatever it describes must not go ahead.
     pub async fn append(&self, record: impl Into<Record>) -> Result<u64, AuditError> {
         let (ack, mut done) = tokio::sync::oneshot::channel();
-        if let Some((fields, ack)) = self.try_commit(self.seal(record.into()), Some(ack)) {
-            self.send(Msg::Record(fields, ack))
+        if let Some((body, ack)) = self.try_commit(self.seal(record.into()), Some(ack)) {
+            self.send(Msg::Record(body, ack))
                 .map_err(|()| AuditError("the audit writer has stopped".into()))?;
         }
         // Not answered yet: poll for the answer rather than sleep until it comes.
@@ -172,10 +172,10 @@ impl AuditLog {
     /// is written at once and synced with the next record someone waits for, or by the
     /// sync timer: it never adds an fdatasync of its own.
     pub fn append_nowait(&self, record: impl Into<Record>) {
-        let Some((fields, _)) = self.try_commit(self.seal(record.into()), None) else {
+        let Some((body, _)) = self.try_commit(self.seal(record.into()), None) else {
             return;
         };
-        if self.send(Msg::Record(fields, None)).is_err() {
+        if self.send(Msg::Record(body, None)).is_err() {
             tracing::error!("the audit writer has stopped: a record is lost");
         }
     }
@@ -186,13 +186,13 @@ impl AuditLog {
     /// meanwhile. Gives the record back otherwise, to be sent to the thread.
     fn try_commit(
         &self,
-        fields: Body,
+        body: Body,
         ack: Option<writer::Ack>,
     ) -> Option<(Body, Option<writer::Ack>)> {
         if !crate::busy_poll::alone() {
-            return Some((fields, ack));
+            return Some((body, ack));
         }
-        match self.shared.try_commit(fields, ack) {
+        match self.shared.try_commit(body, ack) {
             Inline::Done => None,
             Inline::Wake => {
                 let _ = self.tx.send(Msg::Wake);

@@ -89,25 +89,24 @@ impl Syncers {
     /// # Errors
     /// When a thread cannot be started or the file cannot be opened.
     pub fn start(path: &Path) -> std::io::Result<Syncers> {
-        let n = SYNCERS;
         let pool = Arc::new(Pool {
             state: Mutex::new(State {
                 pending: Vec::new(),
-                idle: vec![false; n],
-                syncing: vec![None; n],
+                idle: vec![false; SYNCERS],
+                syncing: vec![None; SYNCERS],
                 stopping: false,
             }),
-            wake: (0..n).map(|_| Condvar::new()).collect(),
+            wake: (0..SYNCERS).map(|_| Condvar::new()).collect(),
             broken: Mutex::new(None),
             in_flight: AtomicUsize::new(0),
         });
-        let files = Arc::new(open_for_syncers(path, n)?);
+        let files = Arc::new(open_for_syncers(path)?);
         let mut syncers = Syncers {
             pool: pool.clone(),
-            threads: Vec::with_capacity(n),
+            threads: Vec::with_capacity(SYNCERS),
             files,
         };
-        for i in 0..n {
+        for i in 0..SYNCERS {
             let pool = pool.clone();
             let thread = std::thread::Builder::new()
                 .name("mcpgate-audit-sync".into())
@@ -128,7 +127,7 @@ impl Syncers {
     /// # Errors
     /// When the file cannot be opened.
     pub fn follow(&mut self, path: &Path) -> std::io::Result<()> {
-        self.files = Arc::new(open_for_syncers(path, self.pool.wake.len())?);
+        self.files = Arc::new(open_for_syncers(path)?);
         Ok(())
     }
 
@@ -199,8 +198,8 @@ impl Drop for Syncers {
     }
 }
 
-fn open_for_syncers(path: &Path, n: usize) -> std::io::Result<Vec<File>> {
-    (0..n)
+fn open_for_syncers(path: &Path) -> std::io::Result<Vec<File>> {
+    (0..SYNCERS)
         .map(|_| OpenOptions::new().write(true).open(path))
         .collect()
 }

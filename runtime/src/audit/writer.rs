@@ -664,21 +664,21 @@ impl Shared {
     /// in flight, is then synced here too. Blocks for one write and (for a record waited
     /// for, under `batched` and `strict`) one fdatasync: the caller only asks when it is
     /// the only call in flight.
-    pub fn try_commit(&self, fields: Body, ack: Option<Ack>) -> Inline {
+    pub fn try_commit(&self, body: Body, ack: Option<Ack>) -> Inline {
         if !self.inline
             || self.closed.load(Ordering::Acquire)
             || self.queued.load(Ordering::Acquire) != 0
         {
-            return Inline::Declined(fields, ack);
+            return Inline::Declined(body, ack);
         }
         let Ok(mut w) = self.writer.try_lock() else {
-            return Inline::Declined(fields, ack);
+            return Inline::Declined(body, ack);
         };
         // Rechecked under the lock: the thread counts a batch off only once committed.
         if self.queued.load(Ordering::Acquire) != 0 || self.closed.load(Ordering::Acquire) {
-            return Inline::Declined(fields, ack);
+            return Inline::Declined(body, ack);
         }
-        w.commit(vec![(fields, ack)]);
+        w.commit(vec![(body, ack)]);
         w.maybe_checkpoint();
         // Written records wait for the timer: wake the thread if it sleeps past their sync.
         let due = w
