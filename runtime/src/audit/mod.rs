@@ -5,6 +5,7 @@
 //! - [`record`]: the canonical encoding and the chain hash.
 //! - [`body`]: a record built member by member in that encoding, as the gateway writes them.
 //! - [`writer`]: the writer thread (group commit, rotation, checkpoints).
+//! - [`space`]: the room ahead of the records in a log file (preallocated, zeroed ahead).
 //! - [`syncers`]: the threads that sync the writer's batches under `durability: batched`.
 //! - [`keys`]: the checkpoint signing key and the HMAC salt in the state dir.
 //! - [`decision`]: the records the gateway writes for decisions, outcomes and lists.
@@ -21,6 +22,7 @@ pub mod postgres;
 pub mod query;
 pub mod read;
 pub mod record;
+pub mod space;
 pub mod syncers;
 pub mod verify;
 pub mod writer;

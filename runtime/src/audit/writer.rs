@@ -11,9 +11,10 @@
 //! thread costs about as much as a quiet disk's sync.
 //! Records nobody waits for (outcomes, lists) are written at once but add no fdatasync of
 //! their own: they ride on the next batch's sync, or on the sync timer (`sync_interval`)
-//! when no call follows. The current file is preallocated (`fallocate`) in steps of
-//! [`PREALLOCATE`] bytes, so that a sync within the allocated part has no file size to
-//! write; its tail is zeros until records fill it, which readers take as the end of the log.
+//! when no call follows. The current file is preallocated and zeroed ahead of its records
+//! ([`crate::audit::space`]), so that a sync has neither a file size nor a block's
+//! allocation to write; its tail is zeros until records fill it, which readers take as the
+//! end of the log.
 //! A file is cut to its records when the writer leaves it (rotation, shutdown, the next
 //! start after a crash).
 //!
@@ -30,6 +31,7 @@
 use crate::audit::body::Body;
 use crate::audit::keys;
 use crate::audit::record::{GENESIS, canonical, hash_hex, hex, now_rfc3339};
+use crate::audit::space::Space;
 use crate::audit::syncers::Syncers;
 use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
@@ -49,8 +51,6 @@ pub const CHECKPOINTS_FILE: &str = "checkpoints.jsonl";
 pub const LOCK_FILE: &str = ".lock";
 /// Most records in one group commit.
 const MAX_BATCH: usize = 1024;
-/// Bytes a log file is extended by ahead of its records.
-pub const PREALLOCATE: u64 = 4 << 20;
 
 /// The answer to one record: its `seq` once durable, or why it could not be written.
 pub type Ack = oneshot::Sender<Result<u64, String>>;
@@ -203,10 +203,8 @@ pub struct Writer {
     path: PathBuf,
     /// Bytes of complete records in `file`.
     len: u64,
-    /// Size of `file` (records and the preallocated zeros after them).
-    allocated: u64,
-    /// Preallocation works on this file system (turned off at the first refusal).
-    preallocate: bool,
+    /// The preallocated and zeroed room after the records of `file`.
+    space: Space,
     /// When the oldest record written since the last sync was written.
     unsynced: Option<Instant>,
     /// fdatasyncs of log files so far (asked of the syncers included).
@@ -282,13 +280,13 @@ impl Writer {
             ),
             Level::Strict | Level::Written => None,
         };
+        let space = Space::new(&file);
         Ok(Writer {
             settings,
             file,
             path,
             len: 0,
-            allocated: 0,
-            preallocate: cfg!(target_os = "linux"),
+            space,
             unsynced: None,
             syncs: 0,
             syncers,
@@ -364,7 +362,7 @@ impl Writer {
             tracing::error!(error = %e, file = %self.path.display(), cut_back = cut.is_ok(), "audit log write failed: the calls are refused");
             let why = e.to_string();
             match cut {
-                Ok(()) => self.allocated = self.len,
+                Ok(()) => self.space.cut(self.len),
                 Err(c) => {
                     self.broken = Some(format!("{why}; the log file could not be cut back: {c}"));
                 }
@@ -437,29 +435,17 @@ impl Writer {
         self.export(&buf);
     }
 
-    /// Writes `buf` after the records of the current file, extending the preallocated
-    /// part first when `buf` does not fit.
+    /// Writes `buf` after the records of the current file, in the room [`Space`] keeps
+    /// ahead of them.
     fn write(&mut self, buf: &[u8]) -> std::io::Result<()> {
         let end = self.len + buf.len() as u64;
-        if self.preallocate && end > self.allocated {
-            // In steps, but not much past the size the file rotates at.
-            let to = (end.div_ceil(PREALLOCATE) * PREALLOCATE)
-                .min(end.max(self.settings.rotate_bytes.div_ceil(4096) * 4096));
-            match preallocate(&self.file, self.allocated, to - self.allocated) {
-                Ok(()) => self.allocated = to,
-                Err(e) => {
-                    // Not supported here, or the file may not grow (a size limit): write
-                    // without; a write that cannot grow the file fails on its own.
-                    tracing::debug!(error = %e, "audit log files are not preallocated");
-                    self.preallocate = false;
-                }
-            }
-        }
+        let limit = self.settings.rotate_bytes;
+        self.space.reserve(&self.file, end, limit);
         #[cfg(unix)]
         self.file.write_all_at(buf, self.len)?;
         #[cfg(not(unix))]
         self.file.write_all(buf)?;
-        self.allocated = self.allocated.max(end);
+        self.space.written(&self.file, end, limit);
         Ok(())
     }
 
@@ -499,9 +485,9 @@ impl Writer {
         if self.broken.is_some() {
             return;
         }
-        if self.allocated > self.len {
+        if self.space.allocated > self.len {
             match self.file.set_len(self.len) {
-                Ok(()) => self.allocated = self.len,
+                Ok(()) => self.space.cut(self.len),
                 Err(e) => tracing::warn!(error = %e, "cannot cut the preallocated audit log tail"),
             }
             self.unsynced.get_or_insert_with(Instant::now);
@@ -526,7 +512,7 @@ impl Writer {
         self.file = file;
         self.path = path;
         self.len = 0;
-        self.allocated = 0;
+        self.space.renew();
         self.opened = Instant::now();
         Ok(())
     }
@@ -763,18 +749,6 @@ impl Shared {
     }
 }
 
-/// Extends `file` to `offset + len` bytes of allocated zeros.
-#[cfg(target_os = "linux")]
-fn preallocate(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
-    rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), offset, len)
-        .map_err(std::io::Error::from)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn preallocate(_: &File, _: u64, _: u64) -> std::io::Result<()> {
-    Err(std::io::ErrorKind::Unsupported.into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -923,7 +897,11 @@ mod tests {
         let bytes = std::fs::read(&files[0]).unwrap();
         let records = bytes.iter().rposition(|b| *b == b'\n').unwrap() + 1;
         if cfg!(target_os = "linux") {
-            assert_eq!(bytes.len() as u64, PREALLOCATE, "preallocated");
+            assert_eq!(
+                bytes.len() as u64,
+                crate::audit::space::PREALLOCATE,
+                "preallocated"
+            );
             assert!(bytes[records..].iter().all(|b| *b == 0));
         }
         // Zeros after the records are the end of the log, not a torn record.
