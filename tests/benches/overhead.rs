@@ -772,11 +772,8 @@ fn main() {
         subjects.push(start_quota(&after, q, upstream, redis.as_ref()));
     }
     for mode in &modes {
-        // Builds from before `written` existed refuse it.
-        if let Some(b) = before
-            .as_ref()
-            .filter(|_| mode != "written" && !mode.ends_with("+nopoll"))
-        {
+        // Builds from before `busy_poll_us` existed refuse `+nopoll`.
+        if let Some(b) = before.as_ref().filter(|_| !mode.ends_with("+nopoll")) {
             subjects.push(start(b, mode, upstream, true));
         }
         subjects.push(start(&after, mode, upstream, false));

@@ -314,14 +314,15 @@ impl Writer {
 
     /// When the writer thread next has something to do on its own: a written record's
     /// sync, else the checkpoint tick.
-    fn next_wait(&self) -> Duration {
+    fn next_wake(&self) -> Instant {
         let tick = self
             .settings
             .checkpoint_after
             .max(Duration::from_millis(100));
-        self.unsynced.map_or(tick, |since| {
-            (since + self.settings.sync_interval).saturating_duration_since(Instant::now())
-        })
+        self.unsynced.map_or_else(
+            || Instant::now() + tick,
+            |since| since + self.settings.sync_interval,
+        )
     }
 
     fn commit(&mut self, batch: Vec<(Body, Option<Ack>)>) {
@@ -685,11 +686,12 @@ impl Shared {
         };
         loop {
             // Written records wait at most `sync_interval` for their sync.
-            let wait = self.lock().next_wait();
-            self.wakes_at.store(
-                self.nanos_since_base(Instant::now() + wait),
-                Ordering::Release,
-            );
+            // The deadline itself is published, not the time it is computed plus the wait:
+            // a caller whose record is due at that very deadline must not wake the thread.
+            let at = self.lock().next_wake();
+            self.wakes_at
+                .store(self.nanos_since_base(at), Ordering::Release);
+            let wait = at.saturating_duration_since(Instant::now());
             let first = match rx.recv_timeout(wait) {
                 Ok(m) => m,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -1088,7 +1090,19 @@ mod tests {
             Inline::Wake
         ));
         assert_eq!(wait.try_recv().unwrap(), Ok(0));
+        // Woken, the thread waits for that record's deadline: a record written meanwhile is
+        // due no later (the oldest unsynced record sets it), so it wakes nobody.
+        let long = shared.wakes_at.load(Ordering::Acquire);
         tx.send(Msg::Wake).unwrap();
+        while shared.wakes_at.load(Ordering::Acquire) == long {
+            std::thread::yield_now();
+        }
+        let (ack, mut wait) = oneshot::channel();
+        assert!(matches!(
+            shared.try_commit(record(1), Some(ack)),
+            Inline::Done
+        ));
+        assert_eq!(wait.try_recv().unwrap(), Ok(1));
         let deadline = Instant::now() + Duration::from_secs(10);
         while shared.lock().unsynced.is_some() {
             assert!(Instant::now() < deadline, "never synced");
@@ -1102,7 +1116,7 @@ mod tests {
         }
         let (ack, mut wait) = oneshot::channel();
         assert!(matches!(
-            shared.try_commit(record(1), Some(ack)),
+            shared.try_commit(record(2), Some(ack)),
             Inline::Done
         ));
         assert!(wait.try_recv().unwrap().is_err());
