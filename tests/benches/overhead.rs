@@ -39,8 +39,9 @@
 //! on a shared machine noise comes and goes, and one run can be off by 10-20%.
 //! Latency figures are in microseconds; `cpu/call` is the CPU time (user and system, all
 //! threads) the gateway's process used during the run, per call. Before and after the runs it prints what the disk
-//! itself takes to make a 300-byte record durable (`pwrite` + `fdatasync`), appending and
-//! inside an already written file: the floor of an audited call's added latency.
+//! itself takes to make a 300-byte record durable (`pwrite` + `fdatasync`), appending, into
+//! fallocated blocks, and inside an already written file: the floor of an audited call's
+//! added latency.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -556,14 +557,16 @@ fn start_quota(bin: &Path, store: &str, upstream: SocketAddr, redis: Option<&Red
     }
 }
 
-/// p50 and p99 of a bare `pwrite` + `fdatasync` of a 300-byte record, appended to a new
-/// file and rewritten inside a file already written (no size or block to allocate): the
-/// disk's own cost of one durable record, next to which the audit's cost is read.
-fn disk_sync(dir: &Path) -> [(u64, u64); 2] {
+/// p50 and p99 of a bare `pwrite` + `fdatasync` of a 300-byte record: appended to a new
+/// file, written into blocks `fallocate` left unwritten (each first write into a block
+/// makes the sync commit its conversion), and rewritten inside a file already written (no
+/// size or block to allocate, as in the gateway's zeroed-ahead log files): the disk's own
+/// cost of one durable record, next to which the audit's cost is read.
+fn disk_sync(dir: &Path) -> [(u64, u64); 3] {
     use std::os::unix::fs::FileExt;
     let record = [b'x'; 300];
-    let mut out = [(0, 0); 2];
-    for (i, prewritten) in [false, true].into_iter().enumerate() {
+    let mut out = [(0, 0); 3];
+    for (i, room) in ["append", "fallocate", "written"].into_iter().enumerate() {
         let path = dir.join(format!("sync-{i}"));
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -571,9 +574,17 @@ fn disk_sync(dir: &Path) -> [(u64, u64); 2] {
             .write(true)
             .open(&path)
             .unwrap();
-        if prewritten {
-            file.write_all_at(&vec![0; 1 << 20], 0).unwrap();
-            file.sync_all().unwrap();
+        match room {
+            "fallocate" => {
+                rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, 1 << 20)
+                    .unwrap();
+                file.sync_all().unwrap();
+            }
+            "written" => {
+                file.write_all_at(&vec![0; 1 << 20], 0).unwrap();
+                file.sync_all().unwrap();
+            }
+            _ => {}
         }
         let mut times: Vec<u64> = (0..300u64)
             .map(|n| {
@@ -591,10 +602,10 @@ fn disk_sync(dir: &Path) -> [(u64, u64); 2] {
 }
 
 fn print_disk_sync(dir: &Path) {
-    let [append, inside] = disk_sync(dir);
+    let [append, unwritten, inside] = disk_sync(dir);
     println!(
-        "disk: pwrite+fdatasync of 300 bytes: appending p50 {} p99 {} us, inside a written file p50 {} p99 {} us",
-        append.0, append.1, inside.0, inside.1
+        "disk: pwrite+fdatasync of 300 bytes: appending p50 {} p99 {} us, into fallocated blocks p50 {} p99 {} us, inside a written file p50 {} p99 {} us",
+        append.0, append.1, unwritten.0, unwritten.1, inside.0, inside.1
     );
 }
 
