@@ -104,8 +104,10 @@ impl Space {
                 self.allocated = self.allocated.max(self.zeroed);
             }
             Err(e) => {
-                // The records are whole (the zeros come after them); only the speed-up is lost.
+                // The records are whole (the zeros come after them); only the speed-up is
+                // lost. Part of the step may be written: counted, so leaving cuts it.
                 tracing::debug!(error = %e, "audit log files are not zeroed ahead");
+                self.allocated = self.allocated.max(to);
                 self.zero = false;
             }
         }
