@@ -139,13 +139,21 @@ fn zero_range(end: u64, zeroed: u64, limit: u64) -> Option<(u64, u64)> {
 /// (ext4, XFS): there, zeroing ahead saves a journal commit per sync.
 #[cfg(target_os = "linux")]
 fn has_unwritten_extents(file: &File) -> bool {
-    const EXT4: i64 = 0xEF53;
-    const XFS: i64 = 0x5846_5342;
-    rustix::fs::fstatfs(file).is_ok_and(|s| {
-        #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
-        let kind = i64::from(s.f_type as i64);
-        kind == EXT4 || kind == XFS
-    })
+    fs_kind(file).is_some_and(|kind| kind == EXT4 || kind == XFS)
+}
+
+/// `statfs`'s magic number of ext4 (and ext2/3, which share it).
+#[cfg(target_os = "linux")]
+const EXT4: i64 = 0xEF53;
+/// `statfs`'s magic number of XFS.
+#[cfg(target_os = "linux")]
+const XFS: i64 = 0x5846_5342;
+
+/// The magic number of the file system `file` is on.
+#[cfg(target_os = "linux")]
+fn fs_kind(file: &File) -> Option<i64> {
+    #[allow(clippy::unnecessary_cast)]
+    rustix::fs::fstatfs(file).ok().map(|s| s.f_type as i64)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -237,5 +245,80 @@ mod tests {
         );
         assert!(space.zeroed >= len + ZERO_AHEAD, "zeroed ahead");
         assert_eq!(bytes.len() as u64, space.allocated);
+    }
+
+    /// The point of zeroing: once synced, the zeroed blocks are written extents, and the
+    /// rest of what `fallocate` reserved is still unwritten (`filefrag -v` reads the
+    /// extents and their flags).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn zeroed_blocks_are_written_extents_once_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let mut space = Space::new(&file);
+        let kind = fs_kind(&file).unwrap();
+        assert_eq!(
+            space.zero,
+            kind == EXT4 || kind == XFS,
+            "file system {kind:#x}"
+        );
+        if !space.zero {
+            return;
+        }
+        let record = [b'r'; 700];
+        space.reserve(&file, 700, 64 << 20);
+        file.write_all_at(&record, 0).unwrap();
+        space.written(&file, 700, 64 << 20);
+        file.sync_data().unwrap();
+        let zeroed = space.zeroed / BLOCK;
+        assert_eq!(zeroed, (BLOCK + ZERO_STEP) / BLOCK);
+        assert_eq!(space.allocated, PREALLOCATE);
+        let unwritten = unwritten_blocks(&path);
+        assert!(
+            (0..zeroed).all(|b| !unwritten(b)),
+            "the zeroed blocks are written"
+        );
+        assert!(
+            (zeroed..PREALLOCATE / BLOCK).all(&unwritten),
+            "the blocks after them are still unwritten"
+        );
+    }
+
+    /// Which blocks of `path` are in unwritten extents, from `filefrag -v`.
+    #[cfg(target_os = "linux")]
+    fn unwritten_blocks(path: &std::path::Path) -> impl Fn(u64) -> bool {
+        // In /usr/sbin, which a user's PATH may not name.
+        let out = ["filefrag", "/usr/sbin/filefrag", "/sbin/filefrag"]
+            .iter()
+            .find_map(|bin| {
+                std::process::Command::new(bin)
+                    .arg("-v")
+                    .arg(path)
+                    .output()
+                    .ok()
+            })
+            .expect("filefrag (e2fsprogs) runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Lines like `   1:       65..    1023:    4524097..   4525055:    959:   last,unwritten,eof`.
+        let ranges: Vec<(u64, u64)> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("unwritten"))
+            .filter_map(|l| {
+                let logical = l.split(':').nth(1)?;
+                let (a, b) = logical.split_once("..")?;
+                Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+            })
+            .collect();
+        move |block| ranges.iter().any(|(a, b)| (*a..=*b).contains(&block))
     }
 }
