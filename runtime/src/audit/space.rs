@@ -206,17 +206,17 @@ mod tests {
         assert_eq!(zero_range(limit - 100, limit, limit), None);
     }
 
-    #[test]
-    fn zeros_never_reach_the_records_and_keep_the_file_readable() {
+    /// An empty file in a fresh folder (kept while the folder lives).
+    fn new_file() -> (tempfile::TempDir, std::path::PathBuf, File) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap();
+        let file = File::create(&path).unwrap();
+        (dir, path, file)
+    }
+
+    #[test]
+    fn zeros_never_reach_the_records_and_keep_the_file_readable() {
+        let (_dir, path, file) = new_file();
         let mut space = Space::new(&file);
         // Forced on, wherever the test runs: the bytes must come out the same.
         space.zero = true;
@@ -253,14 +253,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn zeroed_blocks_are_written_extents_once_synced() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(&path)
-            .unwrap();
+        let (_dir, path, file) = new_file();
         let mut space = Space::new(&file);
         let kind = fs_kind(&file).unwrap();
         assert_eq!(
