@@ -1,11 +1,12 @@
 //! The room ahead of the records in the current log file: what makes a record's sync cost
-//! one data write and one flush, not a journal commit as well.
+//! one data write and one flush, not a metadata write as well.
 //!
 //! - **Preallocated** (`fallocate`) in steps of [`PREALLOCATE`] bytes, so that a sync within
 //!   the allocated part has no file size to write.
 //! - **Zeroed ahead** (on ext4 and XFS): `fallocate` leaves *unwritten* extents, and the
 //!   first write into each of their blocks turns it into a written one, a change of the
-//!   file's metadata that the next `fdatasync` must commit to the journal. With records of
+//!   file's metadata that the next `fdatasync` must write too (the inode's extents, or a
+//!   journal commit where the file system keeps a journal). With records of
 //!   a few hundred bytes that is one sync in four at one call at a time, and every sync
 //!   under load. So zeros are written ahead of the records, [`ZERO_STEP`] bytes at a time
 //!   while less than [`ZERO_AHEAD`] is zeroed: records then overwrite written blocks, and
@@ -136,7 +137,7 @@ fn zero_range(end: u64, zeroed: u64, limit: u64) -> Option<(u64, u64)> {
 }
 
 /// Whether `file` is on a file system that keeps allocated blocks unwritten until written
-/// (ext4, XFS): there, zeroing ahead saves a journal commit per sync.
+/// (ext4, XFS): there, zeroing ahead saves a metadata write per sync.
 #[cfg(target_os = "linux")]
 fn has_unwritten_extents(file: &File) -> bool {
     fs_kind(file).is_some_and(|kind| kind == EXT4 || kind == XFS)
