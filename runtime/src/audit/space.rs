@@ -19,8 +19,6 @@
 //! fallocated blocks, 89-101 us into zeroed ones.
 
 use std::fs::File;
-#[cfg(unix)]
-use std::os::unix::fs::FileExt;
 
 /// Bytes a log file is extended by ahead of its records.
 pub const PREALLOCATE: u64 = 4 << 20;
@@ -31,7 +29,10 @@ pub const ZERO_STEP: u64 = 256 << 10;
 /// The file system's block: zeros start at a block the records have not reached.
 const BLOCK: u64 = 4096;
 
-static ZEROS: [u8; ZERO_STEP as usize] = [0; ZERO_STEP as usize];
+/// One block of zeros: a step writes it repeated (one `pwritev`), so that no step-sized
+/// buffer of zeros sits in the binary or in memory.
+#[cfg(target_os = "linux")]
+static ZERO_BLOCK: [u8; BLOCK as usize] = [0; BLOCK as usize];
 
 /// The room ahead of the records of one log file.
 #[derive(Debug)]
@@ -92,17 +93,10 @@ impl Space {
         let Some((from, to)) = zero_range(end, self.zeroed, limit) else {
             return;
         };
-        let len = usize::try_from(to - from)
-            .unwrap_or(ZEROS.len())
-            .min(ZEROS.len());
-        #[cfg(unix)]
-        let done = file.write_all_at(&ZEROS[..len], from);
-        #[cfg(not(unix))]
-        let done: std::io::Result<()> = Err(std::io::ErrorKind::Unsupported.into());
-        match done {
+        match write_zeros(file, from, to) {
             Ok(()) => {
-                self.zeroed = from + len as u64;
-                self.allocated = self.allocated.max(self.zeroed);
+                self.zeroed = to;
+                self.allocated = self.allocated.max(to);
             }
             Err(e) => {
                 // The records are whole (the zeros come after them); only the speed-up is
@@ -162,6 +156,35 @@ fn has_unwritten_extents(_: &File) -> bool {
     false
 }
 
+/// Writes zeros over `from..to` of `file`.
+#[cfg(target_os = "linux")]
+fn write_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    const SLICES: usize = (ZERO_STEP / BLOCK) as usize;
+    let mut at = from;
+    while at < to {
+        let left = usize::try_from(to - at).unwrap_or(usize::MAX);
+        let count = left.div_ceil(ZERO_BLOCK.len()).min(SLICES);
+        let mut slices = [std::io::IoSlice::new(&ZERO_BLOCK); SLICES];
+        // The last block may be a part of one.
+        let last = left - (count - 1) * ZERO_BLOCK.len();
+        if last < ZERO_BLOCK.len() {
+            slices[count - 1] = std::io::IoSlice::new(&ZERO_BLOCK[..last]);
+        }
+        match rustix::io::pwritev(file, &slices[..count], at) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => at += n as u64,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn write_zeros(_: &File, _: u64, _: u64) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
 /// Extends `file` to `offset + len` bytes of allocated zeros.
 #[cfg(target_os = "linux")]
 fn preallocate(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
@@ -177,6 +200,8 @@ fn preallocate(_: &File, _: u64, _: u64) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(unix)]
+    use std::os::unix::fs::FileExt;
 
     #[test]
     fn zeros_start_after_the_records_block_and_keep_a_step_ahead() {
@@ -215,6 +240,24 @@ mod tests {
         (dir, path, file)
     }
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn zeros_cover_exactly_their_range_whatever_its_length() {
+        let (_dir, path, file) = new_file();
+        let len = 3 * ZERO_STEP as usize;
+        file.write_all_at(&vec![b'x'; len], 0).unwrap();
+        // Longer than one pwritev, ending inside a block, starting inside one.
+        let (from, to) = (100u64, ZERO_STEP + 2 * BLOCK + 7);
+        write_zeros(&file, from, to).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), len);
+        for (i, b) in bytes.iter().enumerate() {
+            let zeroed = (from..to).contains(&(i as u64));
+            assert_eq!(*b == 0, zeroed, "byte {i}");
+        }
+    }
+
+    #[cfg(target_os = "linux")]
     #[test]
     fn zeros_never_reach_the_records_and_keep_the_file_readable() {
         let (_dir, path, file) = new_file();
