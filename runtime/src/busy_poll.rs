@@ -119,9 +119,7 @@ impl Stream {
             typical: Duration::ZERO,
         }
     }
-}
 
-impl Stream {
     /// Notes a write that sent something: an answer is expected from now on.
     fn wrote(&mut self, written: Poll<std::io::Result<usize>>) -> Poll<std::io::Result<usize>> {
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {

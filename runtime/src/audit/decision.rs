@@ -41,7 +41,7 @@ fn common(
     // (the principal's attributes hold the same, for re-evaluation).
     match crate::decision::delegation::Delegated::of(caller.declared) {
         Some(Ok(d)) => {
-            r.value("on_behalf_of", &json!(d.person.id));
+            r.str("on_behalf_of", &d.person.id);
             r.object("delegation")
                 .str("expires", &d.expires)
                 .str("id", &d.id)
@@ -138,8 +138,8 @@ fn decision_fields(
     let rule = program.rule(decision.rule);
     // The principal the decision saw: with the groups `principals.yaml` declares.
     let merged = match &d.caller.principal {
-        std::borrow::Cow::Owned(merged) => Some(merged),
-        std::borrow::Cow::Borrowed(_) => None,
+        Cow::Owned(merged) => Some(merged),
+        Cow::Borrowed(_) => None,
     };
     let mut r = common("decision", d.caller, merged, loaded);
     r.str("request_id", request_id)
@@ -181,10 +181,10 @@ fn decision_fields(
         .as_ref()
         .filter(|_| matches!(d.outcome, Outcome::Deny(_)))
     {
-        r.value("gate", &json!(l.rule));
+        r.str("gate", l.rule);
     }
     if let Outcome::Deny(text) = &d.outcome {
-        r.value("message", &json!(text));
+        r.str("message", text);
     }
     r.u64("decision_ns", decision_ns(d));
     r
