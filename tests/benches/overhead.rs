@@ -559,7 +559,7 @@ fn start_quota(bin: &Path, store: &str, upstream: SocketAddr, redis: Option<&Red
 
 /// p50 and p99 of a bare `pwrite` + `fdatasync` of a 300-byte record: appended to a new
 /// file, written into blocks `fallocate` left unwritten (each first write into a block
-/// makes the sync commit its conversion), and rewritten inside a file already written (no
+/// makes the sync write its conversion too), and rewritten inside a file already written (no
 /// size or block to allocate, as in the gateway's zeroed-ahead log files): the disk's own
 /// cost of one durable record, next to which the audit's cost is read.
 fn disk_sync(dir: &Path) -> [(u64, u64); 3] {
