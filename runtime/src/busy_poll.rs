@@ -12,6 +12,7 @@
 //!
 //! Bottom layer: uses nothing of the crate.
 
+use std::future::Future;
 use std::io::Read;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -63,22 +64,39 @@ pub fn alone() -> bool {
 /// Calls `attempt` until it gives a value, for at most the budget, while no more than
 /// `most` calls are in flight and no other thread polls. `None` when it gave up: the
 /// caller then waits as usual.
-pub fn poll<T>(most: usize, mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn poll<T>(most: usize, attempt: impl FnMut() -> Option<T>) -> Option<T> {
+    match poll_for(most, attempt) {
+        Polled::Seen(v) => Some(v),
+        Polled::GaveUp | Polled::Skipped => None,
+    }
+}
+
+/// What [`poll_for`] came to.
+enum Polled<T> {
+    /// `attempt` gave a value.
+    Seen(T),
+    /// Polled for the whole budget in vain (or until a second call came in).
+    GaveUp,
+    /// Not polled: no budget, too many calls in flight, or another thread polls.
+    Skipped,
+}
+
+fn poll_for<T>(most: usize, mut attempt: impl FnMut() -> Option<T>) -> Polled<T> {
     let budget = BUDGET_NS.load(Ordering::Relaxed);
     if budget == 0 || IN_FLIGHT.load(Ordering::Relaxed) > most {
-        return None;
+        return Polled::Skipped;
     }
     if POLLING.swap(true, Ordering::Acquire) {
-        return None;
+        return Polled::Skipped;
     }
     let budget = Duration::from_nanos(budget);
     let start = Instant::now();
     let found = loop {
         if let Some(v) = attempt() {
-            break Some(v);
+            break Polled::Seen(v);
         }
         if start.elapsed() >= budget || IN_FLIGHT.load(Ordering::Relaxed) > most {
-            break None;
+            break Polled::GaveUp;
         }
         // A thread woken meanwhile may have been queued on this core: let it run.
         std::thread::yield_now();
@@ -87,13 +105,18 @@ pub fn poll<T>(most: usize, mut attempt: impl FnMut() -> Option<T>) -> Option<T>
     found
 }
 
+/// A peer whose answers lately took longer than the budget is still polled for once in
+/// this many asks: only a poll measures an answer's time (one read after a wake-up measures
+/// the wake-up too), so without a fresh look a peer once slow would never be polled again.
+const PROBE_EVERY: u32 = 8;
+
 /// A TCP stream that, once it has sent something and is flushed, polls for the answer
 /// (see the module) before it lets its task wait for readiness, when its peer's answers
-/// lately came within the budget (a slow peer is not polled for). The poll happens in
-/// `poll_flush`, the last step of hyper's connection loop: polling in `poll_read` would
-/// also hold back what hyper writes after reading. `most`: the calls in flight up to which
-/// it polls (0 for a client connection waiting for its next request, 1 for an upstream
-/// answer to the call in flight).
+/// lately came within the budget (a slow peer is polled for only now and then, to notice
+/// when it is quick again). The poll happens in `poll_flush`, the last step of hyper's
+/// connection loop: polling in `poll_read` would also hold back what hyper writes after
+/// reading. `most`: the calls in flight up to which it polls (0 for a client connection
+/// waiting for its next request, 1 for an upstream answer to the call in flight).
 pub struct Stream {
     inner: TcpStream,
     most: usize,
@@ -101,11 +124,15 @@ pub struct Stream {
     awaiting: bool,
     /// A poll saw data the reactor may not have reported yet: read the socket directly.
     readable: bool,
-    /// When the last answer was asked for (the last flush after a write).
+    /// When the last answer was asked for (the last flush after a write), until a poll
+    /// saw it or a read got it.
     asked: Option<Instant>,
-    /// How long answers took lately (a moving average): a peer that answers slower than
-    /// the budget is not polled for.
+    /// How long answers took lately, as polls saw them (a moving average; a poll that gave
+    /// up counts twice the budget): a peer that answers slower than the budget is polled
+    /// for only once in [`PROBE_EVERY`] asks.
     typical: Duration,
+    /// Asks not polled for since the last poll, the peer being slow.
+    unpolled: u32,
 }
 
 impl Stream {
@@ -117,7 +144,38 @@ impl Stream {
             readable: false,
             asked: None,
             typical: Duration::ZERO,
+            unpolled: 0,
         }
+    }
+
+    /// Polls for the answer just asked for; when it comes in time, the task is polled again
+    /// to read it.
+    fn poll_for_answer(&mut self, cx: &mut Context<'_>) {
+        let socket = socket2::SockRef::from(&self.inner);
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        let polled = poll_for(self.most, || match socket.peek(&mut probe) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => None,
+            // Data, the end of the stream, or an error: the next read reports it.
+            _ => Some(()),
+        });
+        let took = match polled {
+            Polled::Skipped => return,
+            Polled::GaveUp => 2 * budget(),
+            Polled::Seen(()) => {
+                self.readable = true;
+                // Polled again on this thread once its worker has nothing else to run; the
+                // read takes it from there. A plain self-wake would count as a yield, and
+                // tokio hands a yielded task to an idle worker, waking it (an interrupt to
+                // a halted virtual CPU) for work this thread is about to do.
+                let _ = std::pin::pin!(tokio::task::yield_now()).poll(cx);
+                self.asked
+                    .take()
+                    .map_or(Duration::ZERO, |asked| asked.elapsed())
+            }
+        };
+        self.unpolled = 0;
+        self.typical = (self.typical * 3 + took) / 4;
     }
 
     /// Notes a write that sent something: an answer is expected from now on.
@@ -154,9 +212,7 @@ impl AsyncRead for Stream {
         }
         if result.is_ready() && buf.filled().len() > before {
             this.awaiting = false;
-            if let Some(asked) = this.asked.take() {
-                this.typical = (this.typical * 3 + asked.elapsed()) / 4;
-            }
+            this.asked = None;
         }
         result
     }
@@ -195,22 +251,15 @@ impl AsyncWrite for Stream {
                 None => this.asked = Some(Instant::now()),
                 // Still unanswered since an earlier flush (a stream of events the peer
                 // does not answer): that wait counts, so such a peer is not polled for.
-                Some(asked) => this.typical = this.typical.max(asked.elapsed()),
+                Some(asked) => this.typical = this.typical.max(asked.elapsed().min(2 * budget())),
             }
         }
-        if flushed.is_ready() && this.awaiting && !this.readable && this.typical <= budget() {
-            let socket = socket2::SockRef::from(&this.inner);
-            let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-            let seen = poll(this.most, || match socket.peek(&mut probe) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => None,
-                // Data, the end of the stream, or an error: the next read reports it.
-                _ => Some(()),
-            });
-            if seen.is_some() {
-                this.readable = true;
-                // Polled again at once, on this thread: the read takes it from there.
-                cx.waker().wake_by_ref();
+        if flushed.is_ready() && this.awaiting && !this.readable {
+            if this.typical > budget() {
+                this.unpolled += 1;
+            }
+            if this.typical <= budget() || this.unpolled >= PROBE_EVERY {
+                this.poll_for_answer(cx);
             }
         }
         flushed
@@ -235,7 +284,8 @@ mod tests {
 
     // One test: the budget and the count of calls are the process's.
     #[tokio::test]
-    async fn answers_are_read_whether_polled_for_or_not_and_slow_peers_are_not_polled() {
+    async fn answers_are_read_whether_polled_for_or_not_and_slow_peers_are_polled_only_now_and_then()
+     {
         set_budget(Duration::from_millis(5));
         {
             let calls = [InFlight::enter(), InFlight::enter()];
@@ -297,6 +347,36 @@ mod tests {
         assert!(events.typical >= budget(), "{:?}", events.typical);
         assert!(!events.readable);
         assert_eq!(ours.read(&mut buf).await.unwrap(), 0);
+        // A peer once slow and now quick: its answers are read late when nobody polls for
+        // them, so only the polls made now and then find it quick again; then every answer
+        // is polled for once more.
+        set_budget(Duration::from_millis(200));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let echo = std::thread::spawn(move || {
+            let (mut peer, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 64];
+            while let Ok(n @ 1..) = std::io::Read::read(&mut peer, &mut buf) {
+                peer.write_all(&buf[..n]).unwrap();
+            }
+        });
+        let mut quick = Stream::new(TcpStream::connect(addr).await.unwrap(), 1);
+        quick.typical = budget() * 3;
+        let mut polled = Vec::new();
+        for i in 0..5 * PROBE_EVERY {
+            quick.write_all(&[i as u8; 2]).await.unwrap();
+            quick.flush().await.unwrap();
+            polled.push(quick.readable);
+            let n = quick.read(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], &[i as u8; 2], "answer {i}");
+        }
+        let every = PROBE_EVERY as usize;
+        assert!(!polled[..every - 1].contains(&true), "{polled:?}");
+        assert!(polled[every - 1], "the probe: {polled:?}");
+        assert!(!polled[4 * every..].contains(&false), "{polled:?}");
+        assert!(quick.typical <= budget(), "{:?}", quick.typical);
+        drop(quick);
+        echo.join().unwrap();
         set_budget(Duration::ZERO);
         assert_eq!(poll(1, || Some(())), None, "no budget");
     }

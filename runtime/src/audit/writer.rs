@@ -399,7 +399,7 @@ impl Writer {
             // nobody else waits meanwhile. Otherwise the syncers overlap syncs with the
             // next writes.
             if waiting.len() == 1 && syncers.idle() {
-                let ok = self.sync();
+                let ok = self.sync_waited();
                 let why = self.broken.clone().unwrap_or_default();
                 for (s, a) in waiting {
                     let _ = a.send(if ok { Ok(s) } else { Err(why.clone()) });
@@ -419,7 +419,7 @@ impl Writer {
             Level::Batched => acks.iter().any(|(_, a)| a.is_some()),
             Level::Written => false,
         };
-        if sync_now && !self.sync() {
+        if sync_now && !self.sync_waited() {
             let why = self.broken.clone().unwrap_or_default();
             for (_, ack) in acks {
                 if let Some(a) = ack {
@@ -448,6 +448,12 @@ impl Writer {
         self.file.write_all(buf)?;
         self.space.written(&self.file, end, limit);
         Ok(())
+    }
+
+    /// [`Writer::sync`] for records a call waits for: the core is kept awake meanwhile
+    /// when the call is alone ([`crate::keep_awake`]).
+    fn sync_waited(&mut self) -> bool {
+        crate::keep_awake::awake_while(|| self.sync())
     }
 
     /// fdatasyncs the current file; `false` (and the writer broken) when that fails.

@@ -51,7 +51,8 @@ pub async fn serve(listener: TcpListener, gw: Arc<Gateway>, shutdown: impl Futur
                 TokioIo::new(crate::busy_poll::Stream::new(stream, 0)),
                 service,
             );
-        let conn = graceful.watch(conn);
+        // Polled again in place when it wakes itself (reading a request's body does).
+        let conn = crate::in_place::InPlace::new(graceful.watch(conn));
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
