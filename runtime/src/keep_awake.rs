@@ -6,7 +6,9 @@
 //! go on, tens of microseconds on top of the sync, and the call resumes on cold caches.
 //! While at most one call is in flight and busy polling is on ([`crate::busy_poll`]), a
 //! keeper thread runs on that core meanwhile: it spins, yielding, until the sync returns
-//! (at most [`MAX_AWAKE`]). It runs under `SCHED_IDLE`, the lowest class: any other
+//! (at most the busy-polling budget, `gateway.busy_poll_us`: a sync slower than that is
+//! long enough that a wake-up matters less, and the core is left to idle). It runs under
+//! `SCHED_IDLE`, the lowest class: any other
 //! thread that wants the core has it at once (the woken syncing thread first), and the
 //! scheduler still counts the core as idle when it places a waking thread.
 //!
@@ -18,15 +20,12 @@
 
 use std::time::Duration;
 
-/// Longest a keeper spins for one sync: a sync slower than this is long enough that a
-/// wake-up's tens of microseconds matter little, and the core is left to idle.
-pub const MAX_AWAKE: Duration = Duration::from_millis(1);
-
 /// Runs `f` (a blocking sync) with the core kept awake, when at most one call is in flight
 /// and busy polling is on; otherwise just runs it.
 pub fn awake_while<T>(f: impl FnOnce() -> T) -> T {
-    let _keeping = if crate::busy_poll::budget() > Duration::ZERO && crate::busy_poll::alone() {
-        keeper::start()
+    let budget = crate::busy_poll::budget();
+    let _keeping = if budget > Duration::ZERO && crate::busy_poll::alone() {
+        keeper::start(budget)
     } else {
         None
     };
@@ -35,7 +34,6 @@ pub fn awake_while<T>(f: impl FnOnce() -> T) -> T {
 
 #[cfg(target_os = "linux")]
 mod keeper {
-    use super::MAX_AWAKE;
     use rustix::process::Pid;
     use rustix::thread::CpuSet;
     use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -50,10 +48,10 @@ mod keeper {
     /// The process's keeper, started on first use.
     static KEEPER: OnceLock<Option<Keeper>> = OnceLock::new();
 
-    /// Sets the process's keeper spinning on this thread's core until dropped; `None`
-    /// when there is none.
-    pub fn start() -> Option<Keeping<'static>> {
-        KEEPER.get_or_init(Keeper::spawn).as_ref()?.start()
+    /// Sets the process's keeper spinning on this thread's core until dropped, for at
+    /// most `most`; `None` when there is none.
+    pub fn start(most: Duration) -> Option<Keeping<'static>> {
+        KEEPER.get_or_init(Keeper::spawn).as_ref()?.start(most)
     }
 
     /// A keeper thread.
@@ -71,6 +69,8 @@ mod keeper {
         asked: AtomicU64,
         /// The core it is pinned to, plus one (0: none yet).
         pinned: AtomicUsize,
+        /// Longest it spins for one sync, in nanoseconds.
+        most: AtomicU64,
         stop: AtomicBool,
     }
 
@@ -121,8 +121,9 @@ mod keeper {
         }
 
         /// Pins the keeper to this thread's core (when it is not there yet) and sets it
-        /// spinning until the result is dropped; `None` when it cannot be pinned.
-        pub fn start(&self) -> Option<Keeping<'_>> {
+        /// spinning until the result is dropped, for at most `most`; `None` when it cannot
+        /// be pinned.
+        pub fn start(&self, most: Duration) -> Option<Keeping<'_>> {
             let cpu = rustix::thread::sched_getcpu();
             if self.shared.pinned.load(Ordering::Relaxed) != cpu + 1 {
                 let mut set = CpuSet::new();
@@ -130,6 +131,8 @@ mod keeper {
                 rustix::thread::sched_setaffinity(Some(self.tid), &set).ok()?;
                 self.shared.pinned.store(cpu + 1, Ordering::Relaxed);
             }
+            let most = u64::try_from(most.as_nanos()).unwrap_or(u64::MAX);
+            self.shared.most.store(most, Ordering::Release);
             self.shared.keeping.fetch_add(1, Ordering::AcqRel);
             self.shared.asked.fetch_add(1, Ordering::AcqRel);
             self.thread.unpark();
@@ -168,7 +171,8 @@ mod keeper {
                 continue;
             }
             seen = asked;
-            let until = Instant::now() + MAX_AWAKE;
+            let most = Duration::from_nanos(shared.most.load(Ordering::Acquire));
+            let until = Instant::now() + most;
             while shared.keeping.load(Ordering::Acquire) > 0 && Instant::now() < until {
                 std::thread::yield_now();
             }
@@ -180,7 +184,7 @@ mod keeper {
 mod keeper {
     pub struct Keeping(());
 
-    pub fn start() -> Option<Keeping> {
+    pub fn start(_most: std::time::Duration) -> Option<Keeping> {
         None
     }
 }
@@ -210,7 +214,7 @@ mod tests {
         let tid = keeper.tid();
         assert_eq!(proc_value(tid, "sched", "policy"), "5", "SCHED_IDLE");
         assert_eq!(keeper.pinned(), None);
-        let keeping = keeper.start().expect("pinned");
+        let keeping = keeper.start(Duration::from_millis(1)).expect("pinned");
         assert_eq!(keeper.keeping(), 1);
         let pinned = keeper.pinned().expect("pinned");
         assert_eq!(
@@ -220,14 +224,15 @@ mod tests {
         );
         drop(keeping);
         assert_eq!(keeper.keeping(), 0);
-        // Done spinning, it sleeps (at the latest once MAX_AWAKE has gone by).
+        // Done spinning, it sleeps (at the latest once the millisecond has gone by).
         let asleep = (0..200).any(|_| {
             std::thread::sleep(Duration::from_millis(5));
             proc_value(tid, "status", "State").starts_with('S')
         });
         assert!(asleep, "the keeper went on running");
         // Two syncs at once: it keeps spinning until both are done.
-        let (a, b) = (keeper.start(), keeper.start());
+        let most = Duration::from_millis(1);
+        let (a, b) = (keeper.start(most), keeper.start(most));
         assert_eq!(keeper.keeping(), 2);
         drop(a);
         assert_eq!(keeper.keeping(), 1);
