@@ -109,6 +109,10 @@ fn poll_for<T>(most: usize, mut attempt: impl FnMut() -> Option<T>) -> Polled<T>
 /// this many asks: only a poll measures an answer's time (one read after a wake-up measures
 /// the wake-up too), so without a fresh look a peer once slow would never be polled again.
 const PROBE_EVERY: u32 = 8;
+/// Each look that finds the peer still slow doubles the asks until the next, up to this
+/// many: a client that thinks between its calls costs one budget of polling in a
+/// thousand asks, not one in eight.
+const PROBE_EVERY_MOST: u32 = 1024;
 
 /// A TCP stream that, once it has sent something and is flushed, polls for the answer
 /// (see the module) before it lets its task wait for readiness, when its peer's answers
@@ -129,10 +133,13 @@ pub struct Stream {
     asked: Option<Instant>,
     /// How long answers took lately, as polls saw them (a moving average; a poll that gave
     /// up counts twice the budget): a peer that answers slower than the budget is polled
-    /// for only once in [`PROBE_EVERY`] asks.
+    /// for only once in `probe_every` asks.
     typical: Duration,
     /// Asks not polled for since the last poll, the peer being slow.
     unpolled: u32,
+    /// Asks between two looks at a slow peer: [`PROBE_EVERY`], doubled by each look
+    /// that gives up, back to [`PROBE_EVERY`] when a poll sees an answer.
+    probe_every: u32,
 }
 
 impl Stream {
@@ -145,6 +152,7 @@ impl Stream {
             asked: None,
             typical: Duration::ZERO,
             unpolled: 0,
+            probe_every: PROBE_EVERY,
         }
     }
 
@@ -161,8 +169,14 @@ impl Stream {
         });
         let took = match polled {
             Polled::Skipped => return,
-            Polled::GaveUp => 2 * budget(),
+            Polled::GaveUp => {
+                if self.typical > budget() {
+                    self.probe_every = (self.probe_every * 2).min(PROBE_EVERY_MOST);
+                }
+                2 * budget()
+            }
             Polled::Seen(()) => {
+                self.probe_every = PROBE_EVERY;
                 self.readable = true;
                 // Polled again on this thread once its worker has nothing else to run; the
                 // read takes it from there. A plain self-wake would count as a yield, and
@@ -258,7 +272,7 @@ impl AsyncWrite for Stream {
             if this.typical > budget() {
                 this.unpolled += 1;
             }
-            if this.typical <= budget() || this.unpolled >= PROBE_EVERY {
+            if this.typical <= budget() || this.unpolled >= this.probe_every {
                 this.poll_for_answer(cx);
             }
         }
@@ -345,6 +359,14 @@ mod tests {
         events.write_all(b"event 2").await.unwrap();
         events.flush().await.unwrap();
         assert!(events.typical >= budget(), "{:?}", events.typical);
+        assert!(!events.readable);
+        // Looked at now and then, and less often each time it is still unanswered: after
+        // 8 asks, then 16 more.
+        for _ in 0..3 * PROBE_EVERY {
+            events.write_all(b"event").await.unwrap();
+            events.flush().await.unwrap();
+        }
+        assert_eq!(events.probe_every, 4 * PROBE_EVERY);
         assert!(!events.readable);
         assert_eq!(ours.read(&mut buf).await.unwrap(), 0);
         // A peer once slow and now quick: its answers are read late when nobody polls for
