@@ -8,13 +8,14 @@
 //! keeper thread runs on that core meanwhile: it spins, yielding, until the sync returns
 //! (at most the busy-polling budget, `gateway.busy_poll_us`: a sync slower than that is
 //! long enough that a wake-up matters less, and the core is left to idle). It runs under
-//! `SCHED_IDLE`, the lowest class: any other
-//! thread that wants the core has it at once (the woken syncing thread first), and the
-//! scheduler still counts the core as idle when it places a waking thread.
+//! `SCHED_IDLE`, the lowest class: any other thread that wants the core has it at once
+//! (the woken syncing thread first), and the scheduler still counts the core as idle when
+//! it places a waking thread.
 //!
 //! The keeper is pinned to the core of the thread that syncs (re-pinned when that thread
-//! moved), and started on first use. Where `SCHED_IDLE` cannot be had, there is no keeper:
-//! one of ordinary priority would take the core from the work it is meant to wait for.
+//! moved); the gateway starts it with the audit log ([`prepare`]). Where `SCHED_IDLE`
+//! cannot be had, there is no keeper: one of ordinary priority would take the core from
+//! the work it is meant to wait for.
 //!
 //! Bottom layer: uses the busy-polling module's count of calls and budget only.
 
@@ -32,6 +33,11 @@ pub fn awake_while<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
+/// Starts the keeper now, so that the first call does not wait for its thread.
+pub fn prepare() {
+    keeper::prepare();
+}
+
 #[cfg(target_os = "linux")]
 mod keeper {
     use rustix::process::Pid;
@@ -47,6 +53,10 @@ mod keeper {
 
     /// The process's keeper, started on first use.
     static KEEPER: OnceLock<Option<Keeper>> = OnceLock::new();
+
+    pub fn prepare() {
+        KEEPER.get_or_init(Keeper::spawn);
+    }
 
     /// Sets the process's keeper spinning on this thread's core until dropped, for at
     /// most `most`; `None` when there is none.
@@ -183,6 +193,8 @@ mod keeper {
 #[cfg(not(target_os = "linux"))]
 mod keeper {
     pub struct Keeping(());
+
+    pub fn prepare() {}
 
     pub fn start(_most: std::time::Duration) -> Option<Keeping> {
         None

@@ -406,6 +406,10 @@ pub fn run(args: Args) -> ExitCode {
     crate::busy_poll::set_budget(std::time::Duration::from_micros(
         config.gateway.busy_poll_us.min(10_000),
     ));
+    if audit.is_some() && config.gateway.busy_poll_us > 0 {
+        // Started now rather than by the first audited call.
+        crate::keep_awake::prepare();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
