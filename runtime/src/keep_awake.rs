@@ -135,6 +135,10 @@ mod keeper {
         /// be pinned.
         pub fn start(&self, most: Duration) -> Option<Keeping<'_>> {
             let cpu = rustix::thread::sched_getcpu();
+            if cpu >= CpuSet::MAX_CPU {
+                // Beyond what a CPU set can name (`CpuSet::set` would panic).
+                return None;
+            }
             if self.shared.pinned.load(Ordering::Relaxed) != cpu + 1 {
                 let mut set = CpuSet::new();
                 set.set(cpu);
