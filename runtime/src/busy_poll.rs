@@ -260,19 +260,23 @@ impl AsyncWrite for Stream {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         let flushed = Pin::new(&mut this.inner).poll_flush(cx);
-        if flushed.is_ready() && this.awaiting {
-            match this.asked {
-                None => this.asked = Some(Instant::now()),
-                // Still unanswered since an earlier flush (a stream of events the peer
-                // does not answer): that wait counts, so such a peer is not polled for.
-                Some(asked) => this.typical = this.typical.max(asked.elapsed().min(2 * budget())),
-            }
+        if !flushed.is_ready() || !this.awaiting {
+            return flushed;
         }
-        if flushed.is_ready() && this.awaiting && !this.readable {
-            if this.typical > budget() {
+        let budget = budget();
+        match this.asked {
+            None => this.asked = Some(Instant::now()),
+            // Still unanswered since an earlier flush (a stream of events the peer does
+            // not answer): that wait counts (as a poll that gave up would at most), so
+            // such a peer is polled for only now and then.
+            Some(asked) => this.typical = this.typical.max(asked.elapsed().min(2 * budget)),
+        }
+        if !this.readable {
+            let slow = this.typical > budget;
+            if slow {
                 this.unpolled += 1;
             }
-            if this.typical <= budget() || this.unpolled >= this.probe_every {
+            if !slow || this.unpolled >= this.probe_every {
                 this.poll_for_answer(cx);
             }
         }
